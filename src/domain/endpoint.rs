@@ -1,0 +1,115 @@
+//! Endpoints a service registers: where clients reach it and where the health monitor probes it.
+//!
+//! Two kinds: an absolute `http://` / `https://` URL (probed with GET), and `tcp://host:port` for
+//! backing services that do not speak HTTP, such as Redis or SQL (probed with a TCP connect). The
+//! text is stored exactly as registered, so rows stay readable by the recipe's Node functions.
+
+use super::{has_control_char, ValidationError};
+use url::Url;
+
+pub const MAX_ENDPOINT_LEN: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Http(Url),
+    Tcp { host: String, port: u16 },
+}
+
+impl Endpoint {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let invalid = |why: &str| {
+            ValidationError::new(
+                field,
+                format!("{field} {why}; expected an absolute http(s) URL or tcp://host:port"),
+            )
+        };
+        if raw.is_empty() {
+            return Err(ValidationError::new(
+                field,
+                format!("{field} must not be empty"),
+            ));
+        }
+        if raw.len() > MAX_ENDPOINT_LEN {
+            return Err(invalid(&format!(
+                "is longer than {MAX_ENDPOINT_LEN} characters"
+            )));
+        }
+        if has_control_char(raw) || raw.trim() != raw {
+            return Err(invalid("contains whitespace or control characters"));
+        }
+        // WHATWG parsing is forgiving (`https:///x` gets host `x`, `http:x` becomes `http://x`): insist
+        // on an explicit `scheme://authority` in the text itself.
+        let has_authority = raw
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+        if !has_authority {
+            return Err(invalid("has no host"));
+        }
+        let url = Url::parse(raw).map_err(|_| invalid("is not an absolute URL"))?;
+        let host = match url.host_str() {
+            Some(host) if !host.is_empty() => host.to_owned(),
+            _ => return Err(invalid("has no host")),
+        };
+        match url.scheme() {
+            "http" | "https" => Ok(Endpoint::Http(url)),
+            "tcp" => {
+                let port = url.port().ok_or_else(|| invalid("has no port"))?;
+                if url.path() != "" && url.path() != "/" || url.query().is_some() {
+                    return Err(invalid("must not have a path or query"));
+                }
+                Ok(Endpoint::Tcp { host, port })
+            }
+            other => Err(invalid(&format!("has unsupported scheme '{other}'"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_http_https_and_tcp() {
+        assert!(matches!(
+            Endpoint::parse("endpoint", "https://test-api.example.com"),
+            Ok(Endpoint::Http(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("endpoint", "http://127.0.0.1:8080/health?x=1"),
+            Ok(Endpoint::Http(_))
+        ));
+        assert_eq!(
+            Endpoint::parse("endpoint", "tcp://redis.internal:6380").unwrap(),
+            Endpoint::Tcp {
+                host: "redis.internal".into(),
+                port: 6380
+            }
+        );
+        assert!(matches!(
+            Endpoint::parse("endpoint", "tcp://[::1]:5432"),
+            Ok(Endpoint::Tcp { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_everything_else_naming_the_field() {
+        for bad in [
+            "",
+            "not a url",
+            "/relative/path",
+            "ftp://x.example.com",
+            "http://",
+            "https:///path",
+            "tcp://host",
+            "tcp://host:6379/db",
+            "mailto:a@b.c",
+            "http:x.example.com",
+            " http://x",
+            "http://x\n",
+            &format!("http://x/{}", "a".repeat(2048)),
+        ] {
+            let err = Endpoint::parse("healthEndpoint", bad).unwrap_err();
+            assert_eq!(err.field, "healthEndpoint", "{bad:?}");
+        }
+    }
+}

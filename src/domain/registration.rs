@@ -1,0 +1,270 @@
+//! What a registration request must contain, parsed once into a `Registration`.
+//!
+//! The body arrives as untyped JSON so that every problem can be reported against the field it belongs
+//! to (serde's own errors name positions, not fields). Limits keep every row far below Table Storage's
+//! 64 KiB-per-string and 1 MiB-per-entity limits, so a valid registration can never fail at the store.
+
+use super::{has_control_char, Endpoint, ServiceName, ServiceType, ValidationError};
+use serde_json::{Map, Value};
+
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_LEN: usize = 128;
+pub const MAX_METADATA_KEYS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+pub const MAX_VERSION_LEN: usize = 64;
+const DEFAULT_VERSION: &str = "1.0.0";
+
+/// A registration that passed every rule: safe to write as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub service_type: ServiceType,
+    pub service_name: ServiceName,
+    /// As registered (the URL text, not a re-serialisation), so other clients read what was sent.
+    pub endpoint: String,
+    pub health_endpoint: String,
+    pub version: String,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+impl Registration {
+    /// Parses the request body's JSON. Unknown fields are ignored and `null` counts as absent, so
+    /// clients written for later versions of the API can still register.
+    pub fn parse(body: &Value) -> Result<Self, ValidationError> {
+        let object = body.as_object().ok_or_else(|| {
+            ValidationError::new("body", "the request body must be a JSON object")
+        })?;
+
+        let service_name = ServiceName::parse(required_string(object, "serviceName")?)?;
+        let endpoint = required_string(object, "endpoint")?;
+        Endpoint::parse("endpoint", endpoint)?;
+        let health_endpoint = match optional_string(object, "healthEndpoint")? {
+            Some(text) => {
+                Endpoint::parse("healthEndpoint", text)?;
+                text
+            }
+            None => endpoint,
+        };
+        let service_type = match optional_string(object, "serviceType")? {
+            Some(text) => ServiceType::parse(text)?,
+            None => ServiceType::default(),
+        };
+        let version = match optional_string(object, "version")? {
+            Some(text) => parse_version(text)?,
+            None => DEFAULT_VERSION.to_owned(),
+        };
+        let tags = parse_tags(object.get("tags"))?;
+        let metadata = parse_metadata(object.get("metadata"))?;
+
+        Ok(Registration {
+            service_type,
+            service_name,
+            endpoint: endpoint.to_owned(),
+            health_endpoint: health_endpoint.to_owned(),
+            version,
+            tags,
+            metadata,
+        })
+    }
+
+    /// The recipe's service id: `<serviceType>:<serviceName>`.
+    pub fn service_id(&self) -> String {
+        format!("{}:{}", self.service_type, self.service_name)
+    }
+}
+
+fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    object.get(field).filter(|v| !v.is_null())
+}
+
+fn optional_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, ValidationError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(ValidationError::new(
+            field,
+            format!("{field} must be a string, not {}", json_type(other)),
+        )),
+    }
+}
+
+fn required_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, ValidationError> {
+    match optional_string(object, field)? {
+        Some(text) if !text.is_empty() => Ok(text),
+        _ => Err(ValidationError::new(field, format!("{field} is required"))),
+    }
+}
+
+fn parse_version(text: &str) -> Result<String, ValidationError> {
+    if text.is_empty() || text.chars().count() > MAX_VERSION_LEN || has_control_char(text) {
+        return Err(ValidationError::new(
+            "version",
+            format!("version must be 1 to {MAX_VERSION_LEN} characters without control characters"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_tags(value: Option<&Value>) -> Result<Vec<String>, ValidationError> {
+    let tags = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ValidationError::new(
+                "tags",
+                format!("tags must be an array of strings, not {}", json_type(other)),
+            ))
+        }
+    };
+    if tags.len() > MAX_TAGS {
+        return Err(ValidationError::new(
+            "tags",
+            format!("at most {MAX_TAGS} tags are allowed"),
+        ));
+    }
+    tags.iter()
+        .map(|tag| match tag {
+            Value::String(text)
+                if !text.is_empty()
+                    && text.chars().count() <= MAX_TAG_LEN
+                    && !has_control_char(text) =>
+            {
+                Ok(text.clone())
+            }
+            Value::String(_) => Err(ValidationError::new(
+                "tags",
+                format!(
+                    "each tag must be 1 to {MAX_TAG_LEN} characters without control characters"
+                ),
+            )),
+            other => Err(ValidationError::new(
+                "tags",
+                format!(
+                    "tags must be an array of strings; found {}",
+                    json_type(other)
+                ),
+            )),
+        })
+        .collect()
+}
+
+fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, ValidationError> {
+    let metadata = match value {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(ValidationError::new(
+                "metadata",
+                format!("metadata must be a JSON object, not {}", json_type(other)),
+            ))
+        }
+    };
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(ValidationError::new(
+            "metadata",
+            format!("metadata may have at most {MAX_METADATA_KEYS} keys"),
+        ));
+    }
+    let size = serde_json::to_string(metadata)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        return Err(ValidationError::new(
+            "metadata",
+            format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(metadata.clone())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(body: Value) -> &'static str {
+        Registration::parse(&body).unwrap_err().field
+    }
+
+    #[test]
+    fn the_recipe_body_parses_with_its_values() {
+        let r = Registration::parse(&json!({
+            "serviceName": "test-api", "endpoint": "https://test-api.example.com",
+            "serviceType": "api", "version": "1.0.0",
+            "tags": ["production", "rest-api"], "metadata": {"region": "eastus", "port": 443}
+        }))
+        .unwrap();
+        assert_eq!(r.service_id(), "api:test-api");
+        assert_eq!(r.health_endpoint, "https://test-api.example.com");
+        assert_eq!(r.tags, vec!["production", "rest-api"]);
+        assert_eq!(r.metadata["port"], json!(443));
+    }
+
+    #[test]
+    fn defaults_fill_what_is_absent_or_null() {
+        let r = Registration::parse(&json!({
+            "serviceName": "svc", "endpoint": "tcp://redis:6379", "serviceType": null, "future": 1
+        }))
+        .unwrap();
+        assert_eq!(r.service_type.as_str(), "default");
+        assert_eq!(r.version, "1.0.0");
+        assert!(r.tags.is_empty() && r.metadata.is_empty());
+        assert_eq!(r.health_endpoint, "tcp://redis:6379");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let ok = || json!({"serviceName": "svc", "endpoint": "http://x"});
+        let with = |k: &str, v: Value| {
+            let mut b = ok();
+            b[k] = v;
+            b
+        };
+        assert_eq!(field_of(json!([1])), "body");
+        assert_eq!(field_of(json!("text")), "body");
+        assert_eq!(field_of(json!({"endpoint": "http://x"})), "serviceName");
+        assert_eq!(field_of(with("serviceName", json!(""))), "serviceName");
+        assert_eq!(field_of(with("serviceName", json!(5))), "serviceName");
+        assert_eq!(field_of(with("serviceName", json!("a/b"))), "serviceName");
+        assert_eq!(field_of(json!({"serviceName": "svc"})), "endpoint");
+        assert_eq!(field_of(with("endpoint", json!("ftp://x"))), "endpoint");
+        assert_eq!(
+            field_of(with("healthEndpoint", json!("nope"))),
+            "healthEndpoint"
+        );
+        assert_eq!(
+            field_of(with("serviceType", json!("x' or 1"))),
+            "serviceType"
+        );
+        assert_eq!(field_of(with("version", json!(1.0))), "version");
+        assert_eq!(field_of(with("version", json!(""))), "version");
+        assert_eq!(field_of(with("tags", json!("prod"))), "tags");
+        assert_eq!(field_of(with("tags", json!([1]))), "tags");
+        assert_eq!(field_of(with("tags", json!(vec!["t"; 33]))), "tags");
+        assert_eq!(field_of(with("tags", json!(["x".repeat(129)]))), "tags");
+        assert_eq!(field_of(with("metadata", json!(["a"]))), "metadata");
+        assert_eq!(
+            field_of(with("metadata", json!({"big": "x".repeat(9000)}))),
+            "metadata"
+        );
+        let many: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert_eq!(field_of(with("metadata", Value::Object(many))), "metadata");
+    }
+}

@@ -1,0 +1,147 @@
+//! The one error type every handler returns, and the one place it becomes an HTTP response.
+//!
+//! Handlers use `?` everywhere; whether a failure is the caller's fault (4xx), a storage outage (503 with
+//! `Retry-After`) or our own bug (500) is decided here and nowhere else. The body is always JSON of the
+//! form `{"error": "...", "field": "..."}` so clients can show the message and point at the input.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Seconds a client should wait before retrying when storage is unreachable or throttling.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The caller sent something we will not accept; `field` names the input at fault.
+    #[error("{message}")]
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
+
+    /// The request body is larger than we accept.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+
+    #[error("no route for {0}")]
+    NotFound(String),
+
+    #[error("method {method} is not allowed here; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
+
+    /// Table Storage could not be reached, timed out or throttled us: the caller may retry.
+    #[error("storage is unavailable: {0}")]
+    StorageUnavailable(String),
+
+    /// Anything else: a bug or an unexpected answer from the store. The detail is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest { field, .. } => Some(field),
+            ApiError::PayloadTooLarge { .. } => Some("body"),
+            _ => None,
+        }
+    }
+
+    /// The message the caller sees. Storage and internal details stay in our logs.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::StorageUnavailable(_) => {
+                "storage is temporarily unavailable; retry after the Retry-After delay".to_owned()
+            }
+            ApiError::Internal(_) => "internal error; see the handler's logs".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::StorageUnavailable(detail) => {
+                tracing::warn!(error = %detail, "storage unavailable")
+            }
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: self.public_message(),
+            field: self.field(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn storage_unavailable_is_503_with_retry_after_and_hides_detail() {
+        let response = ApiError::StorageUnavailable("AccountKey=secret".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn bad_request_names_the_field() {
+        let response =
+            ApiError::bad_request("serviceName", "serviceName is required").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "serviceName is required", "field": "serviceName"})
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The Azure Functions custom-handler protocol, and nothing else (see
+//! `shared/functions-custom-handler-protocol.md`).
+//!
+//! The host reaches us two ways. Forwarded HTTP (`enableForwardingHttpRequest`) arrives as the caller's
+//! own request on `/api/<Function>` and needs nothing from this module. Everything else arrives as an
+//! invocation envelope, `POST /<Function>` with `{"Data": {...}, "Metadata": {...}}`, and must be
+//! answered with `{"Outputs": {...}, "Logs": [...], "ReturnValue": null}`. For HTTP functions we unwrap
+//! the envelope into an ordinary request, replay it through the same `/api` router, and wrap the
+//! response into `Outputs.res`, so both modes run exactly the same handler code.
+
+mod envelope;
+
+use crate::api::{sweep_once, AppState};
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use envelope::{HttpRequestData, InvocationReply, TimerInfo};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
+pub fn router(state: AppState, api: Router) -> Router {
+    Router::new()
+        .route(
+            "/ServiceRegistrar",
+            post({
+                let api = api.clone();
+                move |body: axum::body::Bytes| http_invocation(api, "ServiceRegistrar", body)
+            }),
+        )
+        .route(
+            "/ServiceDiscovery",
+            post(move |body: axum::body::Bytes| http_invocation(api, "ServiceDiscovery", body)),
+        )
+        .route("/HealthMonitor", post(timer_invocation))
+        .with_state(state)
+}
+
+/// Parses the envelope body; a malformed one is the host's (or an impostor's) bug: 400, JSON error.
+fn parse_envelope(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("Data", format!("the invocation envelope is not JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "Data",
+            "the invocation envelope must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+async fn http_invocation(api: Router, function: &'static str, body: axum::body::Bytes) -> Response {
+    let request = match parse_envelope(&body)
+        .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
+    {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
+    let request = match request.into_http_request(function) {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
+    let response = match api.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let reply = InvocationReply::from_http_response(function, response).await;
+    // The envelope itself always succeeds: the caller's status travels in Outputs.res.statusCode,
+    // because a non-2xx reply would make the host drop our outputs and answer 500.
+    (StatusCode::OK, Json(reply)).into_response()
+}
+
+async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let timer = match parse_envelope(&body) {
+        Ok(envelope) => TimerInfo::from_envelope(&envelope),
+        Err(e) => return e.into_response(),
+    };
+    if timer.is_past_due {
+        tracing::info!(
+            function = "HealthMonitor",
+            "timer is past due; sweeping now"
+        );
+    }
+    match sweep_once(&state).await {
+        Ok(report) => (
+            StatusCode::OK,
+            Json(InvocationReply::logs(vec![report.summary()])),
+        )
+            .into_response(),
+        // A non-2xx reply marks the invocation failed in the host's history; the Logs still say why.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(InvocationReply::logs(vec![format!(
+                "HealthMonitor sweep failed: {e}"
+            )])),
+        )
+            .into_response(),
+    }
+}

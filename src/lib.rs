@@ -1,0 +1,28 @@
+//! A service registry that runs as an Azure Functions custom handler on Azure Table Storage.
+//!
+//! Services register (`ServiceRegistrar`), clients discover healthy instances (`ServiceDiscovery`),
+//! and a timer sweeps health checks (`HealthMonitor`). The layout follows DESIGN.md §1:
+//!
+//! - `functions`: the Functions host protocol only (invocation envelopes ↔ plain requests);
+//! - `api`: thin HTTP handlers, one file per function;
+//! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
+//! - `health`: probes and the bounded-concurrency sweep;
+//! - `store`: the two tables, the only module that knows the Tables crate;
+//! - `configuration`, `telemetry`, `scheduler`, `startup`: process concerns;
+//! - `error`: the one error type and its mapping to HTTP statuses.
+
+pub mod api;
+pub mod configuration;
+pub mod domain;
+pub mod error;
+pub mod functions;
+pub mod health;
+pub mod scheduler;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+/// Now, as the recipe's `new Date().toISOString()` writes it: UTC with milliseconds and `Z`.
+pub fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

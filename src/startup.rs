@@ -1,0 +1,220 @@
+//! Wiring: build the store, the router and (in standalone mode) the scheduler, bind, serve, and shut
+//! down gracefully on SIGTERM or Ctrl-C.
+//!
+//! Order matters for the Functions host: it polls `GET /` from the moment it starts us and gives up
+//! after 30 s, so we bind first and never touch storage before serving. Tables are created in the
+//! background, and again on first use if storage was down at start-up.
+
+use crate::api::{self, AppState};
+use crate::configuration::{ConfigError, HostMode, Settings};
+use crate::functions;
+use crate::health::Prober;
+use crate::scheduler::{Schedule, ScheduleError};
+use crate::store::Store;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything the server needs, built without network traffic.
+pub struct Application {
+    settings: Settings,
+    state: AppState,
+    schedule: Option<Schedule>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = Store::connect(&settings)?;
+        // The schedule is checked now, so a typo stops start-up instead of silently never sweeping.
+        let schedule = match (&settings.mode, &settings.schedule_override) {
+            (HostMode::CustomHandler { .. }, _) => None,
+            (HostMode::Standalone { .. }, Some(text)) => Some(Schedule::parse(text)?),
+            (HostMode::Standalone { .. }, None) => {
+                Some(Schedule::from_function_json(&settings.app_root)?)
+            }
+        };
+        let state = AppState {
+            store,
+            prober: Prober::new(settings.probe_timeout),
+            probe_concurrency: settings.probe_concurrency,
+            sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok(Application {
+            settings,
+            state,
+            schedule,
+        })
+    }
+
+    pub async fn run(self) -> Result<(), StartupError> {
+        let address = self.settings.mode.bind_address();
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| StartupError::Bind { address, source })?;
+        let local = listener.local_addr().map_err(StartupError::Serve)?;
+        let mode = match self.settings.mode {
+            HostMode::CustomHandler { .. } => "custom-handler",
+            HostMode::Standalone { .. } => "standalone",
+        };
+        tracing::info!(
+            mode,
+            address = %local,
+            storage = self.state.store.endpoint(),
+            registry_table = %self.settings.registry_table,
+            health_table = %self.settings.health_table,
+            schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
+            "handler listening"
+        );
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));
+        if let Some(schedule) = self.schedule {
+            tokio::spawn(run_schedule(
+                schedule,
+                self.state.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+
+        let app = app(self.state);
+        let mut server_shutdown = shutdown_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        });
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = shutdown_tx.send(true);
+        });
+        server.await.map_err(StartupError::Serve)?;
+        tracing::info!("handler stopped");
+        Ok(())
+    }
+}
+
+/// The whole router: readiness, `/api/*`, the envelopes, and one log line per request.
+pub fn app(state: AppState) -> Router {
+    let api = api::router(state.clone());
+    Router::new()
+        .route(
+            "/",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(functions::router(state, api.clone()))
+        .merge(api)
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+/// One structured line per request: function, method, status, duration, invocation id. The path is
+/// logged without its query, which may hold the function key.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let invocation_id = ["x-ms-invocation-id", "x-azure-functions-invocationid"]
+        .iter()
+        .find_map(|name| request.headers().get(*name))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let response = next.run(request).await;
+    let function = path.trim_start_matches("/api/").trim_start_matches('/');
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if path == "/" {
+        // The host polls `GET /` every 25 ms while starting us: keep it out of the info log.
+        tracing::debug!(status, "readiness probe");
+    } else if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        || response.status() == StatusCode::SERVICE_UNAVAILABLE
+    {
+        tracing::warn!(function, %method, path, status, duration_ms, invocation_id, "request");
+    } else {
+        tracing::info!(function, %method, path, status, duration_ms, invocation_id, "request");
+    }
+    response
+}
+
+/// Creates the tables, retrying with backoff while storage is unreachable.
+async fn create_tables(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match state.store.ensure_tables().await {
+            Ok(()) => {
+                tracing::info!("tables ready");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot create tables yet")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Fires the sweep at each occurrence of the schedule until shutdown. Occurrences missed while a
+/// sweep ran long are skipped, not queued (as the host's timer does without `useMonitor` catch-up).
+async fn run_schedule(schedule: Schedule, state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let now = chrono::Utc::now();
+        let Some(next) = schedule.next_after(now) else {
+            tracing::warn!(
+                schedule = schedule.as_str(),
+                "schedule has no future occurrence; timer stopped"
+            );
+            return;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        // Errors are logged inside; the next tick tries again.
+        let _ = api::sweep_once(&state).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,207 @@
+//! Turning the configured storage source into a Tables client.
+//!
+//! Connection strings come in several shapes: a full one with `TableEndpoint` (Azurite on a custom
+//! port, sovereign clouds), one with only `AccountName`/`AccountKey`/`EndpointSuffix` (what the portal
+//! and Service Connector give), a SAS, and `UseDevelopmentStorage=true`, which the crate parses but
+//! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
+//! names the variable, never its value.
+
+use crate::configuration::{ConfigError, Settings, StorageSource};
+use azure_core::auth::TokenCredential;
+use azure_data_tables::clients::TableServiceClientBuilder;
+use azure_data_tables::prelude::TableServiceClient;
+use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use std::sync::Arc;
+
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const EMULATOR_TABLE_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
+
+/// The account, its table endpoint and how to authenticate: everything the client needs.
+pub(super) struct Target {
+    pub location: CloudLocation,
+    pub credentials: StorageCredentials,
+    /// For the start-up log line: the endpoint, which carries no secret.
+    pub endpoint: String,
+}
+
+pub(super) fn resolve(settings: &Settings) -> Result<Target, ConfigError> {
+    match &settings.storage {
+        StorageSource::ConnectionString { variable, value } => {
+            from_connection_string(variable, value.expose())
+        }
+        StorageSource::ManagedIdentity { endpoint } => from_managed_identity(endpoint),
+    }
+}
+
+fn invalid(variable: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        variable: variable.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigError> {
+    // The crate's parse errors quote the offending pair, which may be the key: say only that it failed.
+    let parsed = ConnectionString::new(text).map_err(|_| {
+        invalid(
+            variable,
+            "not a storage connection string (expected Key=Value pairs separated by ';')",
+        )
+    })?;
+
+    if parsed.use_development_storage == Some(true) {
+        return Ok(Target {
+            location: CloudLocation::Custom {
+                account: EMULATOR_ACCOUNT.to_owned(),
+                uri: EMULATOR_TABLE_ENDPOINT.to_owned(),
+            },
+            credentials: StorageCredentials::access_key(EMULATOR_ACCOUNT, EMULATOR_KEY.to_owned()),
+            endpoint: EMULATOR_TABLE_ENDPOINT.to_owned(),
+        });
+    }
+
+    let endpoint = match (parsed.table_endpoint, parsed.account_name) {
+        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
+        (None, Some(account)) => {
+            let protocol = match parsed.default_endpoints_protocol {
+                Some(azure_storage::EndpointProtocol::Http) => "http",
+                _ => "https",
+            };
+            let suffix = parsed.endpoint_suffix.unwrap_or("core.windows.net");
+            format!("{protocol}://{account}.table.{suffix}")
+        }
+        (None, None) => {
+            return Err(invalid(
+                variable,
+                "has neither TableEndpoint nor AccountName",
+            ))
+        }
+    };
+    let url = url::Url::parse(&endpoint)
+        .map_err(|_| invalid(variable, "TableEndpoint is not an absolute URL"))?;
+    let account = match parsed.account_name {
+        Some(account) => account.to_owned(),
+        None => url
+            .host_str()
+            .and_then(|host| host.split('.').next())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let credentials = parsed
+        .storage_credentials()
+        .map_err(|_| invalid(variable, "has no AccountKey or SharedAccessSignature"))?;
+    Ok(Target {
+        location: CloudLocation::Custom {
+            account,
+            uri: endpoint.clone(),
+        },
+        credentials,
+        endpoint,
+    })
+}
+
+/// Service Connector's identity-based connection: App Service / Functions expose the identity endpoint
+/// as `IDENTITY_ENDPOINT`; elsewhere (VMs, AKS with pod identity) the instance metadata service answers.
+fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
+    let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    let url =
+        url::Url::parse(&endpoint).map_err(|_| invalid(variable, "is not an absolute URL"))?;
+    let account = url
+        .host_str()
+        .and_then(|host| host.split('.').next())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| invalid(variable, "has no account host name"))?
+        .to_owned();
+    let options = azure_identity::TokenCredentialOptions::default();
+    let credential: Arc<dyn TokenCredential> = if std::env::var_os("IDENTITY_ENDPOINT").is_some() {
+        Arc::new(
+            azure_identity::AppServiceManagedIdentityCredential::create(options)
+                .map_err(|_| invalid("IDENTITY_ENDPOINT", "is not a valid URL"))?,
+        )
+    } else {
+        Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(options))
+    };
+    Ok(Target {
+        location: CloudLocation::Custom {
+            account,
+            uri: endpoint.clone(),
+        },
+        credentials: StorageCredentials::token_credential(credential),
+        endpoint,
+    })
+}
+
+/// Builds the client with our own HTTP transport (bounded connect and request times, so an outage
+/// becomes a quick 503 rather than a hung request) and a short retry budget for transient faults.
+pub(super) fn client(target: Target, settings: &Settings) -> TableServiceClient {
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2).min(settings.storage_timeout))
+        .timeout(settings.storage_timeout)
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("a reqwest client with rustls and static settings always builds");
+    let retry = azure_core::RetryOptions::exponential(
+        azure_core::ExponentialRetryOptions::default()
+            .max_retries(2u32)
+            .initial_delay(std::time::Duration::from_millis(100))
+            .max_delay(std::time::Duration::from_millis(500))
+            .max_total_elapsed(settings.storage_timeout),
+    );
+    TableServiceClientBuilder::with_location(target.location, target.credentials)
+        .transport(azure_core::TransportOptions::new(Arc::new(http)))
+        .retry(retry)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint_of(text: &str) -> Result<String, ConfigError> {
+        from_connection_string("STORAGE_CONNECTION_STRING", text).map(|t| t.endpoint)
+    }
+
+    #[test]
+    fn development_storage_maps_to_azurite() {
+        assert_eq!(
+            endpoint_of("UseDevelopmentStorage=true").unwrap(),
+            EMULATOR_TABLE_ENDPOINT
+        );
+    }
+
+    #[test]
+    fn table_endpoint_wins_and_loses_its_trailing_slash() {
+        let text = format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={EMULATOR_KEY};TableEndpoint=http://127.0.0.1:12345/devstoreaccount1/;"
+        );
+        assert_eq!(
+            endpoint_of(&text).unwrap(),
+            "http://127.0.0.1:12345/devstoreaccount1"
+        );
+    }
+
+    #[test]
+    fn account_and_suffix_build_the_public_endpoint() {
+        let text = "DefaultEndpointsProtocol=https;AccountName=myacct;AccountKey=bXlrZXk=;EndpointSuffix=core.windows.net";
+        assert_eq!(
+            endpoint_of(text).unwrap(),
+            "https://myacct.table.core.windows.net"
+        );
+    }
+
+    #[test]
+    fn errors_never_repeat_the_secret() {
+        for text in [
+            "AccountKey=SECRETSECRET",
+            "garbage SECRETSECRET",
+            "AccountName=a;Foo=SECRETSECRET",
+        ] {
+            let err = endpoint_of(text).unwrap_err().to_string();
+            assert!(!err.contains("SECRETSECRET"), "{err}");
+            assert!(err.contains("STORAGE_CONNECTION_STRING"), "{err}");
+        }
+    }
+}
