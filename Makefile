@@ -1,0 +1,14 @@
+# Entry points; each target is a script in scripts/ so it also works without make.
+.PHONY: run test lint package
+
+run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
+	./scripts/run-local.sh
+
+test:     ## the whole suite against real Azurite
+	./scripts/test.sh
+
+lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile
+	./scripts/lint.sh
+
+package:  ## one zip for zip deploy: host.json, the three functions and the handler binary
+	./infra/package.sh
