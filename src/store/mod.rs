@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Table Storage's limit on operations in one entity-group transaction.
 const MAX_BATCH: usize = 100;
@@ -88,6 +89,8 @@ pub struct Store {
     /// so a handler started while storage was down heals itself when storage returns.
     tables_ready: Arc<AtomicBool>,
     endpoint: Arc<str>,
+    /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
+    budget: Duration,
 }
 
 impl Store {
@@ -101,6 +104,7 @@ impl Store {
             health: service.table_client(settings.health_table.clone()),
             tables_ready: Arc::new(AtomicBool::new(false)),
             endpoint,
+            budget: settings.storage_timeout,
         })
     }
 
@@ -147,9 +151,34 @@ impl Store {
         error.into()
     }
 
+    /// Bounds an operation by the storage time budget, so a store that accepts connections but never
+    /// answers costs one `STORAGE_TIMEOUT_MS` and a 503, not a multiple of it.
+    async fn within_budget<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.budget, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "no answer from storage within {} ms",
+                    self.budget.as_millis()
+                )))
+            })
+    }
+
     /// Upserts a registration. An existing row keeps its `registeredAt`; the write is conditional on
     /// the ETag read, so two registrations racing for one row cannot lose the original timestamp.
     pub async fn register(&self, registration: &Registration, now: &str) -> Result<(), StoreError> {
+        self.within_budget(self.register_unbounded(registration, now))
+            .await
+    }
+
+    async fn register_unbounded(
+        &self,
+        registration: &Registration,
+        now: &str,
+    ) -> Result<(), StoreError> {
         self.ensure_tables().await?;
         let entity_client = self
             .registry
@@ -238,14 +267,17 @@ impl Store {
         query: &DiscoveryQuery,
         read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
-        self.ensure_tables().await?;
+        self.within_budget(self.ensure_tables()).await?;
         if let (Some(service_type), Some(service_name)) = (&query.service_type, &query.service_name)
         {
             // Both keys: a point read, the cheapest operation the service offers.
             let entity = table
                 .partition_key_client(service_type.as_str())
                 .entity_client(service_name.as_str());
-            return match entity.get::<Map<String, Value>>().await {
+            let found = self
+                .within_budget(async { Ok(entity.get::<Map<String, Value>>().await) })
+                .await?;
+            return match found {
                 Ok(found) => Ok(vec![read(&found.entity)]),
                 Err(e) if is_status(&e, StatusCode::NotFound) && !is_table_missing(&e) => {
                     Ok(vec![])
@@ -261,7 +293,8 @@ impl Store {
         let pages = builder.into_stream::<Map<String, Value>>();
         let mut rows = Vec::new();
         let mut pages = std::pin::pin!(pages);
-        while let Some(page) = pages.next().await {
+        // Each page is bounded on its own: a large registry may take many pages, none may hang.
+        while let Some(page) = self.within_budget(async { Ok(pages.next().await) }).await? {
             let page = page.map_err(|e| self.fail(e))?;
             rows.extend(page.entities.iter().map(read));
         }
@@ -272,7 +305,7 @@ impl Store {
     /// instead of one per row. A transaction answers 202 even when an operation inside it failed,
     /// so every operation's status is checked.
     pub async fn write_health(&self, records: &[HealthRecord]) -> Result<usize, StoreError> {
-        self.ensure_tables().await?;
+        self.within_budget(self.ensure_tables()).await?;
         let mut by_partition: BTreeMap<&str, Vec<&HealthRecord>> = BTreeMap::new();
         for record in records {
             by_partition
@@ -293,7 +326,11 @@ impl Store {
         futures::stream::iter(batches)
             .map(|(partition, chunk)| {
                 let store = self.clone();
-                async move { store.write_batch(&partition, &chunk).await }
+                async move {
+                    store
+                        .within_budget(store.write_batch(&partition, &chunk))
+                        .await
+                }
             })
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
