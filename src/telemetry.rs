@@ -8,8 +8,34 @@
 use tracing_subscriber::{fmt, EnvFilter};
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,azure_core=warn,azure_storage=warn,azure_data_tables=warn,hyper=warn,reqwest=warn"));
+    // The HTTP and storage crates stay at warn by default and never go below info whatever RUST_LOG
+    // says: at debug and trace they print request headers, and a SharedKey Authorization header is a
+    // signature made with the account key.
+    const QUIET: [&str; 7] = [
+        "azure_core",
+        "azure_storage",
+        "azure_data_tables",
+        "azure_identity",
+        "reqwest",
+        "hyper",
+        "hyper_util",
+    ];
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => QUIET.iter().fold(filter, |filter, target| {
+            filter.add_directive(
+                format!("{target}=info")
+                    .parse()
+                    .expect("a static directive parses"),
+            )
+        }),
+        Err(_) => QUIET.iter().fold(EnvFilter::new("info"), |filter, target| {
+            filter.add_directive(
+                format!("{target}=warn")
+                    .parse()
+                    .expect("a static directive parses"),
+            )
+        }),
+    };
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = fmt()
         .with_env_filter(filter)
