@@ -117,18 +117,21 @@ impl Settings {
             },
         };
 
-        let storage = CONNECTION_STRING_VARS
-            .iter()
-            .find_map(|&variable| {
-                get(variable).map(|value| StorageSource::ConnectionString {
-                    variable,
-                    value: Secret::new(value),
-                })
+        // Table-specific settings first: on a Function App `AzureWebJobsStorage` always exists (the host
+        // needs it), so it must not shadow a managed-identity endpoint configured for the tables.
+        let connection_string = |variable: &'static str| {
+            get(variable).map(|value| StorageSource::ConnectionString {
+                variable,
+                value: Secret::new(value),
             })
+        };
+        let storage = connection_string(CONNECTION_STRING_VARS[0])
+            .or_else(|| connection_string(CONNECTION_STRING_VARS[1]))
             .or_else(|| {
                 get(RESOURCE_ENDPOINT_VAR)
                     .map(|endpoint| StorageSource::ManagedIdentity { endpoint })
             })
+            .or_else(|| connection_string(CONNECTION_STRING_VARS[2]))
             .ok_or(ConfigError::NoStorage)?;
 
         let registry_table =
@@ -264,6 +267,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn managed_identity_endpoint_beats_the_functions_own_storage() {
+        let s = settings(&[
+            ("AzureWebJobsStorage", "c"),
+            (
+                "AZURE_STORAGETABLE_RESOURCEENDPOINT",
+                "https://acct.table.core.windows.net/",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(s.storage, StorageSource::ManagedIdentity { .. }));
+        let s = settings(&[
+            ("AZURE_STORAGETABLE_CONNECTIONSTRING", "b"),
+            (
+                "AZURE_STORAGETABLE_RESOURCEENDPOINT",
+                "https://acct.table.core.windows.net/",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(s.storage, StorageSource::ConnectionString { .. }));
     }
 
     #[test]
