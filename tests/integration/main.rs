@@ -1,0 +1,15 @@
+//! Integration tests for the `handler` binary: one test binary, one shared Azurite.
+//!
+//! Run with `cargo test --test integration` (needs `npm ci` for node_modules/.bin/azurite-table).
+
+mod harness;
+mod harness_selftest;
+
+mod discovery;
+mod envelopes;
+mod health_monitor;
+mod interop;
+mod registrar;
+mod standalone;
+mod startup;
+mod storage_faults;
