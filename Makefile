@@ -1,5 +1,5 @@
 # Entry points; each target is a script in scripts/ so it also works without make.
-.PHONY: run test lint package
+.PHONY: run test lint package bench
 
 run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
 	./scripts/run-local.sh
@@ -12,3 +12,6 @@ lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the l
 
 package:  ## one zip for zip deploy: host.json, the three functions and the handler binary
 	./infra/package.sh
+
+bench:    ## benchmarks (bench/run.py): own Azurite, release build, oha; never part of CI
+	python3 bench/run.py

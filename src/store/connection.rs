@@ -136,6 +136,12 @@ fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
 
 /// Builds the client with our own HTTP transport (bounded connect and request times, so an outage
 /// becomes a quick 503 rather than a hung request) and a short retry budget for transient faults.
+///
+/// The crate's default transport turns connection pooling off (`pool_max_idle_per_host(0)`, a
+/// workaround for hyperium/hyper#2312, where a pooled connection could hang a request forever). We
+/// pool: a new TCP (and TLS) connection per storage call roughly doubled discovery latency against
+/// Azurite in `make bench`, and the hang the workaround guards against is bounded here by the request
+/// timeout and by the store's per-operation budget.
 pub(super) fn client(target: Target, settings: &Settings) -> TableServiceClient {
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2).min(settings.storage_timeout))
