@@ -134,7 +134,7 @@ class Handler:
         env = {k: v for k, v in os.environ.items()
                if k not in ("STORAGE_CONNECTION_STRING", "AZURE_STORAGETABLE_CONNECTIONSTRING", "AzureWebJobsStorage")}
         env.update({"STORAGE_CONNECTION_STRING": azurite.connection, "REGISTRY_TABLE": tables[0],
-                    "HEALTH_TABLE": tables[1], "RUST_LOG": "warn"})
+                    "HEALTH_TABLE": tables[1], "RUST_LOG": "warn", "HEALTH_ALLOW_LOOPBACK": "true"})
         if mode == "custom-handler":
             env.update({"FUNCTIONS_CUSTOMHANDLER_PORT": str(self.port), "FUNCTIONS_HTTPWORKER_PORT": str(self.port),
                         "FUNCTIONS_WORKER_RUNTIME": "custom", "FUNCTIONS_APP_ROOT_PATH": str(ROOT)})

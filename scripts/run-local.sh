@@ -3,6 +3,7 @@
 # handler in standalone mode on 127.0.0.1:7071, with the HealthMonitor schedule from
 # HealthMonitor/function.json running inside it. Ctrl-C stops both.
 #
+# Loopback health targets are allowed here (HEALTH_ALLOW_LOOPBACK=true), unlike in production.
 # Environment you may set: DISCOVERY_BIND, HEALTH_MONITOR_SCHEDULE (e.g. "*/30 * * * * *" to sweep every
 # 30 s), RUST_LOG, RUST_LOG_FORMAT=json, and any storage variable (default: UseDevelopmentStorage=true).
 set -euo pipefail
@@ -31,6 +32,9 @@ if [ -z "${STORAGE_CONNECTION_STRING:-}${AZURE_STORAGETABLE_CONNECTIONSTRING:-}$
     echo "Azurite tables on http://127.0.0.1:10002/devstoreaccount1 (data in .azurite/)"
   fi
 fi
+
+# The dev loop probes services on this machine; production refuses loopback targets by default.
+export HEALTH_ALLOW_LOOPBACK="${HEALTH_ALLOW_LOOPBACK:-true}"
 
 cargo build --release --locked --bin handler
 echo "handler on http://${DISCOVERY_BIND:-127.0.0.1:7071} (Ctrl-C to stop)"

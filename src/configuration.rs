@@ -4,6 +4,7 @@
 //! variables. Secrets are held in `Secret`, whose `Debug` and `Display` never show the value, so a
 //! settings dump or an error can never leak a connection string.
 
+use crate::health::TargetPolicy;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub struct Settings {
     pub probe_concurrency: usize,
     /// How long one storage request may take before it counts as an outage.
     pub storage_timeout: Duration,
+    /// What the health monitor may probe (the SSRF guard).
+    pub probe_policy: TargetPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -157,7 +160,57 @@ impl Settings {
             None => 32,
         };
 
+        let cidrs = |name: &str| -> Result<Vec<ipnet::IpNet>, ConfigError> {
+            get(name)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| {
+                            // A bare address is a /32 (or /128) range.
+                            item.parse::<ipnet::IpNet>()
+                                .or_else(|_| {
+                                    item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)
+                                })
+                                .map_err(|_| ConfigError::Invalid {
+                                    variable: name.to_owned(),
+                                    reason: format!(
+                                        "{item:?} is not a CIDR range such as 10.0.0.0/8"
+                                    ),
+                                })
+                        })
+                        .collect()
+                })
+                .unwrap_or(Ok(Vec::new()))
+        };
+        let allow_loopback = match get("HEALTH_ALLOW_LOOPBACK").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" || v == "1" => true,
+            Some(v) if v == "false" || v == "0" => false,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    variable: "HEALTH_ALLOW_LOOPBACK".to_owned(),
+                    reason: format!("expected true or false, got {v:?}"),
+                })
+            }
+        };
+        let identity_endpoint = get("IDENTITY_ENDPOINT")
+            .and_then(|text| url::Url::parse(&text).ok())
+            .and_then(|url| {
+                Some((
+                    url.host_str()?.to_ascii_lowercase(),
+                    url.port_or_known_default()?,
+                ))
+            });
+        let probe_policy = TargetPolicy {
+            allow_loopback,
+            allow: cidrs("HEALTH_ALLOW_CIDRS")?,
+            deny: cidrs("HEALTH_DENY_CIDRS")?,
+            identity_endpoint,
+        };
+
         Ok(Settings {
+            probe_policy,
             mode,
             storage,
             registry_table,
@@ -310,6 +363,33 @@ mod tests {
         }
         let s = settings(&[("STORAGE_CONNECTION_STRING", "AccountKey=topsecret")]).unwrap();
         assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn probe_policy_from_variables() {
+        let s = settings(&[
+            ("AzureWebJobsStorage", "x"),
+            ("HEALTH_ALLOW_LOOPBACK", "TRUE"),
+            ("HEALTH_DENY_CIDRS", "10.9.0.0/16, 192.168.1.7"),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
+        ])
+        .unwrap();
+        assert!(s.probe_policy.allow_loopback);
+        assert_eq!(s.probe_policy.deny.len(), 2);
+        assert_eq!(
+            s.probe_policy.identity_endpoint,
+            Some(("127.0.0.1".into(), 41234))
+        );
+        let defaults = settings(&[("AzureWebJobsStorage", "x")]).unwrap();
+        assert!(!defaults.probe_policy.allow_loopback && defaults.probe_policy.deny.is_empty());
+        let e = settings(&[
+            ("AzureWebJobsStorage", "x"),
+            ("HEALTH_ALLOW_CIDRS", "10.0.0.0/33"),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { ref variable, .. } if variable == "HEALTH_ALLOW_CIDRS")
+        );
     }
 
     #[test]

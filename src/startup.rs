@@ -56,7 +56,7 @@ impl Application {
         };
         let state = AppState {
             store,
-            prober: Prober::new(settings.probe_timeout),
+            prober: Prober::new(settings.probe_timeout, settings.probe_policy.clone()),
             probe_concurrency: settings.probe_concurrency,
             sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
         };

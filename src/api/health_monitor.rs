@@ -14,6 +14,7 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
             probed = report.probed,
             healthy = report.healthy,
             unhealthy = report.unhealthy,
+            refused = report.refused,
             write_requests = report.write_requests,
             duration_ms = report.duration.as_millis() as u64,
             "health sweep finished"

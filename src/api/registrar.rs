@@ -1,7 +1,7 @@
 //! `ServiceRegistrar`: POST a registration, upsert it, answer with the recipe's message.
 
 use super::{AppState, MAX_BODY_BYTES};
-use crate::domain::Registration;
+use crate::domain::{Endpoint, Registration};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::State;
@@ -23,6 +23,7 @@ pub async fn register(State(state): State<AppState>, body: Body) -> ApiResult<Js
         ApiError::bad_request("body", format!("the request body is not valid JSON: {e}"))
     })?;
     let registration = Registration::parse(&json)?;
+    refuse_forbidden_target(&state, &registration)?;
     state
         .store
         .register(&registration, &crate::now_iso())
@@ -33,6 +34,20 @@ pub async fn register(State(state): State<AppState>, body: Body) -> ApiResult<Js
         message: "Service registered successfully",
         service_id,
     }))
+}
+
+/// Says no up front to a health endpoint whose literal address the SSRF guard would refuse anyway
+/// (names are judged at probe time, after resolution).
+fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> ApiResult<()> {
+    let field = if registration.health_endpoint == registration.endpoint {
+        "endpoint"
+    } else {
+        "healthEndpoint"
+    };
+    let endpoint = Endpoint::parse(field, &registration.health_endpoint)?;
+    state.prober.check_literal(&endpoint).map_err(|refused| {
+        ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
+    })
 }
 
 /// Reads at most `MAX_BODY_BYTES`; a longer body is a 413 whether or not it declared its length.

@@ -30,6 +30,8 @@ pub struct HealthVerdict {
     pub response_time_ms: i32,
     /// Empty when healthy, as the recipe writes it.
     pub error_message: String,
+    /// The target was not probed at all: the SSRF guard refused its address.
+    pub refused: bool,
 }
 
 impl HealthVerdict {
@@ -46,6 +48,7 @@ impl HealthVerdict {
             state: HealthState::Healthy,
             response_time_ms: millis(elapsed),
             error_message: String::new(),
+            refused: false,
         }
     }
 
@@ -54,6 +57,15 @@ impl HealthVerdict {
             state: HealthState::Unhealthy,
             response_time_ms: millis(elapsed),
             error_message: reason.into(),
+            refused: false,
+        }
+    }
+
+    /// Recorded as unhealthy, with the refusal as the reason; counted apart in the sweep summary.
+    pub fn refused(elapsed: Duration, reason: impl Into<String>) -> Self {
+        HealthVerdict {
+            refused: true,
+            ..Self::unhealthy(elapsed, reason)
         }
     }
 }

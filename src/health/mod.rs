@@ -1,7 +1,10 @@
-//! The HealthMonitor: probes (`probe`) and the sweep that runs them over the whole registry (`sweep`).
+//! The HealthMonitor: probes (`probe`), what they may reach (`guard`), and the sweep that runs them
+//! over the whole registry (`sweep`).
 
+mod guard;
 mod probe;
 mod sweep;
 
+pub use guard::{Refused, TargetPolicy};
 pub use probe::Prober;
 pub use sweep::{run_sweep, SweepReport};

@@ -4,21 +4,30 @@
 //! registered URL must not be able to bounce the checker elsewhere) and the body is never read.
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
+//! Every address is checked by the `guard` before any packet is sent to it.
 
+use super::guard::{resolve_allowed, GuardedResolver, Refused, TargetPolicy};
 use crate::domain::{Endpoint, HealthVerdict};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Prober {
     http: reqwest::Client,
     timeout: Duration,
+    policy: Arc<TargetPolicy>,
 }
 
 impl Prober {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, policy: TargetPolicy) -> Self {
+        let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1)
@@ -28,7 +37,15 @@ impl Prober {
             ))
             .build()
             .expect("a reqwest client with rustls and static settings always builds");
-        Prober { http, timeout }
+        Prober {
+            http,
+            timeout,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.policy
     }
 
     /// Probes the endpoint text as stored. A row written by another client may hold anything, so an
@@ -39,6 +56,9 @@ impl Prober {
             Ok(endpoint) => endpoint,
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
+        if let Err(refused) = self.check_literal(&endpoint) {
+            return HealthVerdict::refused(started.elapsed(), refused.to_string());
+        }
         let outcome = tokio::time::timeout(self.timeout, self.attempt(&endpoint, started)).await;
         outcome.unwrap_or_else(|_| {
             HealthVerdict::unhealthy(
@@ -48,6 +68,31 @@ impl Prober {
         })
     }
 
+    /// Refuses an endpoint whose host is an IP literal the policy forbids, or the identity endpoint's
+    /// host. (Names are checked after resolution.) Registration calls this too, to say no up front.
+    pub fn check_literal(&self, endpoint: &Endpoint) -> Result<(), Refused> {
+        let (host, port) = match endpoint {
+            Endpoint::Http(url) => {
+                let port = url.port_or_known_default().unwrap_or(80);
+                match url.host() {
+                    Some(url::Host::Ipv4(v4)) => {
+                        return self.policy.check(SocketAddr::new(IpAddr::V4(v4), port))
+                    }
+                    Some(url::Host::Ipv6(v6)) => {
+                        return self.policy.check(SocketAddr::new(IpAddr::V6(v6), port))
+                    }
+                    _ => (url.host_str().unwrap_or_default().to_owned(), port),
+                }
+            }
+            Endpoint::Tcp { host, port } => (host.clone(), *port),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.policy.check(SocketAddr::new(ip, port));
+        }
+        self.policy.check_host(&host, port)
+    }
+
     async fn attempt(&self, endpoint: &Endpoint, started: Instant) -> HealthVerdict {
         match endpoint {
             Endpoint::Http(url) => match self.http.get(url.clone()).send().await {
@@ -55,11 +100,27 @@ impl Prober {
                 Ok(response) => {
                     HealthVerdict::from_http_status(response.status().as_u16(), started.elapsed())
                 }
-                Err(e) => HealthVerdict::unhealthy(started.elapsed(), describe(e, self.timeout)),
+                Err(e) => match refusal_in(&e) {
+                    Some(refused) => HealthVerdict::refused(started.elapsed(), refused.to_string()),
+                    None => HealthVerdict::unhealthy(started.elapsed(), describe(e, self.timeout)),
+                },
             },
             Endpoint::Tcp { host, port } => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                match tokio::net::TcpStream::connect((host, *port)).await {
+                let addresses = match resolve_allowed(&self.policy, host, *port).await {
+                    Ok(addresses) => addresses,
+                    Err(e) => {
+                        return match e.downcast_ref::<Refused>() {
+                            Some(refused) => {
+                                HealthVerdict::refused(started.elapsed(), refused.to_string())
+                            }
+                            None => HealthVerdict::unhealthy(
+                                started.elapsed(),
+                                format!("cannot resolve {host}: {e}"),
+                            ),
+                        }
+                    }
+                };
+                match tokio::net::TcpStream::connect(&addresses[..]).await {
                     Ok(_) => HealthVerdict::healthy(started.elapsed()),
                     Err(e) => HealthVerdict::unhealthy(
                         started.elapsed(),
@@ -69,6 +130,18 @@ impl Prober {
             }
         }
     }
+}
+
+/// The guard's refusal, if that is why the request failed (it travels inside reqwest's error chain).
+fn refusal_in(error: &reqwest::Error) -> Option<Refused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<Refused>() {
+            return Some(refused.clone());
+        }
+        source = inner.source();
+    }
+    None
 }
 
 /// A short reason without the URL (which may carry credentials in its query).

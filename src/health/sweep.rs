@@ -16,6 +16,8 @@ pub struct SweepReport {
     pub probed: usize,
     pub healthy: usize,
     pub unhealthy: usize,
+    /// Unhealthy because the SSRF guard refused the address (never contacted).
+    pub refused: usize,
     pub write_requests: usize,
     pub duration: Duration,
 }
@@ -24,12 +26,13 @@ impl SweepReport {
     /// The one-line summary for the invocation's Logs and our own log.
     pub fn summary(&self) -> String {
         format!(
-            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}",
+            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}",
             self.probed,
             self.healthy,
             self.unhealthy,
             self.duration.as_millis(),
-            self.write_requests
+            self.write_requests,
+            self.refused
         )
     }
 }
@@ -42,12 +45,12 @@ pub async fn run_sweep(
     let started = Instant::now();
     let services = store.find_services(&DiscoveryQuery::default()).await?;
 
-    let records: Vec<HealthRecord> = futures::stream::iter(services)
+    let results: Vec<(HealthRecord, bool)> = futures::stream::iter(services)
         .map(|service| {
             let prober = prober.clone();
             async move {
                 let verdict = prober.probe(&service.health_endpoint).await;
-                HealthRecord {
+                let record = HealthRecord {
                     partition_key: service.partition_key,
                     row_key: service.row_key,
                     service_name: service.service_name,
@@ -55,13 +58,16 @@ pub async fn run_sweep(
                     last_checked: Some(crate::now_iso()),
                     response_time: Some(i64::from(verdict.response_time_ms)),
                     error_message: verdict.error_message,
-                }
+                };
+                (record, verdict.refused)
             }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
 
+    let refused = results.iter().filter(|(_, refused)| *refused).count();
+    let records: Vec<HealthRecord> = results.into_iter().map(|(record, _)| record).collect();
     let write_requests = store.write_health(&records).await?;
     let healthy = records
         .iter()
@@ -71,6 +77,7 @@ pub async fn run_sweep(
         probed: records.len(),
         healthy,
         unhealthy: records.len() - healthy,
+        refused,
         write_requests,
         duration: started.elapsed(),
     })

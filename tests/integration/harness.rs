@@ -426,6 +426,8 @@ pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf,
         cmd.env("REGISTRY_TABLE", &cfg.registry_table)
             .env("HEALTH_TABLE", &cfg.health_table);
     }
+    // The probe targets tests start live on 127.0.0.1, which the SSRF guard refuses by default.
+    cmd.env("HEALTH_ALLOW_LOOPBACK", "true");
     for (k, v) in &cfg.env {
         cmd.env(k, v);
     }

@@ -10,6 +10,7 @@ mod envelopes;
 mod health_monitor;
 mod interop;
 mod registrar;
+mod ssrf;
 mod standalone;
 mod startup;
 mod storage_faults;

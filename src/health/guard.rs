@@ -1,0 +1,343 @@
+//! Which addresses the health monitor may probe: the server-side request forgery guard.
+//!
+//! Anyone who can register can make the checker send a request, so a registered endpoint must not be
+//! able to reach the cloud metadata service (169.254.169.254), Azure's wireserver (168.63.129.16),
+//! the app's own managed-identity endpoint (`IDENTITY_ENDPOINT`) or, unless configured, the
+//! checker's own loopback. The decision is made on the **resolved** address at connect time (a
+//! resolver for HTTP, our own lookup for TCP), so a host name that resolves, or later rebinds, to a
+//! refused address is refused too. Private ranges are allowed by default: VNet services live there.
+//!
+//! Order of the rules: always refused (unspecified, multicast, broadcast, link-local, the wireserver,
+//! metadata addresses, the identity endpoint); then the configured deny list; then loopback unless
+//! allowed; then, when an allow list is configured, anything outside it.
+
+use ipnet::IpNet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Azure's wireserver / virtual public IP, reachable from every Azure VM.
+const WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+/// Other clouds' metadata services, in case the handler runs there (IPv4 ones are link-local).
+const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(100, 100, 100, 200)];
+const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused target {address}: {reason}")]
+pub struct Refused {
+    pub address: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    pub allow_loopback: bool,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    /// The managed-identity endpoint's host and port, from `IDENTITY_ENDPOINT`.
+    pub identity_endpoint: Option<(String, u16)>,
+}
+
+impl TargetPolicy {
+    /// Checks a host name before resolution: only the identity endpoint's host is refused by name.
+    pub fn check_host(&self, host: &str, port: u16) -> Result<(), Refused> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if let Some((identity_host, _)) = &self.identity_endpoint {
+            if *identity_host == host {
+                return Err(Refused {
+                    address: format!("{host}:{port}"),
+                    reason: "the managed-identity endpoint",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one resolved (or literal) address.
+    pub fn check(&self, address: SocketAddr) -> Result<(), Refused> {
+        let refuse = |reason| {
+            Err(Refused {
+                address: address.ip().to_string(),
+                reason,
+            })
+        };
+        if let Some((identity_host, identity_port)) = &self.identity_endpoint {
+            let same_ip = identity_host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| canonical(ip) == canonical(address.ip()));
+            if same_ip && address.port() == *identity_port {
+                return refuse("the managed-identity endpoint");
+            }
+        }
+        let ip = canonical(address.ip());
+        if let Some(reason) = always_refused(ip) {
+            return refuse(reason);
+        }
+        if self.deny.iter().any(|net| net.contains(&ip)) {
+            return refuse("in a denied range (HEALTH_DENY_CIDRS)");
+        }
+        if ip.is_loopback() {
+            return if self.allow_loopback {
+                Ok(())
+            } else {
+                refuse("loopback (set HEALTH_ALLOW_LOOPBACK=true to allow)")
+            };
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&ip)) {
+            return refuse("outside the allowed ranges (HEALTH_ALLOW_CIDRS)");
+        }
+        Ok(())
+    }
+}
+
+/// IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) addresses are judged as the IPv4
+/// address they carry, so a refused IPv4 address cannot be smuggled in through IPv6 spelling.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+fn always_refused(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_unspecified() || v4.octets()[0] == 0 {
+                Some("an unspecified address")
+            } else if v4.is_broadcast() || v4.is_multicast() {
+                Some("a multicast or broadcast address")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata lives here)")
+            } else if v4 == WIRESERVER {
+                Some("the Azure wireserver")
+            } else if METADATA_V4.contains(&v4) {
+                Some("a cloud metadata address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_unspecified() {
+                Some("an unspecified address")
+            } else if v6.is_multicast() {
+                Some("a multicast address")
+            } else if (v6.segments()[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if METADATA_V6.contains(&v6) {
+                Some("a cloud metadata address")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// reqwest's resolver hook: resolve with the system resolver, keep only allowed addresses, and fail
+/// with the refusal when none is left. (reqwest skips resolvers for IP literals; the prober checks
+/// those itself before sending.)
+pub struct GuardedResolver {
+    pub policy: Arc<TargetPolicy>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let allowed = resolve_allowed(&policy, &host, 0).await?;
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Resolves `host` and returns the allowed addresses, or the first refusal when none is allowed.
+pub async fn resolve_allowed(
+    policy: &TargetPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    policy.check_host(host, port)?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((bare, port)).await?.collect();
+    let mut refusal = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|address| match policy.check(*address) {
+            Ok(()) => true,
+            Err(refused) => {
+                refusal.get_or_insert(refused);
+                false
+            }
+        })
+        .collect();
+    match (allowed.is_empty(), refusal) {
+        (false, _) => Ok(allowed),
+        (true, Some(refused)) => Err(Box::new(refused)),
+        (true, None) => Err(format!("{host} did not resolve to any address").into()),
+    }
+}
+
+impl fmt::Display for TargetPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loopback {}, allow {:?}, deny {:?}",
+            if self.allow_loopback {
+                "allowed"
+            } else {
+                "refused"
+            },
+            self.allow
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            self.deny
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 80)
+    }
+
+    /// The host the URL parser makes of a spelling, as the prober sees it.
+    fn url_host(text: &str) -> IpAddr {
+        match url::Url::parse(text).unwrap().host().unwrap() {
+            url::Host::Ipv4(v4) => IpAddr::V4(v4),
+            url::Host::Ipv6(v6) => IpAddr::V6(v6),
+            url::Host::Domain(d) => panic!("{text} parsed as domain {d}"),
+        }
+    }
+
+    #[test]
+    fn table_of_refused_and_allowed_addresses() {
+        let policy = TargetPolicy::default();
+        let refused = [
+            "169.254.169.254",
+            "169.254.0.1",
+            "168.63.129.16",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            "::ffff:168.63.129.16",
+            "64:ff9b::a9fe:a9fe",
+            "fd00:ec2::254",
+            "100.100.100.200",
+        ];
+        for ip in refused {
+            assert!(policy.check(at(ip)).is_err(), "{ip} must be refused");
+        }
+        for ip in [
+            "10.0.0.4",
+            "172.16.5.4",
+            "192.168.1.10",
+            "20.50.1.1",
+            "fd12::1",
+            "2001:db8::1",
+        ] {
+            assert_eq!(policy.check(at(ip)), Ok(()), "{ip} must be allowed");
+        }
+    }
+
+    #[test]
+    fn numeric_ipv4_spellings_are_normalised_before_the_check() {
+        let policy = TargetPolicy::default();
+        for spelling in [
+            "http://2852039166/",          // decimal 169.254.169.254
+            "http://0xa9fea9fe/",          // hex
+            "http://0251.0376.0251.0376/", // octal
+            "http://0xa9.0xfe.0xa9.0xfe/",
+            "http://169.254.43518/", // a.b.c with a 16-bit tail
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://2130706433/", // 127.0.0.1
+        ] {
+            let ip = url_host(spelling);
+            assert!(
+                policy.check(SocketAddr::new(ip, 80)).is_err(),
+                "{spelling} → {ip} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_and_lists_are_configurable() {
+        let policy = TargetPolicy {
+            allow_loopback: true,
+            allow: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "127.0.0.0/8".parse().unwrap(),
+            ],
+            deny: vec!["10.9.0.0/16".parse().unwrap()],
+            identity_endpoint: None,
+        };
+        assert_eq!(policy.check(at("127.0.0.1")), Ok(()));
+        assert_eq!(policy.check(at("10.1.2.3")), Ok(()));
+        assert!(policy.check(at("10.9.1.1")).is_err());
+        assert!(policy.check(at("192.168.1.1")).is_err());
+        assert!(
+            policy.check(at("169.254.169.254")).is_err(),
+            "always refused beats the allow list"
+        );
+    }
+
+    #[test]
+    fn the_identity_endpoint_is_refused_by_name_and_address() {
+        let policy = TargetPolicy {
+            allow_loopback: true,
+            identity_endpoint: Some(("127.0.0.1".into(), 41000)),
+            ..TargetPolicy::default()
+        };
+        assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());
+        assert_eq!(policy.check("127.0.0.1:8080".parse().unwrap()), Ok(()));
+        let named = TargetPolicy {
+            identity_endpoint: Some(("msi.internal".into(), 80)),
+            ..TargetPolicy::default()
+        };
+        assert!(named.check_host("MSI.internal", 80).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_host_name_resolving_to_a_refused_address_is_refused() {
+        let policy = TargetPolicy::default();
+        let error = resolve_allowed(&policy, "localhost", 80).await.unwrap_err();
+        assert!(error.to_string().contains("loopback"), "{error}");
+        let allowed = TargetPolicy {
+            allow_loopback: true,
+            ..TargetPolicy::default()
+        };
+        assert!(!resolve_allowed(&allowed, "localhost", 80)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
