@@ -4,6 +4,7 @@
 //! variables. Secrets are held in `Secret`, whose `Debug` and `Display` never show the value, so a
 //! settings dump or an error can never leak a connection string.
 
+use crate::domain::CircuitPolicy;
 use crate::health::TargetPolicy;
 use std::fmt;
 use std::net::SocketAddr;
@@ -81,6 +82,10 @@ pub struct Settings {
     pub storage_timeout: Duration,
     /// What the health monitor may probe (the SSRF guard).
     pub probe_policy: TargetPolicy,
+    /// Thresholds and backoff of the circuit breaker.
+    pub circuit: CircuitPolicy,
+    /// Recorded as `checkedBy`: the Functions instance, else the host name.
+    pub instance_id: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -209,7 +214,34 @@ impl Settings {
             identity_endpoint,
         };
 
+        let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                Some(v) => parse::<u64>(&v, name, "a whole number above 0")
+                    .and_then(|n| positive(n, name))
+                    .map(|n| n.min(u64::from(u32::MAX)) as u32),
+                None => Ok(default),
+            }
+        };
+        let defaults = CircuitPolicy::default();
+        let to_chrono =
+            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let circuit = CircuitPolicy {
+            failures_to_open: count("HEALTH_FAILURES_TO_UNHEALTHY", defaults.failures_to_open)?,
+            successes_to_close: count("HEALTH_SUCCESSES_TO_HEALTHY", defaults.successes_to_close)?,
+            base_backoff: to_chrono(millis("HEALTH_CIRCUIT_BACKOFF_MS", 300_000)?),
+            max_backoff: to_chrono(millis("HEALTH_CIRCUIT_MAX_BACKOFF_MS", 3_600_000)?),
+        };
+        let instance_id = get("WEBSITE_INSTANCE_ID")
+            .or_else(|| get("CONTAINER_APP_REPLICA_NAME"))
+            .or_else(|| get("HOSTNAME"))
+            .unwrap_or_else(|| "handler".to_owned())
+            .chars()
+            .take(128)
+            .collect();
+
         Ok(Settings {
+            circuit,
+            instance_id,
             probe_policy,
             mode,
             storage,

@@ -8,7 +8,7 @@
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::functions;
-use crate::health::Prober;
+use crate::health::{Prober, SweepSettings};
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::store::Store;
 use axum::extract::Request;
@@ -57,7 +57,11 @@ impl Application {
         let state = AppState {
             store,
             prober: Prober::new(settings.probe_timeout, settings.probe_policy.clone()),
-            probe_concurrency: settings.probe_concurrency,
+            sweep: SweepSettings {
+                concurrency: settings.probe_concurrency,
+                circuit: settings.circuit,
+                checked_by: settings.instance_id.clone(),
+            },
             sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(Application {

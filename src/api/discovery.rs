@@ -40,6 +40,17 @@ struct HealthSummary {
     status: String,
     last_checked: Option<String>,
     response_time: Option<i64>,
+    // Beside the recipe's three fields: the circuit breaker's view (absent on recipe-written rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_failures: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_successes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_transition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_by: Option<String>,
 }
 
 pub async fn discover(
@@ -90,6 +101,11 @@ fn present(service: ServiceRecord, health: Option<HealthRecord>) -> DiscoveredSe
             status: h.status,
             last_checked: h.last_checked,
             response_time: h.response_time,
+            circuit: h.circuit,
+            consecutive_failures: h.consecutive_failures,
+            consecutive_successes: h.consecutive_successes,
+            last_transition: h.last_transition,
+            checked_by: h.checked_by,
         }),
     }
 }

@@ -7,7 +7,7 @@ use crate::store::StoreError;
 /// Runs one sweep, waiting for any sweep already running in this process to finish first.
 pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
     let _one_at_a_time = state.sweep_lock.lock().await;
-    let result = run_sweep(&state.store, &state.prober, state.probe_concurrency).await;
+    let result = run_sweep(&state.store, &state.prober, &state.sweep).await;
     match &result {
         Ok(report) => tracing::info!(
             function = "HealthMonitor",
@@ -15,6 +15,7 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
             healthy = report.healthy,
             unhealthy = report.unhealthy,
             refused = report.refused,
+            skipped = report.skipped,
             write_requests = report.write_requests,
             duration_ms = report.duration.as_millis() as u64,
             "health sweep finished"

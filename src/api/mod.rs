@@ -11,7 +11,7 @@ mod registrar;
 pub use health_monitor::sweep_once;
 
 use crate::error::ApiError;
-use crate::health::Prober;
+use crate::health::{Prober, SweepSettings};
 use crate::store::Store;
 use axum::http::Method;
 use axum::routing::{get, post};
@@ -25,7 +25,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub store: Store,
     pub prober: Prober,
-    pub probe_concurrency: usize,
+    pub sweep: SweepSettings,
     /// One sweep at a time in this process (a manual run must not overlap the schedule).
     pub sweep_lock: Arc<tokio::sync::Mutex<()>>,
 }

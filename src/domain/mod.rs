@@ -2,12 +2,14 @@
 //! how a probe outcome becomes a health verdict. Everything here is a plain function or a
 //! parse-don't-validate newtype, unit-tested beside its code.
 
+mod circuit;
 mod endpoint;
 mod health;
 mod keys;
 mod query;
 mod registration;
 
+pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
 pub use health::{HealthState, HealthVerdict};
 pub use keys::{ServiceName, ServiceType, MAX_KEY_LEN};

@@ -7,4 +7,4 @@ mod sweep;
 
 pub use guard::{Refused, TargetPolicy};
 pub use probe::Prober;
-pub use sweep::{run_sweep, SweepReport};
+pub use sweep::{run_sweep, SweepReport, SweepSettings};

@@ -34,6 +34,14 @@ pub struct HealthRecord {
     pub last_checked: Option<String>,
     pub response_time: Option<i64>,
     pub error_message: String,
+    /// The circuit breaker's memory (absent on rows the recipe wrote). Counts are Int32, times ISO text.
+    pub consecutive_failures: Option<i64>,
+    pub consecutive_successes: Option<i64>,
+    pub last_transition: Option<String>,
+    pub circuit: Option<String>,
+    pub open_trials: Option<i64>,
+    pub next_probe_at: Option<String>,
+    pub checked_by: Option<String>,
 }
 
 fn string(entity: &Map<String, Value>, name: &str) -> Option<String> {
@@ -125,25 +133,52 @@ impl HealthRecord {
             last_checked: string(entity, "lastChecked"),
             response_time: integer(entity, "responseTime"),
             error_message: string(entity, "errorMessage").unwrap_or_default(),
+            consecutive_failures: integer(entity, "consecutiveFailures"),
+            consecutive_successes: integer(entity, "consecutiveSuccesses"),
+            last_transition: string(entity, "lastTransition"),
+            circuit: string(entity, "circuit"),
+            open_trials: integer(entity, "openTrials"),
+            next_probe_at: string(entity, "nextProbeAt"),
+            checked_by: string(entity, "checkedBy"),
         }
     }
 
     pub fn to_entity(&self) -> Value {
         // responseTime is sent as a plain JSON number in Int32 range, which the service stores as
         // Int32, as the recipe's Node client does.
-        let response_time = self
-            .response_time
-            .map(|ms| ms.clamp(0, i64::from(i32::MAX)) as i32)
-            .unwrap_or(0);
-        json!({
+        let int32 = |n: i64| n.clamp(0, i64::from(i32::MAX)) as i32;
+        let mut entity = json!({
             "PartitionKey": self.partition_key,
             "RowKey": self.row_key,
             "serviceName": self.service_name,
             "status": self.status,
             "lastChecked": self.last_checked,
-            "responseTime": response_time,
+            "responseTime": int32(self.response_time.unwrap_or(0)),
             "errorMessage": self.error_message,
-        })
+        });
+        let extra = entity.as_object_mut().expect("a JSON object literal");
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                extra.insert(name.to_owned(), value);
+            }
+        };
+        put(
+            "consecutiveFailures",
+            self.consecutive_failures.map(|n| int32(n).into()),
+        );
+        put(
+            "consecutiveSuccesses",
+            self.consecutive_successes.map(|n| int32(n).into()),
+        );
+        put(
+            "lastTransition",
+            self.last_transition.clone().map(Value::from),
+        );
+        put("circuit", self.circuit.clone().map(Value::from));
+        put("openTrials", self.open_trials.map(|n| int32(n).into()));
+        put("nextProbeAt", self.next_probe_at.clone().map(Value::from));
+        put("checkedBy", self.checked_by.clone().map(Value::from));
+        entity
     }
 }
 

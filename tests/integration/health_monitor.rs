@@ -66,7 +66,13 @@ fn assert_health_row_common(row: &Value, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_three_targets_writes_health_rows() {
-    let h = Handler::start_with(&[("HEALTH_PROBE_TIMEOUT_MS", "1500")]).await;
+    // An open circuit's backoff of 1 ms makes every sweep probe every service, as the recipe did;
+    // tests/integration/circuit.rs covers the default backoff.
+    let h = Handler::start_with(&[
+        ("HEALTH_PROBE_TIMEOUT_MS", "1500"),
+        ("HEALTH_CIRCUIT_BACKOFF_MS", "1"),
+    ])
+    .await;
     let ok = HttpTarget::status(200);
     let down = HttpTarget::status(503);
     let silent = SilentTarget::start();
@@ -131,9 +137,15 @@ async fn sweep_three_targets_writes_health_rows() {
     for s in &services {
         let n = s["serviceName"].as_str().unwrap();
         let row = get(n);
+        let hs = &s["healthStatus"];
         assert_eq!(
-            s["healthStatus"],
+            json!({"status": hs["status"], "lastChecked": hs["lastChecked"], "responseTime": hs["responseTime"]}),
             json!({"status": row["status"], "lastChecked": row["lastChecked"], "responseTime": row["responseTime"]}),
+            "healthStatus of {n}"
+        );
+        assert_eq!(hs["circuit"], row["circuit"], "healthStatus of {n}");
+        assert_eq!(
+            hs["consecutiveFailures"], row["consecutiveFailures"],
             "healthStatus of {n}"
         );
     }

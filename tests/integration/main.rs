@@ -5,6 +5,7 @@
 mod harness;
 mod harness_selftest;
 
+mod circuit;
 mod discovery;
 mod envelopes;
 mod health_monitor;
