@@ -86,6 +86,10 @@ pub struct Settings {
     pub circuit: CircuitPolicy,
     /// Recorded as `checkedBy`: the Functions instance, else the host name.
     pub instance_id: String,
+    /// No probe starts later than this into a sweep (`HEALTH_SWEEP_DEADLINE_MS`).
+    pub sweep_start_deadline: Duration,
+    /// Upper bound of each probe's random start delay (`HEALTH_PROBE_JITTER_MS`).
+    pub probe_jitter: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -162,7 +166,9 @@ impl Settings {
             Some(v) => parse::<u64>(&v, "HEALTH_PROBE_CONCURRENCY", "a whole number above 0")
                 .and_then(|n| positive(n, "HEALTH_PROBE_CONCURRENCY"))?
                 as usize,
-            None => 32,
+            // 2,500 silent targets at a 5 s timeout take about 50 s at 256 in flight (the 60 s goal for
+            // 10,000 services, a quarter silent); Consumption allows 600 outbound connections.
+            None => 256,
         };
 
         let cidrs = |name: &str| -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -239,7 +245,23 @@ impl Settings {
             .take(128)
             .collect();
 
+        let probe_timeout = millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?;
+        // The sweep must end within the Functions timeout (5 minutes on Consumption): by default it
+        // stops starting probes at 4 minutes less one probe timeout, which leaves a minute to write.
+        let sweep_deadline = millis("HEALTH_SWEEP_DEADLINE_MS", 240_000)?;
+        let sweep_start_deadline = sweep_deadline.saturating_sub(probe_timeout);
+        let probe_jitter = match get("HEALTH_PROBE_JITTER_MS") {
+            Some(v) => Duration::from_millis(parse(
+                &v,
+                "HEALTH_PROBE_JITTER_MS",
+                "a whole number of milliseconds",
+            )?),
+            None => Duration::from_millis(100),
+        };
+
         Ok(Settings {
+            sweep_start_deadline,
+            probe_jitter,
             circuit,
             instance_id,
             probe_policy,
@@ -249,7 +271,7 @@ impl Settings {
             health_table,
             app_root,
             schedule_override: get("HEALTH_MONITOR_SCHEDULE"),
-            probe_timeout: millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?,
+            probe_timeout,
             probe_concurrency,
             storage_timeout: millis("STORAGE_TIMEOUT_MS", 10_000)?,
         })

@@ -61,6 +61,8 @@ impl Application {
                 concurrency: settings.probe_concurrency,
                 circuit: settings.circuit,
                 checked_by: settings.instance_id.clone(),
+                start_deadline: settings.sweep_start_deadline,
+                jitter: settings.probe_jitter,
             },
             sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
         };

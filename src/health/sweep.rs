@@ -20,6 +20,11 @@ pub struct SweepSettings {
     pub circuit: CircuitPolicy,
     /// Who probed: recorded as `checkedBy` (the Functions instance id or the host name).
     pub checked_by: String,
+    /// No probe starts later than this after the sweep began, so the sweep (last probe plus the
+    /// writes) ends before the function timeout; what was not started is reported as skipped.
+    pub start_deadline: Duration,
+    /// Each probe waits a random delay below this before it starts, so a fleet is not hit in one burst.
+    pub jitter: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +36,9 @@ pub struct SweepReport {
     pub refused: usize,
     /// Not probed: their circuit is open and its backoff has not elapsed.
     pub skipped: usize,
+    /// Not probed: the sweep's start deadline passed first (probed first next time: never-checked
+    /// services lead, and rows not rewritten keep their old `lastChecked`).
+    pub skipped_deadline: usize,
     pub write_requests: usize,
     pub duration: Duration,
 }
@@ -39,14 +47,15 @@ impl SweepReport {
     /// The one-line summary for the invocation's Logs and our own log.
     pub fn summary(&self) -> String {
         format!(
-            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}",
+            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}",
             self.probed,
             self.healthy,
             self.unhealthy,
             self.duration.as_millis(),
             self.write_requests,
             self.refused,
-            self.skipped
+            self.skipped,
+            self.skipped_deadline
         )
     }
 }
@@ -79,11 +88,18 @@ pub async fn run_sweep(
     // Never-checked services first: whatever cuts a sweep short must not keep hiding new services.
     due.sort_by_key(|(_, prior)| prior.is_some());
 
-    let results: Vec<(HealthRecord, bool)> = futures::stream::iter(due)
+    let stop_starting_at = started + settings.start_deadline;
+    let jitter_seed = std::collections::hash_map::RandomState::new();
+    let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(due)
         .map(|(service, prior)| {
             let prober = prober.clone();
             let settings = settings.clone();
+            let jitter = jitter_for(&jitter_seed, &service, settings.jitter);
             async move {
+                tokio::time::sleep(jitter).await;
+                if Instant::now() >= stop_starting_at {
+                    return None;
+                }
                 let verdict = prober.probe(&service.health_endpoint).await;
                 let now = Utc::now();
                 let success = verdict.state == HealthState::Healthy;
@@ -104,15 +120,23 @@ pub async fn run_sweep(
                     next_probe_at: state.next_probe_at.map(iso),
                     checked_by: Some(settings.checked_by.clone()),
                 };
-                (record, verdict.refused)
+                Some((record, verdict.refused))
             }
         })
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
 
-    let refused = results.iter().filter(|(_, refused)| *refused).count();
-    let records: Vec<HealthRecord> = results.into_iter().map(|(record, _)| record).collect();
+    let skipped_deadline = results.iter().filter(|r| r.is_none()).count();
+    if skipped_deadline > 0 {
+        tracing::warn!(
+            skipped_deadline,
+            "sweep start deadline reached; the rest are probed next time"
+        );
+    }
+    let probed: Vec<(HealthRecord, bool)> = results.into_iter().flatten().collect();
+    let refused = probed.iter().filter(|(_, refused)| *refused).count();
+    let records: Vec<HealthRecord> = probed.into_iter().map(|(record, _)| record).collect();
     let write_requests = store.write_health(&records).await?;
     let healthy = records
         .iter()
@@ -124,9 +148,25 @@ pub async fn run_sweep(
         unhealthy: records.len() - healthy,
         refused,
         skipped,
+        skipped_deadline,
         write_requests,
         duration: started.elapsed(),
     })
+}
+
+/// A random delay below `window`, different for every service and every sweep.
+fn jitter_for(
+    seed: &std::collections::hash_map::RandomState,
+    service: &ServiceRecord,
+    window: Duration,
+) -> Duration {
+    use std::hash::BuildHasher;
+    let window_ms = window.as_millis() as u64;
+    if window_ms == 0 {
+        return Duration::ZERO;
+    }
+    let hash = seed.hash_one((&service.partition_key, &service.row_key));
+    Duration::from_millis(hash % window_ms)
 }
 
 fn iso(time: DateTime<Utc>) -> String {

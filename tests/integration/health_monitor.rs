@@ -395,3 +395,49 @@ async fn large_sweep_writes_every_row() {
     let v = h.discover_ok("healthyOnly=true").await;
     assert_eq!(v["count"], 250);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_stops_starting_probes_at_its_deadline_and_catches_up_next_time() {
+    // One probe at a time, 1 s each; probes may start only in the first 0.5 s (deadline 1.5 s less
+    // one probe timeout): the first starts, the other two are reported, not silently dropped.
+    let h = Handler::start_with(&[
+        ("HEALTH_PROBE_TIMEOUT_MS", "1000"),
+        ("HEALTH_SWEEP_DEADLINE_MS", "1500"),
+        ("HEALTH_PROBE_CONCURRENCY", "1"),
+        ("HEALTH_PROBE_JITTER_MS", "0"),
+    ])
+    .await;
+    let silent = SilentTarget::start();
+    for name in ["a", "b", "c"] {
+        register_target(&h, name, &silent.url).await;
+    }
+    let started = Instant::now();
+    let r = h.sweep().await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        summary(&r).0,
+        1,
+        "one probe started before the deadline: {}",
+        r.text
+    );
+    let logs = logs_of(&r.json());
+    assert!(
+        logs.iter().any(|l| l.contains("skipped_deadline 2")),
+        "the summary must say what was skipped: {logs:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1900),
+        "the sweep ran past its deadline: {elapsed:?}"
+    );
+    assert_eq!(h.tables().rows(&h.health_table).await.len(), 1);
+
+    // Never-checked services go first next time, so the two skipped ones are not starved.
+    let r = h.sweep().await;
+    assert_eq!(summary(&r).0, 1, "{}", r.text);
+    let rows = h.tables().rows(&h.health_table).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "the next sweep starts with a never-checked service: {rows:?}"
+    );
+}
