@@ -5,54 +5,72 @@
 //! line for log pipelines. Nothing logged may carry a secret: request lines hold the path only (the
 //! query can hold the function key `code`), and free text from errors goes through `redact` first.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, Layer};
+
+/// Crates that print request headers at debug and trace: a SharedKey `Authorization` header is a
+/// signature made with the account key, and a SAS request URL carries `sig`.
+const CHATTY_CRATES: [&str; 7] = [
+    "azure_core",
+    "azure_storage",
+    "azure_data_tables",
+    "azure_identity",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+];
 
 pub fn init() {
-    // The HTTP and storage crates stay at warn by default and never go below info whatever RUST_LOG
-    // says: at debug and trace they print request headers, and a SharedKey Authorization header is a
-    // signature made with the account key.
-    const QUIET: [&str; 7] = [
-        "azure_core",
-        "azure_storage",
-        "azure_data_tables",
-        "azure_identity",
-        "reqwest",
-        "hyper",
-        "hyper_util",
-    ];
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(filter) => QUIET.iter().fold(filter, |filter, target| {
-            filter.add_directive(
-                format!("{target}=info")
-                    .parse()
-                    .expect("a static directive parses"),
-            )
-        }),
-        Err(_) => QUIET.iter().fold(EnvFilter::new("info"), |filter, target| {
-            filter.add_directive(
-                format!("{target}=warn")
-                    .parse()
-                    .expect("a static directive parses"),
-            )
-        }),
-    };
+    // RUST_LOG chooses what to see (default: info, and warn for the chatty crates). A second filter,
+    // which RUST_LOG cannot loosen, caps the chatty crates at info: `RUST_LOG=azure_core::http_client=debug`
+    // names a more specific target than any cap added to the same EnvFilter, so the cap has to be
+    // a separate filter combined with `and`.
+    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        CHATTY_CRATES
+            .iter()
+            .fold(EnvFilter::new("info"), |filter, target| {
+                filter.add_directive(
+                    format!("{target}=warn")
+                        .parse()
+                        .expect("a static directive parses"),
+                )
+            })
+    });
+    let cap = never_below_info();
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_writer(std::io::stdout);
-    let result = if json {
-        builder
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let layer = if json {
+        fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init()
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(std::io::stdout)
+            .boxed()
     } else {
-        builder.compact().try_init()
+        fmt::layer()
+            .compact()
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(std::io::stdout)
+            .boxed()
     };
     // A second init (tests) is harmless.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(wanted.and(cap)))
+        .try_init();
+}
+
+/// Everything passes except the chatty crates below info, whatever their module path.
+fn never_below_info() -> Targets {
+    CHATTY_CRATES.iter().fold(
+        Targets::new().with_default(Level::TRACE),
+        |targets, name| targets.with_target(*name, Level::INFO),
+    )
 }
 
 /// Secret-bearing parameters of storage connection strings, SAS URLs and Functions requests.
@@ -95,7 +113,17 @@ pub fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{never_below_info, redact};
+    use tracing::Level;
+
+    #[test]
+    fn the_cap_holds_for_submodules_of_the_chatty_crates() {
+        let cap = never_below_info();
+        assert!(!cap.would_enable("azure_core::http_client", &Level::DEBUG));
+        assert!(!cap.would_enable("reqwest::connect", &Level::TRACE));
+        assert!(cap.would_enable("azure_core::http_client", &Level::INFO));
+        assert!(cap.would_enable("service_registry::health", &Level::DEBUG));
+    }
 
     #[test]
     fn hides_keys_signatures_and_function_codes() {

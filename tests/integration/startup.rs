@@ -89,6 +89,29 @@ async fn valid_key_never_logged_even_when_storage_unreachable() {
     );
 }
 
+/// `RUST_LOG` naming a submodule of a storage or HTTP crate must not lift the cap that keeps request
+/// headers (the SharedKey signature) out of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_http_client_traces_never_logs_request_headers() {
+    let cfg = HandlerConfig::new(Mode::CustomHandler).env(
+        "RUST_LOG",
+        "trace,azure_core::policies=trace,azure_core::http_client=trace,reqwest::connect=trace",
+    );
+    let h = Handler::spawn(cfg).await;
+    h.register_ok(&json!({"serviceName": "loud", "endpoint": "https://x.example.com"}))
+        .await;
+    let _ = h.discover_ok("").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = h.logs();
+    for leak in ["SharedKey", "authorization", "Authorization"] {
+        assert!(!logs.contains(leak), "{leak} appeared in the log:\n{logs}");
+    }
+    assert!(
+        logs.contains("service registered"),
+        "our own lines still print:\n{logs}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_storage_variable_works_and_first_one_wins() {
     let good = Azurite::shared().connection_string();
