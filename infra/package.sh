@@ -5,6 +5,8 @@
 #     host.json
 #     ServiceRegistrar/function.json
 #     ServiceDiscovery/function.json
+#     ServiceHeartbeat/function.json
+#     ServiceResolver/function.json
 #     HealthMonitor/function.json
 #     handler                         (Linux x86-64 executable, mode 0755)
 #
@@ -63,6 +65,8 @@ app_files=(
     host.json
     ServiceRegistrar/function.json
     ServiceDiscovery/function.json
+    ServiceHeartbeat/function.json
+    ServiceResolver/function.json
     HealthMonitor/function.json
 )
 for f in "${app_files[@]}"; do

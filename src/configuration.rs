@@ -90,6 +90,11 @@ pub struct Settings {
     pub sweep_start_deadline: Duration,
     /// Upper bound of each probe's random start delay (`HEALTH_PROBE_JITTER_MS`).
     pub probe_jitter: Duration,
+    /// How long table reads are served from this process's cache (`DISCOVERY_CACHE_TTL_MS`, 0 = off).
+    pub cache_ttl: Duration,
+    /// How long an expired instance is kept before the sweep deletes it
+    /// (`DEREGISTER_EXPIRED_AFTER_SECONDS`).
+    pub expired_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -250,16 +255,36 @@ impl Settings {
         // stops starting probes at 4 minutes less one probe timeout, which leaves a minute to write.
         let sweep_deadline = millis("HEALTH_SWEEP_DEADLINE_MS", 240_000)?;
         let sweep_start_deadline = sweep_deadline.saturating_sub(probe_timeout);
-        let probe_jitter = match get("HEALTH_PROBE_JITTER_MS") {
-            Some(v) => Duration::from_millis(parse(
-                &v,
-                "HEALTH_PROBE_JITTER_MS",
-                "a whole number of milliseconds",
-            )?),
-            None => Duration::from_millis(100),
+        // Settings where 0 is meaningful (no jitter, no cache, delete at once).
+        let millis_or_zero = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                Some(v) => {
+                    parse(&v, name, "a whole number of milliseconds").map(Duration::from_millis)
+                }
+                None => Ok(Duration::from_millis(default)),
+            }
         };
+        let probe_jitter = millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?;
+        let cache_ttl = millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?;
+        let expired_grace = match get("DEREGISTER_EXPIRED_AFTER_SECONDS") {
+            Some(v) => Duration::from_secs(parse(
+                &v,
+                "DEREGISTER_EXPIRED_AFTER_SECONDS",
+                "a whole number of seconds",
+            )?),
+            None => Duration::from_secs(600),
+        };
+        if get("AZURE_STORAGETABLE_CLIENTID").is_some() {
+            // Start-up is not the place to fail for it, but the operator must hear it: azure_identity
+            // 0.21 offers only the system-assigned identity.
+            tracing::warn!(
+                "AZURE_STORAGETABLE_CLIENTID is set, but only the system-assigned managed identity is supported; it is ignored"
+            );
+        }
 
         Ok(Settings {
+            cache_ttl,
+            expired_grace,
             sweep_start_deadline,
             probe_jitter,
             circuit,

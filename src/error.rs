@@ -27,6 +27,13 @@ pub enum ApiError {
     #[error("no route for {0}")]
     NotFound(String),
 
+    /// The route exists but the service or instance it names does not (or none is eligible).
+    #[error("{message}")]
+    NoSuchService {
+        field: &'static str,
+        message: String,
+    },
+
     #[error("method {method} is not allowed here; use {allowed}")]
     MethodNotAllowed {
         method: String,
@@ -54,7 +61,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchService { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,7 +70,9 @@ impl ApiError {
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            ApiError::BadRequest { field, .. } => Some(field),
+            ApiError::BadRequest { field, .. } | ApiError::NoSuchService { field, .. } => {
+                Some(field)
+            }
             ApiError::PayloadTooLarge { .. } => Some("body"),
             _ => None,
         }

@@ -24,5 +24,17 @@ pub mod telemetry;
 
 /// Now, as the recipe's `new Date().toISOString()` writes it: UTC with milliseconds and `Z`.
 pub fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    iso(chrono::Utc::now())
+}
+
+/// A time as the recipe writes them: UTC with milliseconds and `Z`.
+pub fn iso(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses a stored time; rows from other clients may hold anything, so failure is `None`.
+pub fn parse_iso(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }

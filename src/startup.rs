@@ -63,6 +63,12 @@ impl Application {
                 checked_by: settings.instance_id.clone(),
                 start_deadline: settings.sweep_start_deadline,
                 jitter: settings.probe_jitter,
+                expired_grace: settings.expired_grace,
+                // The longest a sweep can run: its start deadline, one probe at the longest timeout
+                // any registration may ask for, and the writes.
+                lease_ttl: settings.sweep_start_deadline
+                    + crate::domain::MAX_CHECK_TIMEOUT
+                    + settings.storage_timeout * 2,
             },
             sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
@@ -86,7 +92,7 @@ impl Application {
         tracing::info!(
             mode,
             address = %local,
-            storage = self.state.store.endpoint(),
+            storage = without_query(self.state.store.endpoint()),
             registry_table = %self.settings.registry_table,
             health_table = %self.settings.health_table,
             schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
@@ -161,6 +167,11 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
+/// The endpoint for the log: a SAS connection string's endpoint may carry a query; drop it whole.
+fn without_query(endpoint: &str) -> &str {
+    endpoint.split_once('?').map_or(endpoint, |(bare, _)| bare)
+}
+
 /// Creates the tables, retrying with backoff while storage is unreachable.
 async fn create_tables(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(500);
@@ -200,7 +211,7 @@ async fn run_schedule(schedule: Schedule, state: AppState, mut shutdown: watch::
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         // Errors are logged inside; the next tick tries again.
-        let _ = api::sweep_once(&state).await;
+        let _ = api::sweep_once(&state, api::SweepTrigger::Scheduled { tick: next }).await;
     }
 }
 

@@ -1,111 +1,157 @@
-//! `ServiceDiscovery`: GET the services matching the filters, with their health, in the recipe's shape.
-//!
-//! Two queries run side by side, one on each table with the same filter, and are joined in memory:
-//! never one health read per service (the recipe's N+1).
+//! `ServiceDiscovery`: GET the instances matching the filters, with their health, in the recipe's
+//! shape, with an `ETag` so that polling clients can ask "anything new?" for the price of a 304.
 
+use super::listing::{with_matching_rows, InstanceView, Joined};
 use super::AppState;
-use crate::domain::{DiscoveryQuery, HealthState};
-use crate::error::ApiResult;
-use crate::store::{HealthRecord, ServiceRecord};
+use crate::domain::{continuation_token, DiscoveryQuery};
+use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
-use axum::Json;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 #[derive(Serialize)]
-pub struct DiscoveryResponse {
-    services: Vec<DiscoveredService>,
+#[serde(rename_all = "camelCase")]
+struct DiscoveryResponse<'a> {
+    services: &'a RawValue,
     count: usize,
     timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_open: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continuation_token: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DiscoveredService {
-    service_name: String,
-    endpoint: String,
-    health_endpoint: String,
-    service_type: String,
-    version: String,
-    tags: Value,
-    metadata: Value,
-    registered_at: Option<String>,
-    last_heartbeat: Option<String>,
-    health_status: Option<HealthSummary>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HealthSummary {
-    status: String,
-    last_checked: Option<String>,
-    response_time: Option<i64>,
-    // Beside the recipe's three fields: the circuit breaker's view (absent on recipe-written rows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    circuit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_failures: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_successes: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_transition: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checked_by: Option<String>,
+/// One page of the answer, before it is serialised.
+struct Page {
+    services: Vec<InstanceView>,
+    failed_open: Option<bool>,
+    continuation_token: Option<String>,
 }
 
 pub async fn discover(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<DiscoveryResponse>> {
-    let raw = raw.unwrap_or_default();
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect();
-    let query = DiscoveryQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let query = parse_query(raw.as_deref())?;
+    let now = chrono::Utc::now();
+    let page = with_matching_rows(&state, &query, now, |rows| paginate(&query, rows, now)).await?;
 
-    let (services, mut health) = tokio::try_join!(
-        state.store.find_services(&query),
-        state.store.find_health(&query)
-    )?;
-
-    let services: Vec<DiscoveredService> = services
-        .into_iter()
-        .filter_map(|service| {
-            let health = health.remove(&(service.partition_key.clone(), service.row_key.clone()));
-            let is_healthy = health
-                .as_ref()
-                .is_some_and(|h| h.status == HealthState::Healthy.as_str());
-            (!query.healthy_only || is_healthy).then(|| present(service, health))
-        })
-        .collect();
-
-    Ok(Json(DiscoveryResponse {
-        count: services.len(),
-        services,
+    let services = serde_json::to_string(&page.services)
+        .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
+    let etag = entity_tag(&services, &page);
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let services = RawValue::from_string(services)
+        .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
+    let body = DiscoveryResponse {
+        services: &services,
+        count: page.services.len(),
         timestamp: crate::now_iso(),
-    }))
+        failed_open: page.failed_open,
+        continuation_token: page.continuation_token,
+    };
+    Ok(([(header::ETAG, etag)], axum::Json(body)).into_response())
 }
 
-fn present(service: ServiceRecord, health: Option<HealthRecord>) -> DiscoveredService {
-    DiscoveredService {
-        service_name: service.service_name,
-        endpoint: service.endpoint,
-        health_endpoint: service.health_endpoint,
-        service_type: service.service_type,
-        version: service.version,
-        tags: service.tags,
-        metadata: service.metadata,
-        registered_at: service.registered_at,
-        last_heartbeat: service.last_heartbeat,
-        health_status: health.map(|h| HealthSummary {
-            status: h.status,
-            last_checked: h.last_checked,
-            response_time: h.response_time,
-            circuit: h.circuit,
-            consecutive_failures: h.consecutive_failures,
-            consecutive_successes: h.consecutive_successes,
-            last_transition: h.last_transition,
-            checked_by: h.checked_by,
-        }),
+/// Decoded query pairs, parsed into a `DiscoveryQuery` (shared with the resolver).
+pub fn parse_query(raw: Option<&str>) -> ApiResult<DiscoveryQuery> {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    Ok(DiscoveryQuery::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
+}
+
+/// Applies `healthyOnly` (with `failOpen`) and `limit` to rows already filtered by attributes.
+fn paginate(
+    query: &DiscoveryQuery,
+    rows: Vec<Joined<'_>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Page {
+    let (rows, failed_open) = if query.healthy_only {
+        let any_healthy = rows.iter().any(Joined::is_healthy);
+        if !any_healthy && query.fail_open {
+            // Cloud Map's HEALTHY_OR_ELSE_ALL: better a possibly-broken instance than none.
+            (rows, Some(true))
+        } else {
+            let healthy = rows.into_iter().filter(Joined::is_healthy).collect();
+            (healthy, Some(false))
+        }
+    } else {
+        (rows, None)
+    };
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    let page: Vec<&Joined> = rows.iter().take(limit).collect();
+    let continuation_token = match (more, page.last()) {
+        (true, Some(last)) => Some(continuation_token(
+            &last.service.partition_key,
+            &last.service.row_key,
+        )),
+        _ => None,
+    };
+    Page {
+        services: page
+            .iter()
+            .map(|joined| InstanceView::of(joined, now))
+            .collect(),
+        failed_open,
+        continuation_token,
+    }
+}
+
+/// A strong validator over everything in the body but `timestamp`: it changes when any returned
+/// instance, its health, the fail-open verdict or the paging changes, and is the same on every
+/// replica (no per-process seed).
+fn entity_tag(services: &str, page: &Page) -> HeaderValue {
+    let mut hash = Sha256::new();
+    hash.update(services.as_bytes());
+    hash.update([0, page.failed_open.map_or(2, u8::from)]);
+    if let Some(token) = &page.continuation_token {
+        hash.update(token.as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex in quotes is a valid header value")
+}
+
+/// `If-None-Match` as RFC 9110 §13.1.2 reads it: `*`, or a list compared weakly (`W/` ignored).
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let ours = etag.to_str().unwrap_or_default();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_reads_lists_weak_tags_and_star() {
+        let ours = HeaderValue::from_static("\"abc\"");
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static(value));
+            if_none_match(&headers, &ours)
+        };
+        assert!(with("\"abc\""));
+        assert!(with("W/\"abc\""));
+        assert!(with("\"x\", \"abc\""));
+        assert!(with("*"));
+        assert!(!with("\"abd\""));
+        assert!(!with("abc"));
+        assert!(!if_none_match(&HeaderMap::new(), &ours));
     }
 }

@@ -1,26 +1,114 @@
-//! `HealthMonitor`: one sweep, whoever asks for it (the host's timer envelope or our own scheduler).
+//! `HealthMonitor`: one sweep, whoever asks for it (the host's timer envelope or our own scheduler),
+//! never two at once.
+//!
+//! Within a process a second trigger while a sweep runs is answered at once ("already running")
+//! instead of queueing behind it: queued sweeps would run back to back and pile up. Across standalone
+//! replicas, a scheduled tick first claims the sweep lease (`store::lease`), so exactly one replica
+//! sweeps each tick. Under the Functions host the timer is already a singleton, so the envelope
+//! path needs no lease.
 
 use super::AppState;
 use crate::health::{run_sweep, SweepReport};
-use crate::store::StoreError;
+use crate::store::{LeaseOutcome, StoreError};
+use chrono::{DateTime, Utc};
 
-/// Runs one sweep, waiting for any sweep already running in this process to finish first.
-pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
-    let _one_at_a_time = state.sweep_lock.lock().await;
-    let result = run_sweep(&state.store, &state.prober, &state.sweep).await;
+#[derive(Debug, Clone, Copy)]
+pub enum SweepTrigger {
+    /// The host's timer envelope (already a singleton) or a manual invocation.
+    Invocation,
+    /// Our own scheduler's occurrence `tick`: claim the lease first.
+    Scheduled { tick: DateTime<Utc> },
+}
+
+#[derive(Debug)]
+pub enum SweepOutcome {
+    Ran(SweepReport),
+    /// Another sweep is running in this process.
+    AlreadyRunning,
+    /// Another replica holds the lease for this tick.
+    LeaseHeldBy(String),
+}
+
+impl SweepOutcome {
+    /// The one line for the invocation's Logs and our log.
+    pub fn summary(&self) -> String {
+        match self {
+            SweepOutcome::Ran(report) => report.summary(),
+            SweepOutcome::AlreadyRunning => {
+                "HealthMonitor sweep skipped: a sweep is already running in this process".to_owned()
+            }
+            SweepOutcome::LeaseHeldBy(holder) => {
+                format!("HealthMonitor sweep skipped: the sweep lease for this tick is held by {holder}")
+            }
+        }
+    }
+}
+
+pub async fn sweep_once(
+    state: &AppState,
+    trigger: SweepTrigger,
+) -> Result<SweepOutcome, StoreError> {
+    let Ok(_one_at_a_time) = state.sweep_lock.try_lock() else {
+        tracing::info!(
+            function = "HealthMonitor",
+            "a sweep is already running; this trigger is skipped"
+        );
+        return Ok(SweepOutcome::AlreadyRunning);
+    };
+    let result = sweep_with_lease(state, trigger).await;
     match &result {
-        Ok(report) => tracing::info!(
+        Ok(SweepOutcome::Ran(report)) => tracing::info!(
             function = "HealthMonitor",
             probed = report.probed,
             healthy = report.healthy,
             unhealthy = report.unhealthy,
             refused = report.refused,
             skipped = report.skipped,
+            skipped_deadline = report.skipped_deadline,
+            deleted_expired = report.deleted_expired,
             write_requests = report.write_requests,
             duration_ms = report.duration.as_millis() as u64,
+            tick = tick_of(trigger),
             "health sweep finished"
         ),
+        Ok(SweepOutcome::LeaseHeldBy(holder)) => tracing::info!(
+            function = "HealthMonitor",
+            holder = %holder,
+            tick = tick_of(trigger),
+            "sweep lease held elsewhere; this replica skips the tick"
+        ),
+        Ok(SweepOutcome::AlreadyRunning) => {}
         Err(e) => tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed"),
     }
     result
+}
+
+async fn sweep_with_lease(
+    state: &AppState,
+    trigger: SweepTrigger,
+) -> Result<SweepOutcome, StoreError> {
+    if let SweepTrigger::Scheduled { tick } = trigger {
+        let lease = state
+            .store
+            .take_sweep_lease(
+                &state.sweep.checked_by,
+                tick,
+                state.sweep.lease_ttl,
+                Utc::now(),
+            )
+            .await?;
+        if let LeaseOutcome::HeldBy(holder) = lease {
+            return Ok(SweepOutcome::LeaseHeldBy(holder));
+        }
+    }
+    run_sweep(&state.store, &state.prober, &state.sweep)
+        .await
+        .map(SweepOutcome::Ran)
+}
+
+fn tick_of(trigger: SweepTrigger) -> String {
+    match trigger {
+        SweepTrigger::Invocation => "invocation".to_owned(),
+        SweepTrigger::Scheduled { tick } => crate::iso(tick),
+    }
 }

@@ -6,16 +6,20 @@
 
 mod discovery;
 mod health_monitor;
+mod heartbeat;
+mod listing;
 mod registrar;
+mod resolver;
 
-pub use health_monitor::sweep_once;
+pub use health_monitor::{sweep_once, SweepTrigger};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::health::{Prober, SweepSettings};
 use crate::store::Store;
 use axum::http::Method;
 use axum::routing::{get, post};
 use axum::Router;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Largest registration body we read (the contract's 413 limit); far under Table Storage's limits.
@@ -36,7 +40,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/ServiceRegistrar",
             post(registrar::register)
+                .delete(registrar::deregister)
+                .fallback(|method: Method| async move { not_allowed(method, "POST, DELETE") }),
+        )
+        .route(
+            "/api/ServiceHeartbeat",
+            post(heartbeat::heartbeat)
                 .fallback(|method: Method| async move { not_allowed(method, "POST") }),
+        )
+        .route(
+            "/api/ServiceResolver",
+            get(resolver::resolve)
+                .fallback(|method: Method| async move { not_allowed(method, "GET") }),
         )
         .route(
             "/api/ServiceDiscovery",
@@ -45,6 +60,28 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .with_state(state)
+}
+
+/// Reads at most `MAX_BODY_BYTES` of JSON; a longer body is a 413 whether or not it declared its
+/// length. Any content type is accepted: `curl -d` without `-H 'Content-Type: application/json'`
+/// must work.
+async fn read_json_body(body: axum::body::Body) -> ApiResult<Value> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                ApiError::bad_request("body", format!("could not read the request body: {e}"))
+            }
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("body", format!("the request body is not valid JSON: {e}"))
+    })
 }
 
 fn not_allowed(method: Method, allowed: &'static str) -> ApiError {

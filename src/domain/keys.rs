@@ -1,10 +1,11 @@
-//! Table keys: `ServiceType` is the PartitionKey and `ServiceName` the RowKey of both tables.
+//! Table keys: `ServiceType` is the PartitionKey of both tables; the RowKey is the `ServiceName`, or
+//! `serviceName:instanceId` for a registration that names an instance (`InstanceKey`).
 //!
 //! Table Storage refuses keys with `/ \ # ?` or control characters and keys over 1 KiB, and the Tables
 //! crate does not escape `'` in entity URLs (a RowKey `o'brien` would be stored as `o`). Rather than
 //! escape, we accept only `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`: such a key is safe in a URL, in a
-//! `$filter` literal and as the left half of a future `name:instance` RowKey. Parsing happens once, at
-//! the edge; from then on a `ServiceName` cannot hold anything else.
+//! `$filter` literal and on either side of the `:` of a `name:instance` RowKey. Parsing happens once,
+//! at the edge; from then on a `ServiceName` cannot hold anything else.
 
 use super::ValidationError;
 use std::fmt;
@@ -45,9 +46,6 @@ macro_rules! table_key {
         pub struct $name(String);
 
         impl $name {
-            /// The name of the input this key is parsed from, for error messages.
-            pub const FIELD: &'static str = $field;
-
             pub fn parse(raw: &str) -> Result<Self, ValidationError> {
                 parse_key($field, raw).map(Self)
             }
@@ -60,12 +58,6 @@ macro_rules! table_key {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
             }
         }
     };
@@ -82,9 +74,80 @@ table_key!(
     "serviceType"
 );
 
+table_key!(
+    /// One instance of a service (a pod, a VM): the right half of a `name:instance` RowKey.
+    InstanceId,
+    "instanceId"
+);
+
 impl Default for ServiceType {
     fn default() -> Self {
         ServiceType("default".to_owned())
+    }
+}
+
+/// Which row a registration, heartbeat or health record lives in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceKey {
+    pub service_type: ServiceType,
+    pub service_name: ServiceName,
+    /// `None` for a recipe-style row: one row per service name.
+    pub instance_id: Option<InstanceId>,
+}
+
+impl InstanceKey {
+    pub fn partition_key(&self) -> &str {
+        self.service_type.as_str()
+    }
+
+    /// `serviceName`, or `serviceName:instanceId`.
+    pub fn row_key(&self) -> String {
+        match &self.instance_id {
+            None => self.service_name.to_string(),
+            Some(instance) => format!("{}:{}", self.service_name, instance),
+        }
+    }
+
+    /// The recipe's service id, `<serviceType>:<serviceName>` (the instance is reported on its own).
+    pub fn service_id(&self) -> String {
+        format!("{}:{}", self.service_type, self.service_name)
+    }
+
+    /// The key a caller names: `serviceName` required, `serviceType` defaulting to `default`,
+    /// `instanceId` optional. Empty counts as absent.
+    pub fn from_inputs(
+        service_type: Option<&str>,
+        service_name: Option<&str>,
+        instance_id: Option<&str>,
+    ) -> Result<Self, ValidationError> {
+        fn present(v: Option<&str>) -> Option<&str> {
+            v.filter(|v| !v.is_empty())
+        }
+        let service_name = present(service_name)
+            .ok_or_else(|| ValidationError::new("serviceName", "serviceName is required"))?;
+        Ok(InstanceKey {
+            service_type: present(service_type)
+                .map(ServiceType::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            service_name: ServiceName::parse(service_name)?,
+            instance_id: present(instance_id).map(InstanceId::parse).transpose()?,
+        })
+    }
+
+    /// Reads the keys of a stored row. Rows written by other clients may hold keys we would never
+    /// accept (Table Storage allows `'`, spaces, unicode); such a row cannot be used safely in an entity
+    /// URL or a transaction, so callers skip it and say so.
+    pub fn from_stored(partition_key: &str, row_key: &str) -> Result<Self, ValidationError> {
+        let (name, instance) = match row_key.split_once(':') {
+            Some((name, instance)) => (name, Some(InstanceId::parse(instance)?)),
+            None => (row_key, None),
+        };
+        Ok(InstanceKey {
+            service_type: ServiceType::parse(partition_key)?,
+            service_name: ServiceName::parse(name)?,
+            instance_id: instance,
+        })
     }
 }
 
@@ -121,6 +184,27 @@ mod tests {
         ] {
             let err = ServiceName::parse(bad).unwrap_err();
             assert_eq!(err.field, "serviceName", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stored_keys_round_trip_and_unsafe_ones_are_refused() {
+        let plain = InstanceKey::from_stored("api", "orders").unwrap();
+        assert_eq!(
+            (plain.row_key(), plain.instance_id),
+            ("orders".to_owned(), None)
+        );
+        let pod = InstanceKey::from_stored("api", "orders:pod-1").unwrap();
+        assert_eq!(pod.row_key(), "orders:pod-1");
+        assert_eq!(pod.service_id(), "api:orders");
+        assert_eq!(pod.instance_id.unwrap().as_str(), "pod-1");
+        for (pk, rk) in [
+            ("api", "o'brien"),
+            ("a b", "x"),
+            ("api", "x:y:z"),
+            ("api", "x:"),
+        ] {
+            assert!(InstanceKey::from_stored(pk, rk).is_err(), "{pk:?} {rk:?}");
         }
     }
 

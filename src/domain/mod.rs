@@ -2,20 +2,27 @@
 //! how a probe outcome becomes a health verdict. Everything here is a plain function or a
 //! parse-don't-validate newtype, unit-tested beside its code.
 
+mod balance;
+mod check;
 mod circuit;
 mod endpoint;
+mod expiry;
 mod health;
 mod keys;
 mod query;
 mod registration;
 
+pub use balance::{choose, Candidate};
+pub use check::{CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
+pub use expiry::{expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
-pub use keys::{ServiceName, ServiceType, MAX_KEY_LEN};
-pub use query::DiscoveryQuery;
+pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType, MAX_KEY_LEN};
+pub use query::{continuation_token, DiscoveryQuery, KeySelection, MAX_PAGE_SIZE};
 pub use registration::{
-    Registration, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_TAGS, MAX_TAG_LEN, MAX_VERSION_LEN,
+    Registration, DEFAULT_WEIGHT, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_TAGS, MAX_TAG_LEN,
+    MAX_VERSION_LEN,
 };
 
 /// An input the caller got wrong: which field, and what is wrong with it.

@@ -4,7 +4,10 @@
 //! to (serde's own errors name positions, not fields). Limits keep every row far below Table Storage's
 //! 64 KiB-per-string and 1 MiB-per-entity limits, so a valid registration can never fail at the store.
 
-use super::{has_control_char, Endpoint, ServiceName, ServiceType, ValidationError};
+use super::{
+    has_control_char, Endpoint, HealthCheck, InstanceId, InstanceKey, ServiceName, ServiceType,
+    ValidationError,
+};
 use serde_json::{Map, Value};
 
 pub const MAX_TAGS: usize = 32;
@@ -13,18 +16,30 @@ pub const MAX_METADATA_KEYS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 pub const MAX_VERSION_LEN: usize = 64;
 const DEFAULT_VERSION: &str = "1.0.0";
+pub const MIN_TTL_SECONDS: u64 = 5;
+pub const MAX_TTL_SECONDS: u64 = 86_400;
+pub const MAX_WEIGHT: u64 = 1000;
+/// The weight of a registration that gives none (and of every recipe-style row).
+pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// A registration that passed every rule: safe to write as it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
-    pub service_type: ServiceType,
-    pub service_name: ServiceName,
+    pub key: InstanceKey,
     /// As registered (the URL text, not a re-serialisation), so other clients read what was sent.
     pub endpoint: String,
     pub health_endpoint: String,
     pub version: String,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
+    /// Heartbeats older than this make the instance expired (hidden from discovery, later deleted).
+    pub ttl_seconds: Option<u32>,
+    /// `None` keeps a recipe-style row free of the property; readers use `DEFAULT_WEIGHT`.
+    pub weight: Option<u32>,
+    pub health_check: Option<HealthCheck>,
+    /// What the health monitor will contact: the health endpoint with the check's kind and path
+    /// applied (judged by the SSRF guard at registration).
+    pub probe_target: Endpoint,
 }
 
 impl Registration {
@@ -36,14 +51,21 @@ impl Registration {
         })?;
 
         let service_name = ServiceName::parse(required_string(object, "serviceName")?)?;
+        let instance_id = optional_string(object, "instanceId")?
+            .map(InstanceId::parse)
+            .transpose()?;
         let endpoint = required_string(object, "endpoint")?;
-        Endpoint::parse("endpoint", endpoint)?;
-        let health_endpoint = match optional_string(object, "healthEndpoint")? {
-            Some(text) => {
-                Endpoint::parse("healthEndpoint", text)?;
-                text
-            }
-            None => endpoint,
+        let parsed_endpoint = Endpoint::parse("endpoint", endpoint)?;
+        let (health_endpoint, parsed_health) = match optional_string(object, "healthEndpoint")? {
+            Some(text) => (text, Endpoint::parse("healthEndpoint", text)?),
+            None => (endpoint, parsed_endpoint),
+        };
+        let health_check = present(object, "healthCheck")
+            .map(|value| HealthCheck::parse(value, &parsed_health))
+            .transpose()?;
+        let probe_target = match &health_check {
+            Some(check) => check.target(parsed_health),
+            None => parsed_health,
         };
         let service_type = match optional_string(object, "serviceType")? {
             Some(text) => ServiceType::parse(text)?,
@@ -55,21 +77,53 @@ impl Registration {
         };
         let tags = parse_tags(object.get("tags"))?;
         let metadata = parse_metadata(object.get("metadata"))?;
+        let ttl_seconds =
+            optional_integer(object, "ttlSeconds", MIN_TTL_SECONDS..=MAX_TTL_SECONDS)?;
+        let weight = optional_integer(object, "weight", 0..=MAX_WEIGHT)?;
 
         Ok(Registration {
-            service_type,
-            service_name,
+            key: InstanceKey {
+                service_type,
+                service_name,
+                instance_id,
+            },
             endpoint: endpoint.to_owned(),
             health_endpoint: health_endpoint.to_owned(),
             version,
             tags,
             metadata,
+            ttl_seconds,
+            weight,
+            health_check,
+            probe_target,
         })
     }
+}
 
-    /// The recipe's service id: `<serviceType>:<serviceName>`.
-    pub fn service_id(&self) -> String {
-        format!("{}:{}", self.service_type, self.service_name)
+/// A whole number in `range`, or absent. `1.0` and `"5"` are refused: a client sending them has a bug
+/// worth hearing about.
+fn optional_integer(
+    object: &Map<String, Value>,
+    field: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u32>, ValidationError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    format!(
+                        "{field} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
     }
 }
 
@@ -211,7 +265,12 @@ mod tests {
             "tags": ["production", "rest-api"], "metadata": {"region": "eastus", "port": 443}
         }))
         .unwrap();
-        assert_eq!(r.service_id(), "api:test-api");
+        assert_eq!(r.key.service_id(), "api:test-api");
+        assert_eq!(r.key.row_key(), "test-api");
+        assert_eq!(
+            (r.ttl_seconds, r.weight, r.health_check),
+            (None, None, None)
+        );
         assert_eq!(r.health_endpoint, "https://test-api.example.com");
         assert_eq!(r.tags, vec!["production", "rest-api"]);
         assert_eq!(r.metadata["port"], json!(443));
@@ -223,10 +282,25 @@ mod tests {
             "serviceName": "svc", "endpoint": "tcp://redis:6379", "serviceType": null, "future": 1
         }))
         .unwrap();
-        assert_eq!(r.service_type.as_str(), "default");
+        assert_eq!(r.key.service_type.as_str(), "default");
         assert_eq!(r.version, "1.0.0");
         assert!(r.tags.is_empty() && r.metadata.is_empty());
         assert_eq!(r.health_endpoint, "tcp://redis:6379");
+    }
+
+    #[test]
+    fn instance_settings_parse_and_shape_the_probe_target() {
+        let r = Registration::parse(&json!({
+            "serviceName": "orders", "instanceId": "pod-7", "endpoint": "http://10.0.0.7:8080",
+            "ttlSeconds": 30, "weight": 0, "healthCheck": {"path": "/healthz", "timeoutMs": 1500}
+        }))
+        .unwrap();
+        assert_eq!(r.key.row_key(), "orders:pod-7");
+        assert_eq!((r.ttl_seconds, r.weight), (Some(30), Some(0)));
+        assert_eq!(
+            r.probe_target,
+            Endpoint::parse("x", "http://10.0.0.7:8080/healthz").unwrap()
+        );
     }
 
     #[test]
@@ -263,6 +337,16 @@ mod tests {
         assert_eq!(
             field_of(with("metadata", json!({"big": "x".repeat(9000)}))),
             "metadata"
+        );
+        assert_eq!(field_of(with("instanceId", json!("a:b"))), "instanceId");
+        assert_eq!(field_of(with("ttlSeconds", json!(4))), "ttlSeconds");
+        assert_eq!(field_of(with("ttlSeconds", json!("30"))), "ttlSeconds");
+        assert_eq!(field_of(with("weight", json!(1001))), "weight");
+        assert_eq!(field_of(with("weight", json!(-1))), "weight");
+        assert_eq!(field_of(with("weight", json!(2.5))), "weight");
+        assert_eq!(
+            field_of(with("healthCheck", json!({"kind": "udp"}))),
+            "healthCheck.kind"
         );
         let many: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
         assert_eq!(field_of(with("metadata", Value::Object(many))), "metadata");

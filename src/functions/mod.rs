@@ -10,7 +10,7 @@
 
 mod envelope;
 
-use crate::api::{sweep_once, AppState};
+use crate::api::{sweep_once, AppState, SweepTrigger};
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,25 +21,28 @@ use envelope::{HttpRequestData, InvocationReply, TimerInfo};
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// The HTTP functions, each served from `/api/<name>` and as an envelope on `POST /<name>`.
+const HTTP_FUNCTIONS: [&str; 4] = [
+    "ServiceRegistrar",
+    "ServiceDiscovery",
+    "ServiceHeartbeat",
+    "ServiceResolver",
+];
+
 /// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
 pub fn router(state: AppState, api: Router) -> Router {
-    Router::new()
-        .route(
-            "/ServiceRegistrar",
-            post({
-                let api = api.clone();
-                move |body: axum::body::Bytes| http_invocation(api, "ServiceRegistrar", body)
-            }),
-        )
-        .route(
-            "/ServiceDiscovery",
-            post(move |body: axum::body::Bytes| http_invocation(api, "ServiceDiscovery", body)),
-        )
-        .route("/HealthMonitor", post(timer_invocation))
-        .with_state(state)
+    let mut router = Router::new().route("/HealthMonitor", post(timer_invocation));
+    for function in HTTP_FUNCTIONS {
+        let api = api.clone();
+        router = router.route(
+            &format!("/{function}"),
+            post(move |body: axum::body::Bytes| http_invocation(api, function, body)),
+        );
+    }
+    router.with_state(state)
 }
 
-/// Parses the envelope body; a malformed one is the host's (or an impostor's) bug: 400, JSON error.
+/// Parses the envelope body; a malformed one is the host's (or an impostor's) bug: a JSON error.
 fn parse_envelope(body: &[u8]) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("Data", format!("the invocation envelope is not JSON: {e}"))
@@ -54,19 +57,17 @@ fn parse_envelope(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 async fn http_invocation(api: Router, function: &'static str, body: axum::body::Bytes) -> Response {
-    let request = match parse_envelope(&body)
+    let request = parse_envelope(&body)
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
-    {
-        Ok(request) => request,
-        Err(e) => return e.into_response(),
-    };
-    let request = match request.into_http_request(function) {
-        Ok(request) => request,
-        Err(e) => return e.into_response(),
-    };
-    let response = match api.oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+        .and_then(|request| request.into_http_request(function));
+    let response = match request {
+        Ok(request) => match api.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        // A broken envelope is still answered in the envelope's shape, so the host relays our 400 and
+        // its message to the caller instead of turning a bare error into its own 500.
+        Err(e) => e.into_response(),
     };
     let reply = InvocationReply::from_http_response(function, response).await;
     // The envelope itself always succeeds: the caller's status travels in Outputs.res.statusCode,
@@ -85,10 +86,10 @@ async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes
             "timer is past due; sweeping now"
         );
     }
-    match sweep_once(&state).await {
-        Ok(report) => (
+    match sweep_once(&state, SweepTrigger::Invocation).await {
+        Ok(outcome) => (
             StatusCode::OK,
-            Json(InvocationReply::logs(vec![report.summary()])),
+            Json(InvocationReply::logs(vec![outcome.summary()])),
         )
             .into_response(),
         // A non-2xx reply marks the invocation failed in the host's history; the Logs still say why.

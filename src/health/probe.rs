@@ -7,7 +7,7 @@
 //! Every address is checked by the `guard` before any packet is sent to it.
 
 use super::guard::{resolve_allowed, GuardedResolver, Refused, TargetPolicy};
-use crate::domain::{Endpoint, HealthVerdict};
+use crate::domain::{Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +28,9 @@ impl Prober {
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
             }))
-            .timeout(timeout)
-            .connect_timeout(timeout)
+            // Each probe's own timeout bounds it (a registration may ask for longer than the
+            // default); this is only the ceiling.
+            .connect_timeout(MAX_CHECK_TIMEOUT)
             .pool_max_idle_per_host(1)
             .user_agent(concat!(
                 "service-registry-health/",
@@ -44,26 +45,30 @@ impl Prober {
         }
     }
 
-    pub fn policy(&self) -> &TargetPolicy {
-        &self.policy
-    }
-
-    /// Probes the endpoint text as stored. A row written by another client may hold anything, so an
-    /// unparseable endpoint is a verdict (unhealthy), not an error.
-    pub async fn probe(&self, endpoint: &str) -> HealthVerdict {
+    /// Probes the health endpoint text as stored, with the registration's check settings. A row
+    /// written by another client may hold anything, so an unparseable endpoint is a verdict
+    /// (unhealthy), not an error.
+    pub async fn probe(&self, endpoint: &str, check: Option<&HealthCheck>) -> HealthVerdict {
         let started = Instant::now();
         let endpoint = match Endpoint::parse("healthEndpoint", endpoint) {
             Ok(endpoint) => endpoint,
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
+        let (endpoint, timeout) = match check {
+            Some(check) => (
+                check.target(endpoint),
+                check.timeout.unwrap_or(self.timeout),
+            ),
+            None => (endpoint, self.timeout),
+        };
         if let Err(refused) = self.check_literal(&endpoint) {
             return HealthVerdict::refused(started.elapsed(), refused.to_string());
         }
-        let outcome = tokio::time::timeout(self.timeout, self.attempt(&endpoint, started)).await;
+        let outcome = tokio::time::timeout(timeout, self.attempt(&endpoint, started)).await;
         outcome.unwrap_or_else(|_| {
             HealthVerdict::unhealthy(
                 started.elapsed(),
-                format!("no answer within {} ms", self.timeout.as_millis()),
+                format!("no answer within {} ms", timeout.as_millis()),
             )
         })
     }
@@ -102,7 +107,7 @@ impl Prober {
                 }
                 Err(e) => match refusal_in(&e) {
                     Some(refused) => HealthVerdict::refused(started.elapsed(), refused.to_string()),
-                    None => HealthVerdict::unhealthy(started.elapsed(), describe(e, self.timeout)),
+                    None => HealthVerdict::unhealthy(started.elapsed(), describe(e)),
                 },
             },
             Endpoint::Tcp { host, port } => {
@@ -145,10 +150,8 @@ fn refusal_in(error: &reqwest::Error) -> Option<Refused> {
 }
 
 /// A short reason without the URL (which may carry credentials in its query).
-fn describe(error: reqwest::Error, timeout: Duration) -> String {
-    if error.is_timeout() {
-        format!("no answer within {} ms", timeout.as_millis())
-    } else if error.is_connect() {
+fn describe(error: reqwest::Error) -> String {
+    if error.is_connect() {
         "connection failed".to_owned()
     } else {
         let error = error.without_url();

@@ -8,11 +8,15 @@
 //! measured must not look like a success.
 
 use super::Prober;
-use crate::domain::{Circuit, CircuitPolicy, CircuitState, DiscoveryQuery, HealthState};
+use crate::domain::{Circuit, CircuitPolicy, CircuitState, HealthState, KeySelection};
 use crate::store::{HealthRecord, ServiceRecord, Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
+
+/// Weight of the newest probe in the response-time average the resolver ranks instances by: about
+/// the last five sweeps count.
+const EWMA_ALPHA: f64 = 0.3;
 
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
@@ -25,6 +29,10 @@ pub struct SweepSettings {
     pub start_deadline: Duration,
     /// Each probe waits a random delay below this before it starts, so a fleet is not hit in one burst.
     pub jitter: Duration,
+    /// An instance whose TTL lapsed longer ago than this is deleted by the sweep.
+    pub expired_grace: Duration,
+    /// Standalone replicas claim the sweep lease for this long: the longest a sweep can run.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +44,14 @@ pub struct SweepReport {
     pub refused: usize,
     /// Not probed: their circuit is open and its backoff has not elapsed.
     pub skipped: usize,
-    /// Not probed: the sweep's start deadline passed first (probed first next time: never-checked
-    /// services lead, and rows not rewritten keep their old `lastChecked`).
+    /// Not probed: the sweep's start deadline passed first (they lead the queue next time: the
+    /// queue is ordered by when each service was last checked).
     pub skipped_deadline: usize,
     pub write_requests: usize,
+    /// Registrations deleted because their TTL lapsed more than the grace period ago.
+    pub deleted_expired: usize,
+    /// Registry rows written by other clients with keys this handler cannot address safely.
+    pub invalid_rows: usize,
     pub duration: Duration,
 }
 
@@ -47,7 +59,7 @@ impl SweepReport {
     /// The one-line summary for the invocation's Logs and our own log.
     pub fn summary(&self) -> String {
         format!(
-            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}",
+            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}, invalid_rows {}, deleted_expired {}",
             self.probed,
             self.healthy,
             self.unhealthy,
@@ -55,9 +67,19 @@ impl SweepReport {
             self.write_requests,
             self.refused,
             self.skipped,
-            self.skipped_deadline
+            self.skipped_deadline,
+            self.invalid_rows,
+            self.deleted_expired
         )
     }
+}
+
+/// A service the sweep will probe, with what the previous sweeps recorded about it.
+struct Due<'a> {
+    service: &'a ServiceRecord,
+    prior: Option<CircuitState>,
+    last_checked: Option<DateTime<Utc>>,
+    previous_ewma: Option<f64>,
 }
 
 pub async fn run_sweep(
@@ -67,62 +89,62 @@ pub async fn run_sweep(
 ) -> Result<SweepReport, StoreError> {
     let started = Instant::now();
     let sweep_time = Utc::now();
-    let everything = DiscoveryQuery::default();
+    let everything = KeySelection::all();
     // Two reads, side by side: the registry and what the last sweeps recorded.
-    let (services, mut previous) = tokio::try_join!(
+    let (services, previous) = tokio::try_join!(
         store.find_services(&everything),
         store.find_health(&everything)
     )?;
 
-    let mut due: Vec<(ServiceRecord, Option<CircuitState>)> = Vec::with_capacity(services.len());
-    let mut skipped = 0;
-    for service in services {
-        let key = (service.partition_key.clone(), service.row_key.clone());
-        let prior = previous.remove(&key).as_ref().and_then(circuit_state_of);
+    let mut due: Vec<Due> = Vec::with_capacity(services.len());
+    let (mut skipped, mut invalid_rows) = (0, 0);
+    let mut long_expired: Vec<&ServiceRecord> = Vec::new();
+    for service in services.iter() {
+        if service.key().is_none() {
+            invalid_rows += 1;
+            continue;
+        }
+        if expired_beyond_grace(service, sweep_time, settings.expired_grace) {
+            long_expired.push(service);
+            continue;
+        }
+        let record = previous.get(&(service.partition_key.clone(), service.row_key.clone()));
+        let prior = record.and_then(circuit_state_of);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
-            due.push((service, prior));
+            due.push(Due {
+                service,
+                prior,
+                last_checked: record
+                    .and_then(|r| r.last_checked.as_deref().and_then(crate::parse_iso)),
+                previous_ewma: record
+                    .and_then(|r| r.response_time_ewma.or(r.response_time.map(|ms| ms as f64))),
+            });
         } else {
             skipped += 1;
         }
     }
-    // Never-checked services first: whatever cuts a sweep short must not keep hiding new services.
-    due.sort_by_key(|(_, prior)| prior.is_some());
+    if invalid_rows > 0 {
+        tracing::warn!(
+            invalid_rows,
+            "registry rows with keys this handler cannot address were skipped (written by another client?)"
+        );
+    }
+    // Longest-unchecked first (never-checked before all): whatever cuts a sweep short, the services
+    // it skipped lead the queue next time, so none can starve.
+    due.sort_by_key(|d| d.last_checked.map_or(i64::MIN, |t| t.timestamp_millis()));
 
     let stop_starting_at = started + settings.start_deadline;
     let jitter_seed = std::collections::hash_map::RandomState::new();
-    let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(due)
-        .map(|(service, prior)| {
-            let prober = prober.clone();
-            let settings = settings.clone();
-            let jitter = jitter_for(&jitter_seed, &service, settings.jitter);
-            async move {
-                tokio::time::sleep(jitter).await;
-                if Instant::now() >= stop_starting_at {
-                    return None;
-                }
-                let verdict = prober.probe(&service.health_endpoint).await;
-                let now = Utc::now();
-                let success = verdict.state == HealthState::Healthy;
-                let state = settings.circuit.next(prior.as_ref(), success, now);
-                let record = HealthRecord {
-                    partition_key: service.partition_key,
-                    row_key: service.row_key,
-                    service_name: service.service_name,
-                    status: state.status.as_str().to_owned(),
-                    last_checked: Some(iso(now)),
-                    response_time: Some(i64::from(verdict.response_time_ms)),
-                    error_message: verdict.error_message,
-                    consecutive_failures: Some(i64::from(state.consecutive_failures)),
-                    consecutive_successes: Some(i64::from(state.consecutive_successes)),
-                    last_transition: Some(iso(state.last_transition)),
-                    circuit: Some(state.circuit.as_str().to_owned()),
-                    open_trials: Some(i64::from(state.open_trials)),
-                    next_probe_at: state.next_probe_at.map(iso),
-                    checked_by: Some(settings.checked_by.clone()),
-                };
-                Some((record, verdict.refused))
-            }
+    // The futures are built up front (they do nothing until polled) rather than in a `map` closure
+    // over borrowed rows, which the compiler cannot prove `Send` for the spawned scheduler task.
+    let probes: Vec<_> = due
+        .into_iter()
+        .map(|due| {
+            let jitter = jitter_for(&jitter_seed, due.service, settings.jitter);
+            probe_one(due, prober, settings, sweep_time, jitter, stop_starting_at)
         })
+        .collect();
+    let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(probes)
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
@@ -131,13 +153,14 @@ pub async fn run_sweep(
     if skipped_deadline > 0 {
         tracing::warn!(
             skipped_deadline,
-            "sweep start deadline reached; the rest are probed next time"
+            "sweep start deadline reached; the rest are probed first next time"
         );
     }
     let probed: Vec<(HealthRecord, bool)> = results.into_iter().flatten().collect();
     let refused = probed.iter().filter(|(_, refused)| *refused).count();
     let records: Vec<HealthRecord> = probed.into_iter().map(|(record, _)| record).collect();
     let write_requests = store.write_health(&records).await?;
+    let deleted_expired = store.delete_expired(&long_expired).await?;
     let healthy = records
         .iter()
         .filter(|r| r.status == HealthState::Healthy.as_str())
@@ -150,8 +173,67 @@ pub async fn run_sweep(
         skipped,
         skipped_deadline,
         write_requests,
+        deleted_expired,
+        invalid_rows,
         duration: started.elapsed(),
     })
+}
+
+/// Probes one due service after its jitter and works out its new health row; `None` when the start
+/// deadline passed first. The flag says whether the SSRF guard refused the target.
+async fn probe_one(
+    due: Due<'_>,
+    prober: &Prober,
+    settings: &SweepSettings,
+    sweep_time: DateTime<Utc>,
+    jitter: Duration,
+    stop_starting_at: Instant,
+) -> Option<(HealthRecord, bool)> {
+    tokio::time::sleep(jitter).await;
+    if Instant::now() >= stop_starting_at {
+        return None;
+    }
+    let service = due.service;
+    let verdict = prober
+        .probe(&service.health_endpoint, service.health_check.as_ref())
+        .await;
+    let success = verdict.state == HealthState::Healthy;
+    // Every transition of one sweep is dated at its start, so a backoff of five minutes comes due
+    // at the next five-minute tick, not one tick later.
+    let state = settings
+        .circuit
+        .next(due.prior.as_ref(), success, sweep_time);
+    let response_ms = f64::from(verdict.response_time_ms);
+    let record = HealthRecord {
+        partition_key: service.partition_key.clone(),
+        row_key: service.row_key.clone(),
+        service_name: service.service_name.clone(),
+        status: state.status.as_str().to_owned(),
+        last_checked: Some(crate::now_iso()),
+        response_time: Some(i64::from(verdict.response_time_ms)),
+        error_message: verdict.error_message,
+        consecutive_failures: Some(i64::from(state.consecutive_failures)),
+        consecutive_successes: Some(i64::from(state.consecutive_successes)),
+        last_transition: Some(crate::iso(state.last_transition)),
+        circuit: Some(state.circuit.as_str().to_owned()),
+        open_trials: Some(i64::from(state.open_trials)),
+        next_probe_at: state.next_probe_at.map(crate::iso),
+        checked_by: Some(settings.checked_by.clone()),
+        response_time_ewma: Some(match due.previous_ewma {
+            Some(previous) => EWMA_ALPHA * response_ms + (1.0 - EWMA_ALPHA) * previous,
+            None => response_ms,
+        }),
+    };
+    Some((record, verdict.refused))
+}
+
+/// True when the registration's TTL lapsed more than `grace` before `now`.
+fn expired_beyond_grace(service: &ServiceRecord, now: DateTime<Utc>, grace: Duration) -> bool {
+    crate::domain::expires_at(service.ttl_seconds, service.last_heartbeat.as_deref()).is_some_and(
+        |expires| {
+            expires + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX) < now
+        },
+    )
 }
 
 /// A random delay below `window`, different for every service and every sweep.
@@ -169,13 +251,8 @@ fn jitter_for(
     Duration::from_millis(hash % window_ms)
 }
 
-fn iso(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn parse_time(text: Option<&String>) -> Option<DateTime<Utc>> {
-    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
+    text.and_then(|t| crate::parse_iso(t))
 }
 
 /// The circuit state a stored row describes. A row without our properties (written by the recipe)

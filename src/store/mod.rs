@@ -6,25 +6,29 @@
 //! caller may retry, so a 503) and `Unexpected` (anything else: a 500 and a log line). Error text is
 //! redacted before it leaves this module, because the crate's messages can quote request URLs.
 
+mod cache;
 mod connection;
+mod lease;
 mod records;
 
+pub use lease::LeaseOutcome;
 pub use records::{HealthRecord, ServiceRecord};
 
 use crate::configuration::{ConfigError, Settings};
-use crate::domain::{DiscoveryQuery, Registration};
+use crate::domain::{InstanceKey, KeySelection, Registration};
 use crate::error::ApiError;
 use crate::telemetry::redact;
 use azure_core::error::ErrorKind;
 use azure_core::StatusCode;
 use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use azure_data_tables::IfMatchCondition;
+use cache::ReadCache;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Table Storage's limit on operations in one entity-group transaction.
 const MAX_BATCH: usize = 100;
@@ -32,6 +36,11 @@ const MAX_BATCH: usize = 100;
 const BATCH_CONCURRENCY: usize = 4;
 /// Optimistic-concurrency attempts for a registration racing another writer of the same row.
 const REGISTER_ATTEMPTS: usize = 5;
+/// Expired rows deleted at once by a sweep.
+const DELETE_CONCURRENCY: usize = 8;
+
+/// Health rows by (PartitionKey, RowKey).
+pub type HealthByKey = HashMap<(String, String), HealthRecord>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +100,8 @@ pub struct Store {
     endpoint: Arc<str>,
     /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
     budget: Duration,
+    services_cache: Arc<ReadCache<Vec<ServiceRecord>>>,
+    health_cache: Arc<ReadCache<HealthByKey>>,
 }
 
 impl Store {
@@ -105,6 +116,8 @@ impl Store {
             tables_ready: Arc::new(AtomicBool::new(false)),
             endpoint,
             budget: settings.storage_timeout,
+            services_cache: Arc::new(ReadCache::new(settings.cache_ttl)),
+            health_cache: Arc::new(ReadCache::new(settings.cache_ttl)),
         })
     }
 
@@ -132,14 +145,8 @@ impl Store {
     /// A table vanished under us (deleted, or an emulator restarted without persistence): forget that
     /// it existed so the next call recreates it.
     fn note_missing_table(&self, error: &azure_core::Error) {
-        if let ErrorKind::HttpResponse {
-            error_code: Some(code),
-            ..
-        } = error.kind()
-        {
-            if code == "TableNotFound" {
-                self.tables_ready.store(false, Ordering::Release);
-            }
+        if is_table_missing(error) {
+            self.tables_ready.store(false, Ordering::Release);
         }
     }
 
@@ -149,6 +156,12 @@ impl Store {
             return StoreError::Unavailable(redact(&format!("{error}")));
         }
         error.into()
+    }
+
+    /// Every write calls this: this process must never serve a read older than its own write.
+    fn forget_reads(&self) {
+        self.services_cache.invalidate();
+        self.health_cache.invalidate();
     }
 
     /// Bounds an operation by the storage time budget, so a store that accepts connections but never
@@ -170,8 +183,11 @@ impl Store {
     /// Upserts a registration. An existing row keeps its `registeredAt`; the write is conditional on
     /// the ETag read, so two registrations racing for one row cannot lose the original timestamp.
     pub async fn register(&self, registration: &Registration, now: &str) -> Result<(), StoreError> {
-        self.within_budget(self.register_unbounded(registration, now))
-            .await
+        let result = self
+            .within_budget(self.register_unbounded(registration, now))
+            .await;
+        self.forget_reads();
+        result
     }
 
     async fn register_unbounded(
@@ -180,28 +196,34 @@ impl Store {
         now: &str,
     ) -> Result<(), StoreError> {
         self.ensure_tables().await?;
+        let key = &registration.key;
         let entity_client = self
             .registry
-            .partition_key_client(registration.service_type.as_str())
-            .entity_client(registration.service_name.as_str());
+            .partition_key_client(key.partition_key())
+            .entity_client(key.row_key());
         let mut record = ServiceRecord {
-            partition_key: registration.service_type.to_string(),
-            row_key: registration.service_name.to_string(),
-            service_name: registration.service_name.to_string(),
+            partition_key: key.partition_key().to_owned(),
+            row_key: key.row_key(),
+            service_name: key.service_name.to_string(),
             endpoint: registration.endpoint.clone(),
             health_endpoint: registration.health_endpoint.clone(),
-            service_type: registration.service_type.to_string(),
+            service_type: key.service_type.to_string(),
             version: registration.version.clone(),
             tags: Value::from(registration.tags.clone()),
             metadata: Value::Object(registration.metadata.clone()),
             registered_at: Some(now.to_owned()),
             last_heartbeat: Some(now.to_owned()),
+            instance_id: key.instance_id.as_ref().map(ToString::to_string),
+            ttl_seconds: registration.ttl_seconds.map(i64::from),
+            weight: registration.weight.map(i64::from),
+            health_check: registration.health_check.clone(),
+            etag: None,
         };
 
         for _ in 0..REGISTER_ATTEMPTS {
             let existing = match entity_client.get::<Map<String, Value>>().await {
                 Ok(found) => Some(found),
-                Err(e) if is_status(&e, StatusCode::NotFound) && !is_table_missing(&e) => None,
+                Err(e) if is_row_missing(&e) => None,
                 Err(e) => return Err(self.fail(e)),
             };
             let outcome = match existing {
@@ -225,10 +247,11 @@ impl Store {
             };
             match outcome {
                 Ok(()) => return Ok(()),
-                // Someone else wrote the row between our read and our write: read again.
+                // Someone else wrote (or deleted) the row between our read and our write: read again.
                 Err(e)
                     if is_status(&e, StatusCode::PreconditionFailed)
-                        || is_status(&e, StatusCode::Conflict) => {}
+                        || is_status(&e, StatusCode::Conflict)
+                        || is_row_missing(&e) => {}
                 Err(e) => return Err(self.fail(e)),
             }
         }
@@ -237,56 +260,162 @@ impl Store {
         ))
     }
 
-    /// The registry rows a query selects, in (serviceType, serviceName) order.
-    pub async fn find_services(
-        &self,
-        query: &DiscoveryQuery,
-    ) -> Result<Vec<ServiceRecord>, StoreError> {
-        self.find(&self.registry, query, ServiceRecord::from_entity)
-            .await
+    /// Moves `lastHeartbeat` of an existing row and nothing else (a merge, so every other property,
+    /// including ones this version does not know, stays). `false`: no such row, and none was created.
+    pub async fn heartbeat(&self, key: &InstanceKey, now: &str) -> Result<bool, StoreError> {
+        let result = self
+            .within_budget(async {
+                self.ensure_tables().await?;
+                let entity = serde_json::json!({
+                    "PartitionKey": key.partition_key(),
+                    "RowKey": key.row_key(),
+                    "lastHeartbeat": now,
+                });
+                let merge = self
+                    .registry
+                    .partition_key_client(key.partition_key())
+                    .entity_client(key.row_key())
+                    .merge(entity, IfMatchCondition::Any)?;
+                match merge.await {
+                    Ok(_) => Ok(true),
+                    Err(e) if is_row_missing(&e) => Ok(false),
+                    Err(e) => Err(self.fail(e)),
+                }
+            })
+            .await;
+        self.forget_reads();
+        result
     }
 
-    /// The health rows for the same query, keyed by (PartitionKey, RowKey): one query, not one
-    /// request per service.
+    /// Deletes a registration and its health row. `false`: the registration did not exist.
+    ///
+    /// The health row goes first: if storage fails between the two deletes, what is left is a
+    /// registration without health (shown as not yet checked, and probed again), never a health row
+    /// without its registration; calling again finishes the job.
+    pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
+        let result = self
+            .within_budget(async {
+                self.ensure_tables().await?;
+                self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
+                    .await?;
+                self.delete_row(&self.registry, key.partition_key(), &key.row_key(), None)
+                    .await
+            })
+            .await;
+        self.forget_reads();
+        result
+    }
+
+    /// Deletes registrations whose TTL lapsed long ago, each only if it has not changed since it was
+    /// read (a heartbeat or re-registration in between wins). Returns how many were deleted.
+    pub async fn delete_expired(&self, rows: &[&ServiceRecord]) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Futures built up front, not in a stream `map` closure: see `health::sweep`.
+        let deletes: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                self.within_budget(async move {
+                    let etag = row
+                        .etag
+                        .clone()
+                        .map(|tag| IfMatchCondition::Etag(tag.into()));
+                    let gone = self
+                        .delete_row(&self.registry, &row.partition_key, &row.row_key, etag)
+                        .await?;
+                    if gone {
+                        self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
+                            .await?;
+                    }
+                    Ok(gone)
+                })
+            })
+            .collect();
+        let deleted: Vec<bool> = futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        self.forget_reads();
+        Ok(deleted.into_iter().filter(|gone| *gone).count())
+    }
+
+    /// `true` when a row was deleted; `false` when it was not there or (with an ETag) had changed.
+    async fn delete_row(
+        &self,
+        table: &TableClient,
+        partition_key: &str,
+        row_key: &str,
+        condition: Option<IfMatchCondition>,
+    ) -> Result<bool, StoreError> {
+        let mut delete = table
+            .partition_key_client(partition_key)
+            .entity_client(row_key)
+            .delete();
+        if let Some(condition) = condition {
+            delete = delete.if_match(condition);
+        }
+        match delete.await {
+            Ok(_) => Ok(true),
+            Err(e) if is_row_missing(&e) || is_status(&e, StatusCode::PreconditionFailed) => {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The registry rows a selection covers, in (PartitionKey, RowKey) order.
+    pub async fn find_services(
+        &self,
+        selection: &KeySelection,
+    ) -> Result<Arc<Vec<ServiceRecord>>, StoreError> {
+        let key = filter_for(selection).unwrap_or_default();
+        let ticket = match self.services_cache.get(&key) {
+            Ok(hit) => return Ok(hit),
+            Err(ticket) => ticket,
+        };
+        let fetched = Instant::now();
+        let mut rows = self
+            .find(&self.registry, selection, ServiceRecord::from_entity)
+            .await?;
+        rows.sort_by(|a, b| (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key)));
+        let rows = Arc::new(rows);
+        self.services_cache.fill(key, ticket, fetched, rows.clone());
+        Ok(rows)
+    }
+
+    /// The health rows for the same selection: one query, not one request per service.
     pub async fn find_health(
         &self,
-        query: &DiscoveryQuery,
-    ) -> Result<HashMap<(String, String), HealthRecord>, StoreError> {
+        selection: &KeySelection,
+    ) -> Result<Arc<HealthByKey>, StoreError> {
+        let key = filter_for(selection).unwrap_or_default();
+        let ticket = match self.health_cache.get(&key) {
+            Ok(hit) => return Ok(hit),
+            Err(ticket) => ticket,
+        };
+        let fetched = Instant::now();
         let rows = self
-            .find(&self.health, query, HealthRecord::from_entity)
+            .find(&self.health, selection, HealthRecord::from_entity)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
-            .collect())
+        let rows: Arc<HealthByKey> = Arc::new(
+            rows.into_iter()
+                .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
+                .collect(),
+        );
+        self.health_cache.fill(key, ticket, fetched, rows.clone());
+        Ok(rows)
     }
 
     async fn find<T>(
         &self,
         table: &TableClient,
-        query: &DiscoveryQuery,
+        selection: &KeySelection,
         read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
         self.within_budget(self.ensure_tables()).await?;
-        if let (Some(service_type), Some(service_name)) = (&query.service_type, &query.service_name)
-        {
-            // Both keys: a point read, the cheapest operation the service offers.
-            let entity = table
-                .partition_key_client(service_type.as_str())
-                .entity_client(service_name.as_str());
-            let found = self
-                .within_budget(async { Ok(entity.get::<Map<String, Value>>().await) })
-                .await?;
-            return match found {
-                Ok(found) => Ok(vec![read(&found.entity)]),
-                Err(e) if is_status(&e, StatusCode::NotFound) && !is_table_missing(&e) => {
-                    Ok(vec![])
-                }
-                Err(e) => Err(self.fail(e)),
-            };
-        }
         let mut builder = table.query();
-        if let Some(filter) = filter_for(query) {
+        if let Some(filter) = filter_for(selection) {
             builder = builder.filter(filter);
         }
         // Pages of up to 1,000 entities, followed through continuation tokens until the end.
@@ -313,32 +442,33 @@ impl Store {
                 .or_default()
                 .push(record);
         }
-        // Owned batches: the futures below must be `Send + 'static`-friendly for the spawned sweep.
-        let batches: Vec<(String, Vec<HealthRecord>)> = by_partition
+        let batches: Vec<(&str, &[&HealthRecord])> = by_partition
             .iter()
-            .flat_map(|(pk, rows)| {
-                rows.chunks(MAX_BATCH).map(move |chunk| {
-                    (pk.to_string(), chunk.iter().map(|r| (*r).clone()).collect())
-                })
+            .flat_map(|(partition, rows)| {
+                rows.chunks(MAX_BATCH).map(move |chunk| (*partition, chunk))
             })
             .collect();
         let requests = batches.len();
-        futures::stream::iter(batches)
-            .map(|(partition, chunk)| {
-                let store = self.clone();
-                async move {
-                    store
-                        .within_budget(store.write_batch(&partition, &chunk))
-                        .await
-                }
-            })
+        // Futures built up front, not in a stream `map` closure: see `health::sweep`.
+        let writes: Vec<_> = batches
+            .into_iter()
+            .map(|(partition, chunk)| self.within_budget(self.write_batch(partition, chunk)))
+            .collect();
+        let result = futures::stream::iter(writes)
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
-            .await?;
+            .await;
+        // Even a half-written sweep changed rows: never serve the older ones from the cache.
+        self.forget_reads();
+        result?;
         Ok(requests)
     }
 
-    async fn write_batch(&self, partition: &str, chunk: &[HealthRecord]) -> Result<(), StoreError> {
+    async fn write_batch(
+        &self,
+        partition: &str,
+        chunk: &[&HealthRecord],
+    ) -> Result<(), StoreError> {
         let mut transaction = self.health.partition_key_client(partition).transaction();
         for record in chunk {
             transaction =
@@ -368,6 +498,11 @@ impl Store {
     }
 }
 
+/// A 404 about the row, not about the table (a missing table is an outage to heal, not "not found").
+fn is_row_missing(error: &azure_core::Error) -> bool {
+    is_status(error, StatusCode::NotFound) && !is_table_missing(error)
+}
+
 fn is_table_missing(error: &azure_core::Error) -> bool {
     matches!(error.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "TableNotFound")
 }
@@ -378,17 +513,29 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The `$filter` for a query that is not a point read.
-fn filter_for(query: &DiscoveryQuery) -> Option<String> {
+/// The `$filter` for a selection. A service name selects the recipe-style row `name` and every
+/// instance row `name:<id>`: a RowKey range, so a service's instances are read in one partition scan
+/// (`;` is the character after `:`).
+fn filter_for(selection: &KeySelection) -> Option<String> {
     let mut clauses = Vec::new();
-    if let Some(service_type) = &query.service_type {
+    if let Some(service_type) = &selection.service_type {
         clauses.push(format!(
             "PartitionKey eq {}",
             literal(service_type.as_str())
         ));
     }
-    if let Some(service_name) = &query.service_name {
-        clauses.push(format!("RowKey eq {}", literal(service_name.as_str())));
+    match (&selection.service_name, &selection.instance_id) {
+        (Some(name), Some(instance)) => clauses.push(format!(
+            "RowKey eq {}",
+            literal(&format!("{name}:{instance}"))
+        )),
+        (Some(name), None) => clauses.push(format!(
+            "(RowKey eq {} or (RowKey gt {} and RowKey lt {}))",
+            literal(name.as_str()),
+            literal(&format!("{name}:")),
+            literal(&format!("{name};"))
+        )),
+        (None, _) => {}
     }
     (!clauses.is_empty()).then(|| clauses.join(" and "))
 }
@@ -396,17 +543,22 @@ fn filter_for(query: &DiscoveryQuery) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ServiceName, ServiceType};
+    use crate::domain::{InstanceId, ServiceName, ServiceType};
 
     #[test]
     fn filters_use_only_validated_keys() {
-        let mut q = DiscoveryQuery::default();
+        let mut q = KeySelection::all();
         assert_eq!(filter_for(&q), None);
         q.service_type = Some(ServiceType::parse("api").unwrap());
         assert_eq!(filter_for(&q).unwrap(), "PartitionKey eq 'api'");
         q.service_type = None;
         q.service_name = Some(ServiceName::parse("svc").unwrap());
-        assert_eq!(filter_for(&q).unwrap(), "RowKey eq 'svc'");
+        assert_eq!(
+            filter_for(&q).unwrap(),
+            "(RowKey eq 'svc' or (RowKey gt 'svc:' and RowKey lt 'svc;'))"
+        );
+        q.instance_id = Some(InstanceId::parse("pod-1").unwrap());
+        assert_eq!(filter_for(&q).unwrap(), "RowKey eq 'svc:pod-1'");
         assert_eq!(literal("o'brien"), "'o''brien'");
     }
 }

@@ -6,6 +6,7 @@
 //! falls back to something sensible, `responseTime` may be Int32, Double or an Int64 string, and
 //! malformed `tags`/`metadata` text yields `[]`/`{}` rather than failing the whole listing.
 
+use crate::domain::{HealthCheck, InstanceKey, DEFAULT_WEIGHT};
 use serde_json::{json, Map, Value};
 
 /// One ServiceRegistry row.
@@ -22,6 +23,14 @@ pub struct ServiceRecord {
     pub metadata: Value,
     pub registered_at: Option<String>,
     pub last_heartbeat: Option<String>,
+    // Beside the recipe's properties, each written only when the registration gave it, so a
+    // recipe-style registration writes a recipe-identical row.
+    pub instance_id: Option<String>,
+    pub ttl_seconds: Option<i64>,
+    pub weight: Option<i64>,
+    pub health_check: Option<HealthCheck>,
+    /// The row's version as read (`odata.etag`), for conditional deletes; never written.
+    pub etag: Option<String>,
 }
 
 /// One HealthStatus row.
@@ -42,6 +51,9 @@ pub struct HealthRecord {
     pub open_trials: Option<i64>,
     pub next_probe_at: Option<String>,
     pub checked_by: Option<String>,
+    /// Exponentially weighted moving average of `responseTime` (ms, a Double): what the resolver
+    /// prefers fast instances by.
+    pub response_time_ewma: Option<f64>,
 }
 
 fn string(entity: &Map<String, Value>, name: &str) -> Option<String> {
@@ -69,6 +81,15 @@ fn json_text(entity: &Map<String, Value>, name: &str, fallback: Value) -> Value 
             fallback
         }
     }
+}
+
+fn number(entity: &Map<String, Value>, name: &str) -> Option<f64> {
+    match entity.get(name)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
 }
 
 /// Int32 and Double arrive as JSON numbers; Int64 arrives as a string annotated `Edm.Int64`.
@@ -99,15 +120,34 @@ impl ServiceRecord {
             metadata: json_text(entity, "metadata", json!({})),
             registered_at: string(entity, "registeredAt"),
             last_heartbeat: string(entity, "lastHeartbeat"),
+            instance_id: string(entity, "instanceId"),
+            ttl_seconds: integer(entity, "ttlSeconds").filter(|n| *n > 0),
+            weight: integer(entity, "weight").filter(|n| *n >= 0),
+            health_check: string(entity, "healthCheck")
+                .as_deref()
+                .and_then(HealthCheck::from_stored),
+            etag: string(entity, "odata.etag"),
             endpoint,
             partition_key,
             row_key,
         }
     }
 
-    /// The entity as the recipe writes it: the two keys and nine string properties.
+    /// The row's keys, if they are keys this handler can safely address (see `InstanceKey`).
+    pub fn key(&self) -> Option<InstanceKey> {
+        InstanceKey::from_stored(&self.partition_key, &self.row_key).ok()
+    }
+
+    pub fn weight_or_default(&self) -> u32 {
+        self.weight
+            .and_then(|w| u32::try_from(w).ok())
+            .unwrap_or(DEFAULT_WEIGHT)
+    }
+
+    /// The entity as the recipe writes it (the two keys and nine string properties), plus the
+    /// instance properties a registration gave.
     pub fn to_entity(&self) -> Value {
-        json!({
+        let mut entity = json!({
             "PartitionKey": self.partition_key,
             "RowKey": self.row_key,
             "serviceName": self.service_name,
@@ -119,7 +159,22 @@ impl ServiceRecord {
             "metadata": self.metadata.to_string(),
             "registeredAt": self.registered_at,
             "lastHeartbeat": self.last_heartbeat,
-        })
+        });
+        let extra = entity.as_object_mut().expect("a JSON object literal");
+        let int32 = |n: i64| Value::from(n.clamp(0, i64::from(i32::MAX)) as i32);
+        if let Some(instance_id) = &self.instance_id {
+            extra.insert("instanceId".into(), instance_id.clone().into());
+        }
+        if let Some(ttl) = self.ttl_seconds {
+            extra.insert("ttlSeconds".into(), int32(ttl));
+        }
+        if let Some(weight) = self.weight {
+            extra.insert("weight".into(), int32(weight));
+        }
+        if let Some(check) = &self.health_check {
+            extra.insert("healthCheck".into(), check.to_json().to_string().into());
+        }
+        entity
     }
 }
 
@@ -140,6 +195,7 @@ impl HealthRecord {
             open_trials: integer(entity, "openTrials"),
             next_probe_at: string(entity, "nextProbeAt"),
             checked_by: string(entity, "checkedBy"),
+            response_time_ewma: number(entity, "responseTimeEwma"),
         }
     }
 
@@ -178,6 +234,13 @@ impl HealthRecord {
         put("openTrials", self.open_trials.map(|n| int32(n).into()));
         put("nextProbeAt", self.next_probe_at.clone().map(Value::from));
         put("checkedBy", self.checked_by.clone().map(Value::from));
+        // Sent as a JSON number with a fraction, which the service stores as a Double.
+        put(
+            "responseTimeEwma",
+            self.response_time_ewma
+                .filter(|f| f.is_finite())
+                .map(|f| Value::from((f * 10.0).round() / 10.0 + 0.0)),
+        );
         entity
     }
 }
@@ -202,10 +265,9 @@ mod tests {
         assert_eq!(r.tags, json!(["a"]));
         assert_eq!(r.metadata, json!({"port": 443}));
         assert_eq!(r.health_endpoint, "https://x/h");
-        assert_eq!(
-            ServiceRecord::from_entity(r.to_entity().as_object().unwrap()),
-            r
-        );
+        assert_eq!(r.etag.as_deref(), Some("W/\"x\""));
+        let written = ServiceRecord::from_entity(r.to_entity().as_object().unwrap());
+        assert_eq!(written, ServiceRecord { etag: None, ..r });
     }
 
     #[test]

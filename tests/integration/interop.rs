@@ -63,7 +63,9 @@ async fn recipe_written_rows_are_discovered() {
             "metadata": {"region": "eastus", "port": 443},
             "registeredAt": "2026-11-25T05:00:00.123Z",
             "lastHeartbeat": "2026-11-25T05:00:00.123Z",
-            "healthStatus": {"status": "healthy", "lastChecked": "2026-11-25T05:05:00.456Z", "responseTime": 87}
+            "healthStatus": {"status": "healthy", "lastChecked": "2026-11-25T05:05:00.456Z", "responseTime": 87},
+            // Instance fields as a recipe row reads: no instance, the default weight, no TTL.
+            "instanceId": null, "weight": 100, "ttlSeconds": null, "expiresAt": null, "expired": false
         })
     );
     assert_eq!(s[1]["serviceName"], "sql-db");

@@ -1,0 +1,56 @@
+//! `ServiceHeartbeat`: POST `{serviceName, serviceType?, instanceId?}` to say "still here". Moves only
+//! `lastHeartbeat` (no full re-registration, so a client can beat every few seconds cheaply) and
+//! never creates a row: an unknown instance is a 404, so a client that lost its registration
+//! (deleted after its TTL lapsed) learns to register again.
+
+use super::registrar::not_registered;
+use super::{read_json_body, AppState};
+use crate::domain::InstanceKey;
+use crate::error::{ApiError, ApiResult};
+use axum::body::Body;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Beat {
+    message: &'static str,
+    service_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_id: Option<String>,
+    last_heartbeat: String,
+}
+
+pub async fn heartbeat(State(state): State<AppState>, body: Body) -> ApiResult<Json<Beat>> {
+    let json = read_json_body(body).await?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("body", "the request body must be a JSON object"))?;
+    let text = |field: &'static str| -> ApiResult<Option<&str>> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(ApiError::bad_request(
+                field,
+                format!("{field} must be a string"),
+            )),
+        }
+    };
+    let key = InstanceKey::from_inputs(
+        text("serviceType")?,
+        text("serviceName")?,
+        text("instanceId")?,
+    )?;
+    let now = crate::now_iso();
+    if !state.store.heartbeat(&key, &now).await? {
+        return Err(not_registered(&key));
+    }
+    Ok(Json(Beat {
+        message: "Heartbeat recorded",
+        service_id: key.service_id(),
+        instance_id: key.instance_id.as_ref().map(ToString::to_string),
+        last_heartbeat: now,
+    }))
+}

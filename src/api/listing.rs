@@ -1,0 +1,166 @@
+//! What discovery and resolution share: read the rows a query selects, join each with its health,
+//! apply the in-memory filters, and present an instance in the recipe's shape plus our fields.
+//!
+//! Two reads run side by side, one on each table with the same key filter, and are joined in memory:
+//! never one health read per service (the recipe's N+1). Both come from the store's short-lived
+//! cache when warm, so a hot discovery or resolve costs no storage round trip.
+
+use super::AppState;
+use crate::domain::{expires_at, DiscoveryQuery, HealthState};
+use crate::error::ApiResult;
+use crate::store::{HealthRecord, ServiceRecord};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One registration with its health row, as read.
+pub struct Joined<'a> {
+    pub service: &'a ServiceRecord,
+    pub health: Option<&'a HealthRecord>,
+}
+
+impl Joined<'_> {
+    pub fn is_healthy(&self) -> bool {
+        self.health
+            .is_some_and(|h| h.status == HealthState::Healthy.as_str())
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        crate::domain::is_expired(
+            self.service.ttl_seconds,
+            self.service.last_heartbeat.as_deref(),
+            now,
+        )
+    }
+}
+
+/// Reads both tables for the query's keys (from the cache when warm) and hands the joined rows that
+/// pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`, in
+/// (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
+/// differently.
+pub async fn with_matching_rows<T>(
+    state: &AppState,
+    query: &DiscoveryQuery,
+    now: DateTime<Utc>,
+    use_rows: impl FnOnce(Vec<Joined<'_>>) -> T,
+) -> ApiResult<T> {
+    let (services, health) = tokio::try_join!(
+        state.store.find_services(&query.keys),
+        state.store.find_health(&query.keys)
+    )?;
+    let rows = services
+        .iter()
+        .filter(|service| match &query.after {
+            Some((pk, rk)) => (&service.partition_key, &service.row_key) > (pk, rk),
+            None => true,
+        })
+        .filter(|service| attributes_match(query, service))
+        .map(|service| Joined {
+            service,
+            health: health.get(&(service.partition_key.clone(), service.row_key.clone())),
+        })
+        .filter(|joined| query.include_expired || !joined.is_expired(now))
+        .collect();
+    Ok(use_rows(rows))
+}
+
+/// Tags (all of), metadata `key=value` (each), version (exact).
+fn attributes_match(query: &DiscoveryQuery, service: &ServiceRecord) -> bool {
+    let version_ok = query.version.as_ref().is_none_or(|v| *v == service.version);
+    let tags_ok = query.tags.iter().all(|wanted| {
+        service
+            .tags
+            .as_array()
+            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(wanted.as_str())))
+    });
+    let metadata_ok = query.metadata.iter().all(|(key, wanted)| {
+        match service.metadata.get(key) {
+            Some(Value::String(text)) => text == wanted,
+            // Numbers and booleans compare by their JSON text: `metadata=port=443`.
+            Some(other @ (Value::Number(_) | Value::Bool(_))) => {
+                serde_json::from_str::<Value>(wanted).is_ok_and(|w| w == *other)
+            }
+            _ => false,
+        }
+    });
+    version_ok && tags_ok && metadata_ok
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    service_name: String,
+    endpoint: String,
+    health_endpoint: String,
+    service_type: String,
+    version: String,
+    tags: Value,
+    metadata: Value,
+    registered_at: Option<String>,
+    last_heartbeat: Option<String>,
+    health_status: Option<HealthView>,
+    // Beside the recipe's fields.
+    instance_id: Option<String>,
+    weight: u32,
+    ttl_seconds: Option<i64>,
+    expires_at: Option<String>,
+    expired: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthView {
+    status: String,
+    last_checked: Option<String>,
+    response_time: Option<i64>,
+    // Beside the recipe's three fields: the circuit breaker's view (absent on recipe-written rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_failures: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_successes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_transition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_time_ewma: Option<f64>,
+}
+
+impl InstanceView {
+    pub fn of(joined: &Joined<'_>, now: DateTime<Utc>) -> Self {
+        let service = joined.service;
+        let expires = expires_at(service.ttl_seconds, service.last_heartbeat.as_deref());
+        InstanceView {
+            service_name: service.service_name.clone(),
+            endpoint: service.endpoint.clone(),
+            health_endpoint: service.health_endpoint.clone(),
+            service_type: service.service_type.clone(),
+            version: service.version.clone(),
+            tags: service.tags.clone(),
+            metadata: service.metadata.clone(),
+            registered_at: service.registered_at.clone(),
+            last_heartbeat: service.last_heartbeat.clone(),
+            health_status: joined.health.map(|h| HealthView {
+                status: h.status.clone(),
+                last_checked: h.last_checked.clone(),
+                response_time: h.response_time,
+                circuit: h.circuit.clone(),
+                consecutive_failures: h.consecutive_failures,
+                consecutive_successes: h.consecutive_successes,
+                last_transition: h.last_transition.clone(),
+                checked_by: h.checked_by.clone(),
+                response_time_ewma: h.response_time_ewma,
+            }),
+            instance_id: service.instance_id.clone(),
+            weight: service.weight_or_default(),
+            ttl_seconds: service.ttl_seconds,
+            expires_at: expires.map(crate::iso),
+            expired: expires.is_some_and(|e| e <= now),
+            health_check: service.health_check.as_ref().map(|c| c.to_json()),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Per-registration health-check settings: which kind of check, how long to wait, which path.
+//!
+//! A registration may say `"healthCheck": {"kind": "tcp"}` for a service whose health endpoint is an
+//! HTTP URL but whose health is better judged by a connect, or give a path (`/healthz`) and a
+//! timeout of its own. Everything is validated on registration against the health endpoint it will
+//! apply to, so the sweep never meets a combination it cannot run; rows written by other clients are
+//! read tolerantly (an unreadable setting is ignored, not fatal).
+
+use super::{has_control_char, Endpoint, ValidationError};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+pub const MIN_CHECK_TIMEOUT_MS: u64 = 100;
+pub const MAX_CHECK_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_CHECK_PATH_LEN: usize = 1024;
+/// The longest any probe may wait.
+pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_millis(MAX_CHECK_TIMEOUT_MS);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// GET, healthy iff the status is below 400.
+    Http,
+    /// A TCP connect to the endpoint's host and port.
+    Tcp,
+}
+
+impl CheckKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthCheck {
+    /// `None`: follow the endpoint's scheme (`tcp://` is a connect, `http(s)://` a GET).
+    pub kind: Option<CheckKind>,
+    /// `None`: the monitor's default (`HEALTH_PROBE_TIMEOUT_MS`).
+    pub timeout: Option<Duration>,
+    /// Replaces the path and query of an HTTP health endpoint.
+    pub path: Option<String>,
+}
+
+impl HealthCheck {
+    /// Parses the `healthCheck` field of a registration, judged against the endpoint it applies to.
+    pub fn parse(value: &Value, health_endpoint: &Endpoint) -> Result<Self, ValidationError> {
+        let object = value.as_object().ok_or_else(|| {
+            ValidationError::new(
+                "healthCheck",
+                "healthCheck must be an object such as {\"kind\": \"http\", \"timeoutMs\": 2000, \"path\": \"/health\"}",
+            )
+        })?;
+        let kind = match present(object, "kind") {
+            None => None,
+            Some(Value::String(text)) if text == "http" => Some(CheckKind::Http),
+            Some(Value::String(text)) if text == "tcp" => Some(CheckKind::Tcp),
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "healthCheck.kind",
+                    "healthCheck.kind must be \"http\" or \"tcp\"",
+                ))
+            }
+        };
+        let timeout = match present(object, "timeoutMs") {
+            None => None,
+            Some(value) => match value.as_u64() {
+                Some(ms) if (MIN_CHECK_TIMEOUT_MS..=MAX_CHECK_TIMEOUT_MS).contains(&ms) => {
+                    Some(Duration::from_millis(ms))
+                }
+                _ => {
+                    return Err(ValidationError::new(
+                        "healthCheck.timeoutMs",
+                        format!(
+                            "healthCheck.timeoutMs must be a whole number from {MIN_CHECK_TIMEOUT_MS} to {MAX_CHECK_TIMEOUT_MS}"
+                        ),
+                    ))
+                }
+            },
+        };
+        let path = match present(object, "path") {
+            None => None,
+            Some(Value::String(path)) => Some(parse_path(path)?),
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "healthCheck.path",
+                    "healthCheck.path must be a string starting with '/'",
+                ))
+            }
+        };
+        let is_http = matches!(health_endpoint, Endpoint::Http(_));
+        if kind == Some(CheckKind::Http) && !is_http {
+            return Err(ValidationError::new(
+                "healthCheck.kind",
+                "healthCheck.kind \"http\" needs an http(s) health endpoint, not tcp://",
+            ));
+        }
+        let effective_kind = kind.unwrap_or(if is_http {
+            CheckKind::Http
+        } else {
+            CheckKind::Tcp
+        });
+        if path.is_some() && effective_kind == CheckKind::Tcp {
+            return Err(ValidationError::new(
+                "healthCheck.path",
+                "healthCheck.path applies only to http checks",
+            ));
+        }
+        Ok(HealthCheck {
+            kind,
+            timeout,
+            path,
+        })
+    }
+
+    /// Reads the stored JSON text; anything unreadable counts as no settings.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let object = value.as_object()?;
+        Some(HealthCheck {
+            kind: match object.get("kind").and_then(Value::as_str) {
+                Some("http") => Some(CheckKind::Http),
+                Some("tcp") => Some(CheckKind::Tcp),
+                _ => None,
+            },
+            timeout: object
+                .get("timeoutMs")
+                .and_then(Value::as_u64)
+                .map(|ms| ms.clamp(MIN_CHECK_TIMEOUT_MS, MAX_CHECK_TIMEOUT_MS))
+                .map(Duration::from_millis),
+            path: object
+                .get("path")
+                .and_then(Value::as_str)
+                .and_then(|p| parse_path(p).ok()),
+        })
+    }
+
+    /// The form stored in the row and shown by discovery.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        if let Some(kind) = self.kind {
+            object.insert("kind".into(), json!(kind.as_str()));
+        }
+        if let Some(timeout) = self.timeout {
+            object.insert("timeoutMs".into(), json!(timeout.as_millis() as u64));
+        }
+        if let Some(path) = &self.path {
+            object.insert("path".into(), json!(path));
+        }
+        Value::Object(object)
+    }
+
+    /// What to probe: the health endpoint with this check's kind and path applied.
+    pub fn target(&self, endpoint: Endpoint) -> Endpoint {
+        match (self.kind, endpoint) {
+            (Some(CheckKind::Tcp), Endpoint::Http(url)) => Endpoint::Tcp {
+                host: url.host_str().unwrap_or_default().to_owned(),
+                port: url.port_or_known_default().unwrap_or(80),
+            },
+            (_, Endpoint::Http(mut url)) => {
+                if let Some(path) = &self.path {
+                    let (path, query) = match path.split_once('?') {
+                        Some((path, query)) => (path, Some(query)),
+                        None => (path.as_str(), None),
+                    };
+                    url.set_path(path);
+                    url.set_query(query);
+                }
+                Endpoint::Http(url)
+            }
+            (_, tcp) => tcp,
+        }
+    }
+}
+
+fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    object.get(field).filter(|v| !v.is_null())
+}
+
+fn parse_path(path: &str) -> Result<String, ValidationError> {
+    let valid = path.starts_with('/')
+        && !path.starts_with("//")
+        && path.len() <= MAX_CHECK_PATH_LEN
+        && !has_control_char(path)
+        && !path.contains(['#', ' ', '\\']);
+    if valid {
+        Ok(path.to_owned())
+    } else {
+        Err(ValidationError::new(
+            "healthCheck.path",
+            format!(
+                "healthCheck.path must start with a single '/', be at most {MAX_CHECK_PATH_LEN} characters and hold no spaces, '#', '\\' or control characters"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http() -> Endpoint {
+        Endpoint::parse("endpoint", "https://svc.internal:8443/ready?x=1").unwrap()
+    }
+
+    fn tcp() -> Endpoint {
+        Endpoint::parse("endpoint", "tcp://redis.internal:6380").unwrap()
+    }
+
+    fn field_of(value: Value, endpoint: Endpoint) -> &'static str {
+        HealthCheck::parse(&value, &endpoint).unwrap_err().field
+    }
+
+    #[test]
+    fn settings_apply_to_the_target() {
+        let check = HealthCheck::parse(
+            &json!({"path": "/healthz?deep=1", "timeoutMs": 750}),
+            &http(),
+        )
+        .unwrap();
+        assert_eq!(check.timeout, Some(Duration::from_millis(750)));
+        let Endpoint::Http(url) = check.target(http()) else {
+            panic!("an http check stays http")
+        };
+        assert_eq!(url.as_str(), "https://svc.internal:8443/healthz?deep=1");
+
+        let check = HealthCheck::parse(&json!({"kind": "tcp"}), &http()).unwrap();
+        assert_eq!(
+            check.target(http()),
+            Endpoint::Tcp {
+                host: "svc.internal".into(),
+                port: 8443
+            }
+        );
+        assert_eq!(HealthCheck::default().target(tcp()), tcp());
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        assert_eq!(field_of(json!("tcp"), http()), "healthCheck");
+        assert_eq!(
+            field_of(json!({"kind": "icmp"}), http()),
+            "healthCheck.kind"
+        );
+        assert_eq!(field_of(json!({"kind": "http"}), tcp()), "healthCheck.kind");
+        for bad in [json!(99), json!(30_001), json!(1.5), json!("500")] {
+            assert_eq!(
+                field_of(json!({"timeoutMs": bad}), http()),
+                "healthCheck.timeoutMs"
+            );
+        }
+        for bad in [
+            json!("health"),
+            json!("//evil.example/x"),
+            json!("/a b"),
+            json!(5),
+        ] {
+            assert_eq!(field_of(json!({"path": bad}), http()), "healthCheck.path");
+        }
+        assert_eq!(field_of(json!({"path": "/x"}), tcp()), "healthCheck.path");
+        assert_eq!(
+            field_of(json!({"kind": "tcp", "path": "/x"}), http()),
+            "healthCheck.path"
+        );
+    }
+
+    #[test]
+    fn stored_text_round_trips_and_garbage_is_ignored() {
+        let check = HealthCheck::parse(
+            &json!({"kind": "http", "timeoutMs": 2000, "path": "/h"}),
+            &http(),
+        )
+        .unwrap();
+        assert_eq!(
+            HealthCheck::from_stored(&check.to_json().to_string()),
+            Some(check)
+        );
+        assert_eq!(HealthCheck::from_stored("not json"), None);
+        assert_eq!(
+            HealthCheck::from_stored(r#"{"kind":"smoke","path":"nope"}"#),
+            Some(HealthCheck::default())
+        );
+    }
+}

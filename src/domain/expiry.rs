@@ -1,0 +1,41 @@
+//! When an instance's registration lapses: `lastHeartbeat + ttlSeconds`. Rows without a TTL (every
+//! recipe-style row) never expire, and a row whose heartbeat cannot be read is treated as fresh rather
+//! than hidden: expiry is a promise the registrant made, not a guess we make about old rows.
+
+use chrono::{DateTime, Utc};
+
+pub fn expires_at(ttl_seconds: Option<i64>, last_heartbeat: Option<&str>) -> Option<DateTime<Utc>> {
+    let ttl = ttl_seconds.filter(|ttl| *ttl > 0)?;
+    let heartbeat = crate::parse_iso(last_heartbeat?)?;
+    Some(heartbeat + chrono::Duration::seconds(ttl))
+}
+
+pub fn is_expired(
+    ttl_seconds: Option<i64>,
+    last_heartbeat: Option<&str>,
+    now: DateTime<Utc>,
+) -> bool {
+    expires_at(ttl_seconds, last_heartbeat).is_some_and(|expires| expires <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rows_with_a_ttl_and_a_readable_heartbeat_expire() {
+        let now = crate::parse_iso("2026-11-25T12:00:00.000Z").unwrap();
+        let beat = Some("2026-11-25T11:59:00.000Z");
+        assert!(is_expired(Some(30), beat, now));
+        assert!(!is_expired(Some(60 * 60), beat, now));
+        assert!(!is_expired(None, beat, now));
+        assert!(!is_expired(Some(30), Some("yesterday"), now));
+        assert!(!is_expired(Some(30), None, now));
+        assert_eq!(
+            expires_at(Some(60), beat).map(crate::iso).as_deref(),
+            Some("2026-11-25T12:00:00.000Z")
+        );
+        // Exactly at the deadline counts as expired: a TTL is how long a heartbeat stays good.
+        assert!(is_expired(Some(60), beat, now));
+    }
+}

@@ -1,0 +1,100 @@
+//! The sweep lease: one row that lets exactly one standalone replica sweep per timer tick.
+//!
+//! Under the Functions host the timer is already a singleton (the host holds a blob lease). Several
+//! standalone replicas (Container Apps, Kubernetes) each run their own timer, so before sweeping a
+//! replica claims the row `(~lease, HealthMonitor)` in the HealthStatus table:
+//!
+//! - no row yet: insert it; whoever inserts first wins (the others get 409);
+//! - the row already names this tick: someone swept it, stand aside;
+//! - the row's holder is another replica and its `expiresAt` is in the future: a sweep is still
+//!   running there, stand aside;
+//! - otherwise: replace the row on the ETag just read; of several replicas racing, one write
+//!   succeeds and the rest get 412.
+//!
+//! `~lease` can never be a service type (types start with a letter or digit), so the row never
+//! meets a registration, and every reader skips rows whose keys do not parse.
+
+use super::{is_row_missing, is_status, Store, StoreError};
+use azure_core::StatusCode;
+use azure_data_tables::IfMatchCondition;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+const LEASE_PARTITION: &str = "~lease";
+const LEASE_ROW: &str = "HealthMonitor";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another replica swept this tick, or is still sweeping: the holder's id.
+    HeldBy(String),
+}
+
+impl Store {
+    /// Claims the sweep lease for `tick` (the timer occurrence being served) on behalf of `holder`,
+    /// valid for `ttl` (the longest a sweep may run).
+    pub async fn take_sweep_lease(
+        &self,
+        holder: &str,
+        tick: DateTime<Utc>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.within_budget(async {
+            self.ensure_tables().await?;
+            let tick = crate::iso(tick);
+            let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            let row = json!({
+                "PartitionKey": LEASE_PARTITION,
+                "RowKey": LEASE_ROW,
+                "holder": holder,
+                "tick": tick,
+                "expiresAt": crate::iso(expires),
+            });
+            let entity = self
+                .health
+                .partition_key_client(LEASE_PARTITION)
+                .entity_client(LEASE_ROW);
+            let written = match entity.get::<Map<String, Value>>().await {
+                Err(e) if is_row_missing(&e) => {
+                    self.health.insert::<_, Value>(row)?.await.map(|_| ())
+                }
+                Err(e) => return Err(self.fail(e)),
+                Ok(found) => {
+                    let text = |name: &str| {
+                        found
+                            .entity
+                            .get(name)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let (current_holder, current_tick) = (text("holder"), text("tick"));
+                    let still_running = DateTime::parse_from_rfc3339(&text("expiresAt"))
+                        .is_ok_and(|expires| expires > now);
+                    if current_tick == tick || (still_running && current_holder != holder) {
+                        return Ok(LeaseOutcome::HeldBy(current_holder));
+                    }
+                    entity
+                        .update(row, IfMatchCondition::Etag(found.etag))?
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match written {
+                Ok(()) => Ok(LeaseOutcome::Acquired),
+                // Another replica wrote first.
+                Err(e)
+                    if is_status(&e, StatusCode::Conflict)
+                        || is_status(&e, StatusCode::PreconditionFailed)
+                        || is_row_missing(&e) =>
+                {
+                    Ok(LeaseOutcome::HeldBy("another replica".to_owned()))
+                }
+                Err(e) => Err(self.fail(e)),
+            }
+        })
+        .await
+    }
+}
