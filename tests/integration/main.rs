@@ -7,10 +7,15 @@ mod harness_selftest;
 
 mod circuit;
 mod discovery;
+mod discovery_filters;
 mod envelopes;
+mod health_checks;
 mod health_monitor;
+mod instances;
 mod interop;
+mod lease;
 mod registrar;
+mod resolver;
 mod ssrf;
 mod standalone;
 mod startup;
