@@ -1,7 +1,8 @@
 //! `bench-tool`: the parts of the benchmark that no off-the-shelf tool does, driven by `bench/run.py`.
 //!
-//! - `preload`: write N registry rows (and optionally health rows) straight into Azurite with
-//!   entity-group transactions, so a 10,000-service registry takes seconds, not minutes.
+//! - `preload`: write N registry rows (and optionally health rows, and services with many
+//!   instances) straight into Azurite with entity-group transactions, so a 10,000-service registry
+//!   takes seconds, not minutes.
 //! - `direct`: the baseline. Issue the same storage reads the handler makes for a discovery query
 //!   (registry and health, side by side), with the same Tables crate, at a given concurrency, for a
 //!   bounded time and count, and report latency percentiles. handler time / direct time is the
@@ -16,7 +17,7 @@ use azure_data_tables::prelude::*;
 use azure_storage::{CloudLocation, StorageCredentials};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,8 +87,19 @@ async fn main() {
     }
 }
 
-/// `--services N --types K --table T [--health-table H --healthy-fraction F]`: rows `svc-<i>` of
-/// type `type-<i % K>`; when a health table is named, a fraction of them get a healthy row.
+/// One row to write: its RowKey, the registry entity, and the health entity if any.
+struct Row {
+    key: String,
+    registry: Value,
+    health: Option<Value>,
+}
+
+/// `--services N --types K --table T [--health-table H --healthy-fraction F] [--instanced SPEC]`:
+/// rows `svc-<i>` of type `type-<i % K>`; when a health table is named, a fraction of them get a
+/// healthy row. `--instanced type-1/fleet-0=1000,type-2/trio=3` adds services with instances, as a
+/// registration with `instanceId` writes them: RowKey `<name>:<id>`, property `instanceId`, the
+/// recipe's properties; with a health table every instance gets a healthy row with a response time
+/// and its EWMA (1 to 20 ms), so healthyOnly and the resolver have candidates.
 async fn preload(flags: &HashMap<String, String>) {
     let started = Instant::now();
     let service = service(flags);
@@ -112,6 +124,20 @@ async fn preload(flags: &HashMap<String, String>) {
         };
         format!("http://127.0.0.1:{port}/health/{i}")
     };
+    let instanced: Vec<(String, String, usize)> = flags
+        .get("instanced")
+        .map(|spec| {
+            spec.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    let (key, count) = s.split_once('=').expect("--instanced type/name=count");
+                    let (t, name) = key.split_once('/').expect("--instanced type/name=count");
+                    let count = count.parse().expect("an instance count");
+                    (t.to_owned(), name.to_owned(), count)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let registry = service.table_client(flag::<String>(flags, "table", None));
     let _ = registry.create().await;
     let health_table: Option<String> = flags.get("health-table").cloned();
@@ -120,51 +146,110 @@ async fn preload(flags: &HashMap<String, String>) {
     if let Some(h) = &health {
         let _ = h.create().await;
     }
+    let with_health = health.is_some();
     let now = "2026-01-01T00:00:00.000Z";
-    let mut by_type: Vec<Vec<usize>> = vec![Vec::new(); types];
+    let mut partitions: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for i in 0..services {
-        by_type[i % types].push(i);
+        let pk = format!("type-{}", i % types);
+        let name = format!("svc-{i:05}");
+        let healthy = (i as f64 / services as f64) < healthy_fraction;
+        let registry = json!({
+            "PartitionKey": pk, "RowKey": name, "serviceName": name,
+            "endpoint": endpoint_of(i), "healthEndpoint": endpoint_of(i),
+            "serviceType": pk, "version": "1.0.0", "tags": "[\"bench\",\"preloaded\"]",
+            "metadata": "{\"region\":\"local\",\"index\":1}", "registeredAt": now, "lastHeartbeat": now,
+        });
+        let health = with_health.then(|| {
+            json!({
+                "PartitionKey": pk, "RowKey": name, "serviceName": name,
+                "status": if healthy { "healthy" } else { "unhealthy" },
+                "lastChecked": now, "responseTime": 3, "errorMessage": if healthy { "" } else { "HTTP 503" },
+            })
+        });
+        partitions.entry(pk).or_default().push(Row {
+            key: name,
+            registry,
+            health,
+        });
     }
+    let mut instance_rows = 0;
+    for (pk, name, count) in &instanced {
+        for j in 0..*count {
+            let id = format!("i-{j:04}");
+            let key = format!("{name}:{id}");
+            let endpoint = format!("http://127.0.0.1:9/{name}/{id}");
+            let registry = json!({
+                "PartitionKey": pk, "RowKey": key, "serviceName": name,
+                "endpoint": endpoint, "healthEndpoint": endpoint,
+                "serviceType": pk, "version": "1.0.0", "tags": "[\"bench\",\"instances\"]",
+                "metadata": "{\"region\":\"local\",\"index\":1}", "registeredAt": now, "lastHeartbeat": now,
+                "instanceId": id,
+            });
+            let response_time = 1 + j % 20;
+            let health = with_health.then(|| {
+                json!({
+                    "PartitionKey": pk, "RowKey": key, "serviceName": name,
+                    "status": "healthy", "lastChecked": now, "responseTime": response_time,
+                    "errorMessage": "", "consecutiveFailures": 0, "consecutiveSuccesses": 1,
+                    "circuit": "closed", "lastTransition": now,
+                    // A fraction, so the service stores a Double as the sweep's write does.
+                    "responseTimeEwma": response_time as f64 + 0.5,
+                })
+            });
+            partitions.entry(pk.clone()).or_default().push(Row {
+                key,
+                registry,
+                health,
+            });
+            instance_rows += 1;
+        }
+    }
+    // Entity-group transactions: at most 100 operations, all in one partition.
     let mut jobs = Vec::new();
-    for (t, ids) in by_type.iter().enumerate() {
-        for chunk in ids.chunks(100) {
-            jobs.push((format!("type-{t}"), chunk.to_vec()));
+    for (pk, rows) in partitions {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            jobs.push((pk.clone(), rows.by_ref().take(100).collect::<Vec<Row>>()));
         }
     }
     let requests = jobs.len();
     futures::stream::iter(jobs)
-        .map(|(pk, ids)| {
+        .map(|(pk, rows)| {
             let registry = registry.clone();
             let health = health.clone();
-            let endpoint_of = endpoint_of.clone();
             async move {
                 let mut tx = registry.partition_key_client(pk.clone()).transaction();
-                for i in &ids {
-                    let name = format!("svc-{i:05}");
-                    let row = json!({
-                        "PartitionKey": pk, "RowKey": name, "serviceName": name,
-                        "endpoint": endpoint_of(*i), "healthEndpoint": endpoint_of(*i),
-                        "serviceType": pk, "version": "1.0.0", "tags": "[\"bench\",\"preloaded\"]",
-                        "metadata": "{\"region\":\"local\",\"index\":1}", "registeredAt": now, "lastHeartbeat": now,
-                    });
-                    tx = tx.insert_or_replace(name, row).expect("serializable row");
+                for row in &rows {
+                    tx = tx
+                        .insert_or_replace(row.key.clone(), row.registry.clone())
+                        .expect("serializable row");
                 }
                 let response = tx.await.expect("preload batch");
-                check(response.operation_responses.iter().map(|op| op.status_code).collect(), ids.len());
+                check(
+                    response
+                        .operation_responses
+                        .iter()
+                        .map(|op| op.status_code)
+                        .collect(),
+                    rows.len(),
+                );
                 if let Some(health) = health {
                     let mut tx = health.partition_key_client(pk.clone()).transaction();
-                    for i in &ids {
-                        let name = format!("svc-{i:05}");
-                        let healthy = (*i as f64 / services as f64) < healthy_fraction;
-                        let row = json!({
-                            "PartitionKey": pk, "RowKey": name, "serviceName": name,
-                            "status": if healthy { "healthy" } else { "unhealthy" },
-                            "lastChecked": now, "responseTime": 3, "errorMessage": if healthy { "" } else { "HTTP 503" },
-                        });
-                        tx = tx.insert_or_replace(name, row).expect("serializable row");
+                    for row in &rows {
+                        let entity = row.health.clone().expect("a health row for every row");
+                        tx = tx
+                            .insert_or_replace(row.key.clone(), entity)
+                            .expect("serializable row");
                     }
                     let response = tx.await.expect("preload health batch");
-                    check(response.operation_responses.iter().map(|op| op.status_code).collect(), ids.len());
+                    check(
+                        response
+                            .operation_responses
+                            .iter()
+                            .map(|op| op.status_code)
+                            .collect(),
+                        rows.len(),
+                    );
                 }
             }
         })
@@ -173,7 +258,16 @@ async fn preload(flags: &HashMap<String, String>) {
         .await;
     println!(
         "{}",
-        json!({"services": services, "types": types, "batches": requests, "seconds": started.elapsed().as_secs_f64()})
+        json!({
+            "services": services + instanced.len(),
+            "single_row_services": services,
+            "instanced_services": instanced.len(),
+            "instance_rows": instance_rows,
+            "registry_rows": services + instance_rows,
+            "types": types,
+            "batches": requests,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
     );
 }
 

@@ -12,7 +12,6 @@
 //! allowed; then, when an allow list is configured, anything outside it.
 
 use ipnet::IpNet;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -65,9 +64,16 @@ impl TargetPolicy {
             })
         };
         if let Some((identity_host, identity_port)) = &self.identity_endpoint {
-            let same_ip = identity_host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| canonical(ip) == canonical(address.ip()));
+            // `localhost` names every loopback address: `http://localhost:41000` as the identity
+            // endpoint must also stop `http://127.0.0.1:41000` and `http://[::1]:41000`.
+            let target = canonical(address.ip());
+            let same_ip = match identity_host.parse::<IpAddr>() {
+                Ok(ip) => canonical(ip) == target,
+                Err(_) => {
+                    (identity_host == "localhost" || identity_host.ends_with(".localhost"))
+                        && target.is_loopback()
+                }
+            };
             if same_ip && address.port() == *identity_port {
                 return refuse("the managed-identity endpoint");
             }
@@ -191,28 +197,6 @@ pub async fn resolve_allowed(
     }
 }
 
-impl fmt::Display for TargetPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "loopback {}, allow {:?}, deny {:?}",
-            if self.allow_loopback {
-                "allowed"
-            } else {
-                "refused"
-            },
-            self.allow
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            self.deny
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +308,17 @@ mod tests {
             ..TargetPolicy::default()
         };
         assert!(named.check_host("MSI.internal", 80).is_err());
+        let local = TargetPolicy {
+            allow_loopback: true,
+            identity_endpoint: Some(("localhost".into(), 41000)),
+            ..TargetPolicy::default()
+        };
+        assert!(local.check("127.0.0.1:41000".parse().unwrap()).is_err());
+        assert!(local.check("[::1]:41000".parse().unwrap()).is_err());
+        assert!(local
+            .check("[::ffff:127.0.0.1]:41000".parse().unwrap())
+            .is_err());
+        assert_eq!(local.check("127.0.0.1:41001".parse().unwrap()), Ok(()));
     }
 
     #[tokio::test]
