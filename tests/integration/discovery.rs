@@ -4,7 +4,7 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 
-const SERVICE_KEYS: &[&str] = &[
+pub const SERVICE_KEYS: &[&str] = &[
     // Instance fields, beside the recipe's (healthCheck only when the registration set one).
     "instanceId",
     "weight",

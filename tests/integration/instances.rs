@@ -7,24 +7,9 @@ use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Keys of one discovery item (the recipe's ten plus issue 4's five).
-pub const ITEM_KEYS: &[&str] = &[
-    "serviceName",
-    "endpoint",
-    "healthEndpoint",
-    "serviceType",
-    "version",
-    "tags",
-    "metadata",
-    "registeredAt",
-    "lastHeartbeat",
-    "healthStatus",
-    "instanceId",
-    "weight",
-    "ttlSeconds",
-    "expiresAt",
-    "expired",
-];
+/// Keys of one discovery item (the recipe's ten plus the five instance fields), shared with
+/// `discovery.rs`.
+pub use crate::discovery::SERVICE_KEYS as ITEM_KEYS;
 
 /// An endpoint on 127.0.0.1 where nothing listens (never contacted unless a test sweeps).
 pub fn local_endpoint(tag: &str) -> String {
