@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -54,10 +53,10 @@ impl Application {
                 Some(Schedule::from_function_json(&settings.app_root)?)
             }
         };
-        let state = AppState {
+        let state = AppState::new(
             store,
-            prober: Prober::new(settings.probe_timeout, settings.probe_policy.clone()),
-            sweep: SweepSettings {
+            Prober::new(settings.probe_timeout, settings.probe_policy.clone()),
+            SweepSettings {
                 concurrency: settings.probe_concurrency,
                 circuit: settings.circuit,
                 checked_by: settings.instance_id.clone(),
@@ -69,9 +68,10 @@ impl Application {
                 lease_ttl: settings.sweep_start_deadline
                     + crate::domain::MAX_CHECK_TIMEOUT
                     + settings.storage_timeout * 2,
+                use_lease: matches!(settings.mode, HostMode::Standalone { .. }),
+                probe_timeout: settings.probe_timeout,
             },
-            sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
-        };
+        );
         Ok(Application {
             settings,
             state,

@@ -31,31 +31,59 @@ struct Page {
     continuation_token: Option<String>,
 }
 
+/// A page as served: rendered once, then reused from the page cache (with the same TTL and the same
+/// invalidation as the table reads) until it lapses or this process writes. A warm discovery, and
+/// above all a 304, then costs a lookup and a comparison instead of a join and a serialisation.
+pub struct RenderedPage {
+    services: Box<RawValue>,
+    count: usize,
+    failed_open: Option<bool>,
+    continuation_token: Option<String>,
+    etag: HeaderValue,
+}
+
 pub async fn discover(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let query = parse_query(raw.as_deref())?;
-    let now = chrono::Utc::now();
-    let page = with_matching_rows(&state, &query, now, |rows| paginate(&query, rows, now)).await?;
+    // The parsed query is the cache key: `code`, order and spelling of the raw string do not matter.
+    let page = state
+        .pages
+        .get_or_fetch(&format!("{query:?}"), || render(&state, &query))
+        .await?;
+    if if_none_match(&headers, &page.etag) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, page.etag.clone())],
+        )
+            .into_response());
+    }
+    let body = DiscoveryResponse {
+        services: &page.services,
+        count: page.count,
+        timestamp: crate::now_iso(),
+        failed_open: page.failed_open,
+        continuation_token: page.continuation_token.clone(),
+    };
+    Ok(([(header::ETAG, page.etag.clone())], axum::Json(body)).into_response())
+}
 
+async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedPage> {
+    let now = chrono::Utc::now();
+    let page = with_matching_rows(state, query, now, |rows| paginate(query, rows, now)).await?;
     let services = serde_json::to_string(&page.services)
         .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
     let etag = entity_tag(&services, &page);
-    if if_none_match(&headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    let services = RawValue::from_string(services)
-        .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
-    let body = DiscoveryResponse {
-        services: &services,
+    Ok(RenderedPage {
+        services: RawValue::from_string(services)
+            .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?,
         count: page.services.len(),
-        timestamp: crate::now_iso(),
         failed_open: page.failed_open,
         continuation_token: page.continuation_token,
-    };
-    Ok(([(header::ETAG, etag)], axum::Json(body)).into_response())
+        etag,
+    })
 }
 
 /// Decoded query pairs, parsed into a `DiscoveryQuery` (shared with the resolver).

@@ -4,8 +4,10 @@
 //! Within a process a second trigger while a sweep runs is answered at once ("already running")
 //! instead of queueing behind it: queued sweeps would run back to back and pile up. Across standalone
 //! replicas, a scheduled tick first claims the sweep lease (`store::lease`), so exactly one replica
-//! sweeps each tick. Under the Functions host the timer is already a singleton, so the envelope
-//! path needs no lease.
+//! sweeps each tick; a manual invocation of a standalone replica claims it too (for the moment it
+//! is made), so it cannot overlap a sweep running elsewhere. Under the Functions host the timer is
+//! already a singleton, so there the envelope path needs no lease. A finished sweep releases the
+//! lease (its tick stays recorded, so nobody sweeps that tick again).
 
 use super::AppState;
 use crate::health::{run_sweep, SweepReport};
@@ -65,6 +67,8 @@ pub async fn sweep_once(
             refused = report.refused,
             skipped = report.skipped,
             skipped_deadline = report.skipped_deadline,
+            invalid_rows = report.invalid_rows,
+            deleted_orphans = report.deleted_orphans,
             deleted_expired = report.deleted_expired,
             write_requests = report.write_requests,
             duration_ms = report.duration.as_millis() as u64,
@@ -87,23 +91,30 @@ async fn sweep_with_lease(
     state: &AppState,
     trigger: SweepTrigger,
 ) -> Result<SweepOutcome, StoreError> {
-    if let SweepTrigger::Scheduled { tick } = trigger {
-        let lease = state
-            .store
-            .take_sweep_lease(
-                &state.sweep.checked_by,
-                tick,
-                state.sweep.lease_ttl,
-                Utc::now(),
-            )
-            .await?;
-        if let LeaseOutcome::HeldBy(holder) = lease {
-            return Ok(SweepOutcome::LeaseHeldBy(holder));
-        }
+    let tick = match trigger {
+        SweepTrigger::Scheduled { tick } => Some(tick),
+        SweepTrigger::Invocation if state.sweep.use_lease => Some(Utc::now()),
+        SweepTrigger::Invocation => None,
+    };
+    let Some(tick) = tick else {
+        return run_sweep(&state.store, &state.prober, &state.sweep)
+            .await
+            .map(SweepOutcome::Ran);
+    };
+    let holder = &state.sweep.checked_by;
+    let lease = state
+        .store
+        .take_sweep_lease(holder, tick, state.sweep.lease_ttl, Utc::now())
+        .await?;
+    if let LeaseOutcome::HeldBy(holder) = lease {
+        return Ok(SweepOutcome::LeaseHeldBy(holder));
     }
-    run_sweep(&state.store, &state.prober, &state.sweep)
-        .await
-        .map(SweepOutcome::Ran)
+    let result = run_sweep(&state.store, &state.prober, &state.sweep).await;
+    // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
+    if let Err(e) = state.store.release_sweep_lease(holder).await {
+        tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");
+    }
+    result.map(SweepOutcome::Ran)
 }
 
 fn tick_of(trigger: SweepTrigger) -> String {

@@ -15,10 +15,11 @@ pub use health_monitor::{sweep_once, SweepTrigger};
 
 use crate::error::{ApiError, ApiResult};
 use crate::health::{Prober, SweepSettings};
-use crate::store::Store;
+use crate::store::{ReadCache, Store};
 use axum::http::Method;
 use axum::routing::{get, post};
 use axum::Router;
+use discovery::RenderedPage;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -32,6 +33,20 @@ pub struct AppState {
     pub sweep: SweepSettings,
     /// One sweep at a time in this process (a manual run must not overlap the schedule).
     pub sweep_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Rendered discovery pages, invalidated with the store's read cache.
+    pub pages: Arc<ReadCache<RenderedPage>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, prober: Prober, sweep: SweepSettings) -> Self {
+        AppState {
+            pages: Arc::new(store.derived_cache()),
+            store,
+            prober,
+            sweep,
+            sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
 }
 
 /// The `/api/*` routes.

@@ -1,5 +1,5 @@
 //! `ServiceResolver`: GET one instance of a service to call, chosen among the healthy ones by weight
-//! and recent response time (`domain::choose`: weighted power-of-two-choices).
+//! and recent response time (`domain::choose`: a draw in proportion to weight / cost).
 //!
 //! Eligible: not expired, weight above 0, and healthy. When no instance has been found healthy yet,
 //! instances never checked are eligible (a service registered a minute ago must be reachable before
@@ -25,13 +25,22 @@ pub async fn resolve(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Resolved>> {
-    let mut query = parse_query(raw.as_deref())?;
-    let Some(service_name) = query.keys.service_name.clone() else {
+    // The one required parameter is reported first, before anything else about the query.
+    let names_a_service =
+        url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+            .any(|(key, value)| key == "serviceName" && !value.is_empty());
+    if !names_a_service {
         return Err(ApiError::bad_request(
             "serviceName",
             "serviceName is required",
         ));
-    };
+    }
+    let mut query = parse_query(raw.as_deref())?;
+    let service_name = query
+        .keys
+        .service_name
+        .clone()
+        .expect("checked above, and parsing keeps a non-empty serviceName");
     // Expiry always applies, and health is judged here rather than by the discovery flags.
     query.include_expired = false;
     query.limit = None;

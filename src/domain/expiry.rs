@@ -4,10 +4,12 @@
 
 use chrono::{DateTime, Utc};
 
+/// `None` also when the sum overflows: a TTL another client wrote as a huge number never expires
+/// (and must not panic the handler).
 pub fn expires_at(ttl_seconds: Option<i64>, last_heartbeat: Option<&str>) -> Option<DateTime<Utc>> {
-    let ttl = ttl_seconds.filter(|ttl| *ttl > 0)?;
+    let ttl = chrono::Duration::try_seconds(ttl_seconds.filter(|ttl| *ttl > 0)?)?;
     let heartbeat = crate::parse_iso(last_heartbeat?)?;
-    Some(heartbeat + chrono::Duration::seconds(ttl))
+    heartbeat.checked_add_signed(ttl)
 }
 
 pub fn is_expired(
@@ -37,5 +39,8 @@ mod tests {
         );
         // Exactly at the deadline counts as expired: a TTL is how long a heartbeat stays good.
         assert!(is_expired(Some(60), beat, now));
+        // Absurd TTLs from other clients never expire and never panic.
+        assert!(!is_expired(Some(i64::MAX), beat, now));
+        assert!(!is_expired(Some(100_000_000_000_000), beat, now));
     }
 }

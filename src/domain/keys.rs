@@ -113,25 +113,23 @@ impl InstanceKey {
         format!("{}:{}", self.service_type, self.service_name)
     }
 
-    /// The key a caller names: `serviceName` required, `serviceType` defaulting to `default`,
-    /// `instanceId` optional. Empty counts as absent.
+    /// The key a caller names for a write (heartbeat, deregistration): `serviceName` required,
+    /// `serviceType` defaulting to `default`, `instanceId` optional. A parameter given but empty is
+    /// an error, not absent: `instanceId=$POD` with `$POD` unset must not act on the service row.
     pub fn from_inputs(
         service_type: Option<&str>,
         service_name: Option<&str>,
         instance_id: Option<&str>,
     ) -> Result<Self, ValidationError> {
-        fn present(v: Option<&str>) -> Option<&str> {
-            v.filter(|v| !v.is_empty())
-        }
-        let service_name = present(service_name)
+        let service_name = service_name
             .ok_or_else(|| ValidationError::new("serviceName", "serviceName is required"))?;
         Ok(InstanceKey {
-            service_type: present(service_type)
+            service_type: service_type
                 .map(ServiceType::parse)
                 .transpose()?
                 .unwrap_or_default(),
             service_name: ServiceName::parse(service_name)?,
-            instance_id: present(instance_id).map(InstanceId::parse).transpose()?,
+            instance_id: instance_id.map(InstanceId::parse).transpose()?,
         })
     }
 

@@ -23,15 +23,6 @@ impl KeySelection {
     pub fn all() -> Self {
         KeySelection::default()
     }
-
-    /// The selection of exactly one row.
-    pub fn exactly(key: &InstanceKey) -> Self {
-        KeySelection {
-            service_type: Some(key.service_type.clone()),
-            service_name: Some(key.service_name.clone()),
-            instance_id: key.instance_id.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -31,8 +31,13 @@ pub struct SweepSettings {
     pub jitter: Duration,
     /// An instance whose TTL lapsed longer ago than this is deleted by the sweep.
     pub expired_grace: Duration,
-    /// Standalone replicas claim the sweep lease for this long: the longest a sweep can run.
+    /// Standalone replicas claim the sweep lease for this long (released early when the sweep
+    /// ends): about the longest a sweep can run.
     pub lease_ttl: Duration,
+    /// Standalone mode: replicas share the schedule, so every sweep first claims the lease.
+    pub use_lease: bool,
+    /// The default probe timeout, which `start_deadline` already leaves room for.
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +57,8 @@ pub struct SweepReport {
     pub deleted_expired: usize,
     /// Registry rows written by other clients with keys this handler cannot address safely.
     pub invalid_rows: usize,
+    /// Health rows deleted because their registration no longer exists.
+    pub deleted_orphans: usize,
     pub duration: Duration,
 }
 
@@ -59,7 +66,7 @@ impl SweepReport {
     /// The one-line summary for the invocation's Logs and our own log.
     pub fn summary(&self) -> String {
         format!(
-            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}, invalid_rows {}, deleted_expired {}",
+            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}, invalid_rows {}, deleted_orphans {}, deleted_expired {}",
             self.probed,
             self.healthy,
             self.unhealthy,
@@ -69,6 +76,7 @@ impl SweepReport {
             self.skipped,
             self.skipped_deadline,
             self.invalid_rows,
+            self.deleted_orphans,
             self.deleted_expired
         )
     }
@@ -123,6 +131,18 @@ pub async fn run_sweep(
             skipped += 1;
         }
     }
+    // Health rows whose registration is gone (deregistered while a sweep was writing, or left by a
+    // failed delete): a later registration of the same key must not inherit their state. Rows whose
+    // keys do not parse (the sweep lease among them) are not ours to judge.
+    let registered: std::collections::HashSet<(&str, &str)> = services
+        .iter()
+        .map(|s| (s.partition_key.as_str(), s.row_key.as_str()))
+        .collect();
+    let orphaned: Vec<&HealthRecord> = previous
+        .values()
+        .filter(|h| !registered.contains(&(h.partition_key.as_str(), h.row_key.as_str())))
+        .filter(|h| crate::domain::InstanceKey::from_stored(&h.partition_key, &h.row_key).is_ok())
+        .collect();
     if invalid_rows > 0 {
         tracing::warn!(
             invalid_rows,
@@ -133,7 +153,17 @@ pub async fn run_sweep(
     // it skipped lead the queue next time, so none can starve.
     due.sort_by_key(|d| d.last_checked.map_or(i64::MIN, |t| t.timestamp_millis()));
 
-    let stop_starting_at = started + settings.start_deadline;
+    // A registration may ask for a longer timeout than the default the start deadline was computed
+    // with: start the last probes earlier by the difference, so the sweep still ends in time.
+    let longest_timeout = due
+        .iter()
+        .filter_map(|d| d.service.health_check.as_ref().and_then(|c| c.timeout))
+        .max()
+        .unwrap_or_default();
+    let stop_starting_at = started
+        + settings
+            .start_deadline
+            .saturating_sub(longest_timeout.saturating_sub(settings.probe_timeout));
     let jitter_seed = std::collections::hash_map::RandomState::new();
     // The futures are built up front (they do nothing until polled) rather than in a `map` closure
     // over borrowed rows, which the compiler cannot prove `Send` for the spawned scheduler task.
@@ -161,6 +191,7 @@ pub async fn run_sweep(
     let records: Vec<HealthRecord> = probed.into_iter().map(|(record, _)| record).collect();
     let write_requests = store.write_health(&records).await?;
     let deleted_expired = store.delete_expired(&long_expired).await?;
+    let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
     let healthy = records
         .iter()
         .filter(|r| r.status == HealthState::Healthy.as_str())
@@ -174,6 +205,7 @@ pub async fn run_sweep(
         skipped_deadline,
         write_requests,
         deleted_expired,
+        deleted_orphans,
         invalid_rows,
         duration: started.elapsed(),
     })
@@ -219,6 +251,7 @@ async fn probe_one(
         open_trials: Some(i64::from(state.open_trials)),
         next_probe_at: state.next_probe_at.map(crate::iso),
         checked_by: Some(settings.checked_by.clone()),
+        etag: None,
         response_time_ewma: Some(match due.previous_ewma {
             Some(previous) => EWMA_ALPHA * response_ms + (1.0 - EWMA_ALPHA) * previous,
             None => response_ms,
@@ -229,11 +262,12 @@ async fn probe_one(
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.
 fn expired_beyond_grace(service: &ServiceRecord, now: DateTime<Utc>, grace: Duration) -> bool {
-    crate::domain::expires_at(service.ttl_seconds, service.last_heartbeat.as_deref()).is_some_and(
-        |expires| {
-            expires + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX) < now
-        },
-    )
+    let deletable_from =
+        crate::domain::expires_at(service.ttl_seconds, service.last_heartbeat.as_deref()).and_then(
+            |expires| expires.checked_add_signed(chrono::Duration::from_std(grace).ok()?),
+        );
+    // An overflowing grace ("never") keeps the row.
+    deletable_from.is_some_and(|from| from < now)
 }
 
 /// A random delay below `window`, different for every service and every sweep.

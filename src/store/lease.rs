@@ -11,8 +11,11 @@
 //! - otherwise: replace the row on the ETag just read; of several replicas racing, one write
 //!   succeeds and the rest get 412.
 //!
+//! A finished sweep sets `expiresAt` to now (release), keeping `tick`, so the next tick need not
+//! wait for the expiry, which only matters when the holder died mid-sweep.
+//!
 //! `~lease` can never be a service type (types start with a letter or digit), so the row never
-//! meets a registration, and every reader skips rows whose keys do not parse.
+//! meets a registration; the sweep leaves rows whose keys do not parse alone.
 
 use super::{is_row_missing, is_status, Store, StoreError};
 use azure_core::StatusCode;
@@ -32,6 +35,39 @@ pub enum LeaseOutcome {
 }
 
 impl Store {
+    /// Ends this holder's lease now (if it still holds it), keeping the tick it swept.
+    pub async fn release_sweep_lease(&self, holder: &str) -> Result<(), StoreError> {
+        self.within_budget(async {
+            let entity = self
+                .health
+                .partition_key_client(LEASE_PARTITION)
+                .entity_client(LEASE_ROW);
+            let found = match entity.get::<Map<String, Value>>().await {
+                Ok(found) => found,
+                Err(e) if is_row_missing(&e) => return Ok(()),
+                Err(e) => return Err(self.fail(e)),
+            };
+            if found.entity.get("holder").and_then(Value::as_str) != Some(holder) {
+                return Ok(());
+            }
+            let mut row = found.entity.clone();
+            row.retain(|name, _| !name.starts_with("odata.") && name != "Timestamp");
+            row.insert("expiresAt".into(), crate::now_iso().into());
+            match entity
+                .update(Value::Object(row), IfMatchCondition::Etag(found.etag))?
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Taken over in between: it is someone else's now.
+                Err(e) if is_status(&e, StatusCode::PreconditionFailed) || is_row_missing(&e) => {
+                    Ok(())
+                }
+                Err(e) => Err(self.fail(e)),
+            }
+        })
+        .await
+    }
+
     /// Claims the sweep lease for `tick` (the timer occurrence being served) on behalf of `holder`,
     /// valid for `ttl` (the longest a sweep may run).
     pub async fn take_sweep_lease(
@@ -44,7 +80,10 @@ impl Store {
         self.within_budget(async {
             self.ensure_tables().await?;
             let tick = crate::iso(tick);
-            let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            let expires = chrono::Duration::from_std(ttl)
+                .ok()
+                .and_then(|ttl| now.checked_add_signed(ttl))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let row = json!({
                 "PartitionKey": LEASE_PARTITION,
                 "RowKey": LEASE_ROW,

@@ -1,7 +1,7 @@
 //! Everything that touches Azure Table Storage lives here, so the frozen Tables crate (DESIGN.md §6)
 //! can be swapped by changing one module.
 //!
-//! The store speaks in domain terms (a `Registration`, a `DiscoveryQuery`, health records) and turns
+//! The store speaks in domain terms (a `Registration`, a `KeySelection`, health records) and turns
 //! the crate's errors into two kinds: `Unavailable` (network faults, timeouts, throttling, 5xx: the
 //! caller may retry, so a 503) and `Unexpected` (anything else: a 500 and a log line). Error text is
 //! redacted before it leaves this module, because the crate's messages can quote request URLs.
@@ -11,6 +11,7 @@ mod connection;
 mod lease;
 mod records;
 
+pub use cache::ReadCache;
 pub use lease::LeaseOutcome;
 pub use records::{HealthRecord, ServiceRecord};
 
@@ -22,13 +23,13 @@ use azure_core::error::ErrorKind;
 use azure_core::StatusCode;
 use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use azure_data_tables::IfMatchCondition;
-use cache::ReadCache;
+use cache::Generation;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Table Storage's limit on operations in one entity-group transaction.
 const MAX_BATCH: usize = 100;
@@ -100,6 +101,9 @@ pub struct Store {
     endpoint: Arc<str>,
     /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
     budget: Duration,
+    /// Bumped by every write of this process; invalidates every cache made from it.
+    writes: Generation,
+    cache_ttl: Duration,
     services_cache: Arc<ReadCache<Vec<ServiceRecord>>>,
     health_cache: Arc<ReadCache<HealthByKey>>,
 }
@@ -110,14 +114,17 @@ impl Store {
         let target = connection::resolve(settings)?;
         let endpoint: Arc<str> = Arc::from(target.endpoint.as_str());
         let service: TableServiceClient = connection::client(target, settings);
+        let writes = Generation::default();
         Ok(Store {
             registry: service.table_client(settings.registry_table.clone()),
             health: service.table_client(settings.health_table.clone()),
             tables_ready: Arc::new(AtomicBool::new(false)),
             endpoint,
             budget: settings.storage_timeout,
-            services_cache: Arc::new(ReadCache::new(settings.cache_ttl)),
-            health_cache: Arc::new(ReadCache::new(settings.cache_ttl)),
+            services_cache: Arc::new(ReadCache::new(settings.cache_ttl, writes.clone())),
+            health_cache: Arc::new(ReadCache::new(settings.cache_ttl, writes.clone())),
+            cache_ttl: settings.cache_ttl,
+            writes,
         })
     }
 
@@ -160,8 +167,13 @@ impl Store {
 
     /// Every write calls this: this process must never serve a read older than its own write.
     fn forget_reads(&self) {
-        self.services_cache.invalidate();
-        self.health_cache.invalidate();
+        self.writes.bump();
+    }
+
+    /// A cache for values computed from this store's reads (a rendered discovery page): same TTL,
+    /// and invalidated by the same writes.
+    pub fn derived_cache<T>(&self) -> ReadCache<T> {
+        ReadCache::new(self.cache_ttl, self.writes.clone())
     }
 
     /// Bounds an operation by the storage time budget, so a store that accepts connections but never
@@ -239,6 +251,10 @@ impl Store {
                 }
                 None => {
                     record.registered_at = Some(now.to_owned());
+                    // A new registration starts with no health history, whatever a former holder
+                    // of this key left behind (a StatefulSet pod keeps its name across restarts).
+                    self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
+                        .await?;
                     match self.registry.insert::<_, Value>(record.to_entity()) {
                         Ok(insert) => insert.await.map(|_| ()),
                         Err(e) => return Err(e.into()),
@@ -290,8 +306,10 @@ impl Store {
     /// Deletes a registration and its health row. `false`: the registration did not exist.
     ///
     /// The health row goes first: if storage fails between the two deletes, what is left is a
-    /// registration without health (shown as not yet checked, and probed again), never a health row
-    /// without its registration; calling again finishes the job.
+    /// registration without health (shown as not yet checked, and probed again); calling again
+    /// finishes the job. A health row can still outlive its registration (a sweep that read the
+    /// registry before this delete writes its verdict after it): the next sweep deletes such rows,
+    /// and a new registration of the key clears any it finds.
     pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
         let result = self
             .within_budget(async {
@@ -332,12 +350,45 @@ impl Store {
                 })
             })
             .collect();
-        let deleted: Vec<bool> = futures::stream::iter(deletes)
+        let deleted: Result<Vec<bool>, StoreError> = futures::stream::iter(deletes)
             .buffer_unordered(DELETE_CONCURRENCY)
             .try_collect()
-            .await?;
+            .await;
+        // Some deletes may have landed before one failed: never serve those rows from the cache.
         self.forget_reads();
-        Ok(deleted.into_iter().filter(|gone| *gone).count())
+        Ok(deleted?.into_iter().filter(|gone| *gone).count())
+    }
+
+    /// Deletes health rows whose registration is gone, each only if unchanged since it was read.
+    pub async fn delete_orphaned_health(
+        &self,
+        rows: &[&HealthRecord],
+    ) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Futures built up front, not in a stream `map` closure: see `health::sweep`.
+        let deletes: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let etag = row
+                    .etag
+                    .clone()
+                    .map(|tag| IfMatchCondition::Etag(tag.into()));
+                self.within_budget(self.delete_row(
+                    &self.health,
+                    &row.partition_key,
+                    &row.row_key,
+                    etag,
+                ))
+            })
+            .collect();
+        let deleted: Result<Vec<bool>, StoreError> = futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect()
+            .await;
+        self.forget_reads();
+        Ok(deleted?.into_iter().filter(|gone| *gone).count())
     }
 
     /// `true` when a row was deleted; `false` when it was not there or (with an ETag) had changed.
@@ -370,18 +421,17 @@ impl Store {
         selection: &KeySelection,
     ) -> Result<Arc<Vec<ServiceRecord>>, StoreError> {
         let key = filter_for(selection).unwrap_or_default();
-        let ticket = match self.services_cache.get(&key) {
-            Ok(hit) => return Ok(hit),
-            Err(ticket) => ticket,
-        };
-        let fetched = Instant::now();
-        let mut rows = self
-            .find(&self.registry, selection, ServiceRecord::from_entity)
-            .await?;
-        rows.sort_by(|a, b| (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key)));
-        let rows = Arc::new(rows);
-        self.services_cache.fill(key, ticket, fetched, rows.clone());
-        Ok(rows)
+        self.services_cache
+            .get_or_fetch(&key, || async {
+                let mut rows = self
+                    .find(&self.registry, selection, ServiceRecord::from_entity)
+                    .await?;
+                rows.sort_by(|a, b| {
+                    (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
+                });
+                Ok(rows)
+            })
+            .await
     }
 
     /// The health rows for the same selection: one query, not one request per service.
@@ -390,21 +440,17 @@ impl Store {
         selection: &KeySelection,
     ) -> Result<Arc<HealthByKey>, StoreError> {
         let key = filter_for(selection).unwrap_or_default();
-        let ticket = match self.health_cache.get(&key) {
-            Ok(hit) => return Ok(hit),
-            Err(ticket) => ticket,
-        };
-        let fetched = Instant::now();
-        let rows = self
-            .find(&self.health, selection, HealthRecord::from_entity)
-            .await?;
-        let rows: Arc<HealthByKey> = Arc::new(
-            rows.into_iter()
-                .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
-                .collect(),
-        );
-        self.health_cache.fill(key, ticket, fetched, rows.clone());
-        Ok(rows)
+        self.health_cache
+            .get_or_fetch(&key, || async {
+                let rows = self
+                    .find(&self.health, selection, HealthRecord::from_entity)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
+                    .collect())
+            })
+            .await
     }
 
     async fn find<T>(

@@ -54,6 +54,8 @@ pub struct HealthRecord {
     /// Exponentially weighted moving average of `responseTime` (ms, a Double): what the resolver
     /// prefers fast instances by.
     pub response_time_ewma: Option<f64>,
+    /// The row's version as read (`odata.etag`), for conditional deletes; never written.
+    pub etag: Option<String>,
 }
 
 fn string(entity: &Map<String, Value>, name: &str) -> Option<String> {
@@ -196,6 +198,7 @@ impl HealthRecord {
             next_probe_at: string(entity, "nextProbeAt"),
             checked_by: string(entity, "checkedBy"),
             response_time_ewma: number(entity, "responseTimeEwma"),
+            etag: string(entity, "odata.etag"),
         }
     }
 

@@ -1346,3 +1346,115 @@ fn function_json_files_declare_the_new_routes() {
     assert_eq!(http_methods("ServiceRegistrar"), vec!["delete", "post"]);
     assert_eq!(http_methods("ServiceDiscovery"), vec!["get"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_instance_id_on_a_write_is_refused_not_read_as_absent() {
+    let h = Handler::start().await;
+    register_instance(&h, "api", "orders", None, json!({})).await;
+    // `instanceId=$POD` with `$POD` unset must not act on the service-level row.
+    deregister(&h, "serviceType=api&serviceName=orders&instanceId=")
+        .await
+        .assert_error(400, Some("instanceId"));
+    heartbeat(
+        &h,
+        &json!({"serviceType": "api", "serviceName": "orders", "instanceId": ""}),
+    )
+    .await
+    .assert_error(400, Some("instanceId"));
+    assert!(h
+        .tables()
+        .row(&h.registry_table, "api", "orders")
+        .await
+        .is_some());
+    // The resolver names its one required parameter first.
+    h.request(
+        reqwest::Method::GET,
+        "/api/ServiceResolver?instanceId=x",
+        None,
+    )
+    .await
+    .assert_error(400, Some("serviceName"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_rows_never_outlive_their_registration() {
+    let h = Handler::start_with(&[("HEALTH_FAILURES_TO_UNHEALTHY", "1")]).await;
+    let down = HttpTarget::status(503);
+    let up = HttpTarget::status(200);
+    for (instance, target) in [("pod-0", &down), ("pod-1", &up)] {
+        register_instance(
+            &h,
+            "api",
+            "web",
+            Some(instance),
+            json!({"endpoint": target.url}),
+        )
+        .await;
+    }
+    assert!(sweep_summary(&h).await.contains("deleted_orphans 0"));
+    let tables = h.tables();
+    assert_eq!(
+        tables
+            .row(&h.health_table, "api", "web:pod-0")
+            .await
+            .unwrap()["status"],
+        "unhealthy"
+    );
+
+    // A sweep that read the registry before a deregistration writes its verdict after it: the
+    // registration is gone but its health row is back. The next sweep removes it.
+    let row = tables
+        .row(&h.registry_table, "api", "web:pod-1")
+        .await
+        .unwrap();
+    deregister(&h, "serviceType=api&serviceName=web&instanceId=pod-1").await;
+    let mut stale = row.clone();
+    stale["status"] = json!("healthy");
+    tables
+        .upsert(
+            &h.health_table,
+            &json!({"PartitionKey": "api", "RowKey": "web:pod-1", "serviceName": "web",
+                    "status": "healthy", "lastChecked": "2026-11-25T05:00:00.000Z",
+                    "responseTime": 3, "errorMessage": ""}),
+        )
+        .await;
+    let summary = sweep_summary(&h).await;
+    assert!(summary.contains("deleted_orphans 1"), "{summary}");
+    assert!(tables
+        .row(&h.health_table, "api", "web:pod-1")
+        .await
+        .is_none());
+
+    // A pod that comes back under its old name after its registration was deleted starts fresh,
+    // not with the unhealthy verdict and open circuit its predecessor left.
+    tables
+        .upsert(
+            &h.health_table,
+            &json!({"PartitionKey": "api", "RowKey": "web:pod-2", "serviceName": "web",
+                    "status": "unhealthy", "circuit": "open", "lastChecked": "2026-11-25T05:00:00.000Z",
+                    "nextProbeAt": "2099-01-01T00:00:00.000Z", "responseTime": 5000, "errorMessage": "x"}),
+        )
+        .await;
+    register_instance(&h, "api", "web", Some("pod-2"), json!({"endpoint": up.url})).await;
+    assert!(tables
+        .row(&h.health_table, "api", "web:pod-2")
+        .await
+        .is_none());
+    let v = h
+        .discover_ok("serviceType=api&serviceName=web&instanceId=pod-2")
+        .await;
+    assert_eq!(v["services"][0]["healthStatus"], Value::Null);
+    // Re-registering an existing instance keeps its health history.
+    register_instance(
+        &h,
+        "api",
+        "web",
+        Some("pod-0"),
+        json!({"endpoint": down.url}),
+    )
+    .await;
+    assert!(tables
+        .row(&h.health_table, "api", "web:pod-0")
+        .await
+        .is_some());
+}
