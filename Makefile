@@ -10,7 +10,7 @@ test:     ## the whole suite against real Azurite
 lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile
 	./scripts/lint.sh
 
-package:  ## one zip for zip deploy: host.json, the three functions and the handler binary
+package:  ## one zip for zip deploy: host.json, every function.json and the handler binary
 	./infra/package.sh
 
 bench:    ## benchmarks (bench/run.py): own Azurite, release build, oha; never part of CI
