@@ -218,38 +218,16 @@ async fn preload(flags: &HashMap<String, String>) {
             let registry = registry.clone();
             let health = health.clone();
             async move {
-                let mut tx = registry.partition_key_client(pk.clone()).transaction();
-                for row in &rows {
-                    tx = tx
-                        .insert_or_replace(row.key.clone(), row.registry.clone())
-                        .expect("serializable row");
-                }
-                let response = tx.await.expect("preload batch");
-                check(
-                    response
-                        .operation_responses
-                        .iter()
-                        .map(|op| op.status_code)
-                        .collect(),
-                    rows.len(),
-                );
+                let entities = rows
+                    .iter()
+                    .map(|row| (row.key.clone(), row.registry.clone()));
+                upsert_batch(&registry, &pk, entities, rows.len()).await;
                 if let Some(health) = health {
-                    let mut tx = health.partition_key_client(pk.clone()).transaction();
-                    for row in &rows {
+                    let entities = rows.iter().map(|row| {
                         let entity = row.health.clone().expect("a health row for every row");
-                        tx = tx
-                            .insert_or_replace(row.key.clone(), entity)
-                            .expect("serializable row");
-                    }
-                    let response = tx.await.expect("preload health batch");
-                    check(
-                        response
-                            .operation_responses
-                            .iter()
-                            .map(|op| op.status_code)
-                            .collect(),
-                        rows.len(),
-                    );
+                        (row.key.clone(), entity)
+                    });
+                    upsert_batch(&health, &pk, entities, rows.len()).await;
                 }
             }
         })
@@ -445,4 +423,26 @@ async fn targets(_flags: &HashMap<String, String>) {
     });
     // Bounded: stop by ourselves after an hour even if the harness never kills us.
     tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// One entity-group transaction of upserts in partition `pk`, every operation checked.
+async fn upsert_batch(
+    table: &TableClient,
+    pk: &str,
+    entities: impl Iterator<Item = (String, serde_json::Value)>,
+    expected: usize,
+) {
+    let mut tx = table.partition_key_client(pk.to_owned()).transaction();
+    for (key, entity) in entities {
+        tx = tx.insert_or_replace(key, entity).expect("serializable row");
+    }
+    let response = tx.await.expect("preload batch");
+    check(
+        response
+            .operation_responses
+            .iter()
+            .map(|op| op.status_code)
+            .collect(),
+        expected,
+    );
 }
