@@ -350,13 +350,7 @@ impl Store {
                 })
             })
             .collect();
-        let deleted: Result<Vec<bool>, StoreError> = futures::stream::iter(deletes)
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .try_collect()
-            .await;
-        // Some deletes may have landed before one failed: never serve those rows from the cache.
-        self.forget_reads();
-        Ok(deleted?.into_iter().filter(|gone| *gone).count())
+        self.run_deletes(deletes).await
     }
 
     /// Deletes health rows whose registration is gone, each only if unchanged since it was read.
@@ -383,10 +377,19 @@ impl Store {
                 ))
             })
             .collect();
+        self.run_deletes(deletes).await
+    }
+
+    /// Runs deletes a few at a time and counts those that removed a row.
+    async fn run_deletes(
+        &self,
+        deletes: Vec<impl std::future::Future<Output = Result<bool, StoreError>>>,
+    ) -> Result<usize, StoreError> {
         let deleted: Result<Vec<bool>, StoreError> = futures::stream::iter(deletes)
             .buffer_unordered(DELETE_CONCURRENCY)
             .try_collect()
             .await;
+        // Some deletes may have landed before one failed: never serve those rows from the cache.
         self.forget_reads();
         Ok(deleted?.into_iter().filter(|gone| *gone).count())
     }
