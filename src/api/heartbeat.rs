@@ -6,12 +6,11 @@
 use super::registrar::not_registered;
 use super::{read_json_body, AppState};
 use crate::domain::InstanceKey;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use axum::body::Body;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,24 +24,7 @@ pub struct Beat {
 
 pub async fn heartbeat(State(state): State<AppState>, body: Body) -> ApiResult<Json<Beat>> {
     let json = read_json_body(body).await?;
-    let object = json
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("body", "the request body must be a JSON object"))?;
-    let text = |field: &'static str| -> ApiResult<Option<&str>> {
-        match object.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(ApiError::bad_request(
-                field,
-                format!("{field} must be a string"),
-            )),
-        }
-    };
-    let key = InstanceKey::from_inputs(
-        text("serviceType")?,
-        text("serviceName")?,
-        text("instanceId")?,
-    )?;
+    let key = InstanceKey::from_body(&json)?;
     let now = crate::now_iso();
     if !state.store.heartbeat(&key, &now).await? {
         return Err(not_registered(&key));

@@ -6,6 +6,7 @@
 //! apply to, so the sweep never meets a combination it cannot run; rows written by other clients are
 //! read tolerantly (an unreadable setting is ignored, not fatal).
 
+use super::fields::present;
 use super::{has_control_char, Endpoint, ValidationError};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -172,10 +173,6 @@ impl HealthCheck {
             (_, tcp) => tcp,
         }
     }
-}
-
-fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    object.get(field).filter(|v| !v.is_null())
 }
 
 fn parse_path(path: &str) -> Result<String, ValidationError> {

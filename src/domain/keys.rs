@@ -7,6 +7,7 @@
 //! `$filter` literal and on either side of the `:` of a `name:instance` RowKey. Parsing happens once,
 //! at the edge; from then on a `ServiceName` cannot hold anything else.
 
+use super::fields::{body_object, optional_string};
 use super::ValidationError;
 use std::fmt;
 
@@ -131,6 +132,17 @@ impl InstanceKey {
             service_name: ServiceName::parse(service_name)?,
             instance_id: instance_id.map(InstanceId::parse).transpose()?,
         })
+    }
+
+    /// The key a JSON body names (`{"serviceName", "serviceType"?, "instanceId"?}`), with the rules
+    /// of `from_inputs`.
+    pub fn from_body(body: &serde_json::Value) -> Result<Self, ValidationError> {
+        let object = body_object(body)?;
+        Self::from_inputs(
+            optional_string(object, "serviceType")?,
+            optional_string(object, "serviceName")?,
+            optional_string(object, "instanceId")?,
+        )
     }
 
     /// Reads the keys of a stored row. Rows written by other clients may hold keys we would never

@@ -7,6 +7,7 @@ mod check;
 mod circuit;
 mod endpoint;
 mod expiry;
+mod fields;
 mod health;
 mod keys;
 mod query;

@@ -4,6 +4,7 @@
 //! to (serde's own errors name positions, not fields). Limits keep every row far below Table Storage's
 //! 64 KiB-per-string and 1 MiB-per-entity limits, so a valid registration can never fail at the store.
 
+use super::fields::{body_object, json_type, optional_string, present, required_string};
 use super::{
     has_control_char, Endpoint, HealthCheck, InstanceId, InstanceKey, ServiceName, ServiceType,
     ValidationError,
@@ -46,9 +47,7 @@ impl Registration {
     /// Parses the request body's JSON. Unknown fields are ignored and `null` counts as absent, so
     /// clients written for later versions of the API can still register.
     pub fn parse(body: &Value) -> Result<Self, ValidationError> {
-        let object = body.as_object().ok_or_else(|| {
-            ValidationError::new("body", "the request body must be a JSON object")
-        })?;
+        let object = body_object(body)?;
 
         let service_name = ServiceName::parse(required_string(object, "serviceName")?)?;
         let instance_id = optional_string(object, "instanceId")?
@@ -124,34 +123,6 @@ fn optional_integer(
                     ),
                 )
             }),
-    }
-}
-
-fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    object.get(field).filter(|v| !v.is_null())
-}
-
-fn optional_string<'a>(
-    object: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a str>, ValidationError> {
-    match present(object, field) {
-        None => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(other) => Err(ValidationError::new(
-            field,
-            format!("{field} must be a string, not {}", json_type(other)),
-        )),
-    }
-}
-
-fn required_string<'a>(
-    object: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, ValidationError> {
-    match optional_string(object, field)? {
-        Some(text) if !text.is_empty() => Ok(text),
-        _ => Err(ValidationError::new(field, format!("{field} is required"))),
     }
 }
 
@@ -235,17 +206,6 @@ fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, Validatio
         ));
     }
     Ok(metadata.clone())
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
