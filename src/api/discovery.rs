@@ -88,10 +88,17 @@ async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedP
 
 /// Decoded query pairs, parsed into a `DiscoveryQuery` (shared with the resolver).
 pub fn parse_query(raw: Option<&str>) -> ApiResult<DiscoveryQuery> {
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    parse_pairs(&query_pairs(raw))
+}
+
+/// The query string, percent-decoded into pairs.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+pub fn parse_pairs(pairs: &[(String, String)]) -> ApiResult<DiscoveryQuery> {
     Ok(DiscoveryQuery::parse(
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )?)

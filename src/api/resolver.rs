@@ -5,7 +5,7 @@
 //! instances never checked are eligible (a service registered a minute ago must be reachable before
 //! its first sweep); an instance recorded unhealthy is never chosen.
 
-use super::discovery::parse_query;
+use super::discovery::{parse_pairs, query_pairs};
 use super::listing::{with_matching_rows, InstanceView, Joined};
 use super::AppState;
 use crate::domain::{choose, Candidate};
@@ -26,16 +26,17 @@ pub async fn resolve(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Resolved>> {
     // The one required parameter is reported first, before anything else about the query.
-    let names_a_service =
-        url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
-            .any(|(key, value)| key == "serviceName" && !value.is_empty());
+    let pairs = query_pairs(raw.as_deref());
+    let names_a_service = pairs
+        .iter()
+        .any(|(key, value)| key == "serviceName" && !value.is_empty());
     if !names_a_service {
         return Err(ApiError::bad_request(
             "serviceName",
             "serviceName is required",
         ));
     }
-    let mut query = parse_query(raw.as_deref())?;
+    let mut query = parse_pairs(&pairs)?;
     let service_name = query
         .keys
         .service_name

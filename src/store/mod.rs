@@ -335,10 +335,7 @@ impl Store {
             .iter()
             .map(|row| {
                 self.within_budget(async move {
-                    let etag = row
-                        .etag
-                        .clone()
-                        .map(|tag| IfMatchCondition::Etag(tag.into()));
+                    let etag = row.etag.as_deref();
                     let gone = self
                         .delete_row(&self.registry, &row.partition_key, &row.row_key, etag)
                         .await?;
@@ -365,15 +362,11 @@ impl Store {
         let deletes: Vec<_> = rows
             .iter()
             .map(|row| {
-                let etag = row
-                    .etag
-                    .clone()
-                    .map(|tag| IfMatchCondition::Etag(tag.into()));
                 self.within_budget(self.delete_row(
                     &self.health,
                     &row.partition_key,
                     &row.row_key,
-                    etag,
+                    row.etag.as_deref(),
                 ))
             })
             .collect();
@@ -394,21 +387,24 @@ impl Store {
         Ok(deleted?.into_iter().filter(|gone| *gone).count())
     }
 
-    /// `true` when a row was deleted; `false` when it was not there or (with an ETag) had changed.
+    /// `true` when a row was deleted; `false` when it was not there or, given the `etag` it was read
+    /// with, had changed since. Without an ETag the delete is unconditional.
     async fn delete_row(
         &self,
         table: &TableClient,
         partition_key: &str,
         row_key: &str,
-        condition: Option<IfMatchCondition>,
+        etag: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut delete = table
+        let condition = match etag {
+            Some(tag) => IfMatchCondition::Etag(tag.to_owned().into()),
+            None => IfMatchCondition::Any,
+        };
+        let delete = table
             .partition_key_client(partition_key)
             .entity_client(row_key)
-            .delete();
-        if let Some(condition) = condition {
-            delete = delete.if_match(condition);
-        }
+            .delete()
+            .if_match(condition);
         match delete.await {
             Ok(_) => Ok(true),
             Err(e) if is_row_missing(&e) || is_status(&e, StatusCode::PreconditionFailed) => {
@@ -423,11 +419,15 @@ impl Store {
         &self,
         selection: &KeySelection,
     ) -> Result<Arc<Vec<ServiceRecord>>, StoreError> {
-        let key = filter_for(selection).unwrap_or_default();
+        let filter = filter_for(selection);
         self.services_cache
-            .get_or_fetch(&key, || async {
+            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
                 let mut rows = self
-                    .find(&self.registry, selection, ServiceRecord::from_entity)
+                    .find(
+                        &self.registry,
+                        filter.as_deref(),
+                        ServiceRecord::from_entity,
+                    )
                     .await?;
                 rows.sort_by(|a, b| {
                     (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
@@ -442,11 +442,11 @@ impl Store {
         &self,
         selection: &KeySelection,
     ) -> Result<Arc<HealthByKey>, StoreError> {
-        let key = filter_for(selection).unwrap_or_default();
+        let filter = filter_for(selection);
         self.health_cache
-            .get_or_fetch(&key, || async {
+            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
                 let rows = self
-                    .find(&self.health, selection, HealthRecord::from_entity)
+                    .find(&self.health, filter.as_deref(), HealthRecord::from_entity)
                     .await?;
                 Ok(rows
                     .into_iter()
@@ -459,13 +459,13 @@ impl Store {
     async fn find<T>(
         &self,
         table: &TableClient,
-        selection: &KeySelection,
+        filter: Option<&str>,
         read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
         self.within_budget(self.ensure_tables()).await?;
         let mut builder = table.query();
-        if let Some(filter) = filter_for(selection) {
-            builder = builder.filter(filter);
+        if let Some(filter) = filter {
+            builder = builder.filter(filter.to_owned());
         }
         // Pages of up to 1,000 entities, followed through continuation tokens until the end.
         let pages = builder.into_stream::<Map<String, Value>>();

@@ -94,6 +94,12 @@ fn number(entity: &Map<String, Value>, name: &str) -> Option<f64> {
     .filter(|f| f.is_finite())
 }
 
+/// A count or duration as the recipe's Node client sends `responseTime`: a plain JSON number in Int32
+/// range, which the service stores as Int32 (an unannotated larger number would lose precision).
+fn int32(n: i64) -> i32 {
+    n.clamp(0, i64::from(i32::MAX)) as i32
+}
+
 /// Int32 and Double arrive as JSON numbers; Int64 arrives as a string annotated `Edm.Int64`.
 fn integer(entity: &Map<String, Value>, name: &str) -> Option<i64> {
     match entity.get(name)? {
@@ -163,15 +169,14 @@ impl ServiceRecord {
             "lastHeartbeat": self.last_heartbeat,
         });
         let extra = entity.as_object_mut().expect("a JSON object literal");
-        let int32 = |n: i64| Value::from(n.clamp(0, i64::from(i32::MAX)) as i32);
         if let Some(instance_id) = &self.instance_id {
             extra.insert("instanceId".into(), instance_id.clone().into());
         }
         if let Some(ttl) = self.ttl_seconds {
-            extra.insert("ttlSeconds".into(), int32(ttl));
+            extra.insert("ttlSeconds".into(), int32(ttl).into());
         }
         if let Some(weight) = self.weight {
-            extra.insert("weight".into(), int32(weight));
+            extra.insert("weight".into(), int32(weight).into());
         }
         if let Some(check) = &self.health_check {
             extra.insert("healthCheck".into(), check.to_json().to_string().into());
@@ -203,9 +208,6 @@ impl HealthRecord {
     }
 
     pub fn to_entity(&self) -> Value {
-        // responseTime is sent as a plain JSON number in Int32 range, which the service stores as
-        // Int32, as the recipe's Node client does.
-        let int32 = |n: i64| n.clamp(0, i64::from(i32::MAX)) as i32;
         let mut entity = json!({
             "PartitionKey": self.partition_key,
             "RowKey": self.row_key,
