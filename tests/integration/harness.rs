@@ -217,24 +217,19 @@ impl Azurite {
         static SHARED: OnceLock<Azurite> = OnceLock::new();
         SHARED.get_or_init(|| {
             // Started from a plain thread so no async runtime is blocked or owns it.
-            thread::spawn(|| {
-                let location = scratch_dir("azurite-shared");
-                let port = free_port();
-                let child = spawn_azurite(port, &location);
-                Azurite {
-                    port,
-                    location,
-                    child: Mutex::new(Some(child)),
-                }
-            })
-            .join()
-            .expect("start shared azurite")
+            thread::spawn(|| Azurite::start("azurite-shared"))
+                .join()
+                .expect("start shared azurite")
         })
     }
 
     /// A private instance (killed on Drop), for tests that stop and restart storage.
     pub fn private() -> Azurite {
-        let location = scratch_dir("azurite-private");
+        Azurite::start("azurite-private")
+    }
+
+    fn start(scratch_name: &str) -> Azurite {
+        let location = scratch_dir(scratch_name);
         let port = free_port();
         let child = spawn_azurite(port, &location);
         Azurite {
