@@ -19,9 +19,9 @@ fn replica(name: &str, tables: Option<(&str, &str)>) -> HandlerConfig {
     cfg
 }
 
-/// The ticks this replica swept, and the ticks it stood aside for.
-fn ticks(h: &Handler) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut swept, mut skipped) = (BTreeSet::new(), BTreeSet::new());
+/// The ticks this replica swept, the ticks it stood aside for, and the probes its sweeps made.
+fn ticks(h: &Handler) -> (BTreeSet<String>, BTreeSet<String>, u64) {
+    let (mut swept, mut skipped, mut probed) = (BTreeSet::new(), BTreeSet::new(), 0);
     for line in h.stdout().lines() {
         let Ok(event) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -30,6 +30,7 @@ fn ticks(h: &Handler) -> (BTreeSet<String>, BTreeSet<String>) {
         match event["message"].as_str() {
             Some("health sweep finished") => {
                 swept.insert(tick);
+                probed += event["probed"].as_u64().expect("probed count");
             }
             Some("sweep lease held elsewhere; this replica skips the tick") => {
                 skipped.insert(tick);
@@ -37,7 +38,7 @@ fn ticks(h: &Handler) -> (BTreeSet<String>, BTreeSet<String>) {
             _ => {}
         }
     }
-    (swept, skipped)
+    (swept, skipped, probed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,8 +54,8 @@ async fn two_replicas_sweep_each_tick_exactly_once() {
         .await;
 
     tokio::time::sleep(Duration::from_millis(5500)).await;
-    let (swept_a, skipped_a) = ticks(&a);
-    let (swept_b, skipped_b) = ticks(&b);
+    let (swept_a, skipped_a, probed_a) = ticks(&a);
+    let (swept_b, skipped_b, probed_b) = ticks(&b);
     let both: Vec<_> = swept_a.intersection(&swept_b).collect();
     assert!(both.is_empty(), "ticks swept twice: {both:?}");
     let swept: BTreeSet<_> = swept_a.union(&swept_b).cloned().collect();
@@ -70,13 +71,21 @@ async fn two_replicas_sweep_each_tick_exactly_once() {
         !skipped_a.is_empty() || !skipped_b.is_empty(),
         "both replicas fire every tick, so one must have stood aside"
     );
-    // One probe per sweep: the target saw exactly as many requests as there were sweeps, give or
-    // take the sweep running at the moment we read.
+    // The target saw exactly the probes the two replicas' sweeps report (a sweep that ran before the
+    // registration probed nothing), give or take the sweep running at the moment we read.
     let hits = target.hits();
+    let probed = probed_a + probed_b;
     assert!(
-        hits == swept.len() as u64 || hits == swept.len() as u64 + 1,
-        "{hits} probes for {} sweeps",
+        hits == probed || hits == probed + 1,
+        "{hits} requests for {probed} probes reported by {} sweeps",
         swept.len()
+    );
+    // One service: each sweep probes it once, except the (at most two) that ran before it was
+    // registered while the second replica was starting.
+    let sweeps = swept.len() as u64;
+    assert!(
+        probed <= sweeps && probed + 2 >= sweeps,
+        "{probed} probes in {sweeps} sweeps"
     );
 
     let lease = a
