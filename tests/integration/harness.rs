@@ -5,8 +5,14 @@
 //! small `sh` "reaper" started once per test binary. The reaper polls the test process's
 //! pid and, when it disappears (normal exit, panic, SIGKILL), terminates the whole group
 //! and removes the scratch directory. Drop guards kill individual children earlier.
+//! Every child starts from an empty environment plus what its test sets (`child_env`), so the
+//! shell the suite runs in cannot change its results.
 
 #![allow(dead_code)]
+
+mod child_env;
+
+pub use child_env::clean_command;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -28,38 +34,6 @@ pub const ACCOUNT: &str = "devstoreaccount1";
 pub const ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 pub const HOST_VERSION: &str = "4.1037.0.0";
-
-/// Environment variables a handler must never inherit from the test runner.
-const SCRUBBED_ENV: &[&str] = &[
-    "STORAGE_CONNECTION_STRING",
-    "AZURE_STORAGETABLE_CONNECTIONSTRING",
-    "AzureWebJobsStorage",
-    "AZURE_STORAGETABLE_RESOURCEENDPOINT",
-    "AZURE_STORAGETABLE_CLIENTID",
-    "FUNCTIONS_CUSTOMHANDLER_PORT",
-    "FUNCTIONS_HTTPWORKER_PORT",
-    "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
-    "FUNCTIONS_HTTPWORKER_ID",
-    "FUNCTIONS_APP_ROOT_PATH",
-    "FUNCTIONS_WORKER_RUNTIME",
-    "DISCOVERY_BIND",
-    "REGISTRY_TABLE",
-    "HEALTH_TABLE",
-    "HEALTH_PROBE_TIMEOUT_MS",
-    "HEALTH_PROBE_CONCURRENCY",
-    "HEALTH_MONITOR_SCHEDULE",
-    "RUST_LOG_FORMAT",
-    "RUST_LOG",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "MSI_ENDPOINT",
-];
 
 // ---------------------------------------------------------------------------
 // Scratch directory and reaper
@@ -85,7 +59,7 @@ sleep 1
 rm -rf "$1"
 kill -KILL 0
 "#;
-        let child = Command::new("sh")
+        let child = clean_command("sh")
             .arg("-c")
             .arg(script)
             .arg(std::process::id().to_string())
@@ -184,7 +158,7 @@ fn azurite_bin() -> PathBuf {
 fn spawn_azurite(port: u16, location: &Path) -> Child {
     let log = fs::File::create(location.join(format!("azurite-{port}-{}.log", short_id())))
         .expect("azurite log file");
-    let mut cmd = Command::new(azurite_bin());
+    let mut cmd = clean_command(azurite_bin());
     cmd.args([
         "--tableHost",
         "127.0.0.1",
@@ -320,7 +294,8 @@ pub enum Mode {
 
 pub struct HandlerConfig {
     pub mode: Mode,
-    /// Storage variables etc.; applied after scrubbing inherited ones.
+    /// Storage variables etc.: with the mode's and the table names, the handler's whole
+    /// environment (nothing is inherited from the test runner but `child_env`'s basics).
     pub env: Vec<(String, String)>,
     pub registry_table: String,
     pub health_table: String,
@@ -398,11 +373,9 @@ pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf,
     let dir = scratch_dir("handler");
     let stdout_path = dir.join("stdout.log");
     let stderr_path = dir.join("stderr.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    // Only what this test configures reaches the handler (see `child_env`).
+    let mut cmd = clean_command(env!("CARGO_BIN_EXE_handler"));
     cmd.current_dir(manifest_dir());
-    for k in SCRUBBED_ENV {
-        cmd.env_remove(k);
-    }
     match cfg.mode {
         Mode::CustomHandler => {
             let worker_id = uuid::Uuid::new_v4().to_string();

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azurite_and_direct_table_access_work() {
@@ -70,4 +71,28 @@ fn sweep_summary_parser() {
         parse_sweep_summary(&["HealthMonitor sweep: probed 3".to_string()]),
         None
     );
+}
+
+/// Whatever the shell running the suite exports (`HEALTH_ALLOW_CIDRS`, `RUST_LOG`, `HTTP_PROXY`,
+/// `HOSTNAME`...), a child sees only the basics it needs to start and what its test sets.
+#[test]
+fn children_start_from_an_empty_environment() {
+    let out = clean_command("env")
+        .env("SET_BY_THE_TEST", "yes")
+        .output()
+        .expect("run env");
+    assert!(out.status.success(), "{out:?}");
+    let names: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.to_owned()))
+        .collect();
+    let allowed: BTreeSet<String> = ["PATH", "HOME", "TMPDIR", "SET_BY_THE_TEST"]
+        .map(String::from)
+        .into();
+    assert!(
+        names.is_subset(&allowed),
+        "a child inherited {:?}",
+        names.difference(&allowed).collect::<Vec<_>>()
+    );
+    assert!(names.contains("SET_BY_THE_TEST"), "{names:?}");
 }
