@@ -2,10 +2,10 @@
 //! whose answer the test switches between 200 and 503.
 
 use crate::harness::*;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An HTTP target answering whatever status `status` holds at the time of the request.
@@ -52,6 +52,15 @@ impl SwitchTarget {
     }
 }
 
+/// A stored time (`lastTransition`, `nextProbeAt`, ...) of a health row.
+fn stored_time(row: &Value, name: &str) -> DateTime<Utc> {
+    parse_iso(
+        row[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} must be a time: {row}")),
+    )
+}
+
 /// Sweeps once and returns (the summary line, the service's health row).
 async fn sweep(h: &Handler) -> (String, Value) {
     let r = h.sweep().await;
@@ -82,6 +91,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     let h = Handler::start_with(&[
         ("HEALTH_PROBE_TIMEOUT_MS", "1000"),
         ("HEALTH_CIRCUIT_BACKOFF_MS", "1500"),
+        ("WEBSITE_INSTANCE_ID", "circuit-checker"),
     ])
     .await;
     let target = SwitchTarget::start(200).await;
@@ -124,22 +134,49 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     assert_ne!(row["lastTransition"], became_healthy);
     assert!(healthy_only_names(&h).await.is_empty());
     let opened_at = row["lastChecked"].clone();
-
-    // Within the backoff the service is not probed at all.
-    target.set(200);
-    let (summary, row) = sweep(&h).await;
-    assert!(
-        summary.contains("probed 0") && summary.contains("skipped 1"),
-        "{summary}"
-    );
+    // Both times are the sweep's start, so the gap is the configured backoff to the millisecond.
+    let next_probe_at = stored_time(&row, "nextProbeAt");
     assert_eq!(
-        row["lastChecked"], opened_at,
-        "not probed, not rewritten: {row}"
+        (next_probe_at - stored_time(&row, "lastTransition")).num_milliseconds(),
+        1500,
+        "HEALTH_CIRCUIT_BACKOFF_MS=1500: {row}"
     );
+
+    // Within the backoff the service is not probed at all. Whether this sweep starts within it
+    // is up to the machine (the backoff counts from the last sweep's start), so the test judges
+    // what it did by when it was sent and answered: a sweep that skipped the service started
+    // before nextProbeAt, one that probed it may have started after.
+    target.set(200);
+    let sent = Utc::now();
+    let (summary, row) = sweep(&h).await;
+    let answered = Utc::now();
+    let trial = if summary.contains("skipped 1") {
+        assert!(
+            summary.contains("probed 0") && summary.contains("skipped 1"),
+            "{summary}"
+        );
+        assert!(
+            sent < next_probe_at,
+            "skipped by a sweep sent at {sent}, after the backoff ended at {next_probe_at}"
+        );
+        assert_eq!(
+            row["lastChecked"], opened_at,
+            "not probed, not rewritten: {row}"
+        );
+        // After the backoff (by the stored time, not a guessed duration), the next sweep is the trial.
+        wait_until_past(next_probe_at).await;
+        sweep(&h).await.1
+    } else {
+        // Only a machine too slow to send the next sweep within 1.5 s ends up here.
+        assert!(
+            answered >= next_probe_at,
+            "probed within the backoff (it ends at {next_probe_at}): {summary}"
+        );
+        row
+    };
 
     // After the backoff, a passing trial half-opens it: still isolated.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let (_, row) = sweep(&h).await;
+    let row = trial;
     assert_eq!(
         (row["status"].clone(), row["circuit"].clone()),
         (json!("unhealthy"), json!("half-open"))
@@ -159,6 +196,10 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     assert_eq!(hs["circuit"], "closed", "{v}");
     assert_eq!(hs["consecutiveSuccesses"], 2, "{v}");
     assert_eq!(hs["checkedBy"], row["checkedBy"], "{v}");
+    assert_eq!(
+        row["checkedBy"], "circuit-checker",
+        "WEBSITE_INSTANCE_ID names the checker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,16 +217,27 @@ async fn a_failed_half_open_trial_reopens_with_a_longer_backoff() {
     let (_, row) = sweep(&h).await;
     assert_eq!(row["circuit"], "open");
     assert_eq!(row["openTrials"], 0);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    let first_next = stored_time(&row, "nextProbeAt");
+    assert_eq!(
+        (first_next - stored_time(&row, "lastTransition")).num_milliseconds(),
+        300,
+        "the first backoff is HEALTH_CIRCUIT_BACKOFF_MS: {row}"
+    );
+    wait_until_past(first_next).await;
+    let sent = to_millis(Utc::now());
     let (_, row) = sweep(&h).await;
     assert_eq!(row["circuit"], "open", "the trial failed: {row}");
     assert_eq!(row["openTrials"], 1, "{row}");
-    let checked = parse_iso(row["lastChecked"].as_str().unwrap());
-    let next = parse_iso(row["nextProbeAt"].as_str().unwrap());
-    // The backoff counts from the sweep's start; lastChecked is when the probe finished, a few ms on.
+    let checked = stored_time(&row, "lastChecked");
+    let next = stored_time(&row, "nextProbeAt");
+    // The backoff counts from the sweep's start, which no row records (lastTransition stays at the
+    // first opening: still unhealthy, no transition). That start lies between the moment the test
+    // sent the sweep and lastChecked, when the probe finished: nextProbeAt - 600 ms must too.
     let wait = (next - checked).num_milliseconds();
+    let started = next - chrono::Duration::milliseconds(600);
     assert!(
-        (500..=620).contains(&wait),
-        "backoff doubles to 600 ms, got {wait} ms: {row}"
+        sent <= started && started <= checked && wait <= 600,
+        "backoff doubles to 600 ms: nextProbeAt {next} - 600 ms is not within the sweep \
+         (sent {sent}, probe done {checked}); {wait} ms after lastChecked: {row}"
     );
 }

@@ -557,7 +557,12 @@ async fn etag_and_if_none_match_forwarded() {
     let r1 = discover_if_none_match(&h, q, None).await;
     assert_eq!(r1.status, 200, "{}", r1.text);
     let e1 = etag_of(&r1);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The next answer's timestamp can only differ once the clock has passed this one.
+    wait_until_past_stored(
+        r1.json()["timestamp"].as_str().unwrap(),
+        chrono::Duration::zero(),
+    )
+    .await;
     let r2 = discover_if_none_match(&h, q, None).await;
     assert_eq!(r2.status, 200);
     assert_ne!(
@@ -818,7 +823,7 @@ async fn cache_shows_own_writes_at_once() {
 
     // Heartbeat.
     let before = items(&h.discover_ok("").await)[0]["lastHeartbeat"].clone();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    wait_until_past_stored(before.as_str().unwrap(), chrono::Duration::zero()).await;
     let hb = heartbeat(
         &h,
         &json!({"serviceName": "own", "serviceType": "api", "instanceId": "a"}),
@@ -882,6 +887,7 @@ async fn cache_hides_foreign_writes_for_its_ttl_only() {
             vec!["api/mine/-"],
             "with DISCOVERY_CACHE_TTL_MS=600000 a foreign write must not be seen yet"
         );
+        // Time passing is the point here: the write stays hidden, read after read.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

@@ -323,8 +323,11 @@ async fn function_keys_never_logged() {
             .await
             .envelope_res();
 
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let logs = h.logs();
+        // The request line is logged before the answer goes out: once the last request's line is
+        // in, everything these requests made the handler log is too.
+        let logs = h
+            .wait_for_log("\"/ServiceDiscovery\"", std::time::Duration::from_secs(10))
+            .await;
         assert!(
             !h.stdout().trim().is_empty() || !h.stderr().trim().is_empty(),
             "no log output captured at all (RUST_LOG={level}); the check below would be vacuous"

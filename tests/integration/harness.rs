@@ -11,8 +11,10 @@
 #![allow(dead_code)]
 
 mod child_env;
+mod wait;
 
 pub use child_env::clean_command;
+pub use wait::{poll_until, to_millis, wait_until_past, wait_until_past_stored};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -506,6 +508,32 @@ impl Handler {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("child").id()
+    }
+
+    /// SIGKILL and reap it now, so nothing it does can change what the test reads next (its log
+    /// and whatever it wrote stay readable).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until the log (stdout and stderr) holds `needle`; returns the whole log then. Lines
+    /// are written as they are logged, so this is the moment a line about a request or a sweep
+    /// is there to read, however slow the machine.
+    pub async fn wait_for_log(&self, needle: &str, budget: Duration) -> String {
+        let found = poll_until(budget, Duration::from_millis(20), || async {
+            let logs = self.logs();
+            logs.contains(needle).then_some(logs)
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no {needle:?} in the log within {budget:?}:\n{}",
+                self.logs()
+            )
+        })
     }
 
     /// None while running.
@@ -1288,25 +1316,92 @@ impl HttpTarget {
 }
 
 /// Accepts connections (and reads the request) but never answers.
+///
+/// It also tells what it saw, without the test timing anything: how many connections arrived and
+/// the most that were open at once, judged by the kernel's view of each held connection whenever
+/// another one is accepted.
 pub struct SilentTarget {
     pub url: String,
     pub port: u16,
+    /// The peer address of every connection accepted, in order.
+    accepted: Arc<Mutex<Vec<SocketAddr>>>,
+    open_at_once: Arc<AtomicU64>,
+    /// Connections the test itself made to settle the counts (see `connections`).
+    markers: Mutex<Vec<SocketAddr>>,
+}
+
+/// Whether the peer still holds `stream` open: drains what it sent (a silent target never answers
+/// it anyway) and looks for the end of the stream behind it.
+fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
 }
 
 impl SilentTarget {
     pub fn start() -> SilentTarget {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(Mutex::new(vec![]));
+        let open_at_once = Arc::new(AtomicU64::new(0));
+        let (accepted2, open2) = (accepted.clone(), open_at_once.clone());
         thread::spawn(move || {
-            let mut held = vec![];
+            let mut held: Vec<TcpStream> = vec![];
             for stream in listener.incoming().flatten() {
-                held.push(stream);
+                let peer = stream.peer_addr();
+                if stream.set_nonblocking(true).is_ok() {
+                    held.push(stream);
+                }
+                held.retain_mut(still_open);
+                open2.fetch_max(held.len() as u64, Ordering::SeqCst);
+                if let Ok(peer) = peer {
+                    accepted2.lock().unwrap().push(peer);
+                }
             }
         });
         SilentTarget {
             url: format!("http://127.0.0.1:{port}/health"),
             port,
+            accepted,
+            open_at_once,
+            markers: Mutex::new(vec![]),
         }
+    }
+
+    /// The connections made to it so far (the test's own markers not counted), once every one
+    /// made before this call has been accepted: the test connects a marker of its own and waits
+    /// until that is accepted, since the kernel hands out connections in the order they were
+    /// established. The marker is closed at once, so it never counts as open.
+    pub async fn connections(&self) -> u64 {
+        let marker = TcpStream::connect(("127.0.0.1", self.port))
+            .and_then(|m| m.local_addr())
+            .expect("connect a marker");
+        self.markers.lock().unwrap().push(marker);
+        let settled = poll_until(
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            || async {
+                let accepted = self.accepted.lock().unwrap();
+                accepted.contains(&marker).then(|| {
+                    let markers = self.markers.lock().unwrap();
+                    accepted.iter().filter(|a| !markers.contains(a)).count() as u64
+                })
+            },
+        )
+        .await;
+        settled.expect("the silent target accepts the test's marker within 30 s")
+    }
+
+    /// The most connections that were open at the same moment, over everything made so far.
+    pub async fn most_open_at_once(&self) -> u64 {
+        self.connections().await;
+        self.open_at_once.load(Ordering::SeqCst)
     }
 }
 
@@ -1338,26 +1433,25 @@ impl TcpTarget {
     }
 }
 
-/// A port on 127.0.0.1 with nothing listening.
-pub fn closed_port() -> u16 {
-    free_port()
+/// A port on 127.0.0.1 that refuses connections for as long as the value lives.
+///
+/// A port that was free a moment ago can be taken by any process in between (another test's
+/// handler or Azurite binds ephemeral ports all the time). This one stays ours: a socket is bound
+/// to it but never listens, so connections are refused (RST) and nobody else can bind it.
+pub struct ClosedPort {
+    pub port: u16,
+    _bound: tokio::net::TcpSocket,
 }
 
-/// Poll `f` every `every` until it returns Some or `timeout` passes.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, every: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(every).await;
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("create a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind an ephemeral port");
+    let port = socket.local_addr().expect("bound address").port();
+    ClosedPort {
+        port,
+        _bound: socket,
     }
 }
 

@@ -57,7 +57,13 @@ async fn probe_targets_behave() {
     assert!(r.is_err());
     let tcp = TcpTarget::start();
     assert!(std::net::TcpStream::connect(("127.0.0.1", tcp.port)).is_ok());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", closed_port())).is_err());
+    let closed = closed_port();
+    for _ in 0..3 {
+        let refused = std::net::TcpStream::connect(("127.0.0.1", closed.port)).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+    // Nobody else can take it while the guard lives.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", closed.port)).is_err());
 }
 
 #[test]

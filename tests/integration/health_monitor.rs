@@ -156,7 +156,11 @@ async fn sweep_three_targets_writes_health_rows() {
     assert_eq!(services[0]["healthStatus"]["status"], "healthy");
 
     // A second sweep replaces rows (still 3) and moves lastChecked.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until_past_stored(
+        ok_row["lastChecked"].as_str().unwrap(),
+        chrono::Duration::zero(),
+    )
+    .await;
     let r = h.sweep().await;
     assert_eq!(summary(&r).0, 3);
     let rows2 = h.tables().rows(&h.health_table).await;
@@ -266,11 +270,16 @@ async fn tcp_redirect_and_status_rules() {
     let ok = HttpTarget::status(200);
 
     register_target(&h, "tcp-open", &tcp.url).await;
-    register_target(&h, "tcp-closed", &format!("tcp://127.0.0.1:{closed}")).await;
+    register_target(
+        &h,
+        "tcp-closed",
+        &format!("tcp://127.0.0.1:{}", closed.port),
+    )
+    .await;
     register_target(
         &h,
         "http-closed",
-        &format!("http://127.0.0.1:{closed}/health"),
+        &format!("http://127.0.0.1:{}/health", closed.port),
     )
     .await;
     register_target(&h, "redirect", &redirect.url).await;

@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Keys of one discovery item (the recipe's ten plus the five instance fields), shared with
 /// `discovery.rs`.
@@ -365,7 +364,12 @@ async fn instance_reregistration_keeps_registered_at_and_touches_only_that_row()
         .row(&h.registry_table, "api", "svc:i2")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // So the re-registration's lastHeartbeat can only be later than the stored one.
+    wait_until_past_stored(
+        before_i1["lastHeartbeat"].as_str().unwrap(),
+        chrono::Duration::zero(),
+    )
+    .await;
 
     register_instance(
         &h,
@@ -741,7 +745,13 @@ async fn heartbeat_moves_only_last_heartbeat() {
     let tables = h.tables();
     let before_plain = tables.row(&h.registry_table, "api", "hb").await.unwrap();
     let before_n1 = tables.row(&h.registry_table, "api", "hb:n1").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // So each heartbeat's lastHeartbeat can only be later than the stored ones (n1 was written
+    // last of the two).
+    wait_until_past_stored(
+        before_n1["lastHeartbeat"].as_str().unwrap(),
+        chrono::Duration::zero(),
+    )
+    .await;
 
     // Plain row.
     let sent = chrono::Utc::now();

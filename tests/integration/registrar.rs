@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipe_registration_returns_exact_body_and_stores_string_row() {
@@ -171,7 +170,13 @@ async fn reregistration_keeps_registered_at_and_moves_last_heartbeat() {
         .row(&h.registry_table, "api", "test-api")
         .await
         .expect("row after first registration");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Let the clock pass the stored lastHeartbeat by more than the 500 ms asserted below (whole
+    // milliseconds, as stored, hence 501).
+    wait_until_past_stored(
+        first["lastHeartbeat"].as_str().unwrap(),
+        chrono::Duration::milliseconds(501),
+    )
+    .await;
 
     let mut second_body = recipe_body();
     second_body["endpoint"] = json!("https://test-api-v2.example.com");

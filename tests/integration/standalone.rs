@@ -105,7 +105,27 @@ async fn custom_handler_mode_has_no_scheduler() {
     let target = HttpTarget::status(200);
     h.register_ok(&json!({"serviceName": "nosched", "serviceType": "api", "endpoint": target.url}))
         .await;
-    tokio::time::sleep(Duration::from_millis(5000)).await;
+    // How long is long enough to be sure nothing fires? As long as a standalone process on the
+    // same schedule, started after this one on the same machine, takes to sweep twice.
+    let control = Handler::spawn(
+        HandlerConfig::new(Mode::Standalone).env("HEALTH_MONITOR_SCHEDULE", "*/2 * * * * *"),
+    )
+    .await;
+    let control_target = HttpTarget::status(200);
+    control
+        .register_ok(&json!({"serviceName": "sched", "endpoint": control_target.url}))
+        .await;
+    let fired = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async { (control_target.hits() >= 2).then_some(()) },
+    )
+    .await;
+    assert!(
+        fired.is_some(),
+        "the standalone control did not sweep twice in 30 s:\n{}",
+        control.logs()
+    );
     assert_eq!(
         target.hits(),
         0,

@@ -68,9 +68,10 @@ fn malformed_connection_strings_never_print_the_secret() {
 async fn valid_key_never_logged_even_when_storage_unreachable() {
     // Well-formed string with a distinctive key, pointing to a closed port.
     let key = "U1VQRVJTRUNSRVRLRVlWQUxVRTEyMzQ1Njc4OTA=";
-    let port = closed_port();
+    let closed = closed_port();
     let cs = format!(
-        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};TableEndpoint=http://127.0.0.1:{}/{ACCOUNT};",
+        closed.port
     );
     let cfg = HandlerConfig::with_storage(Mode::CustomHandler, &cs).env("RUST_LOG", "debug");
     let h = Handler::spawn(cfg).await;
@@ -80,8 +81,11 @@ async fn valid_key_never_logged_even_when_storage_unreachable() {
     assert_eq!(r.status, 503, "{}", r.text);
     let _ = h.discover("").await;
     let _ = h.sweep().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = h.logs();
+    // The request line is logged before the answer goes out: once the last one is there, so is
+    // everything these three requests made the handler log.
+    let logs = h
+        .wait_for_log("\"/HealthMonitor\"", Duration::from_secs(10))
+        .await;
     assert!(!logs.contains(key), "the account key was logged:\n{logs}");
     assert!(
         !logs.contains("U1VQRVJTRUNSRVRLRVlW"),
@@ -101,8 +105,9 @@ async fn asking_for_http_client_traces_never_logs_request_headers() {
     h.register_ok(&json!({"serviceName": "loud", "endpoint": "https://x.example.com"}))
         .await;
     let _ = h.discover_ok("").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = h.logs();
+    let logs = h
+        .wait_for_log("\"/api/ServiceDiscovery\"", Duration::from_secs(10))
+        .await;
     for leak in ["SharedKey", "authorization", "Authorization"] {
         assert!(!logs.contains(leak), "{leak} appeared in the log:\n{logs}");
     }
@@ -115,7 +120,8 @@ async fn asking_for_http_client_traces_never_logs_request_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_storage_variable_works_and_first_one_wins() {
     let good = Azurite::shared().connection_string();
-    let bad = connection_string_for_port(closed_port());
+    let closed = closed_port();
+    let bad = connection_string_for_port(closed.port);
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
         (
             "AZURE_STORAGETABLE_CONNECTIONSTRING",
@@ -184,8 +190,14 @@ async fn creates_tables_and_answers_root_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_answers_when_storage_is_down_at_start() {
-    let port = closed_port();
-    let cfg = HandlerConfig::with_storage(Mode::CustomHandler, &connection_string_for_port(port));
+    let closed = closed_port();
+    let cfg = HandlerConfig::with_storage(
+        Mode::CustomHandler,
+        &connection_string_for_port(closed.port),
+    );
+    // Storage stays down for the whole test, so a handler that waited for it before binding would
+    // never become ready (spawn gives up after 30 s); one that waited for an attempt to time out
+    // would take STORAGE_TIMEOUT_MS (10 s).
     let started = Instant::now();
     let h = Handler::spawn(cfg).await;
     assert!(
@@ -229,7 +241,8 @@ async fn json_log_format_writes_one_object_per_line() {
         .await;
     let _ = h.register(&json!({"serviceName": "bad/one"})).await;
     let _ = h.sweep().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.wait_for_log("\"/HealthMonitor\"", Duration::from_secs(10))
+        .await;
     let stdout = h.stdout();
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
