@@ -4,6 +4,10 @@ use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// What "GET / answers at once" allows: far above any scheduling hiccup of a loaded machine, and
+/// half the storage timeout (10 s) a request that touched storage could wait for.
+const ROOT_AT_ONCE: Duration = Duration::from_secs(5);
+
 const VARS: [&str; 3] = [
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
@@ -185,7 +189,7 @@ async fn creates_tables_and_answers_root_at_once() {
     let t0 = Instant::now();
     let r = h.client.get(h.url("/")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(t0.elapsed() < ROOT_AT_ONCE, "GET / took {:?}", t0.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +205,7 @@ async fn root_answers_when_storage_is_down_at_start() {
     let started = Instant::now();
     let h = Handler::spawn(cfg).await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(10),
         "binding must not wait for storage ({:?})",
         started.elapsed()
     );
@@ -266,10 +270,11 @@ async fn black_holed_storage_gives_503_not_a_hang() {
         &connection_string_for_port(silent.port),
     );
     let h = Handler::spawn(cfg).await;
+    // A GET / that touched this storage would wait for its 10 s timeout.
     let t0 = Instant::now();
     let r = h.client.get(h.url("/")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(t0.elapsed() < ROOT_AT_ONCE, "GET / took {:?}", t0.elapsed());
     let t0 = Instant::now();
     let r = h
         .register(&json!({"serviceName": "x", "endpoint": "https://x.example.com"}))
@@ -278,9 +283,9 @@ async fn black_holed_storage_gives_503_not_a_hang() {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.header("retry-after").is_some());
     // One storage timeout (STORAGE_TIMEOUT_MS, 10 s by default) plus slack: a request
-    // must not stack several full timeouts.
+    // must not stack several full timeouts, and two take at least 20 s however fast the machine.
     assert!(
-        took < Duration::from_secs(15),
+        took < Duration::from_secs(20),
         "a black-holed storage request took {took:?}"
     );
 }

@@ -122,7 +122,12 @@ async fn storage_outage_and_recovery() {
         .await
         .expect("GET / during outage");
     assert_eq!(r.status().as_u16(), 200);
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    // Far above a loaded machine's hiccups; GET / needs no storage at all.
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "GET / during the outage took {:?}",
+        t0.elapsed()
+    );
 
     // Storage comes back on the same port and location: recovery by itself.
     az.restart();
