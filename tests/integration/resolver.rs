@@ -1,5 +1,11 @@
 //! Issue 4 resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
 //! to weight / cost. Statistical checks run 1,000-2,000 local calls.
+//!
+//! The expected shares are worked out by hand from the rule the README documents (a draw in
+//! proportion to `weight / cost`, `cost = (responseTimeEwma + 25 ms) x (1 + consecutiveFailures)`)
+//! and written down as numbers, over health rows the test writes itself, so every cost is known
+//! exactly. Computing them with a copy of the production formula from the handler's own output
+//! would only check the handler against itself.
 
 use crate::harness::*;
 use crate::instances::{
@@ -94,27 +100,62 @@ async fn tally(h: &Handler, query: &str, n: usize) -> (HashMap<String, u64>, Vec
     (picks, candidates)
 }
 
-/// The contract's selection probability of instance `i`: one random draw in proportion to
-/// weight / cost.
-fn expected_share(weights: &[f64], costs: &[f64], i: usize) -> f64 {
-    let score = |j: usize| weights[j] / costs[j];
-    let total: f64 = (0..weights.len()).map(score).sum();
-    score(i) / total
+/// What a health row the test writes says about an instance's probes.
+enum Probed {
+    /// Written by our sweep: an average response time (ms) and the current run of failures.
+    /// `responseTime` is set far from the average, so a resolver that used it would be seen.
+    Sweep { ewma: f64, failures: u32 },
+    /// Imitates a row the recipe's HealthMonitor wrote: its five properties, `responseTime` the
+    /// only time.
+    Recipe { response_time: i64 },
 }
 
-/// cost = (EWMA ms + 25) x (1 + consecutiveFailures), from a discovery item.
-fn cost_of(item: &Value) -> f64 {
-    let hs = &item["healthStatus"];
-    let ewma = hs["responseTimeEwma"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("a checked instance shows responseTimeEwma: {item}"));
-    let failures = hs["consecutiveFailures"].as_f64().unwrap_or(0.0);
-    (ewma + 25.0) * (1.0 + failures)
+/// Writes a healthy HealthStatus row for one instance straight into the table (replacing what a
+/// sweep wrote), so its cost under the documented rule is known exactly.
+async fn write_health(h: &Handler, row_key: &str, probed: Probed) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let name = row_key.split(':').next().unwrap();
+    let mut row = json!({
+        "PartitionKey": "api", "RowKey": row_key, "serviceName": name,
+        "status": "healthy", "lastChecked": now, "errorMessage": "",
+    });
+    match probed {
+        Probed::Sweep { ewma, failures } => {
+            for (k, v) in [
+                ("responseTime", json!(400)),
+                ("responseTimeEwma", json!(ewma)),
+                ("responseTimeEwma@odata.type", json!("Edm.Double")),
+                ("consecutiveFailures", json!(failures)),
+                ("consecutiveSuccesses", json!(u32::from(failures == 0))),
+                ("circuit", json!("closed")),
+                ("lastTransition", json!(now)),
+                ("openTrials", json!(0)),
+                ("checkedBy", json!("resolver-test")),
+            ] {
+                row[k] = v;
+            }
+        }
+        Probed::Recipe { response_time } => row["responseTime"] = json!(response_time),
+    }
+    let tables = h.tables();
+    tables.create_table(&h.health_table).await;
+    tables.upsert(&h.health_table, &row).await;
+}
+
+/// How far a share of `n` independent draws may stray from its probability `p`: 4.5 standard
+/// deviations, a false alarm in about one run in 150,000.
+fn tolerance(p: f64, n: usize) -> f64 {
+    4.5 * (p * (1.0 - p) / n as f64).sqrt()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn weights_split_traffic_proportionally() {
-    let h = Handler::start_with(&[("HEALTH_PROBE_JITTER_MS", "0")]).await;
+    // No read cache: the health rows the test writes are what the next resolution reads.
+    let h = Handler::start_with(&[
+        ("HEALTH_PROBE_JITTER_MS", "0"),
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+    ])
+    .await;
     let t1 = HttpTarget::status(200);
     let t3 = HttpTarget::status(200);
     register_instance(
@@ -139,15 +180,27 @@ async fn weights_split_traffic_proportionally() {
     assert_eq!(s.len(), 2, "both instances healthy after the sweep: {v}");
     assert_eq!(s[0]["weight"], 1);
     assert_eq!(s[1]["weight"], 3);
-    let costs = [cost_of(&s[0]), cost_of(&s[1])];
     let e0 = s[0]["healthStatus"]["responseTimeEwma"].as_f64().unwrap();
     let e1 = s[1]["healthStatus"]["responseTimeEwma"].as_f64().unwrap();
     assert!(
         (e0 - e1).abs() < 50.0,
         "two equal local targets should measure alike: {e0} vs {e1}"
     );
-    // 0.25 exactly when both costs are equal (about 0.26 with 1 ms vs 3 ms of probe noise).
-    let expected = expected_share(&[1.0, 3.0], &costs, 0);
+    // Equal probes, written down: cost = (5 + 25) x (1 + 0) = 30 for both, so the split is the
+    // weights': 1/30 : 3/30, w1's share 1 / (1 + 3) = 0.25.
+    for instance in ["pool:w1", "pool:w3"] {
+        write_health(
+            &h,
+            instance,
+            Probed::Sweep {
+                ewma: 5.0,
+                failures: 0,
+            },
+        )
+        .await;
+    }
+    let costs = [30.0, 30.0];
+    let expected = 0.25;
 
     let n = 2000;
     let (picks, candidates) = tally(&h, "serviceName=pool", n).await;
@@ -245,7 +298,12 @@ async fn unhealthy_instance_is_never_chosen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_instance_gets_less_traffic() {
-    let h = Handler::start_with(&[("HEALTH_PROBE_JITTER_MS", "0")]).await;
+    // No read cache: the health rows the test writes are what the next resolution reads.
+    let h = Handler::start_with(&[
+        ("HEALTH_PROBE_JITTER_MS", "0"),
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+    ])
+    .await;
     let fast = HttpTarget::status(200);
     let slow = SlowTarget::start(Duration::from_millis(150));
     register_instance(
@@ -276,9 +334,8 @@ async fn slow_instance_gets_less_traffic() {
         "responseTimeEwma fast {ewma_fast} ms, slow {ewma_slow} ms"
     );
 
-    // About 0.15 for 150 ms against ~1 ms.
-    let expected = expected_share(&[1.0, 1.0], &[cost_of(&s[0]), cost_of(&s[1])], 1);
-
+    // As measured by the sweep: the slow one gets clearly less (about 0.15 for 150 ms against
+    // ~1 ms).
     let n = 1000;
     let (picks, candidates) = tally(&h, "serviceName=lat", n).await;
     assert_eq!(candidates, vec![2]);
@@ -288,10 +345,83 @@ async fn slow_instance_gets_less_traffic() {
         slow_share < 0.40 && fast_share > 0.60,
         "the slow instance must get clearly less than half: slow {slow_share:.3}, fast {fast_share:.3}"
     );
+
+    // The README's example, written down: 150 ms beside 5 ms at equal weights. Costs
+    // (150 + 25) x 1 = 175 and (5 + 25) x 1 = 30; the slow share is (1/175) / (1/175 + 1/30)
+    // = 30 / 205 = 0.1463.
+    write_health(
+        &h,
+        "lat:fast",
+        Probed::Sweep {
+            ewma: 5.0,
+            failures: 0,
+        },
+    )
+    .await;
+    write_health(
+        &h,
+        "lat:slow",
+        Probed::Sweep {
+            ewma: 150.0,
+            failures: 0,
+        },
+    )
+    .await;
+    let expected = 30.0 / 205.0;
+    let (picks, candidates) = tally(&h, "serviceName=lat", n).await;
+    assert_eq!(candidates, vec![2]);
+    let slow_share = *picks.get("slow").unwrap_or(&0) as f64 / n as f64;
     assert!(
         (slow_share - expected).abs() <= 0.05,
         "slow share {slow_share:.3}, expected {expected:.3} +- 0.05 from weight / cost"
     );
+}
+
+/// The rest of the documented rule, on rows the test writes: failing probes cost more before the
+/// status flips, and a row the recipe wrote (no average) is costed by its `responseTime`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_and_recipe_rows_are_costed_as_documented() {
+    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    for instance in ["steady", "failing", "recipe"] {
+        register_instance(&h, "api", "cost", Some(instance), json!({})).await;
+    }
+    // Costs: steady (5 + 25) x (1 + 0) = 30; failing, still healthy after two failed probes,
+    // (5 + 25) x (1 + 2) = 90; recipe, responseTime 5 and no average, (5 + 25) x 1 = 30.
+    // Equal weights: shares 1/30 : 1/90 : 1/30 = 3 : 1 : 3, so 3/7, 1/7, 3/7.
+    write_health(
+        &h,
+        "cost:steady",
+        Probed::Sweep {
+            ewma: 5.0,
+            failures: 0,
+        },
+    )
+    .await;
+    write_health(
+        &h,
+        "cost:failing",
+        Probed::Sweep {
+            ewma: 5.0,
+            failures: 2,
+        },
+    )
+    .await;
+    write_health(&h, "cost:recipe", Probed::Recipe { response_time: 5 }).await;
+    let n = 2000;
+    let (picks, candidates) = tally(&h, "serviceName=cost", n).await;
+    assert_eq!(candidates, vec![3], "all three are healthy");
+    for (instance, expected) in [
+        ("steady", 3.0 / 7.0),
+        ("failing", 1.0 / 7.0),
+        ("recipe", 3.0 / 7.0),
+    ] {
+        let share = *picks.get(instance).unwrap_or(&0) as f64 / n as f64;
+        let tolerance = tolerance(expected, n);
+        assert!(
+            (share - expected).abs() <= tolerance,
+            "{instance} got {share:.3} of {n} picks; expected {expected:.3} +- {tolerance:.3}: {picks:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
