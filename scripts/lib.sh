@@ -8,12 +8,14 @@ need() {
   command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is required but not on PATH${2:+ ($2)}" >&2; exit 1; }
 }
 
-# Installs Azurite exactly as pinned in package-lock.json, only when missing or out of date.
+# Installs Azurite (and the recipe's packages its test runs on) exactly as pinned in
+# package-lock.json, only when missing or out of date.
 ensure_azurite() {
   need node "install Node.js 18 or later"
   need npm "it comes with Node.js"
-  if [ ! -x "$AZURITE_TABLE" ] || [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
-    echo "installing Azurite from package-lock.json (npm ci)..."
+  if [ ! -x "$AZURITE_TABLE" ] || [ ! -f "$REPO_ROOT/node_modules/@azure/data-tables/package.json" ] \
+    || [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
+    echo "installing Azurite and the recipe's packages from package-lock.json (npm ci)..."
     (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }

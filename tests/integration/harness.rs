@@ -11,9 +11,11 @@
 #![allow(dead_code)]
 
 mod child_env;
+mod node;
 mod wait;
 
 pub use child_env::clean_command;
+pub use node::{node_package, run_node};
 pub use wait::{poll_until, to_millis, wait_until_past, wait_until_past_stored};
 
 use std::fs;
@@ -142,7 +144,7 @@ pub struct Azurite {
     child: Mutex<Option<Child>>,
 }
 
-fn manifest_dir() -> &'static Path {
+pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 

@@ -14,6 +14,7 @@ mod health_monitor;
 mod instances;
 mod interop;
 mod lease;
+mod recipe;
 mod registrar;
 mod resolver;
 mod ssrf;
