@@ -215,6 +215,7 @@ async fn healthy_only_uses_health_rows() {
     let tables = h.tables();
     tables.create_table(&h.health_table).await;
     let checked = "2026-11-25T06:00:00.123Z";
+    // Imitates the recipe's HealthMonitor writer: its five properties only.
     for (t, n, status, rt) in [
         ("api", "alpha", "healthy", 12),
         ("api", "beta", "unhealthy", 0),
@@ -313,6 +314,8 @@ async fn invalid_queries_are_rejected() {
         .assert_error(400, Some("serviceName"));
 }
 
+/// Imitates the recipe's Node writer: a registry row as its ServiceRegistrar writes one (every
+/// property a string; tags and metadata as JSON text, which lets a test write malformed text).
 fn recipe_row(t: &str, n: &str, tags: &str, metadata: &str) -> Value {
     json!({
         "PartitionKey": t, "RowKey": n,

@@ -775,6 +775,7 @@ async fn etag_and_if_none_match_in_envelopes() {
 // Cache
 // ---------------------------------------------------------------------------
 
+/// A write by another process, shaped as the recipe's Node ServiceRegistrar writes a row.
 fn direct_row(pk: &str, name: &str) -> Value {
     json!({
         "PartitionKey": pk, "RowKey": name,

@@ -409,6 +409,8 @@ async fn large_sweep_writes_every_row() {
     let tcp = TcpTarget::start();
     let t = h.tables();
     t.create_table(&h.registry_table).await;
+    // Seeded as the recipe's Node ServiceRegistrar would have written them (250 registrations
+    // through the handler would only make the test slower).
     let rows: Vec<Value> = (0..250)
         .map(|i| {
             let url = if i % 2 == 0 { ok.url.clone() } else { tcp.url.clone() };

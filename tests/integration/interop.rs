@@ -1,11 +1,16 @@
 //! Rows written by the recipe's Node.js functions (and other clients) are read correctly.
+//!
+//! These tests imitate the recipe's Node writer: they write, with the harness's Rust table client,
+//! the rows its functions would write, which lets them pin exact values (times, odd Edm types).
+//! `recipe.rs` runs the recipe's own `index.js` on Node against the same Azurite.
 
 use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 
-/// The entity exactly as the recipe's ServiceRegistrar builds it (@azure/data-tables sends
-/// strings unannotated; `partitionKey`/`rowKey` go on the wire as PartitionKey/RowKey).
+/// Imitates the recipe's ServiceRegistrar: the entity exactly as its `index.js` builds it
+/// (@azure/data-tables sends strings unannotated; `partitionKey`/`rowKey` go on the wire as
+/// PartitionKey/RowKey), with a fixed time instead of `new Date()`.
 fn node_registry_entity(info: &Value) -> Value {
     let now = "2026-11-25T05:00:00.123Z";
     let t = info["serviceType"].as_str().unwrap_or("default");
@@ -37,7 +42,7 @@ async fn recipe_written_rows_are_discovered() {
         &json!({"serviceName": "sql-db", "endpoint": "https://sql.example.com"}),
     );
     t.upsert(&h.registry_table, &other).await;
-    // The recipe's HealthMonitor row: responseTime is a JS number (Int32 on the wire).
+    // Imitates the recipe's HealthMonitor row: responseTime is a JS number (Int32 on the wire).
     t.upsert(
         &h.health_table,
         &json!({
