@@ -1,0 +1,428 @@
+//! The `handler` process: its configuration (the whole environment it gets), start-up and
+//! readiness as the Functions host waits for it, and requests as the host forwards or wraps them.
+
+use super::{
+    clean_command, free_port, manifest_dir, poll_until, scratch_dir, spawn_in_group,
+    timer_envelope, timer_info_object, unique_table, Azurite, Resp, Tables, HOST_VERSION,
+};
+use serde_json::Value;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// FUNCTIONS_CUSTOMHANDLER_PORT set, as the Functions host starts it.
+    CustomHandler,
+    /// No FUNCTIONS_CUSTOMHANDLER_PORT; DISCOVERY_BIND=127.0.0.1:<port>.
+    Standalone,
+}
+
+pub struct HandlerConfig {
+    pub mode: Mode,
+    /// Storage variables etc.: with the mode's and the table names, the handler's whole
+    /// environment (nothing is inherited from the test runner but `child_env`'s basics).
+    pub env: Vec<(String, String)>,
+    pub registry_table: String,
+    pub health_table: String,
+    /// If false, no table-name variables are set.
+    pub set_tables: bool,
+}
+
+impl HandlerConfig {
+    /// Custom-handler mode against the shared Azurite with fresh table names.
+    pub fn new(mode: Mode) -> Self {
+        let az = Azurite::shared();
+        Self::with_storage(mode, &az.connection_string())
+    }
+
+    pub fn with_storage(mode: Mode, connection_string: &str) -> Self {
+        HandlerConfig {
+            mode,
+            env: vec![(
+                "STORAGE_CONNECTION_STRING".to_string(),
+                connection_string.to_string(),
+            )],
+            registry_table: unique_table("reg"),
+            health_table: unique_table("hlt"),
+            set_tables: true,
+        }
+    }
+
+    /// No storage variables at all.
+    pub fn bare(mode: Mode) -> Self {
+        HandlerConfig {
+            mode,
+            env: vec![],
+            registry_table: unique_table("reg"),
+            health_table: unique_table("hlt"),
+            set_tables: true,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn without_env(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+}
+
+pub struct Handler {
+    pub port: u16,
+    pub base: String,
+    pub registry_table: String,
+    pub health_table: String,
+    pub mode: Mode,
+    child: Option<Child>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Spawn the binary with the given configuration; returns the child and the log paths.
+/// Does not wait for readiness.
+pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf, PathBuf) {
+    let dir = scratch_dir("handler");
+    let stdout_path = dir.join("stdout.log");
+    let stderr_path = dir.join("stderr.log");
+    // Only what this test configures reaches the handler (see `child_env`).
+    let mut cmd = clean_command(env!("CARGO_BIN_EXE_handler"));
+    cmd.current_dir(manifest_dir());
+    match cfg.mode {
+        Mode::CustomHandler => {
+            let worker_id = uuid::Uuid::new_v4().to_string();
+            cmd.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+                .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+                .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)
+                .env("FUNCTIONS_HTTPWORKER_ID", &worker_id)
+                .env("FUNCTIONS_APP_ROOT_PATH", manifest_dir())
+                .env("FUNCTIONS_WORKER_RUNTIME", "custom");
+        }
+        Mode::Standalone => {
+            cmd.env("DISCOVERY_BIND", format!("127.0.0.1:{port}"));
+        }
+    }
+    if cfg.set_tables {
+        cmd.env("REGISTRY_TABLE", &cfg.registry_table)
+            .env("HEALTH_TABLE", &cfg.health_table);
+    }
+    // The probe targets tests start live on 127.0.0.1, which the SSRF guard refuses by default.
+    cmd.env("HEALTH_ALLOW_LOOPBACK", "true");
+    for (k, v) in &cfg.env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).unwrap())
+        .stderr(fs::File::create(&stderr_path).unwrap());
+    let child = spawn_in_group(&mut cmd).expect("spawn handler binary");
+    (child, stdout_path, stderr_path)
+}
+
+/// Run the binary to completion (or until `timeout`); returns (status, elapsed, stdout+stderr).
+pub fn run_handler_to_exit(
+    cfg: &HandlerConfig,
+    timeout: Duration,
+) -> (Option<ExitStatus>, Duration, String, String) {
+    let port = free_port();
+    let started = Instant::now();
+    let (mut child, out, err) = spawn_handler_process(cfg, port);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    (
+        status,
+        elapsed,
+        fs::read_to_string(out).unwrap_or_default(),
+        fs::read_to_string(err).unwrap_or_default(),
+    )
+}
+
+impl Handler {
+    /// Custom-handler mode, shared Azurite, fresh tables, plus extra env.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Handler {
+        let mut cfg = HandlerConfig::new(Mode::CustomHandler);
+        for (k, v) in extra {
+            cfg = cfg.env(k, v);
+        }
+        Handler::spawn(cfg).await
+    }
+
+    pub async fn start() -> Handler {
+        Handler::start_with(&[]).await
+    }
+
+    /// Spawn and wait until `GET /` gets any HTTP response (25 ms polling, 30 s budget),
+    /// as the Functions host does. Retries with another port if the port was taken.
+    pub async fn spawn(cfg: HandlerConfig) -> Handler {
+        let mut last_logs = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let (child, stdout_path, stderr_path) = spawn_handler_process(&cfg, port);
+            let mut handler = Handler {
+                port,
+                base: format!("http://127.0.0.1:{port}"),
+                registry_table: cfg.registry_table.clone(),
+                health_table: cfg.health_table.clone(),
+                mode: cfg.mode,
+                child: Some(child),
+                stdout_path,
+                stderr_path,
+                client: http_client(),
+            };
+            match handler.wait_ready(Duration::from_secs(30)).await {
+                Ok(()) => return handler,
+                Err(exited) => {
+                    last_logs = handler.logs();
+                    if exited && last_logs.to_lowercase().contains("in use") {
+                        continue; // port race with another test; try again
+                    }
+                    panic!("handler did not become ready (exited: {exited}); logs:\n{last_logs}");
+                }
+            }
+        }
+        panic!("handler could not bind a port after 3 attempts; logs:\n{last_logs}");
+    }
+
+    /// Err(true) if the process exited, Err(false) on timeout.
+    async fn wait_ready(&mut self, budget: Duration) -> Result<(), bool> {
+        let deadline = Instant::now() + budget;
+        let ping = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        loop {
+            if ping.get(format!("{}/", self.base)).send().await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Err(true);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(false);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// SIGKILL and reap it now, so nothing it does can change what the test reads next (its log
+    /// and whatever it wrote stay readable).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until the log (stdout and stderr) holds `needle`; returns the whole log then. Lines
+    /// are written as they are logged, so this is the moment a line about a request or a sweep
+    /// is there to read, however slow the machine.
+    pub async fn wait_for_log(&self, needle: &str, budget: Duration) -> String {
+        let found = poll_until(budget, Duration::from_millis(20), || async {
+            let logs = self.logs();
+            logs.contains(needle).then_some(logs)
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no {needle:?} in the log within {budget:?}:\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// None while running.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait up to `timeout` for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// stdout followed by stderr.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.base, path_and_query)
+    }
+
+    pub fn tables(&self) -> Tables {
+        Azurite::shared().tables()
+    }
+
+    // --- forwarded HTTP, as the host forwards it ---
+
+    fn forwarded(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path_and_query))
+            .header("x-ms-invocation-id", uuid::Uuid::new_v4().to_string())
+            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+            .header(
+                "X-Azure-Functions-InvocationId",
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+    }
+
+    /// POST /api/ServiceRegistrar with a raw body and Content-Type application/json.
+    pub async fn register_raw(&self, body: impl Into<reqwest::Body>) -> Resp {
+        let resp = self
+            .forwarded(reqwest::Method::POST, "/api/ServiceRegistrar")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/ServiceRegistrar");
+        Resp::read(resp).await
+    }
+
+    pub async fn register(&self, body: &Value) -> Resp {
+        self.register_raw(body.to_string()).await
+    }
+
+    /// Register and assert success.
+    pub async fn register_ok(&self, body: &Value) {
+        let r = self.register(body).await;
+        assert_eq!(
+            r.status, 200,
+            "registration of {body} failed: {} {}",
+            r.status, r.text
+        );
+    }
+
+    /// GET /api/ServiceDiscovery with a raw query string ("" or "serviceType=api&...").
+    pub async fn discover(&self, query: &str) -> Resp {
+        let pq = if query.is_empty() {
+            "/api/ServiceDiscovery".to_string()
+        } else {
+            format!("/api/ServiceDiscovery?{query}")
+        };
+        let resp = self
+            .forwarded(reqwest::Method::GET, &pq)
+            .send()
+            .await
+            .expect("GET /api/ServiceDiscovery");
+        Resp::read(resp).await
+    }
+
+    /// Discovery that must succeed; returns the parsed body.
+    pub async fn discover_ok(&self, query: &str) -> Value {
+        let r = self.discover(query).await;
+        assert_eq!(
+            r.status, 200,
+            "discovery ?{query} failed: {} {}",
+            r.status, r.text
+        );
+        r.json()
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<String>,
+    ) -> Resp {
+        let mut rb = self.forwarded(method, path_and_query);
+        if let Some(b) = body {
+            rb = rb.header("Content-Type", "application/json").body(b);
+        }
+        Resp::read(rb.send().await.expect("request")).await
+    }
+
+    // --- envelopes, as the host sends them with forwarding off ---
+
+    pub async fn invoke(&self, function: &str, envelope: &Value) -> Resp {
+        self.invoke_raw(function, envelope.to_string()).await
+    }
+
+    pub async fn invoke_raw(&self, function: &str, body: String) -> Resp {
+        let resp = self
+            .client
+            .post(self.url(&format!("/{function}")))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+            .header(
+                "X-Azure-Functions-InvocationId",
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /{function}: {e}"));
+        Resp::read(resp).await
+    }
+
+    /// Run one HealthMonitor sweep via the timer envelope (object form).
+    pub async fn sweep(&self) -> Resp {
+        self.invoke("HealthMonitor", &timer_envelope(timer_info_object()))
+            .await
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
