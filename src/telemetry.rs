@@ -2,9 +2,10 @@
 //! custom handler's stdout into its own logs).
 //!
 //! `RUST_LOG` sets the level (default `info`), `RUST_LOG_FORMAT=json` switches to one JSON object per
-//! line for log pipelines. Nothing logged may carry a secret: request lines hold the path only (the
+//! line for log pipelines (both read by `configuration` into `TelemetrySettings`). Nothing logged may carry a secret: request lines hold the path only (the
 //! query can hold the function key `code`), and free text from errors goes through `redact` first.
 
+use crate::configuration::TelemetrySettings;
 use tracing::Level;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -23,24 +24,28 @@ const CHATTY_CRATES: [&str; 7] = [
     "hyper_util",
 ];
 
-pub fn init() {
+pub fn init(settings: &TelemetrySettings) {
     // RUST_LOG chooses what to see (default: info, and warn for the chatty crates). A second filter,
     // which RUST_LOG cannot loosen, caps the chatty crates at info: `RUST_LOG=azure_core::http_client=debug`
     // names a more specific target than any cap added to the same EnvFilter, so the cap has to be
     // a separate filter combined with `and`.
-    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        CHATTY_CRATES
-            .iter()
-            .fold(EnvFilter::new("info"), |filter, target| {
-                filter.add_directive(
-                    format!("{target}=warn")
-                        .parse()
-                        .expect("a static directive parses"),
-                )
-            })
-    });
+    let wanted = settings
+        .filter
+        .as_deref()
+        .and_then(|filter| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| {
+            CHATTY_CRATES
+                .iter()
+                .fold(EnvFilter::new("info"), |filter, target| {
+                    filter.add_directive(
+                        format!("{target}=warn")
+                            .parse()
+                            .expect("a static directive parses"),
+                    )
+                })
+        });
     let cap = never_below_info();
-    let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let json = settings.json;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let layer = if json {
         fmt::layer()

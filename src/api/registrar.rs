@@ -51,7 +51,8 @@ fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> Api
         "healthEndpoint"
     };
     state
-        .prober
+        .monitor
+        .prober()
         .check_literal(&registration.probe_target)
         .map_err(|refused| {
             ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))

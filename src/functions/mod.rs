@@ -10,8 +10,9 @@
 
 mod envelope;
 
-use crate::api::{sweep_once, AppState, SweepTrigger};
+use crate::api::AppState;
 use crate::error::ApiError;
+use crate::health::SweepTrigger;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -86,7 +87,7 @@ async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes
             "timer is past due; sweeping now"
         );
     }
-    match sweep_once(&state, SweepTrigger::Invocation).await {
+    match state.monitor.sweep_once(SweepTrigger::Invocation).await {
         Ok(outcome) => (
             StatusCode::OK,
             Json(InvocationReply::logs(vec![outcome.summary()])),

@@ -11,6 +11,7 @@
 //! metadata addresses, the identity endpoint); then the configured deny list; then loopback unless
 //! allowed; then, when an allow list is configured, anything outside it.
 
+use crate::configuration::TargetSettings;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +36,17 @@ pub struct TargetPolicy {
     pub deny: Vec<IpNet>,
     /// The managed-identity endpoint's host and port, from `IDENTITY_ENDPOINT`.
     pub identity_endpoint: Option<(String, u16)>,
+}
+
+impl From<&TargetSettings> for TargetPolicy {
+    fn from(settings: &TargetSettings) -> Self {
+        TargetPolicy {
+            allow_loopback: settings.allow_loopback,
+            allow: settings.allow.clone(),
+            deny: settings.deny.clone(),
+            identity_endpoint: settings.identity_endpoint.clone(),
+        }
+    }
 }
 
 impl TargetPolicy {

@@ -6,12 +6,13 @@
 //! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
 //! names the variable, never its value.
 
-use crate::configuration::{ConfigError, Settings, StorageSource};
+use crate::configuration::{ConfigError, IdentitySource, StorageSettings, StorageSource};
 use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use std::sync::Arc;
+use std::time::Duration;
 
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 const EMULATOR_KEY: &str =
@@ -26,12 +27,14 @@ pub(super) struct Target {
     pub endpoint: String,
 }
 
-pub(super) fn resolve(settings: &Settings) -> Result<Target, ConfigError> {
-    match &settings.storage {
+pub(super) fn resolve(settings: &StorageSettings) -> Result<Target, ConfigError> {
+    match &settings.source {
         StorageSource::ConnectionString { variable, value } => {
             from_connection_string(variable, value.expose())
         }
-        StorageSource::ManagedIdentity { endpoint } => from_managed_identity(endpoint),
+        StorageSource::ManagedIdentity { endpoint, identity } => {
+            from_managed_identity(endpoint, *identity)
+        }
     }
 }
 
@@ -104,7 +107,9 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
 
 /// Service Connector's identity-based connection: App Service / Functions expose the identity endpoint
 /// as `IDENTITY_ENDPOINT`; elsewhere (VMs, AKS with pod identity) the instance metadata service answers.
-fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
+/// (The App Service credential reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` itself: the identity
+/// crate offers no way to hand them over.)
+fn from_managed_identity(endpoint: &str, identity: IdentitySource) -> Result<Target, ConfigError> {
     let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let url =
@@ -116,13 +121,14 @@ fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
         .ok_or_else(|| invalid(variable, "has no account host name"))?
         .to_owned();
     let options = azure_identity::TokenCredentialOptions::default();
-    let credential: Arc<dyn TokenCredential> = if std::env::var_os("IDENTITY_ENDPOINT").is_some() {
-        Arc::new(
+    let credential: Arc<dyn TokenCredential> = match identity {
+        IdentitySource::AppService => Arc::new(
             azure_identity::AppServiceManagedIdentityCredential::create(options)
                 .map_err(|_| invalid("IDENTITY_ENDPOINT", "is not a valid URL"))?,
-        )
-    } else {
-        Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(options))
+        ),
+        IdentitySource::InstanceMetadata => {
+            Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(options))
+        }
     };
     Ok(Target {
         location: CloudLocation::Custom {
@@ -142,19 +148,19 @@ fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
 /// pool: a new TCP (and TLS) connection per storage call roughly doubled discovery latency against
 /// Azurite in `make bench`, and the hang the workaround guards against is bounded here by the request
 /// timeout and by the store's per-operation budget.
-pub(super) fn client(target: Target, settings: &Settings) -> TableServiceClient {
+pub(super) fn client(target: Target, timeout: Duration) -> TableServiceClient {
     let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(2).min(settings.storage_timeout))
-        .timeout(settings.storage_timeout)
+        .connect_timeout(Duration::from_secs(2).min(timeout))
+        .timeout(timeout)
         .pool_max_idle_per_host(64)
         .build()
         .expect("a reqwest client with rustls and static settings always builds");
     let retry = azure_core::RetryOptions::exponential(
         azure_core::ExponentialRetryOptions::default()
             .max_retries(2u32)
-            .initial_delay(std::time::Duration::from_millis(100))
-            .max_delay(std::time::Duration::from_millis(500))
-            .max_total_elapsed(settings.storage_timeout),
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(500))
+            .max_total_elapsed(timeout),
     );
     TableServiceClientBuilder::with_location(target.location, target.credentials)
         .transport(azure_core::TransportOptions::new(Arc::new(http)))

@@ -1,5 +1,5 @@
-//! Everything that touches Azure Table Storage lives here, so the frozen Tables crate (DESIGN.md §6)
-//! can be swapped by changing one module.
+//! Everything that touches Azure Table Storage lives here, so the frozen Tables crate (0.21, built on
+//! the pre-1.0 azure_core; see docs/architecture.md) can be swapped by changing one module.
 //!
 //! The store speaks in domain terms (a `Registration`, a `KeySelection`, health records) and turns
 //! the crate's errors into two kinds: `Unavailable` (network faults, timeouts, throttling, 5xx: the
@@ -15,7 +15,7 @@ pub use cache::ReadCache;
 pub use lease::LeaseOutcome;
 pub use records::{HealthRecord, ServiceRecord};
 
-use crate::configuration::{ConfigError, Settings};
+use crate::configuration::{ConfigError, StorageSettings};
 use crate::domain::{InstanceKey, KeySelection, Registration};
 use crate::error::ApiError;
 use crate::telemetry::redact;
@@ -110,20 +110,21 @@ pub struct Store {
 
 impl Store {
     /// Builds the clients. No network traffic: the handler must answer the host's `GET /` at once.
-    pub fn connect(settings: &Settings) -> Result<Self, ConfigError> {
+    pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
         let target = connection::resolve(settings)?;
         let endpoint: Arc<str> = Arc::from(target.endpoint.as_str());
-        let service: TableServiceClient = connection::client(target, settings);
+        let service: TableServiceClient = connection::client(target, settings.timeout);
         let writes = Generation::default();
+        let cache_ttl = settings.cache.ttl;
         Ok(Store {
             registry: service.table_client(settings.registry_table.clone()),
             health: service.table_client(settings.health_table.clone()),
             tables_ready: Arc::new(AtomicBool::new(false)),
             endpoint,
-            budget: settings.storage_timeout,
-            services_cache: Arc::new(ReadCache::new(settings.cache_ttl, writes.clone())),
-            health_cache: Arc::new(ReadCache::new(settings.cache_ttl, writes.clone())),
-            cache_ttl: settings.cache_ttl,
+            budget: settings.timeout,
+            services_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
+            health_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
+            cache_ttl,
             writes,
         })
     }
