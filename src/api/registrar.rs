@@ -53,7 +53,8 @@ fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> Api
     state
         .monitor
         .prober()
-        .check_literal(&registration.probe_target)
+        .policy()
+        .check_endpoint(&registration.probe_target)
         .map_err(|refused| {
             ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
         })

@@ -14,7 +14,7 @@ mod query;
 mod registration;
 
 pub use balance::{choose, Candidate};
-pub use check::{CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
+pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
 pub use expiry::{expires_at, is_expired};
