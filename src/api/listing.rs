@@ -6,7 +6,7 @@
 //! cache when warm, so a hot discovery or resolve costs no storage round trip.
 
 use super::AppState;
-use crate::domain::{expires_at, DiscoveryQuery, HealthState};
+use crate::domain::{expires_at, AttributeFilter, HealthState, KeySelection};
 use crate::error::ApiResult;
 use crate::store::{HealthRecord, ServiceRecord};
 use chrono::{DateTime, Utc};
@@ -34,38 +34,49 @@ impl Joined<'_> {
     }
 }
 
-/// Reads both tables for the query's keys (from the cache when warm) and hands the joined rows that
-/// pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`, in
-/// (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
+/// Which rows a handler wants: the keys storage evaluates, the attributes matched in memory, and
+/// where paging and expiry cut.
+pub struct Selection<'q> {
+    pub keys: KeySelection,
+    pub attributes: &'q AttributeFilter,
+    /// Only rows after this one (a continuation token's position).
+    pub after: Option<&'q (String, String)>,
+    /// Keep expired rows too.
+    pub include_expired: bool,
+}
+
+/// Reads both tables for the selection's keys (from the cache when warm) and hands the joined rows
+/// that pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`,
+/// in (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
 /// differently.
 pub async fn with_matching_rows<T>(
     state: &AppState,
-    query: &DiscoveryQuery,
+    selection: &Selection<'_>,
     now: DateTime<Utc>,
     use_rows: impl FnOnce(Vec<Joined<'_>>) -> T,
 ) -> ApiResult<T> {
     let (services, health) = tokio::try_join!(
-        state.store.find_services(&query.keys),
-        state.store.find_health(&query.keys)
+        state.store.find_services(&selection.keys),
+        state.store.find_health(&selection.keys)
     )?;
     let rows = services
         .iter()
-        .filter(|service| match &query.after {
+        .filter(|service| match selection.after {
             Some((pk, rk)) => (&service.partition_key, &service.row_key) > (pk, rk),
             None => true,
         })
-        .filter(|service| attributes_match(query, service))
+        .filter(|service| attributes_match(selection.attributes, service))
         .map(|service| Joined {
             service,
             health: health.get(&(service.partition_key.clone(), service.row_key.clone())),
         })
-        .filter(|joined| query.include_expired || !joined.is_expired(now))
+        .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();
     Ok(use_rows(rows))
 }
 
 /// Tags (all of), metadata `key=value` (each), version (exact).
-fn attributes_match(query: &DiscoveryQuery, service: &ServiceRecord) -> bool {
+fn attributes_match(query: &AttributeFilter, service: &ServiceRecord) -> bool {
     let version_ok = query.version.as_ref().is_none_or(|v| *v == service.version);
     let tags_ok = query.tags.iter().all(|wanted| {
         service

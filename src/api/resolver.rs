@@ -5,10 +5,9 @@
 //! instances never checked are eligible (a service registered a minute ago must be reachable before
 //! its first sweep); an instance recorded unhealthy is never chosen.
 
-use super::discovery::{parse_pairs, query_pairs};
-use super::listing::{with_matching_rows, InstanceView, Joined};
+use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{choose, Candidate};
+use crate::domain::{choose, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
 use axum::Json;
@@ -25,29 +24,16 @@ pub async fn resolve(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Resolved>> {
-    // The one required parameter is reported first, before anything else about the query.
-    let pairs = query_pairs(raw.as_deref());
-    let names_a_service = pairs
-        .iter()
-        .any(|(key, value)| key == "serviceName" && !value.is_empty());
-    if !names_a_service {
-        return Err(ApiError::bad_request(
-            "serviceName",
-            "serviceName is required",
-        ));
-    }
-    let mut query = parse_pairs(&pairs)?;
-    let service_name = query
-        .keys
-        .service_name
-        .clone()
-        .expect("checked above, and parsing keeps a non-empty serviceName");
-    // Expiry always applies, and health is judged here rather than by the discovery flags.
-    query.include_expired = false;
-    query.limit = None;
-    query.after = None;
+    let query = ResolveQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
+    let selection = Selection {
+        keys: query.keys.keys(),
+        attributes: &query.attributes,
+        after: None,
+        // Expiry always applies.
+        include_expired: false,
+    };
     let now = chrono::Utc::now();
-    let chosen = with_matching_rows(&state, &query, now, |rows| {
+    let chosen = with_matching_rows(&state, &selection, now, |rows| {
         let usable: Vec<&Joined> = rows
             .iter()
             .filter(|joined| joined.service.weight_or_default() > 0)
@@ -66,8 +52,9 @@ pub async fn resolve(
     let (instance, candidates) = chosen.ok_or_else(|| ApiError::NoSuchService {
         field: "serviceName",
         message: format!(
-            "service {}:{service_name} has no healthy instance to resolve",
-            query.keys.service_type.as_ref().map_or("*", |t| t.as_str())
+            "service {}:{} has no healthy instance to resolve",
+            query.keys.service_type.as_ref().map_or("*", |t| t.as_str()),
+            query.keys.service_name
         ),
     })?;
     Ok(Json(Resolved {

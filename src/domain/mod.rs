@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod query;
 mod registration;
+mod resolve_query;
 
 pub use balance::{choose, Candidate};
 pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
@@ -20,11 +21,12 @@ pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
 pub use expiry::{expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
 pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType, MAX_KEY_LEN};
-pub use query::{continuation_token, DiscoveryQuery, KeySelection, MAX_PAGE_SIZE};
+pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection, MAX_PAGE_SIZE};
 pub use registration::{
     Registration, DEFAULT_WEIGHT, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_TAGS, MAX_TAG_LEN,
     MAX_VERSION_LEN,
 };
+pub use resolve_query::{ResolveQuery, ServiceSelection};
 
 /// An input the caller got wrong: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
