@@ -3,7 +3,7 @@
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{continuation_token, DiscoveryQuery};
+use crate::domain::{continuation_token, healthy_only, DiscoveryQuery};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -93,21 +93,16 @@ async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedP
     })
 }
 
-/// Applies `healthyOnly` (with `failOpen`) and `limit` to rows already filtered by attributes.
+/// Applies `healthyOnly` (with `failOpen`, by the domain's `healthy_only` rule) and `limit` to rows
+/// already filtered by attributes.
 fn paginate(
     query: &DiscoveryQuery,
     rows: Vec<Joined<'_>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Page {
     let (rows, failed_open) = if query.healthy_only {
-        let any_healthy = rows.iter().any(Joined::is_healthy);
-        if !any_healthy && query.fail_open {
-            // Cloud Map's HEALTHY_OR_ELSE_ALL: better a possibly-broken instance than none.
-            (rows, Some(true))
-        } else {
-            let healthy = rows.into_iter().filter(Joined::is_healthy).collect();
-            (healthy, Some(false))
-        }
+        let (rows, failed_open) = healthy_only(rows, query.fail_open, Joined::health_state);
+        (rows, Some(failed_open))
     } else {
         (rows, None)
     };

@@ -6,7 +6,7 @@
 //! cache when warm, so a hot discovery or resolve costs no storage round trip.
 
 use super::AppState;
-use crate::domain::{expires_at, AttributeFilter, HealthState, KeySelection};
+use crate::domain::{expires_at, AttributeFilter, HealthState, KeySelection, Standing};
 use crate::error::ApiResult;
 use crate::store::{HealthRecord, ServiceRecord};
 use chrono::{DateTime, Utc};
@@ -20,9 +20,16 @@ pub struct Joined<'a> {
 }
 
 impl Joined<'_> {
-    pub fn is_healthy(&self) -> bool {
-        self.health
-            .is_some_and(|h| h.status == HealthState::Healthy.as_str())
+    /// What the last sweep recorded; `None` when never checked. A status other than `healthy` (a
+    /// row another client wrote) counts as unhealthy.
+    pub fn health_state(&self) -> Option<HealthState> {
+        self.health.map(|h| {
+            if h.status == HealthState::Healthy.as_str() {
+                HealthState::Healthy
+            } else {
+                HealthState::Unhealthy
+            }
+        })
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
@@ -31,6 +38,15 @@ impl Joined<'_> {
             self.service.last_heartbeat.as_deref(),
             now,
         )
+    }
+
+    /// The row as the domain's selection rules see it.
+    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+        Standing {
+            weight: self.service.weight_or_default(),
+            health: self.health_state(),
+            expired: self.is_expired(now),
+        }
     }
 }
 

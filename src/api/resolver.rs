@@ -1,13 +1,12 @@
-//! `ServiceResolver`: GET one instance of a service to call, chosen among the healthy ones by weight
-//! and recent response time (`domain::choose`: a draw in proportion to weight / cost).
-//!
-//! Eligible: not expired, weight above 0, and healthy. When no instance has been found healthy yet,
-//! instances never checked are eligible (a service registered a minute ago must be reachable before
-//! its first sweep); an instance recorded unhealthy is never chosen.
+//! `ServiceResolver`: GET one instance of a service to call, chosen among the eligible ones by
+//! weight and recent response time. The rules are the domain's: which instances are eligible
+//! (`domain::eligible`: not expired, weight above 0, healthy, or never checked while none is) and
+//! the draw among them (`domain::choose`: in proportion to weight / cost). This file maps rows to
+//! them and shapes the answer.
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{choose, Candidate, ResolveQuery};
+use crate::domain::{choose, eligible, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
 use axum::Json;
@@ -29,24 +28,15 @@ pub async fn resolve(
         keys: query.keys.keys(),
         attributes: &query.attributes,
         after: None,
-        // Expiry always applies.
-        include_expired: false,
+        // Expired rows too: expiry is part of eligibility, which the domain judges.
+        include_expired: true,
     };
     let now = chrono::Utc::now();
     let chosen = with_matching_rows(&state, &selection, now, |rows| {
-        let usable: Vec<&Joined> = rows
-            .iter()
-            .filter(|joined| joined.service.weight_or_default() > 0)
-            .collect();
-        let healthy: Vec<&Joined> = usable.iter().copied().filter(|j| j.is_healthy()).collect();
-        let eligible = if healthy.is_empty() {
-            usable.into_iter().filter(|j| j.health.is_none()).collect()
-        } else {
-            healthy
-        };
-        let candidates: Vec<Candidate> = eligible.iter().map(|joined| candidate(joined)).collect();
+        let eligible = eligible(rows, |joined| joined.standing(now));
+        let candidates: Vec<Candidate> = eligible.iter().map(candidate).collect();
         choose(&candidates, &mut fastrand::Rng::new())
-            .map(|index| (InstanceView::of(eligible[index], now), eligible.len()))
+            .map(|index| (InstanceView::of(&eligible[index], now), eligible.len()))
     })
     .await?;
     let (instance, candidates) = chosen.ok_or_else(|| ApiError::NoSuchService {

@@ -5,6 +5,7 @@
 mod balance;
 mod check;
 mod circuit;
+mod eligibility;
 mod endpoint;
 mod expiry;
 mod fields;
@@ -17,6 +18,7 @@ mod resolve_query;
 pub use balance::{choose, Candidate};
 pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
+pub use eligibility::{eligible, healthy_only, Standing};
 pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
 pub use expiry::{expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};

@@ -27,8 +27,8 @@ impl ServiceSelection {
 }
 
 /// What a resolve asks for: one named service, narrowed by the same attribute filters as discovery.
-/// Health and expiry are not the caller's to choose (the resolver's eligibility rule decides), and
-/// one instance is the whole answer, so nothing pages.
+/// Health and expiry are not the caller's to choose (eligibility decides: `eligible`), and one
+/// instance is the whole answer, so nothing pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveQuery {
     pub keys: ServiceSelection,
