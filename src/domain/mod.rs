@@ -16,15 +16,12 @@ mod registration;
 pub use balance::{choose, Candidate};
 pub use check::{CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
-pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
+pub use endpoint::Endpoint;
 pub use expiry::{expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
-pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType, MAX_KEY_LEN};
-pub use query::{continuation_token, DiscoveryQuery, KeySelection, MAX_PAGE_SIZE};
-pub use registration::{
-    Registration, DEFAULT_WEIGHT, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_TAGS, MAX_TAG_LEN,
-    MAX_VERSION_LEN,
-};
+pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
+pub use query::{continuation_token, DiscoveryQuery, KeySelection};
+pub use registration::{Registration, DEFAULT_WEIGHT};
 
 /// An input the caller got wrong: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
