@@ -1,5 +1,5 @@
 //! The Azure Functions custom-handler protocol, and nothing else (see
-//! `shared/functions-custom-handler-protocol.md`).
+//! `docs/functions-host-protocol.md`).
 //!
 //! The host reaches us two ways. Forwarded HTTP (`enableForwardingHttpRequest`) arrives as the caller's
 //! own request on `/api/<Function>` and needs nothing from this module. Everything else arrives as an
