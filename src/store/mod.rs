@@ -1,6 +1,6 @@
 //! Everything that touches Azure Table Storage lives here, so the frozen Tables crate can be swapped
 //! by changing one module. The store speaks in domain terms (a `Registration`, a `KeySelection`,
-//! records) and answers with a `StoreError` that says whether the caller may retry.
+//! typed records) and answers with a `StoreError` that says whether the caller may retry.
 //!
 //! One file per concern:
 //!
@@ -12,7 +12,9 @@
 //!   row, a stale ETag; `into_unexpected` where an answer is no outage in that operation). The crate
 //!   error stays inside for the store's own decisions: `within_budget`, which every operation runs
 //!   in, is where a vanished table is noticed, so the next call recreates it;
-//! - `records`: the registry and health rows, and how each property is read and written;
+//! - `records` and `properties`: the registry and health rows, decoded once into domain types, and
+//!   how one property is spelled and typed in the table (the only code that knows those rows'
+//!   property names and spellings; the lease row is `lease`'s own);
 //! - `filter`: the OData `$filter` built from a key selection;
 //! - `register`: the registrant's writes (the registration retry loop, heartbeats);
 //! - `delete`: deregistration and the sweep's conditional deletes;
@@ -31,6 +33,7 @@ mod delete;
 mod error;
 mod filter;
 mod lease;
+mod properties;
 mod query;
 mod records;
 mod register;
@@ -38,6 +41,7 @@ mod register;
 pub use cache::ReadCache;
 pub use error::StoreError;
 pub use lease::LeaseOutcome;
+pub use properties::Stored;
 pub use records::{HealthRecord, ServiceRecord};
 
 use crate::configuration::{ConfigError, Settings};

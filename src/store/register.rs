@@ -2,7 +2,7 @@
 //! was read, retried while other writers race for the row) and a heartbeat (a merge of one property).
 
 use super::error::{is_row_missing, is_status};
-use super::{ServiceRecord, Store, StoreError};
+use super::{ServiceRecord, Store, StoreError, Stored};
 use crate::domain::{InstanceKey, Registration};
 use azure_core::StatusCode;
 use azure_data_tables::IfMatchCondition;
@@ -33,6 +33,7 @@ impl Store {
             .registry
             .partition_key_client(key.partition_key())
             .entity_client(key.row_key());
+        let now = Stored::read(now);
         let mut record = ServiceRecord {
             partition_key: key.partition_key().to_owned(),
             row_key: key.row_key(),
@@ -43,11 +44,11 @@ impl Store {
             version: registration.version.clone(),
             tags: Value::from(registration.tags.clone()),
             metadata: Value::Object(registration.metadata.clone()),
-            registered_at: Some(now.to_owned()),
-            last_heartbeat: Some(now.to_owned()),
+            registered_at: Some(now.clone()),
+            last_heartbeat: Some(now.clone()),
             instance_id: key.instance_id.as_ref().map(ToString::to_string),
             ttl_seconds: registration.ttl_seconds.map(i64::from),
-            weight: registration.weight.map(i64::from),
+            weight: registration.weight,
             health_check: registration.health_check.clone(),
             etag: None,
         };
@@ -60,15 +61,16 @@ impl Store {
             };
             let outcome = match existing {
                 Some(found) => {
+                    // Kept as stored, even text this handler cannot read as a time.
                     let registered_at = ServiceRecord::from_entity(&found.entity).registered_at;
-                    record.registered_at = registered_at.or_else(|| Some(now.to_owned()));
+                    record.registered_at = registered_at.or_else(|| Some(now.clone()));
                     entity_client
                         .update(record.to_entity(), IfMatchCondition::Etag(found.etag))?
                         .await
                         .map(|_| ())
                 }
                 None => {
-                    record.registered_at = Some(now.to_owned());
+                    record.registered_at = Some(now.clone());
                     // A new registration starts with no health history, whatever a former holder
                     // of this key left behind (a StatefulSet pod keeps its name across restarts).
                     self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
@@ -100,11 +102,7 @@ impl Store {
         let result = self
             .within_budget(async {
                 self.ensure_tables().await?;
-                let entity = serde_json::json!({
-                    "PartitionKey": key.partition_key(),
-                    "RowKey": key.row_key(),
-                    "lastHeartbeat": now,
-                });
+                let entity = ServiceRecord::heartbeat_entity(key, now);
                 let merge = self
                     .registry
                     .partition_key_client(key.partition_key())
