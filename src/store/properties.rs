@@ -1,5 +1,5 @@
-//! How one entity property is read and written: the spellings of times, statuses and circuits, and
-//! the numeric shapes other clients send.
+//! How one entity property is read and written: the spellings of times, statuses and circuits, the
+//! numeric shapes other clients send, and the `@odata.type` annotations this handler writes.
 //!
 //! Rows may come from other clients, so every read is tolerant: a number may arrive as Int32,
 //! Double or an Int64 string; a time or status may hold text this handler does not understand. Such
@@ -152,15 +152,19 @@ pub(super) fn count(entity: &Map<String, Value>, name: &str) -> Option<u32> {
     integer(entity, name).and_then(|n| u32::try_from(n).ok())
 }
 
-/// A count or duration as the recipe's Node client sends `responseTime`: a plain JSON number in Int32
-/// range, which the service stores as Int32 (an unannotated larger number would lose precision).
+/// A count or duration: an Int32, the type the recipe's `responseTime` is stored as (an Int64 would
+/// travel as a string, which the recipe's reader would not expect), so the value is clamped into
+/// Int32 range.
 pub(super) fn put_int32(entity: &mut Map<String, Value>, name: &str, n: i64) {
     let n = n.clamp(0, i64::from(i32::MAX)) as i32;
+    entity.insert(format!("{name}@odata.type"), "Edm.Int32".into());
     entity.insert(name.to_owned(), n.into());
 }
 
-/// Sent as a JSON number with a fraction, which the service stores as a Double.
+/// A Double, annotated: the service types an unannotated number by its value, so a whole one
+/// (`12.0`) would be stored, and read back, as the Int32 `12`.
 pub(super) fn put_double(entity: &mut Map<String, Value>, name: &str, f: f64) {
+    entity.insert(format!("{name}@odata.type"), "Edm.Double".into());
     entity.insert(name.to_owned(), f.into());
 }
 
@@ -211,5 +215,17 @@ mod tests {
             .map(|n| count(e, n))
             .collect();
         assert_eq!(counts, vec![Some(3), None, None, Some(3), None, None]);
+    }
+
+    #[test]
+    fn numbers_are_written_with_their_edm_type() {
+        let mut e = Map::new();
+        put_int32(&mut e, "n", i64::MAX);
+        put_double(&mut e, "d", 12.0);
+        assert_eq!(
+            Value::Object(e),
+            json!({"n@odata.type": "Edm.Int32", "n": i32::MAX,
+                   "d@odata.type": "Edm.Double", "d": 12.0})
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The rows of ServiceRegistry and HealthStatus: decoded once, here, into domain types.
 //!
 //! Writing: property names and types are exactly the recipe's (every property a string except
-//! `responseTime`, an Int32), so the Node functions and this handler can share a table.
+//! `responseTime`, an Int32), so the Node functions and this handler can share a table. Every
+//! number is written with its `@odata.type` (see `properties`): the service would otherwise type it
+//! by its value, and a whole `responseTimeEwma` would become an Int32.
 //! Reading: rows may come from other clients, so every property is read tolerantly: a missing string
 //! falls back to something sensible, numbers may come in any numeric shape, malformed `tags`/`metadata`
 //! text yields `[]`/`{}` rather than failing the whole listing, and a time, status or circuit this
@@ -370,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_swept_health_row_round_trips() {
+    fn a_swept_health_row_round_trips_with_typed_numbers() {
         let t = |s: &str| crate::parse_iso(s).unwrap();
         let written = HealthRecord {
             partition_key: "api".into(),
@@ -395,6 +397,15 @@ mod tests {
         assert_eq!(entity["circuit"], "open");
         assert_eq!(entity["lastTransition"], "2026-11-25T05:00:00.000Z");
         assert_eq!(entity["nextProbeAt"], "2026-11-25T05:15:00.000Z");
+        for name in [
+            "responseTime",
+            "consecutiveFailures",
+            "consecutiveSuccesses",
+            "openTrials",
+        ] {
+            assert_eq!(entity[format!("{name}@odata.type")], "Edm.Int32", "{name}");
+        }
+        assert_eq!(entity["responseTimeEwma@odata.type"], "Edm.Double");
         let read = HealthRecord::from_entity(entity.as_object().unwrap());
         assert_eq!(read, written);
         let state = read.circuit_state().unwrap();
