@@ -6,9 +6,9 @@
 //! cache when warm, so a hot discovery or resolve costs no storage round trip.
 
 use super::AppState;
-use crate::domain::{expires_at, AttributeFilter, HealthState, KeySelection, Standing};
+use crate::domain::{AttributeFilter, HealthState, KeySelection, Standing};
 use crate::error::ApiResult;
-use crate::store::{HealthRecord, ServiceRecord};
+use crate::store::{HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -24,7 +24,7 @@ impl Joined<'_> {
     /// row another client wrote) counts as unhealthy.
     pub fn health_state(&self) -> Option<HealthState> {
         self.health.map(|h| {
-            if h.status == HealthState::Healthy.as_str() {
+            if h.is_healthy() {
                 HealthState::Healthy
             } else {
                 HealthState::Unhealthy
@@ -33,11 +33,7 @@ impl Joined<'_> {
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        crate::domain::is_expired(
-            self.service.ttl_seconds,
-            self.service.last_heartbeat.as_deref(),
-            now,
-        )
+        self.service.is_expired(now)
     }
 
     /// The row as the domain's selection rules see it.
@@ -146,9 +142,9 @@ struct HealthView {
     #[serde(skip_serializing_if = "Option::is_none")]
     circuit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_failures: Option<i64>,
+    consecutive_failures: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_successes: Option<i64>,
+    consecutive_successes: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_transition: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,7 +156,8 @@ struct HealthView {
 impl InstanceView {
     pub fn of(joined: &Joined<'_>, now: DateTime<Utc>) -> Self {
         let service = joined.service;
-        let expires = expires_at(service.ttl_seconds, service.last_heartbeat.as_deref());
+        let expires = service.expires_at();
+        let text = |stored: &Option<Stored<_>>| stored.as_ref().map(|t| t.text().to_owned());
         InstanceView {
             service_name: service.service_name.clone(),
             endpoint: service.endpoint.clone(),
@@ -169,16 +166,16 @@ impl InstanceView {
             version: service.version.clone(),
             tags: service.tags.clone(),
             metadata: service.metadata.clone(),
-            registered_at: service.registered_at.clone(),
-            last_heartbeat: service.last_heartbeat.clone(),
+            registered_at: text(&service.registered_at),
+            last_heartbeat: text(&service.last_heartbeat),
             health_status: joined.health.map(|h| HealthView {
-                status: h.status.clone(),
-                last_checked: h.last_checked.clone(),
+                status: h.status.text().to_owned(),
+                last_checked: text(&h.last_checked),
                 response_time: h.response_time,
-                circuit: h.circuit.clone(),
+                circuit: h.circuit.as_ref().map(|c| c.text().to_owned()),
                 consecutive_failures: h.consecutive_failures,
                 consecutive_successes: h.consecutive_successes,
-                last_transition: h.last_transition.clone(),
+                last_transition: text(&h.last_transition),
                 checked_by: h.checked_by.clone(),
                 response_time_ewma: h.response_time_ewma,
             }),

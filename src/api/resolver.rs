@@ -61,9 +61,6 @@ fn candidate(joined: &Joined<'_>) -> Candidate {
         response_time_ms: health
             .and_then(|h| h.response_time_ewma.or(h.response_time.map(|ms| ms as f64)))
             .unwrap_or(0.0),
-        consecutive_failures: health
-            .and_then(|h| h.consecutive_failures)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0),
+        consecutive_failures: health.and_then(|h| h.consecutive_failures).unwrap_or(0),
     }
 }

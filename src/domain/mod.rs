@@ -44,15 +44,6 @@ impl ValidationError {
     }
 }
 
-impl From<ValidationError> for crate::error::ApiError {
-    fn from(e: ValidationError) -> Self {
-        crate::error::ApiError::BadRequest {
-            field: e.field,
-            message: e.message,
-        }
-    }
-}
-
 /// True when the text holds a control character (which Table keys and our stored strings refuse).
 fn has_control_char(text: &str) -> bool {
     text.chars().any(char::is_control)

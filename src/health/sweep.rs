@@ -9,7 +9,7 @@
 
 use super::monitor::Inner;
 use super::{Prober, SweepReport};
-use crate::domain::{Circuit, CircuitPolicy, CircuitState, HealthState, KeySelection};
+use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
 use crate::store::{HealthRecord, ServiceRecord, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -67,13 +67,12 @@ pub(super) async fn run_sweep(monitor: &Inner) -> Result<SweepReport, StoreError
             continue;
         }
         let record = previous.get(&(service.partition_key.clone(), service.row_key.clone()));
-        let prior = record.and_then(circuit_state_of);
+        let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
             due.push(Due {
                 service,
                 prior,
-                last_checked: record
-                    .and_then(|r| r.last_checked.as_deref().and_then(crate::parse_iso)),
+                last_checked: record.and_then(HealthRecord::last_checked_at),
                 previous_ewma: record
                     .and_then(|r| r.response_time_ewma.or(r.response_time.map(|ms| ms as f64))),
             });
@@ -148,10 +147,7 @@ pub(super) async fn run_sweep(monitor: &Inner) -> Result<SweepReport, StoreError
     let write_requests = store.write_health(&records).await?;
     let deleted_expired = store.delete_expired(&long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
-    let healthy = records
-        .iter()
-        .filter(|r| r.status == HealthState::Healthy.as_str())
-        .count();
+    let healthy = records.iter().filter(|r| r.is_healthy()).count();
     let count = |n: usize| n as u64;
     Ok(SweepReport {
         probed: count(records.len()),
@@ -196,16 +192,16 @@ async fn probe_one(
         partition_key: service.partition_key.clone(),
         row_key: service.row_key.clone(),
         service_name: service.service_name.clone(),
-        status: state.status.as_str().to_owned(),
-        last_checked: Some(crate::now_iso()),
+        status: state.status.into(),
+        last_checked: Some(Utc::now().into()),
         response_time: Some(i64::from(verdict.response_time_ms)),
         error_message: verdict.error_message,
-        consecutive_failures: Some(i64::from(state.consecutive_failures)),
-        consecutive_successes: Some(i64::from(state.consecutive_successes)),
-        last_transition: Some(crate::iso(state.last_transition)),
-        circuit: Some(state.circuit.as_str().to_owned()),
-        open_trials: Some(i64::from(state.open_trials)),
-        next_probe_at: state.next_probe_at.map(crate::iso),
+        consecutive_failures: Some(state.consecutive_failures),
+        consecutive_successes: Some(state.consecutive_successes),
+        last_transition: Some(state.last_transition.into()),
+        circuit: Some(state.circuit.into()),
+        open_trials: Some(state.open_trials),
+        next_probe_at: state.next_probe_at,
         checked_by: Some(recording.checked_by.to_owned()),
         etag: None,
         response_time_ewma: Some(match due.previous_ewma {
@@ -218,10 +214,9 @@ async fn probe_one(
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.
 fn expired_beyond_grace(service: &ServiceRecord, now: DateTime<Utc>, grace: Duration) -> bool {
-    let deletable_from =
-        crate::domain::expires_at(service.ttl_seconds, service.last_heartbeat.as_deref()).and_then(
-            |expires| expires.checked_add_signed(chrono::Duration::from_std(grace).ok()?),
-        );
+    let deletable_from = service
+        .expires_at()
+        .and_then(|expires| expires.checked_add_signed(chrono::Duration::from_std(grace).ok()?));
     // An overflowing grace ("never") keeps the row.
     deletable_from.is_some_and(|from| from < now)
 }
@@ -239,32 +234,4 @@ fn jitter_for(
     }
     let hash = seed.hash_one((&service.partition_key, &service.row_key));
     Duration::from_millis(hash % window_ms)
-}
-
-fn parse_time(text: Option<&String>) -> Option<DateTime<Utc>> {
-    text.and_then(|t| crate::parse_iso(t))
-}
-
-/// The circuit state a stored row describes. A row without our properties (written by the recipe)
-/// is read from its `status`; a row with an unknown status counts as never checked.
-fn circuit_state_of(record: &HealthRecord) -> Option<CircuitState> {
-    let status = match record.status.as_str() {
-        "healthy" => HealthState::Healthy,
-        "unhealthy" => HealthState::Unhealthy,
-        _ => return None,
-    };
-    let last_checked = parse_time(record.last_checked.as_ref()).unwrap_or(DateTime::UNIX_EPOCH);
-    let Some(circuit) = record.circuit.as_deref().and_then(Circuit::parse) else {
-        return Some(CircuitState::from_recipe_status(status, last_checked));
-    };
-    let count = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-    Some(CircuitState {
-        status,
-        circuit,
-        consecutive_failures: count(record.consecutive_failures),
-        consecutive_successes: count(record.consecutive_successes),
-        last_transition: parse_time(record.last_transition.as_ref()).unwrap_or(last_checked),
-        open_trials: count(record.open_trials),
-        next_probe_at: parse_time(record.next_probe_at.as_ref()),
-    })
 }

@@ -20,3 +20,4 @@ mod ssrf;
 mod standalone;
 mod startup;
 mod storage_faults;
+mod typed_rows;
