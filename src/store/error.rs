@@ -99,7 +99,7 @@ impl std::fmt::Debug for StoreError {
 /// by recreating the table.
 impl From<azure_core::Error> for StoreError {
     fn from(error: azure_core::Error) -> Self {
-        let detail = redact(&format!("{error}"));
+        let detail = redact(&describe(&error));
         let retryable = match error.kind() {
             ErrorKind::Io | ErrorKind::Credential => true,
             ErrorKind::HttpResponse { status, .. } => {
@@ -120,6 +120,21 @@ impl From<azure_core::Error> for StoreError {
             StoreError::Unexpected { detail, cause }
         }
     }
+}
+
+/// The error's own text; for a credential failure, with its causes: there the crate's outer
+/// messages ("failed to get bearer token") say nothing about what failed.
+fn describe(error: &azure_core::Error) -> String {
+    let mut text = error.to_string();
+    if matches!(error.kind(), ErrorKind::Credential) {
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+    }
+    text
 }
 
 fn status_of(error: &azure_core::Error) -> Option<StatusCode> {
@@ -187,6 +202,25 @@ mod tests {
             StoreError::from(serde),
             StoreError::Unexpected { .. }
         ));
+    }
+
+    #[test]
+    fn a_credential_failure_keeps_its_cause_in_the_detail() {
+        use azure_core::error::ResultExt;
+        let failed: azure_core::Result<()> = Err(azure_core::Error::message(
+            ErrorKind::Credential,
+            "managed identity: identity endpoint answered 500",
+        ));
+        let wrapped = failed
+            .context(ErrorKind::Credential, "failed to get bearer token")
+            .unwrap_err()
+            .context("non-io error occurred which will not be retried");
+        let e = StoreError::from(wrapped);
+        assert!(matches!(e, StoreError::Unavailable { .. }));
+        assert_eq!(
+            e.detail(),
+            "non-io error occurred which will not be retried: failed to get bearer token: managed identity: identity endpoint answered 500"
+        );
     }
 
     #[test]
