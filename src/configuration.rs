@@ -11,10 +11,12 @@
 //! milliseconds, counts, flags and CIDR lists, each with the variable's name in its error.
 
 mod environment;
+mod identity;
 mod schedule;
 
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
 use environment::Environment;
+pub use identity::{IdentitySettings, IdentitySource};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -105,21 +107,11 @@ pub enum StorageSource {
         variable: &'static str,
         value: Secret,
     },
-    /// Service Connector with managed identity: a table endpoint and token auth, no secret at all.
+    /// Service Connector with managed identity: a table endpoint and token auth, no stored secret.
     ManagedIdentity {
         endpoint: String,
-        identity: IdentitySource,
+        identity: IdentitySettings,
     },
-}
-
-/// Where a managed-identity token comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// App Service and Functions: the platform sets `IDENTITY_ENDPOINT` (and `IDENTITY_HEADER`,
-    /// which the identity crate reads itself).
-    AppService,
-    /// VMs and AKS: the instance metadata service.
-    InstanceMetadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,12 +201,7 @@ impl Settings {
         let server = server(&env)?;
         let storage = storage(&env)?;
         let health = health(&env, &server.mode, storage.timeout)?;
-        let mut notices = Vec::new();
-        if env.text("AZURE_STORAGETABLE_CLIENTID").is_some() {
-            // Start-up is not the place to fail for it, but the operator must hear it: azure_identity
-            // 0.21 offers only the system-assigned identity.
-            notices.push("AZURE_STORAGETABLE_CLIENTID is set, but only the system-assigned managed identity is supported; it is ignored");
-        }
+        let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
                 filter: env.raw("RUST_LOG"),
@@ -270,26 +257,30 @@ fn storage(
                 value: Secret::new(value),
             })
     };
-    let source = connection_string(CONNECTION_STRING_VARS[0])
-        .or_else(|| connection_string(CONNECTION_STRING_VARS[1]))
-        .or_else(|| {
-            env.text(RESOURCE_ENDPOINT_VAR)
-                .map(|endpoint| StorageSource::ManagedIdentity {
+    let timeout = env.millis("STORAGE_TIMEOUT_MS", 10_000)?;
+    let managed_identity = || {
+        env.text(RESOURCE_ENDPOINT_VAR)
+            .map(|endpoint| {
+                Ok(StorageSource::ManagedIdentity {
                     endpoint,
-                    identity: if env.raw("IDENTITY_ENDPOINT").is_some() {
-                        IdentitySource::AppService
-                    } else {
-                        IdentitySource::InstanceMetadata
-                    },
+                    identity: identity::settings(env, timeout)?,
                 })
-        })
-        .or_else(|| connection_string(CONNECTION_STRING_VARS[2]))
-        .ok_or(ConfigError::NoStorage)?;
+            })
+            .transpose()
+    };
+    let source = match connection_string(CONNECTION_STRING_VARS[0])
+        .or_else(|| connection_string(CONNECTION_STRING_VARS[1]))
+    {
+        Some(source) => source,
+        None => managed_identity()?
+            .or_else(|| connection_string(CONNECTION_STRING_VARS[2]))
+            .ok_or(ConfigError::NoStorage)?,
+    };
     Ok(StorageSettings {
         source,
         registry_table: table_name(env, "REGISTRY_TABLE", "ServiceRegistry")?,
         health_table: table_name(env, "HEALTH_TABLE", "HealthStatus")?,
-        timeout: env.millis("STORAGE_TIMEOUT_MS", 10_000)?,
+        timeout,
         cache: CacheSettings {
             ttl: env.millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?,
         },

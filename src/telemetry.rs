@@ -14,11 +14,10 @@ use tracing_subscriber::{fmt, Layer};
 
 /// Crates that print request headers at debug and trace: a SharedKey `Authorization` header is a
 /// signature made with the account key, and a SAS request URL carries `sig`.
-const CHATTY_CRATES: [&str; 7] = [
+const CHATTY_CRATES: [&str; 6] = [
     "azure_core",
     "azure_storage",
     "azure_data_tables",
-    "azure_identity",
     "reqwest",
     "hyper",
     "hyper_util",

@@ -94,21 +94,13 @@ fn managed_identity_endpoint_beats_the_functions_own_storage() {
         s.storage.source,
         StorageSource::ManagedIdentity {
             endpoint: endpoint.into(),
-            identity: IdentitySource::InstanceMetadata
+            identity: IdentitySettings {
+                source: IdentitySource::InstanceMetadata,
+                client_id: None,
+                timeout: Duration::from_secs(5),
+            }
         }
     );
-    let s = settings(&[
-        ("AZURE_STORAGETABLE_RESOURCEENDPOINT", endpoint),
-        ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
-    ])
-    .unwrap();
-    assert!(matches!(
-        s.storage.source,
-        StorageSource::ManagedIdentity {
-            identity: IdentitySource::AppService,
-            ..
-        }
-    ));
     let s = settings(&[
         ("AZURE_STORAGETABLE_CONNECTIONSTRING", "b"),
         ("AZURE_STORAGETABLE_RESOURCEENDPOINT", endpoint),
@@ -118,6 +110,111 @@ fn managed_identity_endpoint_beats_the_functions_own_storage() {
         s.storage.source,
         StorageSource::ConnectionString { .. }
     ));
+}
+
+fn identity(vars: &[(&str, &str)]) -> Result<IdentitySettings, ConfigError> {
+    let mut all = vec![(
+        "AZURE_STORAGETABLE_RESOURCEENDPOINT",
+        "https://acct.table.core.windows.net/",
+    )];
+    all.extend_from_slice(vars);
+    match settings(&all)?.storage.source {
+        StorageSource::ManagedIdentity { identity, .. } => Ok(identity),
+        other => panic!("expected a managed identity, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_app_service_endpoint_and_its_header_are_read_together() {
+    let id = identity(&[
+        ("IDENTITY_ENDPOINT", " http://127.0.0.1:41234/msi/token "),
+        ("IDENTITY_HEADER", "h3ader"),
+        ("STORAGE_TIMEOUT_MS", "3000"),
+    ])
+    .unwrap();
+    assert_eq!(
+        id.source,
+        IdentitySource::AppService {
+            endpoint: url::Url::parse("http://127.0.0.1:41234/msi/token").unwrap(),
+            header: Secret::new("h3ader"),
+        }
+    );
+    assert_eq!(
+        id.client_id, None,
+        "no client id: the system-assigned identity"
+    );
+    assert_eq!(id.timeout, Duration::from_millis(1500));
+    assert!(!format!("{id:?}").contains("h3ader"));
+
+    let e = identity(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "IDENTITY_HEADER is invalid: is not set, but IDENTITY_ENDPOINT is (the platform sets both)"
+    );
+    for bad in [
+        "localhost:8081/msi/token",
+        "ftp://127.0.0.1/token",
+        "not a url",
+    ] {
+        let e = identity(&[("IDENTITY_ENDPOINT", bad), ("IDENTITY_HEADER", "h")]).unwrap_err();
+        assert_eq!(invalid_variable(e), "IDENTITY_ENDPOINT", "{bad}");
+    }
+}
+
+#[test]
+fn a_user_assigned_identity_is_named_by_the_service_connector_client_id() {
+    let guid = "0D3A4C2E-1b5f-4a6e-9c7d-8e9f0a1b2c3d";
+    let id = identity(&[("AZURE_STORAGETABLE_CLIENTID", guid)]).unwrap();
+    assert_eq!(id.client_id.as_deref(), Some(guid));
+    assert_eq!(id.source, IdentitySource::InstanceMetadata);
+    for bad in [
+        "abc",
+        "0d3a4c2e-1b5f-4a6e-9c7d-8e9f0a1b2c3",
+        "0d3a4c2e-1b5f-4a6e-9c7d-8e9f0a1b2c3x&x=1",
+    ] {
+        let e = identity(&[("AZURE_STORAGETABLE_CLIENTID", bad)]).unwrap_err();
+        assert_eq!(invalid_variable(e), "AZURE_STORAGETABLE_CLIENTID", "{bad}");
+    }
+    // The generic variable is not a choice of identity for the tables: a notice says so.
+    let s = settings(&[
+        (
+            "AZURE_STORAGETABLE_RESOURCEENDPOINT",
+            "https://acct.table.core.windows.net/",
+        ),
+        ("AZURE_CLIENT_ID", guid),
+    ])
+    .unwrap();
+    assert!(matches!(
+        s.storage.source,
+        StorageSource::ManagedIdentity {
+            identity: IdentitySettings {
+                client_id: None,
+                ..
+            },
+            ..
+        }
+    ));
+    assert_eq!(s.notices.len(), 1);
+    assert!(
+        s.notices[0].starts_with("AZURE_CLIENT_ID is set but not used"),
+        "{:?}",
+        s.notices
+    );
+}
+
+#[test]
+fn a_service_principal_connection_is_refused_by_name() {
+    let e = identity(&[
+        (
+            "AZURE_STORAGETABLE_CLIENTID",
+            "0d3a4c2e-1b5f-4a6e-9c7d-8e9f0a1b2c3d",
+        ),
+        ("AZURE_STORAGETABLE_CLIENTSECRET", "s3cret"),
+        ("AZURE_STORAGETABLE_TENANTID", "t"),
+    ])
+    .unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert_eq!(invalid_variable(e), "AZURE_STORAGETABLE_CLIENTSECRET");
 }
 
 #[test]
@@ -261,5 +358,9 @@ fn telemetry_and_notices() {
         }
     );
     assert_eq!(s.notices.len(), 1);
-    assert!(s.notices[0].contains("AZURE_STORAGETABLE_CLIENTID"));
+    assert!(
+        s.notices[0].starts_with("AZURE_STORAGETABLE_CLIENTID is set but unused"),
+        "{:?}",
+        s.notices
+    );
 }

@@ -4,9 +4,11 @@
 //! port, sovereign clouds), one with only `AccountName`/`AccountKey`/`EndpointSuffix` (what the portal
 //! and Service Connector give), a SAS, and `UseDevelopmentStorage=true`, which the crate parses but
 //! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
-//! names the variable, never its value.
+//! names the variable, never its value. With a managed identity there is no secret to parse: the
+//! table endpoint and our own credential (`identity`).
 
-use crate::configuration::{ConfigError, IdentitySource, StorageSettings, StorageSource};
+use super::identity::ManagedIdentityCredential;
+use crate::configuration::{ConfigError, IdentitySettings, StorageSettings, StorageSource};
 use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;
@@ -33,7 +35,7 @@ pub(super) fn resolve(settings: &StorageSettings) -> Result<Target, ConfigError>
             from_connection_string(variable, value.expose())
         }
         StorageSource::ManagedIdentity { endpoint, identity } => {
-            from_managed_identity(endpoint, *identity)
+            from_managed_identity(endpoint, identity)
         }
     }
 }
@@ -105,11 +107,13 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
     })
 }
 
-/// Service Connector's identity-based connection: App Service / Functions expose the identity endpoint
-/// as `IDENTITY_ENDPOINT`; elsewhere (VMs, AKS with pod identity) the instance metadata service answers.
-/// (The App Service credential reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` itself: the identity
-/// crate offers no way to hand them over.)
-fn from_managed_identity(endpoint: &str, identity: IdentitySource) -> Result<Target, ConfigError> {
+/// Service Connector's identity-based connection: the table endpoint, and tokens from the platform's
+/// identity endpoint (App Service, Functions) or the instance metadata service (VMs, AKS), for the
+/// system-assigned identity or the user-assigned one `AZURE_STORAGETABLE_CLIENTID` names.
+fn from_managed_identity(
+    endpoint: &str,
+    identity: &IdentitySettings,
+) -> Result<Target, ConfigError> {
     let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let url =
@@ -120,16 +124,7 @@ fn from_managed_identity(endpoint: &str, identity: IdentitySource) -> Result<Tar
         .filter(|a| !a.is_empty())
         .ok_or_else(|| invalid(variable, "has no account host name"))?
         .to_owned();
-    let options = azure_identity::TokenCredentialOptions::default();
-    let credential: Arc<dyn TokenCredential> = match identity {
-        IdentitySource::AppService => Arc::new(
-            azure_identity::AppServiceManagedIdentityCredential::create(options)
-                .map_err(|_| invalid("IDENTITY_ENDPOINT", "is not a valid URL"))?,
-        ),
-        IdentitySource::InstanceMetadata => {
-            Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(options))
-        }
-    };
+    let credential: Arc<dyn TokenCredential> = Arc::new(ManagedIdentityCredential::new(identity));
     Ok(Target {
         location: CloudLocation::Custom {
             account,

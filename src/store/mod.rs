@@ -22,7 +22,8 @@
 //! - `query`: reads by key selection, through the read cache;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
-//! - `cache`: the short-lived read cache; `connection`: configured storage to a Tables client.
+//! - `cache`: the short-lived read cache; `connection`: configured storage to a Tables client;
+//!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
 //! request URLs.
@@ -33,6 +34,7 @@ mod connection;
 mod delete;
 mod error;
 mod filter;
+mod identity;
 mod lease;
 mod properties;
 mod query;
