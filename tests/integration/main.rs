@@ -3,6 +3,7 @@
 //! Run with `cargo test --test integration` (needs `npm ci` for node_modules/.bin/azurite-table).
 
 mod harness;
+mod harness_identity;
 mod harness_selftest;
 
 mod circuit;
@@ -14,6 +15,7 @@ mod health_monitor;
 mod instances;
 mod interop;
 mod lease;
+mod managed_identity;
 mod registrar;
 mod resolver;
 mod ssrf;
