@@ -78,7 +78,7 @@ echo "==> function app: ${function_app}"
 echo "==> host name: ${host_name}"
 echo "==> storage account: ${storage_account} (tables ServiceRegistry, HealthStatus)"
 
-# --- 4. package: ONE zip with host.json, the three function folders and the handler -------------
+# --- 4. package: ONE zip with host.json, the function folders and the handler -------------
 "${script_dir}/package.sh"
 [[ -f "${zip_path}" ]] || die "package.sh did not produce ${zip_path}"
 

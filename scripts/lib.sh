@@ -11,7 +11,7 @@ need() {
 # Installs Azurite (and the recipe's packages its test runs on) exactly as pinned in
 # package-lock.json, only when missing or out of date.
 ensure_azurite() {
-  need node "install Node.js 18 or later"
+  need node "install Node.js 22 or later (what the pinned Azurite declares)"
   need npm "it comes with Node.js"
   if [ ! -x "$AZURITE_TABLE" ] || [ ! -f "$REPO_ROOT/node_modules/@azure/data-tables/package.json" ] \
     || [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then

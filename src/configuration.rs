@@ -1,14 +1,24 @@
-//! Settings, read once from the environment at start-up (DESIGN.md §2).
+//! Settings, read once from the environment at start-up: the only module that reads it.
 //!
 //! Every knob has a default that suits production; tests and the dev loop override them with
-//! variables. Secrets are held in `Secret`, whose `Debug` and `Display` never show the value, so a
-//! settings dump or an error can never leak a connection string.
+//! variables (the README lists them all). The result is nested by concern, so each part of the
+//! program takes only what it needs: the store its `StorageSettings`, the health monitor its
+//! `HealthSettings`, the logger its `TelemetrySettings`. Secrets are held in `Secret`, whose `Debug`
+//! never shows the value, so a settings dump or an error can never leak a connection string; every
+//! error names the variable, never its value.
+//!
+//! `Environment` (in `environment.rs` beside this file) is the one reader: typed helpers for
+//! milliseconds, counts, flags and CIDR lists, each with the variable's name in its error.
 
-use crate::domain::CircuitPolicy;
-use crate::health::TargetPolicy;
+mod environment;
+mod identity;
+mod schedule;
+
+use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
+use environment::Environment;
+pub use identity::{IdentitySettings, IdentitySource};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The storage variables, in the order they are tried.
@@ -18,6 +28,8 @@ pub const CONNECTION_STRING_VARS: [&str; 3] = [
     "AzureWebJobsStorage",
 ];
 pub const RESOURCE_ENDPOINT_VAR: &str = "AZURE_STORAGETABLE_RESOURCEENDPOINT";
+/// The host's port variables: the current name first, then the one older hosts set.
+const PORT_VARS: [&str; 2] = ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"];
 
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +50,25 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Everything the process is configured with, grouped by the part that uses it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub health: HealthSettings,
+    pub telemetry: TelemetrySettings,
+    // Authentication settings join here as their own group when the API gets callers' identities.
+    /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
+    pub notices: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub mode: HostMode,
+    /// Who this process is: recorded as `checkedBy` and as the sweep lease's holder.
+    pub instance_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMode {
     /// Started by the Functions host, which owns auth, routing and the timer.
@@ -53,6 +84,20 @@ impl HostMode {
             HostMode::Standalone { bind } => *bind,
         }
     }
+
+    pub fn is_standalone(&self) -> bool {
+        matches!(self, HostMode::Standalone { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub source: StorageSource,
+    pub registry_table: String,
+    pub health_table: String,
+    /// How long one storage operation may take before it counts as an outage.
+    pub timeout: Duration,
+    pub cache: CacheSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,39 +107,69 @@ pub enum StorageSource {
         variable: &'static str,
         value: Secret,
     },
-    /// Service Connector with managed identity: a table endpoint and token auth, no secret at all.
-    ManagedIdentity { endpoint: String },
+    /// Service Connector with managed identity: a table endpoint and token auth, no stored secret.
+    ManagedIdentity {
+        endpoint: String,
+        identity: IdentitySettings,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How long table reads are served from this process's cache (`DISCOVERY_CACHE_TTL_MS`, 0 = off).
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub mode: HostMode,
-    pub storage: StorageSource,
-    pub registry_table: String,
-    pub health_table: String,
-    /// Where `HealthMonitor/function.json` lives (the function app root).
-    pub app_root: PathBuf,
-    /// A six-field NCRONTAB schedule that replaces the one in function.json (standalone mode only).
-    pub schedule_override: Option<String>,
-    pub probe_timeout: Duration,
-    pub probe_concurrency: usize,
-    /// How long one storage request may take before it counts as an outage.
-    pub storage_timeout: Duration,
-    /// What the health monitor may probe (the SSRF guard).
-    pub probe_policy: TargetPolicy,
-    /// Thresholds and backoff of the circuit breaker.
+pub struct HealthSettings {
+    pub probe: ProbeSettings,
+    pub targets: TargetSettings,
     pub circuit: CircuitPolicy,
-    /// Recorded as `checkedBy`: the Functions instance, else the host name.
-    pub instance_id: String,
-    /// No probe starts later than this into a sweep (`HEALTH_SWEEP_DEADLINE_MS`).
-    pub sweep_start_deadline: Duration,
-    /// Upper bound of each probe's random start delay (`HEALTH_PROBE_JITTER_MS`).
-    pub probe_jitter: Duration,
-    /// How long table reads are served from this process's cache (`DISCOVERY_CACHE_TTL_MS`, 0 = off).
-    pub cache_ttl: Duration,
+    pub sweep: SweepSettings,
+    /// Standalone mode only: the timer's six-field NCRONTAB text (from `HEALTH_MONITOR_SCHEDULE`,
+    /// else `HealthMonitor/function.json`), `%NAME%` already resolved. `None`: the host owns the timer.
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Per probe, unless the registration's `healthCheck.timeoutMs` says otherwise.
+    pub timeout: Duration,
+    /// Probes in flight at once.
+    pub concurrency: usize,
+    /// Upper bound of each probe's random start delay, so a fleet is not hit in one burst.
+    pub jitter: Duration,
+}
+
+/// What the probes may reach (the SSRF guard's configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetSettings {
+    pub allow_loopback: bool,
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+    /// The managed-identity endpoint's host (lower case) and port, from `IDENTITY_ENDPOINT`.
+    pub identity_endpoint: Option<(String, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepSettings {
+    /// No probe starts later than this into a sweep (`HEALTH_SWEEP_DEADLINE_MS` less one probe
+    /// timeout), so the sweep ends inside the Functions timeout.
+    pub start_deadline: Duration,
     /// How long an expired instance is kept before the sweep deletes it
     /// (`DEREGISTER_EXPIRED_AFTER_SECONDS`).
     pub expired_grace: Duration,
+    /// How long a standalone replica's sweep lease lasts if its holder dies mid-sweep: about the
+    /// longest a sweep can run.
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// `RUST_LOG` as given; `None` (or a filter that does not parse) means the default.
+    pub filter: Option<String>,
+    /// `RUST_LOG_FORMAT=json`: one JSON object per line.
+    pub json: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -107,6 +182,12 @@ pub enum ConfigError {
     NoStorage,
     #[error("{variable} is invalid: {reason}")]
     Invalid { variable: String, reason: String },
+    #[error("cannot read {path}: {reason}; set FUNCTIONS_APP_ROOT_PATH to the folder holding HealthMonitor/, or HEALTH_MONITOR_SCHEDULE")]
+    FunctionJsonUnreadable { path: String, reason: String },
+    #[error("{path} has no timerTrigger binding with a schedule")]
+    NoTimer { path: String },
+    #[error("schedule {schedule:?} is not a six-field NCRONTAB expression: app setting {name} is not set")]
+    UnsetAppSetting { schedule: String, name: String },
 }
 
 impl Settings {
@@ -116,217 +197,163 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-
-        let mode = match get("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .or_else(|| get("FUNCTIONS_HTTPWORKER_PORT"))
-        {
-            Some(port) => HostMode::CustomHandler {
-                port: parse(&port, "FUNCTIONS_CUSTOMHANDLER_PORT", "a TCP port number")?,
+        let env = Environment::new(lookup);
+        let server = server(&env)?;
+        let storage = storage(&env)?;
+        let health = health(&env, &server.mode, storage.timeout)?;
+        let notices = identity::notices(&env, &storage.source);
+        Ok(Settings {
+            telemetry: TelemetrySettings {
+                filter: env.raw("RUST_LOG"),
+                json: env
+                    .raw("RUST_LOG_FORMAT")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("json")),
             },
-            None => HostMode::Standalone {
-                bind: match get("DISCOVERY_BIND") {
-                    Some(bind) => {
-                        parse(&bind, "DISCOVERY_BIND", "an address such as 127.0.0.1:7071")?
-                    }
-                    None => SocketAddr::from(([127, 0, 0, 1], 7071)),
-                },
-            },
-        };
+            server,
+            storage,
+            health,
+            notices,
+        })
+    }
+}
 
-        // Table-specific settings first: on a Function App `AzureWebJobsStorage` always exists (the host
-        // needs it), so it must not shadow a managed-identity endpoint configured for the tables.
-        let connection_string = |variable: &'static str| {
-            get(variable).map(|value| StorageSource::ConnectionString {
+fn server(
+    env: &Environment<impl Fn(&str) -> Option<String>>,
+) -> Result<ServerSettings, ConfigError> {
+    let mode = match env.first_of(&PORT_VARS) {
+        Some((variable, _)) => HostMode::CustomHandler {
+            port: env
+                .parsed(variable, "a TCP port number")?
+                .expect("just found"),
+        },
+        None => HostMode::Standalone {
+            bind: env
+                .parsed("DISCOVERY_BIND", "an address such as 127.0.0.1:7071")?
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7071))),
+        },
+    };
+    let instance_id = env
+        .first_of(&[
+            "WEBSITE_INSTANCE_ID",
+            "CONTAINER_APP_REPLICA_NAME",
+            "HOSTNAME",
+        ])
+        .map_or_else(|| "handler".to_owned(), |(_, value)| value)
+        .chars()
+        .take(128)
+        .collect();
+    Ok(ServerSettings { mode, instance_id })
+}
+
+fn storage(
+    env: &Environment<impl Fn(&str) -> Option<String>>,
+) -> Result<StorageSettings, ConfigError> {
+    // Table-specific settings first: on a Function App `AzureWebJobsStorage` always exists (the host
+    // needs it), so it must not shadow a managed-identity endpoint configured for the tables.
+    let connection_string = |variable: &'static str| {
+        env.text(variable)
+            .map(|value| StorageSource::ConnectionString {
                 variable,
                 value: Secret::new(value),
             })
-        };
-        let storage = connection_string(CONNECTION_STRING_VARS[0])
-            .or_else(|| connection_string(CONNECTION_STRING_VARS[1]))
-            .or_else(|| {
-                get(RESOURCE_ENDPOINT_VAR)
-                    .map(|endpoint| StorageSource::ManagedIdentity { endpoint })
+    };
+    let timeout = env.millis("STORAGE_TIMEOUT_MS", 10_000)?;
+    let managed_identity = || {
+        env.text(RESOURCE_ENDPOINT_VAR)
+            .map(|endpoint| {
+                Ok(StorageSource::ManagedIdentity {
+                    endpoint,
+                    identity: identity::settings(env, timeout)?,
+                })
             })
+            .transpose()
+    };
+    let source = match connection_string(CONNECTION_STRING_VARS[0])
+        .or_else(|| connection_string(CONNECTION_STRING_VARS[1]))
+    {
+        Some(source) => source,
+        None => managed_identity()?
             .or_else(|| connection_string(CONNECTION_STRING_VARS[2]))
-            .ok_or(ConfigError::NoStorage)?;
+            .ok_or(ConfigError::NoStorage)?,
+    };
+    Ok(StorageSettings {
+        source,
+        registry_table: table_name(env, "REGISTRY_TABLE", "ServiceRegistry")?,
+        health_table: table_name(env, "HEALTH_TABLE", "HealthStatus")?,
+        timeout,
+        cache: CacheSettings {
+            ttl: env.millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?,
+        },
+    })
+}
 
-        let registry_table =
-            table_name(get("REGISTRY_TABLE"), "REGISTRY_TABLE", "ServiceRegistry")?;
-        let health_table = table_name(get("HEALTH_TABLE"), "HEALTH_TABLE", "HealthStatus")?;
-
-        let app_root = get("FUNCTIONS_APP_ROOT_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-
-        let millis = |name: &str, default: u64| -> Result<Duration, ConfigError> {
-            match get(name) {
-                Some(v) => parse::<u64>(&v, name, "a whole number of milliseconds above 0")
-                    .and_then(|ms| positive(ms, name))
-                    .map(Duration::from_millis),
-                None => Ok(Duration::from_millis(default)),
-            }
-        };
-        let probe_concurrency = match get("HEALTH_PROBE_CONCURRENCY") {
-            Some(v) => parse::<u64>(&v, "HEALTH_PROBE_CONCURRENCY", "a whole number above 0")
-                .and_then(|n| positive(n, "HEALTH_PROBE_CONCURRENCY"))?
-                as usize,
-            // 2,500 silent targets at a 5 s timeout take about 50 s at 256 in flight (the 60 s goal for
-            // 10,000 services, a quarter silent); Consumption allows 600 outbound connections.
-            None => 256,
-        };
-
-        let cidrs = |name: &str| -> Result<Vec<ipnet::IpNet>, ConfigError> {
-            get(name)
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .map(|item| {
-                            // A bare address is a /32 (or /128) range.
-                            item.parse::<ipnet::IpNet>()
-                                .or_else(|_| {
-                                    item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)
-                                })
-                                .map_err(|_| ConfigError::Invalid {
-                                    variable: name.to_owned(),
-                                    reason: format!(
-                                        "{item:?} is not a CIDR range such as 10.0.0.0/8"
-                                    ),
-                                })
-                        })
-                        .collect()
-                })
-                .unwrap_or(Ok(Vec::new()))
-        };
-        let allow_loopback = match get("HEALTH_ALLOW_LOOPBACK").map(|v| v.to_ascii_lowercase()) {
-            None => false,
-            Some(v) if v == "true" || v == "1" => true,
-            Some(v) if v == "false" || v == "0" => false,
-            Some(v) => {
-                return Err(ConfigError::Invalid {
-                    variable: "HEALTH_ALLOW_LOOPBACK".to_owned(),
-                    reason: format!("expected true or false, got {v:?}"),
-                })
-            }
-        };
-        let identity_endpoint = get("IDENTITY_ENDPOINT")
+fn health(
+    env: &Environment<impl Fn(&str) -> Option<String>>,
+    mode: &HostMode,
+    storage_timeout: Duration,
+) -> Result<HealthSettings, ConfigError> {
+    let probe = ProbeSettings {
+        timeout: env.millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?,
+        // 2,500 silent targets at a 5 s timeout take about 50 s at 256 in flight (the 60 s goal for
+        // 10,000 services, a quarter silent); Consumption allows 600 outbound connections.
+        concurrency: env.count("HEALTH_PROBE_CONCURRENCY", 256)? as usize,
+        jitter: env.millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?,
+    };
+    let targets = TargetSettings {
+        allow_loopback: env.flag("HEALTH_ALLOW_LOOPBACK", false)?,
+        allow: env.cidrs("HEALTH_ALLOW_CIDRS")?,
+        deny: env.cidrs("HEALTH_DENY_CIDRS")?,
+        identity_endpoint: env
+            .text("IDENTITY_ENDPOINT")
             .and_then(|text| url::Url::parse(&text).ok())
             .and_then(|url| {
                 Some((
                     url.host_str()?.to_ascii_lowercase(),
                     url.port_or_known_default()?,
                 ))
-            });
-        let probe_policy = TargetPolicy {
-            allow_loopback,
-            allow: cidrs("HEALTH_ALLOW_CIDRS")?,
-            deny: cidrs("HEALTH_DENY_CIDRS")?,
-            identity_endpoint,
-        };
-
-        let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                Some(v) => parse::<u64>(&v, name, "a whole number above 0")
-                    .and_then(|n| positive(n, name))
-                    .map(|n| n.min(u64::from(u32::MAX)) as u32),
-                None => Ok(default),
-            }
-        };
-        let defaults = CircuitPolicy::default();
-        let to_chrono =
-            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        let circuit = CircuitPolicy {
-            failures_to_open: count("HEALTH_FAILURES_TO_UNHEALTHY", defaults.failures_to_open)?,
-            successes_to_close: count("HEALTH_SUCCESSES_TO_HEALTHY", defaults.successes_to_close)?,
-            base_backoff: to_chrono(millis("HEALTH_CIRCUIT_BACKOFF_MS", 300_000)?),
-            max_backoff: to_chrono(millis("HEALTH_CIRCUIT_MAX_BACKOFF_MS", 3_600_000)?),
-        };
-        let instance_id = get("WEBSITE_INSTANCE_ID")
-            .or_else(|| get("CONTAINER_APP_REPLICA_NAME"))
-            .or_else(|| get("HOSTNAME"))
-            .unwrap_or_else(|| "handler".to_owned())
-            .chars()
-            .take(128)
-            .collect();
-
-        let probe_timeout = millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?;
-        // The sweep must end within the Functions timeout (5 minutes on Consumption): by default it
-        // stops starting probes at 4 minutes less one probe timeout, which leaves a minute to write.
-        let sweep_deadline = millis("HEALTH_SWEEP_DEADLINE_MS", 240_000)?;
-        let sweep_start_deadline = sweep_deadline.saturating_sub(probe_timeout);
-        // Settings where 0 is meaningful (no jitter, no cache, delete at once).
-        let millis_or_zero = |name: &str, default: u64| -> Result<Duration, ConfigError> {
-            match get(name) {
-                Some(v) => {
-                    parse(&v, name, "a whole number of milliseconds").map(Duration::from_millis)
-                }
-                None => Ok(Duration::from_millis(default)),
-            }
-        };
-        let probe_jitter = millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?;
-        let cache_ttl = millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?;
-        let expired_grace = match get("DEREGISTER_EXPIRED_AFTER_SECONDS") {
-            Some(v) => Duration::from_secs(parse(
-                &v,
-                "DEREGISTER_EXPIRED_AFTER_SECONDS",
-                "a whole number of seconds",
-            )?),
-            None => Duration::from_secs(600),
-        };
-        if get("AZURE_STORAGETABLE_CLIENTID").is_some() {
-            // Start-up is not the place to fail for it, but the operator must hear it: azure_identity
-            // 0.21 offers only the system-assigned identity.
-            tracing::warn!(
-                "AZURE_STORAGETABLE_CLIENTID is set, but only the system-assigned managed identity is supported; it is ignored"
-            );
-        }
-
-        Ok(Settings {
-            cache_ttl,
-            expired_grace,
-            sweep_start_deadline,
-            probe_jitter,
-            circuit,
-            instance_id,
-            probe_policy,
-            mode,
-            storage,
-            registry_table,
-            health_table,
-            app_root,
-            schedule_override: get("HEALTH_MONITOR_SCHEDULE"),
-            probe_timeout,
-            probe_concurrency,
-            storage_timeout: millis("STORAGE_TIMEOUT_MS", 10_000)?,
-        })
-    }
-}
-
-fn parse<T: std::str::FromStr>(
-    raw: &str,
-    variable: &str,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    raw.trim().parse().map_err(|_| ConfigError::Invalid {
-        variable: variable.to_owned(),
-        reason: format!("expected {expected}, got {raw:?}"),
+            }),
+    };
+    let defaults = CircuitPolicy::default();
+    let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let circuit = CircuitPolicy {
+        failures_to_open: env.count("HEALTH_FAILURES_TO_UNHEALTHY", defaults.failures_to_open)?,
+        successes_to_close: env
+            .count("HEALTH_SUCCESSES_TO_HEALTHY", defaults.successes_to_close)?,
+        base_backoff: to_chrono(env.millis("HEALTH_CIRCUIT_BACKOFF_MS", 300_000)?),
+        max_backoff: to_chrono(env.millis("HEALTH_CIRCUIT_MAX_BACKOFF_MS", 3_600_000)?),
+    };
+    // The sweep must end within the Functions timeout (5 minutes on Consumption): by default it
+    // stops starting probes at 4 minutes less one probe timeout, which leaves a minute to write.
+    let start_deadline = env
+        .millis("HEALTH_SWEEP_DEADLINE_MS", 240_000)?
+        .saturating_sub(probe.timeout);
+    let sweep = SweepSettings {
+        start_deadline,
+        expired_grace: env.seconds_or_zero("DEREGISTER_EXPIRED_AFTER_SECONDS", 600)?,
+        // The longest a sweep can run: its start deadline, one probe at the longest timeout any
+        // registration may ask for, and the writes.
+        lease_ttl: start_deadline + MAX_CHECK_TIMEOUT + storage_timeout * 2,
+    };
+    let schedule = match mode {
+        HostMode::CustomHandler { .. } => None,
+        HostMode::Standalone { .. } => Some(schedule::text(env)?),
+    };
+    Ok(HealthSettings {
+        probe,
+        targets,
+        circuit,
+        sweep,
+        schedule,
     })
 }
 
-fn positive(n: u64, variable: &str) -> Result<u64, ConfigError> {
-    if n == 0 {
-        return Err(ConfigError::Invalid {
-            variable: variable.to_owned(),
-            reason: "must be above 0".to_owned(),
-        });
-    }
-    Ok(n)
-}
-
 /// Table names: 3-63 alphanumeric characters starting with a letter (the service's rule).
-fn table_name(value: Option<String>, variable: &str, default: &str) -> Result<String, ConfigError> {
-    let name = value.unwrap_or_else(|| default.to_owned());
+fn table_name(
+    env: &Environment<impl Fn(&str) -> Option<String>>,
+    variable: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let name = env.text(variable).unwrap_or_else(|| default.to_owned());
     let valid = (3..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric());
@@ -342,149 +369,4 @@ fn table_name(value: Option<String>, variable: &str, default: &str) -> Result<St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_are_standalone_on_7071() {
-        let s = settings(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
-        assert_eq!(s.mode.bind_address().to_string(), "127.0.0.1:7071");
-        assert_eq!(
-            (s.registry_table.as_str(), s.health_table.as_str()),
-            ("ServiceRegistry", "HealthStatus")
-        );
-        assert_eq!(s.probe_timeout, Duration::from_secs(5));
-        assert!(matches!(
-            s.storage,
-            StorageSource::ConnectionString {
-                variable: "AzureWebJobsStorage",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn the_recipe_variable_wins_then_service_connector() {
-        let s = settings(&[
-            ("AzureWebJobsStorage", "c"),
-            ("AZURE_STORAGETABLE_CONNECTIONSTRING", "b"),
-            ("STORAGE_CONNECTION_STRING", "a"),
-        ])
-        .unwrap();
-        assert_eq!(
-            s.storage,
-            StorageSource::ConnectionString {
-                variable: "STORAGE_CONNECTION_STRING",
-                value: Secret::new("a")
-            }
-        );
-        let s = settings(&[
-            ("AZURE_STORAGETABLE_CONNECTIONSTRING", "b"),
-            ("AzureWebJobsStorage", "c"),
-        ])
-        .unwrap();
-        assert!(matches!(
-            s.storage,
-            StorageSource::ConnectionString {
-                variable: "AZURE_STORAGETABLE_CONNECTIONSTRING",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn managed_identity_endpoint_beats_the_functions_own_storage() {
-        let s = settings(&[
-            ("AzureWebJobsStorage", "c"),
-            (
-                "AZURE_STORAGETABLE_RESOURCEENDPOINT",
-                "https://acct.table.core.windows.net/",
-            ),
-        ])
-        .unwrap();
-        assert!(matches!(s.storage, StorageSource::ManagedIdentity { .. }));
-        let s = settings(&[
-            ("AZURE_STORAGETABLE_CONNECTIONSTRING", "b"),
-            (
-                "AZURE_STORAGETABLE_RESOURCEENDPOINT",
-                "https://acct.table.core.windows.net/",
-            ),
-        ])
-        .unwrap();
-        assert!(matches!(s.storage, StorageSource::ConnectionString { .. }));
-    }
-
-    #[test]
-    fn custom_handler_port_selects_the_mode() {
-        let s = settings(&[
-            ("FUNCTIONS_CUSTOMHANDLER_PORT", "5123"),
-            ("AzureWebJobsStorage", "x"),
-        ])
-        .unwrap();
-        assert_eq!(s.mode, HostMode::CustomHandler { port: 5123 });
-        assert_eq!(s.mode.bind_address().to_string(), "127.0.0.1:5123");
-    }
-
-    #[test]
-    fn missing_storage_names_every_variable_and_secrets_stay_hidden() {
-        let message = settings(&[]).unwrap_err().to_string();
-        for var in CONNECTION_STRING_VARS {
-            assert!(message.contains(var), "{message}");
-        }
-        let s = settings(&[("STORAGE_CONNECTION_STRING", "AccountKey=topsecret")]).unwrap();
-        assert!(!format!("{s:?}").contains("topsecret"));
-    }
-
-    #[test]
-    fn probe_policy_from_variables() {
-        let s = settings(&[
-            ("AzureWebJobsStorage", "x"),
-            ("HEALTH_ALLOW_LOOPBACK", "TRUE"),
-            ("HEALTH_DENY_CIDRS", "10.9.0.0/16, 192.168.1.7"),
-            ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
-        ])
-        .unwrap();
-        assert!(s.probe_policy.allow_loopback);
-        assert_eq!(s.probe_policy.deny.len(), 2);
-        assert_eq!(
-            s.probe_policy.identity_endpoint,
-            Some(("127.0.0.1".into(), 41234))
-        );
-        let defaults = settings(&[("AzureWebJobsStorage", "x")]).unwrap();
-        assert!(!defaults.probe_policy.allow_loopback && defaults.probe_policy.deny.is_empty());
-        let e = settings(&[
-            ("AzureWebJobsStorage", "x"),
-            ("HEALTH_ALLOW_CIDRS", "10.0.0.0/33"),
-        ])
-        .unwrap_err();
-        assert!(
-            matches!(e, ConfigError::Invalid { ref variable, .. } if variable == "HEALTH_ALLOW_CIDRS")
-        );
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let e =
-            settings(&[("AzureWebJobsStorage", "x"), ("REGISTRY_TABLE", "bad-name")]).unwrap_err();
-        assert!(
-            matches!(e, ConfigError::Invalid { ref variable, .. } if variable == "REGISTRY_TABLE")
-        );
-        let e = settings(&[
-            ("AzureWebJobsStorage", "x"),
-            ("HEALTH_PROBE_TIMEOUT_MS", "0"),
-        ])
-        .unwrap_err();
-        assert!(
-            matches!(e, ConfigError::Invalid { ref variable, .. } if variable == "HEALTH_PROBE_TIMEOUT_MS")
-        );
-    }
-}
+mod tests;

@@ -1,9 +1,12 @@
 //! The one error type every handler returns, and the one place it becomes an HTTP response.
 //!
 //! Handlers use `?` everywhere; whether a failure is the caller's fault (4xx), a storage outage (503 with
-//! `Retry-After`) or our own bug (500) is decided here and nowhere else. The body is always JSON of the
+//! `Retry-After`) or our own bug (500) is decided here and nowhere else: every `From<…> for ApiError`
+//! lives in this file, so `domain` and `store` know nothing of HTTP. The body is always JSON of the
 //! form `{"error": "...", "field": "..."}` so clients can show the message and point at the input.
 
+use crate::domain::ValidationError;
+use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -86,6 +89,28 @@ impl ApiError {
             }
             ApiError::Internal(_) => "internal error; see the handler's logs".to_owned(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// The caller's input, refused by a domain rule: a 400 naming the field.
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::BadRequest {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+/// A retryable storage failure is the caller's 503; anything else is our 500. Only the store's
+/// redacted detail travels on (to the log line), never the crate error it keeps.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let detail = e.detail().to_owned();
+        match e {
+            StoreError::Unavailable { .. } => ApiError::StorageUnavailable(detail),
+            StoreError::Unexpected { .. } => ApiError::Internal(detail),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A service registry that runs as an Azure Functions custom handler on Azure Table Storage.
 //!
 //! Services register (`ServiceRegistrar`), clients discover healthy instances (`ServiceDiscovery`),
-//! and a timer sweeps health checks (`HealthMonitor`). The layout follows DESIGN.md §1:
+//! and a timer sweeps health checks (`HealthMonitor`). The layers (`docs/architecture.md` has their
+//! data flows, the tables and the key rules):
 //!
 //! - `functions`: the Functions host protocol only (invocation envelopes ↔ plain requests);
 //! - `api`: thin HTTP handlers, one file per function;

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_registry::telemetry::init();
     let result = async {
         let settings = Settings::from_env()?;
+        service_registry::telemetry::init(&settings.telemetry);
+        for notice in &settings.notices {
+            tracing::warn!("{notice}");
+        }
         Application::build(settings)?.run().await
     }
     .await;

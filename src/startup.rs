@@ -8,7 +8,7 @@
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::functions;
-use crate::health::{Prober, SweepSettings};
+use crate::health::{HealthMonitor, SweepTrigger};
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::store::Store;
 use axum::extract::Request;
@@ -44,34 +44,16 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = Store::connect(&settings)?;
+        let store = Store::connect(&settings.storage)?;
         // The schedule is checked now, so a typo stops start-up instead of silently never sweeping.
-        let schedule = match (&settings.mode, &settings.schedule_override) {
-            (HostMode::CustomHandler { .. }, _) => None,
-            (HostMode::Standalone { .. }, Some(text)) => Some(Schedule::parse(text)?),
-            (HostMode::Standalone { .. }, None) => {
-                Some(Schedule::from_function_json(&settings.app_root)?)
-            }
-        };
-        let state = AppState::new(
-            store,
-            Prober::new(settings.probe_timeout, settings.probe_policy.clone()),
-            SweepSettings {
-                concurrency: settings.probe_concurrency,
-                circuit: settings.circuit,
-                checked_by: settings.instance_id.clone(),
-                start_deadline: settings.sweep_start_deadline,
-                jitter: settings.probe_jitter,
-                expired_grace: settings.expired_grace,
-                // The longest a sweep can run: its start deadline, one probe at the longest timeout
-                // any registration may ask for, and the writes.
-                lease_ttl: settings.sweep_start_deadline
-                    + crate::domain::MAX_CHECK_TIMEOUT
-                    + settings.storage_timeout * 2,
-                use_lease: matches!(settings.mode, HostMode::Standalone { .. }),
-                probe_timeout: settings.probe_timeout,
-            },
-        );
+        let schedule = settings
+            .health
+            .schedule
+            .as_deref()
+            .map(Schedule::parse)
+            .transpose()?;
+        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let state = AppState::new(store, monitor);
         Ok(Application {
             settings,
             state,
@@ -80,12 +62,12 @@ impl Application {
     }
 
     pub async fn run(self) -> Result<(), StartupError> {
-        let address = self.settings.mode.bind_address();
+        let address = self.settings.server.mode.bind_address();
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| StartupError::Bind { address, source })?;
         let local = listener.local_addr().map_err(StartupError::Serve)?;
-        let mode = match self.settings.mode {
+        let mode = match self.settings.server.mode {
             HostMode::CustomHandler { .. } => "custom-handler",
             HostMode::Standalone { .. } => "standalone",
         };
@@ -93,8 +75,8 @@ impl Application {
             mode,
             address = %local,
             storage = without_query(self.state.store.endpoint()),
-            registry_table = %self.settings.registry_table,
-            health_table = %self.settings.health_table,
+            registry_table = %self.settings.storage.registry_table,
+            health_table = %self.settings.storage.health_table,
             schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
             "handler listening"
         );
@@ -211,7 +193,10 @@ async fn run_schedule(schedule: Schedule, state: AppState, mut shutdown: watch::
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         // Errors are logged inside; the next tick tries again.
-        let _ = api::sweep_once(&state, api::SweepTrigger::Scheduled { tick: next }).await;
+        let _ = state
+            .monitor
+            .sweep_once(SweepTrigger::Scheduled { tick: next })
+            .await;
     }
 }
 

@@ -2,9 +2,10 @@
 //! custom handler's stdout into its own logs).
 //!
 //! `RUST_LOG` sets the level (default `info`), `RUST_LOG_FORMAT=json` switches to one JSON object per
-//! line for log pipelines. Nothing logged may carry a secret: request lines hold the path only (the
+//! line for log pipelines (both read by `configuration` into `TelemetrySettings`). Nothing logged may carry a secret: request lines hold the path only (the
 //! query can hold the function key `code`), and free text from errors goes through `redact` first.
 
+use crate::configuration::TelemetrySettings;
 use tracing::Level;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -13,34 +14,37 @@ use tracing_subscriber::{fmt, Layer};
 
 /// Crates that print request headers at debug and trace: a SharedKey `Authorization` header is a
 /// signature made with the account key, and a SAS request URL carries `sig`.
-const CHATTY_CRATES: [&str; 7] = [
+const CHATTY_CRATES: [&str; 6] = [
     "azure_core",
     "azure_storage",
     "azure_data_tables",
-    "azure_identity",
     "reqwest",
     "hyper",
     "hyper_util",
 ];
 
-pub fn init() {
+pub fn init(settings: &TelemetrySettings) {
     // RUST_LOG chooses what to see (default: info, and warn for the chatty crates). A second filter,
     // which RUST_LOG cannot loosen, caps the chatty crates at info: `RUST_LOG=azure_core::http_client=debug`
     // names a more specific target than any cap added to the same EnvFilter, so the cap has to be
     // a separate filter combined with `and`.
-    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        CHATTY_CRATES
-            .iter()
-            .fold(EnvFilter::new("info"), |filter, target| {
-                filter.add_directive(
-                    format!("{target}=warn")
-                        .parse()
-                        .expect("a static directive parses"),
-                )
-            })
-    });
+    let wanted = settings
+        .filter
+        .as_deref()
+        .and_then(|filter| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| {
+            CHATTY_CRATES
+                .iter()
+                .fold(EnvFilter::new("info"), |filter, target| {
+                    filter.add_directive(
+                        format!("{target}=warn")
+                            .parse()
+                            .expect("a static directive parses"),
+                    )
+                })
+        });
     let cap = never_below_info();
-    let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let json = settings.json;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let layer = if json {
         fmt::layer()
@@ -73,19 +77,28 @@ fn never_below_info() -> Targets {
     )
 }
 
-/// Secret-bearing parameters of storage connection strings, SAS URLs and Functions requests.
-const SECRET_NAMES: [&str; 6] = [
+/// Secret-bearing parameters of storage connection strings, SAS URLs, Functions requests and
+/// managed-identity token requests and answers.
+const SECRET_NAMES: [&str; 9] = [
     "accountkey",
     "sharedaccesssignature",
     "sig",
     "code",
     "x-functions-key",
     "password",
+    "access_token",
+    "x-identity-header",
+    "identity_header",
 ];
 
 /// Replaces the value of every `name=value` pair whose name is secret-bearing, whether it sits in a
-/// connection string (`;`-separated), a URL query (`&`-separated) or free text.
+/// connection string (`;`-separated), a URL query (`&`-separated) or free text, and the token after
+/// every `Bearer `.
 pub fn redact(text: &str) -> String {
+    redact_bearer(&redact_pairs(text))
+}
+
+fn redact_pairs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(eq) = rest.find('=') {
@@ -101,6 +114,32 @@ pub fn redact(text: &str) -> String {
             let end = value
                 .find([';', '&', ' ', '"', '\'', ',', ')', '\n'])
                 .unwrap_or(value.len());
+            out.push_str("[redacted]");
+            rest = &value[end..];
+        } else {
+            rest = value;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Bearer <token>` (an `Authorization` header quoted in an error) keeps the word, loses the token.
+/// A token is a run of RFC 6750 `b64token` characters long enough to be one (Entra's are hundreds
+/// long), so prose such as "bearer token:" is left alone.
+fn redact_bearer(text: &str) -> String {
+    const WORD: &str = "bearer ";
+    const MIN_TOKEN_LEN: usize = 20;
+    let is_token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find(WORD) {
+        let value_start = at + WORD.len();
+        out.push_str(&rest[..value_start]);
+        let value = &rest[value_start..];
+        let end = value.find(|c| !is_token_char(c)).unwrap_or(value.len());
+        if end >= MIN_TOKEN_LEN {
             out.push_str("[redacted]");
             rest = &value[end..];
         } else {
@@ -140,6 +179,20 @@ mod tests {
         assert_eq!(
             redact("/api/ServiceDiscovery?code=k3y"),
             "/api/ServiceDiscovery?code=[redacted]"
+        );
+        assert_eq!(
+            redact(
+                r#"Authorization: Bearer eyJ0eXAi.eyJhdWQiOiJo.c2lnbmF0dXJl, "access_token=abc&x=1" BEARER abcdefghijklmnopqrstuvwxyz"#
+            ),
+            r#"Authorization: Bearer [redacted], "access_token=[redacted]&x=1" BEARER [redacted]"#
+        );
+        assert_eq!(
+            redact("failed to get bearer token: managed identity"),
+            "failed to get bearer token: managed identity"
+        );
+        assert_eq!(
+            redact("X-IDENTITY-HEADER=853b9a84 bearer"),
+            "X-IDENTITY-HEADER=[redacted] bearer"
         );
         assert_eq!(redact("nothing here"), "nothing here");
         assert_eq!(redact("a=b=c"), "a=b=c");

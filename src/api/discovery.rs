@@ -1,9 +1,9 @@
 //! `ServiceDiscovery`: GET the instances matching the filters, with their health, in the recipe's
 //! shape, with an `ETag` so that polling clients can ask "anything new?" for the price of a 304.
 
-use super::listing::{with_matching_rows, InstanceView, Joined};
+use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{continuation_token, DiscoveryQuery};
+use crate::domain::{continuation_token, healthy_only, DiscoveryQuery};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -47,7 +47,7 @@ pub async fn discover(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let query = parse_query(raw.as_deref())?;
+    let query = DiscoveryQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
     // The parsed query is the cache key: `code`, order and spelling of the raw string do not matter.
     let page = state
         .pages
@@ -72,7 +72,14 @@ pub async fn discover(
 
 async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedPage> {
     let now = chrono::Utc::now();
-    let page = with_matching_rows(state, query, now, |rows| paginate(query, rows, now)).await?;
+    let selection = Selection {
+        keys: query.keys.clone(),
+        attributes: &query.attributes,
+        after: query.after.as_ref(),
+        include_expired: query.include_expired,
+    };
+    let page =
+        with_matching_rows(state, &selection, now, |rows| paginate(query, rows, now)).await?;
     let services = serde_json::to_string(&page.services)
         .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
     let etag = entity_tag(&services, &page);
@@ -86,39 +93,16 @@ async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedP
     })
 }
 
-/// Decoded query pairs, parsed into a `DiscoveryQuery` (shared with the resolver).
-pub fn parse_query(raw: Option<&str>) -> ApiResult<DiscoveryQuery> {
-    parse_pairs(&query_pairs(raw))
-}
-
-/// The query string, percent-decoded into pairs.
-pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
-pub fn parse_pairs(pairs: &[(String, String)]) -> ApiResult<DiscoveryQuery> {
-    Ok(DiscoveryQuery::parse(
-        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )?)
-}
-
-/// Applies `healthyOnly` (with `failOpen`) and `limit` to rows already filtered by attributes.
+/// Applies `healthyOnly` (with `failOpen`, by the domain's `healthy_only` rule) and `limit` to rows
+/// already filtered by attributes.
 fn paginate(
     query: &DiscoveryQuery,
     rows: Vec<Joined<'_>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Page {
     let (rows, failed_open) = if query.healthy_only {
-        let any_healthy = rows.iter().any(Joined::is_healthy);
-        if !any_healthy && query.fail_open {
-            // Cloud Map's HEALTHY_OR_ELSE_ALL: better a possibly-broken instance than none.
-            (rows, Some(true))
-        } else {
-            let healthy = rows.into_iter().filter(Joined::is_healthy).collect();
-            (healthy, Some(false))
-        }
+        let (rows, failed_open) = healthy_only(rows, query.fail_open, Joined::health_state);
+        (rows, Some(failed_open))
     } else {
         (rows, None)
     };

@@ -6,9 +6,9 @@
 //! cache when warm, so a hot discovery or resolve costs no storage round trip.
 
 use super::AppState;
-use crate::domain::{expires_at, DiscoveryQuery, HealthState};
+use crate::domain::{AttributeFilter, HealthState, KeySelection, Standing};
 use crate::error::ApiResult;
-use crate::store::{HealthRecord, ServiceRecord};
+use crate::store::{HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -20,52 +20,75 @@ pub struct Joined<'a> {
 }
 
 impl Joined<'_> {
-    pub fn is_healthy(&self) -> bool {
-        self.health
-            .is_some_and(|h| h.status == HealthState::Healthy.as_str())
+    /// What the last sweep recorded; `None` when never checked. A status other than `healthy` (a
+    /// row another client wrote) counts as unhealthy.
+    pub fn health_state(&self) -> Option<HealthState> {
+        self.health.map(|h| {
+            if h.is_healthy() {
+                HealthState::Healthy
+            } else {
+                HealthState::Unhealthy
+            }
+        })
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        crate::domain::is_expired(
-            self.service.ttl_seconds,
-            self.service.last_heartbeat.as_deref(),
-            now,
-        )
+        self.service.is_expired(now)
+    }
+
+    /// The row as the domain's selection rules see it.
+    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+        Standing {
+            weight: self.service.weight_or_default(),
+            health: self.health_state(),
+            expired: self.is_expired(now),
+        }
     }
 }
 
-/// Reads both tables for the query's keys (from the cache when warm) and hands the joined rows that
-/// pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`, in
-/// (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
+/// Which rows a handler wants: the keys storage evaluates, the attributes matched in memory, and
+/// where paging and expiry cut.
+pub struct Selection<'q> {
+    pub keys: KeySelection,
+    pub attributes: &'q AttributeFilter,
+    /// Only rows after this one (a continuation token's position).
+    pub after: Option<&'q (String, String)>,
+    /// Keep expired rows too.
+    pub include_expired: bool,
+}
+
+/// Reads both tables for the selection's keys (from the cache when warm) and hands the joined rows
+/// that pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`,
+/// in (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
 /// differently.
 pub async fn with_matching_rows<T>(
     state: &AppState,
-    query: &DiscoveryQuery,
+    selection: &Selection<'_>,
     now: DateTime<Utc>,
     use_rows: impl FnOnce(Vec<Joined<'_>>) -> T,
 ) -> ApiResult<T> {
     let (services, health) = tokio::try_join!(
-        state.store.find_services(&query.keys),
-        state.store.find_health(&query.keys)
+        state.store.find_services(&selection.keys),
+        state.store.find_health(&selection.keys)
     )?;
     let rows = services
         .iter()
-        .filter(|service| match &query.after {
+        .filter(|service| match selection.after {
             Some((pk, rk)) => (&service.partition_key, &service.row_key) > (pk, rk),
             None => true,
         })
-        .filter(|service| attributes_match(query, service))
+        .filter(|service| attributes_match(selection.attributes, service))
         .map(|service| Joined {
             service,
             health: health.get(&(service.partition_key.clone(), service.row_key.clone())),
         })
-        .filter(|joined| query.include_expired || !joined.is_expired(now))
+        .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();
     Ok(use_rows(rows))
 }
 
 /// Tags (all of), metadata `key=value` (each), version (exact).
-fn attributes_match(query: &DiscoveryQuery, service: &ServiceRecord) -> bool {
+fn attributes_match(query: &AttributeFilter, service: &ServiceRecord) -> bool {
     let version_ok = query.version.as_ref().is_none_or(|v| *v == service.version);
     let tags_ok = query.tags.iter().all(|wanted| {
         service
@@ -119,9 +142,9 @@ struct HealthView {
     #[serde(skip_serializing_if = "Option::is_none")]
     circuit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_failures: Option<i64>,
+    consecutive_failures: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    consecutive_successes: Option<i64>,
+    consecutive_successes: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_transition: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +156,8 @@ struct HealthView {
 impl InstanceView {
     pub fn of(joined: &Joined<'_>, now: DateTime<Utc>) -> Self {
         let service = joined.service;
-        let expires = expires_at(service.ttl_seconds, service.last_heartbeat.as_deref());
+        let expires = service.expires_at();
+        let text = |stored: &Option<Stored<_>>| stored.as_ref().map(|t| t.text().to_owned());
         InstanceView {
             service_name: service.service_name.clone(),
             endpoint: service.endpoint.clone(),
@@ -142,16 +166,16 @@ impl InstanceView {
             version: service.version.clone(),
             tags: service.tags.clone(),
             metadata: service.metadata.clone(),
-            registered_at: service.registered_at.clone(),
-            last_heartbeat: service.last_heartbeat.clone(),
+            registered_at: text(&service.registered_at),
+            last_heartbeat: text(&service.last_heartbeat),
             health_status: joined.health.map(|h| HealthView {
-                status: h.status.clone(),
-                last_checked: h.last_checked.clone(),
+                status: h.status.text().to_owned(),
+                last_checked: text(&h.last_checked),
                 response_time: h.response_time,
-                circuit: h.circuit.clone(),
+                circuit: h.circuit.as_ref().map(|c| c.text().to_owned()),
                 consecutive_failures: h.consecutive_failures,
                 consecutive_successes: h.consecutive_successes,
-                last_transition: h.last_transition.clone(),
+                last_transition: text(&h.last_transition),
                 checked_by: h.checked_by.clone(),
                 response_time_ewma: h.response_time_ewma,
             }),

@@ -5,16 +5,13 @@
 //! and invocation envelopes through `functions`, which replays them here.
 
 mod discovery;
-mod health_monitor;
 mod heartbeat;
 mod listing;
 mod registrar;
 mod resolver;
 
-pub use health_monitor::{sweep_once, SweepTrigger};
-
 use crate::error::{ApiError, ApiResult};
-use crate::health::{Prober, SweepSettings};
+use crate::health::HealthMonitor;
 use crate::store::{ReadCache, Store};
 use axum::http::Method;
 use axum::routing::{get, post};
@@ -29,22 +26,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub prober: Prober,
-    pub sweep: SweepSettings,
-    /// One sweep at a time in this process (a manual run must not overlap the schedule).
-    pub sweep_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Sweeps (the timer, manual runs) and the SSRF policy registration applies up front.
+    pub monitor: HealthMonitor,
     /// Rendered discovery pages, invalidated with the store's read cache.
     pub pages: Arc<ReadCache<RenderedPage>>,
 }
 
 impl AppState {
-    pub fn new(store: Store, prober: Prober, sweep: SweepSettings) -> Self {
+    pub fn new(store: Store, monitor: HealthMonitor) -> Self {
         AppState {
             pages: Arc::new(store.derived_cache()),
             store,
-            prober,
-            sweep,
-            sweep_lock: Arc::new(tokio::sync::Mutex::new(())),
+            monitor,
         }
     }
 }

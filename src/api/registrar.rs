@@ -51,8 +51,10 @@ fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> Api
         "healthEndpoint"
     };
     state
-        .prober
-        .check_literal(&registration.probe_target)
+        .monitor
+        .prober()
+        .policy()
+        .check_endpoint(&registration.probe_target)
         .map_err(|refused| {
             ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
         })

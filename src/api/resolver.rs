@@ -1,14 +1,12 @@
-//! `ServiceResolver`: GET one instance of a service to call, chosen among the healthy ones by weight
-//! and recent response time (`domain::choose`: a draw in proportion to weight / cost).
-//!
-//! Eligible: not expired, weight above 0, and healthy. When no instance has been found healthy yet,
-//! instances never checked are eligible (a service registered a minute ago must be reachable before
-//! its first sweep); an instance recorded unhealthy is never chosen.
+//! `ServiceResolver`: GET one instance of a service to call, chosen among the eligible ones by
+//! weight and recent response time. The rules are the domain's: which instances are eligible
+//! (`domain::eligible`: not expired, weight above 0, healthy, or never checked while none is) and
+//! the draw among them (`domain::choose`: in proportion to weight / cost). This file maps rows to
+//! them and shapes the answer.
 
-use super::discovery::{parse_pairs, query_pairs};
-use super::listing::{with_matching_rows, InstanceView, Joined};
+use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{choose, Candidate};
+use crate::domain::{choose, eligible, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{RawQuery, State};
 use axum::Json;
@@ -25,49 +23,28 @@ pub async fn resolve(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Resolved>> {
-    // The one required parameter is reported first, before anything else about the query.
-    let pairs = query_pairs(raw.as_deref());
-    let names_a_service = pairs
-        .iter()
-        .any(|(key, value)| key == "serviceName" && !value.is_empty());
-    if !names_a_service {
-        return Err(ApiError::bad_request(
-            "serviceName",
-            "serviceName is required",
-        ));
-    }
-    let mut query = parse_pairs(&pairs)?;
-    let service_name = query
-        .keys
-        .service_name
-        .clone()
-        .expect("checked above, and parsing keeps a non-empty serviceName");
-    // Expiry always applies, and health is judged here rather than by the discovery flags.
-    query.include_expired = false;
-    query.limit = None;
-    query.after = None;
+    let query = ResolveQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
+    let selection = Selection {
+        keys: query.keys.keys(),
+        attributes: &query.attributes,
+        after: None,
+        // Expired rows too: expiry is part of eligibility, which the domain judges.
+        include_expired: true,
+    };
     let now = chrono::Utc::now();
-    let chosen = with_matching_rows(&state, &query, now, |rows| {
-        let usable: Vec<&Joined> = rows
-            .iter()
-            .filter(|joined| joined.service.weight_or_default() > 0)
-            .collect();
-        let healthy: Vec<&Joined> = usable.iter().copied().filter(|j| j.is_healthy()).collect();
-        let eligible = if healthy.is_empty() {
-            usable.into_iter().filter(|j| j.health.is_none()).collect()
-        } else {
-            healthy
-        };
-        let candidates: Vec<Candidate> = eligible.iter().map(|joined| candidate(joined)).collect();
+    let chosen = with_matching_rows(&state, &selection, now, |rows| {
+        let eligible = eligible(rows, |joined| joined.standing(now));
+        let candidates: Vec<Candidate> = eligible.iter().map(candidate).collect();
         choose(&candidates, &mut fastrand::Rng::new())
-            .map(|index| (InstanceView::of(eligible[index], now), eligible.len()))
+            .map(|index| (InstanceView::of(&eligible[index], now), eligible.len()))
     })
     .await?;
     let (instance, candidates) = chosen.ok_or_else(|| ApiError::NoSuchService {
         field: "serviceName",
         message: format!(
-            "service {}:{service_name} has no healthy instance to resolve",
-            query.keys.service_type.as_ref().map_or("*", |t| t.as_str())
+            "service {}:{} has no healthy instance to resolve",
+            query.keys.service_type.as_ref().map_or("*", |t| t.as_str()),
+            query.keys.service_name
         ),
     })?;
     Ok(Json(Resolved {
@@ -84,9 +61,6 @@ fn candidate(joined: &Joined<'_>) -> Candidate {
         response_time_ms: health
             .and_then(|h| h.response_time_ewma.or(h.response_time.map(|ms| ms as f64)))
             .unwrap_or(0.0),
-        consecutive_failures: health
-            .and_then(|h| h.consecutive_failures)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0),
+        consecutive_failures: health.and_then(|h| h.consecutive_failures).unwrap_or(0),
     }
 }

@@ -152,8 +152,8 @@ impl HealthCheck {
         Value::Object(object)
     }
 
-    /// What to probe: the health endpoint with this check's kind and path applied.
-    pub fn target(&self, endpoint: Endpoint) -> Endpoint {
+    /// The health endpoint with this check's kind and path applied (through `probe_target`).
+    fn target(&self, endpoint: Endpoint) -> Endpoint {
         match (self.kind, endpoint) {
             (Some(CheckKind::Tcp), Endpoint::Http(url)) => Endpoint::Tcp {
                 host: url.host_str().unwrap_or_default().to_owned(),
@@ -172,6 +172,16 @@ impl HealthCheck {
             }
             (_, tcp) => tcp,
         }
+    }
+}
+
+/// What the health monitor contacts for a health endpoint and its check settings, if any: the one
+/// computation of it, so the address the SSRF guard judges at registration is the one the sweep
+/// probes.
+pub fn probe_target(health_endpoint: Endpoint, check: Option<&HealthCheck>) -> Endpoint {
+    match check {
+        Some(check) => check.target(health_endpoint),
+        None => health_endpoint,
     }
 }
 
@@ -231,6 +241,14 @@ mod tests {
             }
         );
         assert_eq!(HealthCheck::default().target(tcp()), tcp());
+    }
+
+    #[test]
+    fn the_probe_target_without_settings_is_the_health_endpoint() {
+        assert_eq!(probe_target(http(), None), http());
+        assert_eq!(probe_target(tcp(), None), tcp());
+        let check = HealthCheck::parse(&json!({"kind": "tcp"}), &http()).unwrap();
+        assert_eq!(probe_target(http(), Some(&check)), check.target(http()));
     }
 
     #[test]

@@ -4,17 +4,20 @@
 
 use chrono::{DateTime, Utc};
 
-/// `None` also when the sum overflows: a TTL another client wrote as a huge number never expires
-/// (and must not panic the handler).
-pub fn expires_at(ttl_seconds: Option<i64>, last_heartbeat: Option<&str>) -> Option<DateTime<Utc>> {
+/// `last_heartbeat` is `None` when the row has none or holds one that cannot be read. `None` also
+/// when the sum overflows: a TTL another client wrote as a huge number never expires (and must not
+/// panic the handler).
+pub fn expires_at(
+    ttl_seconds: Option<i64>,
+    last_heartbeat: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
     let ttl = chrono::Duration::try_seconds(ttl_seconds.filter(|ttl| *ttl > 0)?)?;
-    let heartbeat = crate::parse_iso(last_heartbeat?)?;
-    heartbeat.checked_add_signed(ttl)
+    last_heartbeat?.checked_add_signed(ttl)
 }
 
 pub fn is_expired(
     ttl_seconds: Option<i64>,
-    last_heartbeat: Option<&str>,
+    last_heartbeat: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> bool {
     expires_at(ttl_seconds, last_heartbeat).is_some_and(|expires| expires <= now)
@@ -27,11 +30,11 @@ mod tests {
     #[test]
     fn only_rows_with_a_ttl_and_a_readable_heartbeat_expire() {
         let now = crate::parse_iso("2026-11-25T12:00:00.000Z").unwrap();
-        let beat = Some("2026-11-25T11:59:00.000Z");
+        let beat = crate::parse_iso("2026-11-25T11:59:00.000Z");
         assert!(is_expired(Some(30), beat, now));
         assert!(!is_expired(Some(60 * 60), beat, now));
         assert!(!is_expired(None, beat, now));
-        assert!(!is_expired(Some(30), Some("yesterday"), now));
+        assert!(!is_expired(Some(30), crate::parse_iso("yesterday"), now));
         assert!(!is_expired(Some(30), None, now));
         assert_eq!(
             expires_at(Some(60), beat).map(crate::iso).as_deref(),

@@ -5,6 +5,7 @@
 mod balance;
 mod check;
 mod circuit;
+mod eligibility;
 mod endpoint;
 mod expiry;
 mod fields;
@@ -12,19 +13,19 @@ mod health;
 mod keys;
 mod query;
 mod registration;
+mod resolve_query;
 
 pub use balance::{choose, Candidate};
-pub use check::{CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
+pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
-pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN};
+pub use eligibility::{eligible, healthy_only, Standing};
+pub use endpoint::Endpoint;
 pub use expiry::{expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
-pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType, MAX_KEY_LEN};
-pub use query::{continuation_token, DiscoveryQuery, KeySelection, MAX_PAGE_SIZE};
-pub use registration::{
-    Registration, DEFAULT_WEIGHT, MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_TAGS, MAX_TAG_LEN,
-    MAX_VERSION_LEN,
-};
+pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
+pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection};
+pub use registration::{Registration, DEFAULT_WEIGHT};
+pub use resolve_query::{ResolveQuery, ServiceSelection};
 
 /// An input the caller got wrong: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,15 +40,6 @@ impl ValidationError {
         Self {
             field,
             message: message.into(),
-        }
-    }
-}
-
-impl From<ValidationError> for crate::error::ApiError {
-    fn from(e: ValidationError) -> Self {
-        crate::error::ApiError::BadRequest {
-            field: e.field,
-            message: e.message,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The discovery and resolution filters, parsed from the query string.
+//! The discovery and resolution filters, parsed from the query string: discovery's query here,
+//! the resolver's (`resolve_query`) on top of it, so both handlers read a query the same way.
 //!
 //! Key filters (`serviceType`, `serviceName`, `instanceId`) become `$filter` literals and entity URLs,
 //! so they pass the same key rules as a registration: an injection attempt such as
@@ -25,24 +26,43 @@ impl KeySelection {
     }
 }
 
+/// The filters applied in memory to the rows the keys selected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DiscoveryQuery {
-    pub keys: KeySelection,
-    pub healthy_only: bool,
-    /// With `healthy_only`: when nothing selected is healthy, return everything selected.
-    pub fail_open: bool,
-    pub include_expired: bool,
+pub struct AttributeFilter {
     /// All of these tags.
     pub tags: Vec<String>,
     /// Each `key=value` must match.
     pub metadata: Vec<(String, String)>,
     pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryQuery {
+    pub keys: KeySelection,
+    pub attributes: AttributeFilter,
+    pub healthy_only: bool,
+    /// With `healthy_only`: when nothing selected is healthy, return everything selected.
+    pub fail_open: bool,
+    pub include_expired: bool,
     pub limit: Option<usize>,
     /// Resume after this row (from a continuation token).
     pub after: Option<(String, String)>,
 }
 
+/// The query string, percent-decoded into pairs.
+pub(super) fn decode(raw: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
+}
+
 impl DiscoveryQuery {
+    /// Parses a raw (still percent-encoded) query string.
+    pub fn from_query_string(raw: &str) -> Result<Self, ValidationError> {
+        let pairs = decode(raw);
+        Self::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
     /// Parses decoded query pairs. An empty value counts as absent (as in the recipe), the last of a
     /// repeated key wins (except `tags` and `metadata`, which add up), and unknown keys (the host's
     /// `code` among them) are ignored.
@@ -62,7 +82,7 @@ impl DiscoveryQuery {
                 "healthyOnly" => query.healthy_only = flag("healthyOnly", value)?,
                 "failOpen" => query.fail_open = flag("failOpen", value)?,
                 "includeExpired" => query.include_expired = flag("includeExpired", value)?,
-                "tags" | "tag" => query.tags.extend(
+                "tags" | "tag" => query.attributes.tags.extend(
                     value
                         .split(',')
                         .map(str::trim)
@@ -82,9 +102,12 @@ impl DiscoveryQuery {
                             "a metadata filter needs a key before '='",
                         ));
                     }
-                    query.metadata.push((name.to_owned(), wanted.to_owned()));
+                    query
+                        .attributes
+                        .metadata
+                        .push((name.to_owned(), wanted.to_owned()));
                 }
-                "version" => query.version = Some(value.to_owned()),
+                "version" => query.attributes.version = Some(value.to_owned()),
                 "limit" => query.limit = Some(page_size(value)?),
                 "continuationToken" => query.after = Some(decode_token(value)?),
                 _ => {}
@@ -172,8 +195,11 @@ mod tests {
         assert_eq!(q.keys.service_type.unwrap().as_str(), "api");
         assert!(q.keys.service_name.is_none());
         assert!(q.healthy_only && !q.fail_open);
-        assert_eq!(q.tags, ["prod", "eu", "blue"]);
-        assert_eq!(q.metadata, [("region".to_owned(), "eu=west".to_owned())]);
+        assert_eq!(q.attributes.tags, ["prod", "eu", "blue"]);
+        assert_eq!(
+            q.attributes.metadata,
+            [("region".to_owned(), "eu=west".to_owned())]
+        );
         assert_eq!(q.limit, Some(10));
         assert_eq!(
             DiscoveryQuery::parse([]).unwrap(),
@@ -208,5 +234,22 @@ mod tests {
         let token = continuation_token("api", "orders:pod-9");
         let q = DiscoveryQuery::parse([("continuationToken", token.as_str())]).unwrap();
         assert_eq!(q.after, Some(("api".into(), "orders:pod-9".into())));
+    }
+
+    #[test]
+    fn query_strings_are_percent_decoded_before_parsing() {
+        let q =
+            DiscoveryQuery::from_query_string("serviceName=orders&metadata=zone%3D1&tags=a%2Cb")
+                .unwrap();
+        assert_eq!(q.keys.service_name.unwrap().as_str(), "orders");
+        assert_eq!(q.attributes.metadata, [("zone".to_owned(), "1".to_owned())]);
+        assert_eq!(q.attributes.tags, ["a", "b"]);
+        assert_eq!(
+            DiscoveryQuery::from_query_string("").unwrap(),
+            DiscoveryQuery::default()
+        );
+        let e = DiscoveryQuery::from_query_string("serviceName=flt%27%20or%20RowKey%20ne%20%27")
+            .unwrap_err();
+        assert_eq!(e.field, "serviceName");
     }
 }

@@ -6,8 +6,8 @@
 
 use super::fields::{body_object, json_type, optional_string, present, required_string};
 use super::{
-    has_control_char, Endpoint, HealthCheck, InstanceId, InstanceKey, ServiceName, ServiceType,
-    ValidationError,
+    has_control_char, probe_target, Endpoint, HealthCheck, InstanceId, InstanceKey, ServiceName,
+    ServiceType, ValidationError,
 };
 use serde_json::{Map, Value};
 
@@ -39,7 +39,8 @@ pub struct Registration {
     pub weight: Option<u32>,
     pub health_check: Option<HealthCheck>,
     /// What the health monitor will contact: the health endpoint with the check's kind and path
-    /// applied (judged by the SSRF guard at registration).
+    /// applied (`probe_target`, as the sweep computes it from the stored row), judged by the SSRF
+    /// guard at registration.
     pub probe_target: Endpoint,
 }
 
@@ -62,10 +63,7 @@ impl Registration {
         let health_check = present(object, "healthCheck")
             .map(|value| HealthCheck::parse(value, &parsed_health))
             .transpose()?;
-        let probe_target = match &health_check {
-            Some(check) => check.target(parsed_health),
-            None => parsed_health,
-        };
+        let probe_target = probe_target(parsed_health, health_check.as_ref());
         let service_type = match optional_string(object, "serviceType")? {
             Some(text) => ServiceType::parse(text)?,
             None => ServiceType::default(),
@@ -261,6 +259,30 @@ mod tests {
             r.probe_target,
             Endpoint::parse("x", "http://10.0.0.7:8080/healthz").unwrap()
         );
+    }
+
+    #[test]
+    fn the_target_judged_at_registration_is_the_one_the_sweep_derives_from_the_row() {
+        for body in [
+            json!({"serviceName": "a", "endpoint": "http://10.0.0.1:8080/x?q=1"}),
+            json!({"serviceName": "b", "endpoint": "http://10.0.0.2", "healthEndpoint": "https://10.0.0.2:8443/ready",
+                   "healthCheck": {"path": "/healthz?deep=1"}}),
+            json!({"serviceName": "c", "endpoint": "http://svc.internal:81", "healthCheck": {"kind": "tcp"}}),
+            json!({"serviceName": "d", "endpoint": "tcp://redis.internal:6379", "healthCheck": {"timeoutMs": 500}}),
+        ] {
+            let r = Registration::parse(&body).unwrap();
+            // What the sweep reads back: the health endpoint's text and the stored check settings.
+            let stored = r
+                .health_check
+                .as_ref()
+                .and_then(|check| HealthCheck::from_stored(&check.to_json().to_string()));
+            let endpoint = Endpoint::parse("healthEndpoint", &r.health_endpoint).unwrap();
+            assert_eq!(
+                probe_target(endpoint, stored.as_ref()),
+                r.probe_target,
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl InvocationReply {
     }
 
     /// Wraps a response of the `/api` router as the `res` output binding: `statusCode` a number,
-    /// `body` a string, `headers` an object of strings (what the host reads, see protocol §3.4).
+    /// `body` a string, `headers` an object of strings (what the host reads: `docs/functions-host-protocol.md`, "The reply to an envelope").
     pub async fn from_http_response(function: &str, response: Response) -> Self {
         let status = response.status().as_u16();
         let mut headers = Map::new();

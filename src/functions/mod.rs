@@ -1,5 +1,5 @@
 //! The Azure Functions custom-handler protocol, and nothing else (see
-//! `shared/functions-custom-handler-protocol.md`).
+//! `docs/functions-host-protocol.md`).
 //!
 //! The host reaches us two ways. Forwarded HTTP (`enableForwardingHttpRequest`) arrives as the caller's
 //! own request on `/api/<Function>` and needs nothing from this module. Everything else arrives as an
@@ -10,8 +10,9 @@
 
 mod envelope;
 
-use crate::api::{sweep_once, AppState, SweepTrigger};
+use crate::api::AppState;
 use crate::error::ApiError;
+use crate::health::SweepTrigger;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -86,7 +87,7 @@ async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes
             "timer is past due; sweeping now"
         );
     }
-    match sweep_once(&state, SweepTrigger::Invocation).await {
+    match state.monitor.sweep_once(SweepTrigger::Invocation).await {
         Ok(outcome) => (
             StatusCode::OK,
             Json(InvocationReply::logs(vec![outcome.summary()])),

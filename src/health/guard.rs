@@ -11,6 +11,8 @@
 //! metadata addresses, the identity endpoint); then the configured deny list; then loopback unless
 //! allowed; then, when an allow list is configured, anything outside it.
 
+use crate::configuration::TargetSettings;
+use crate::domain::Endpoint;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -37,6 +39,17 @@ pub struct TargetPolicy {
     pub identity_endpoint: Option<(String, u16)>,
 }
 
+impl From<&TargetSettings> for TargetPolicy {
+    fn from(settings: &TargetSettings) -> Self {
+        TargetPolicy {
+            allow_loopback: settings.allow_loopback,
+            allow: settings.allow.clone(),
+            deny: settings.deny.clone(),
+            identity_endpoint: settings.identity_endpoint.clone(),
+        }
+    }
+}
+
 impl TargetPolicy {
     /// Checks a host name before resolution: only the identity endpoint's host is refused by name.
     pub fn check_host(&self, host: &str, port: u16) -> Result<(), Refused> {
@@ -53,6 +66,34 @@ impl TargetPolicy {
             }
         }
         Ok(())
+    }
+
+    /// Checks what can be judged of an endpoint before any lookup: a host that is an IP literal, and
+    /// the identity endpoint's host by name. Other names are judged after resolution (the prober's
+    /// resolver and TCP lookup), so `Ok` here is not yet permission to connect. Registration calls
+    /// this to say no up front; the prober calls it before sending, since reqwest does not resolve
+    /// IP literals.
+    pub fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), Refused> {
+        let (host, port) = match endpoint {
+            Endpoint::Http(url) => {
+                let port = url.port_or_known_default().unwrap_or(80);
+                match url.host() {
+                    Some(url::Host::Ipv4(v4)) => {
+                        return self.check(SocketAddr::new(IpAddr::V4(v4), port))
+                    }
+                    Some(url::Host::Ipv6(v6)) => {
+                        return self.check(SocketAddr::new(IpAddr::V6(v6), port))
+                    }
+                    _ => (url.host_str().unwrap_or_default(), port),
+                }
+            }
+            Endpoint::Tcp { host, port } => (host.as_str(), *port),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.check(SocketAddr::new(ip, port));
+        }
+        self.check_host(host, port)
     }
 
     /// Checks one resolved (or literal) address.
@@ -154,7 +195,7 @@ fn always_refused(ip: IpAddr) -> Option<&'static str> {
 
 /// reqwest's resolver hook: resolve with the system resolver, keep only allowed addresses, and fail
 /// with the refusal when none is left. (reqwest skips resolvers for IP literals; the prober checks
-/// those itself before sending.)
+/// those with `TargetPolicy::check_endpoint` before sending.)
 pub struct GuardedResolver {
     pub policy: Arc<TargetPolicy>,
 }
@@ -319,6 +360,49 @@ mod tests {
             .check("[::ffff:127.0.0.1]:41000".parse().unwrap())
             .is_err());
         assert_eq!(local.check("127.0.0.1:41001".parse().unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn endpoints_are_judged_by_their_literal_address_or_the_identity_host() {
+        let endpoint = |text: &str| Endpoint::parse("endpoint", text).unwrap();
+        let policy = TargetPolicy {
+            identity_endpoint: Some(("msi.internal".into(), 80)),
+            ..TargetPolicy::default()
+        };
+        for refused in [
+            "http://169.254.169.254/metadata",
+            "http://2852039166/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "http://127.0.0.1:8080/health",
+            "tcp://127.0.0.1:6379",
+            "tcp://[::1]:5432",
+            "tcp://168.63.129.16:80",
+            "http://MSI.internal/token",
+            "tcp://msi.internal:80",
+        ] {
+            assert!(
+                policy.check_endpoint(&endpoint(refused)).is_err(),
+                "{refused} must be refused"
+            );
+        }
+        // Names other than the identity host wait for resolution; allowed literals pass.
+        for allowed in [
+            "http://localhost:8080/",
+            "https://svc.internal/ready",
+            "tcp://redis.internal:6379",
+            "http://10.0.0.4:8080/",
+            "tcp://[fd12::1]:5432",
+        ] {
+            assert_eq!(
+                policy.check_endpoint(&endpoint(allowed)),
+                Ok(()),
+                "{allowed} must pass before resolution"
+            );
+        }
+        let refusal = policy
+            .check_endpoint(&endpoint("tcp://[::1]:5432"))
+            .unwrap_err();
+        assert_eq!(refusal.address, "::1");
     }
 
     #[tokio::test]

@@ -1,10 +1,14 @@
-//! The HealthMonitor: probes (`probe`), what they may reach (`guard`), and the sweep that runs them
-//! over the whole registry (`sweep`).
+//! The HealthMonitor: probes (`probe`), what they may reach (`guard`), the sweep that runs them over
+//! the whole registry (`sweep`), what a sweep reports (`report`), and the one type that owns
+//! sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
 mod guard;
+mod monitor;
 mod probe;
+mod report;
 mod sweep;
 
 pub use guard::{Refused, TargetPolicy};
+pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;
-pub use sweep::{run_sweep, SweepReport, SweepSettings};
+pub use report::SweepReport;

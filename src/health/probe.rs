@@ -7,8 +7,7 @@
 //! Every address is checked by the `guard` before any packet is sent to it.
 
 use super::guard::{resolve_allowed, GuardedResolver, Refused, TargetPolicy};
-use crate::domain::{Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
-use std::net::{IpAddr, SocketAddr};
+use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,21 +49,15 @@ impl Prober {
     /// (unhealthy), not an error.
     pub async fn probe(&self, endpoint: &str, check: Option<&HealthCheck>) -> HealthVerdict {
         let started = Instant::now();
-        let endpoint = match Endpoint::parse("healthEndpoint", endpoint) {
-            Ok(endpoint) => endpoint,
+        let target = match Endpoint::parse("healthEndpoint", endpoint) {
+            Ok(endpoint) => probe_target(endpoint, check),
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
-        let (endpoint, timeout) = match check {
-            Some(check) => (
-                check.target(endpoint),
-                check.timeout.unwrap_or(self.timeout),
-            ),
-            None => (endpoint, self.timeout),
-        };
-        if let Err(refused) = self.check_literal(&endpoint) {
+        let timeout = check.and_then(|c| c.timeout).unwrap_or(self.timeout);
+        if let Err(refused) = self.policy.check_endpoint(&target) {
             return HealthVerdict::refused(started.elapsed(), refused.to_string());
         }
-        let outcome = tokio::time::timeout(timeout, self.attempt(&endpoint, started)).await;
+        let outcome = tokio::time::timeout(timeout, self.attempt(&target, started)).await;
         outcome.unwrap_or_else(|_| {
             HealthVerdict::unhealthy(
                 started.elapsed(),
@@ -73,29 +66,9 @@ impl Prober {
         })
     }
 
-    /// Refuses an endpoint whose host is an IP literal the policy forbids, or the identity endpoint's
-    /// host. (Names are checked after resolution.) Registration calls this too, to say no up front.
-    pub fn check_literal(&self, endpoint: &Endpoint) -> Result<(), Refused> {
-        let (host, port) = match endpoint {
-            Endpoint::Http(url) => {
-                let port = url.port_or_known_default().unwrap_or(80);
-                match url.host() {
-                    Some(url::Host::Ipv4(v4)) => {
-                        return self.policy.check(SocketAddr::new(IpAddr::V4(v4), port))
-                    }
-                    Some(url::Host::Ipv6(v6)) => {
-                        return self.policy.check(SocketAddr::new(IpAddr::V6(v6), port))
-                    }
-                    _ => (url.host_str().unwrap_or_default().to_owned(), port),
-                }
-            }
-            Endpoint::Tcp { host, port } => (host.clone(), *port),
-        };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return self.policy.check(SocketAddr::new(ip, port));
-        }
-        self.policy.check_host(&host, port)
+    /// What this prober may reach: registration judges a new target by the same policy.
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.policy
     }
 
     async fn attempt(&self, endpoint: &Endpoint, started: Instant) -> HealthVerdict {

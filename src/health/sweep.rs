@@ -7,9 +7,10 @@
 //! writes the answer. A storage failure fails the sweep: a sweep that could not record what it
 //! measured must not look like a success.
 
-use super::Prober;
-use crate::domain::{Circuit, CircuitPolicy, CircuitState, HealthState, KeySelection};
-use crate::store::{HealthRecord, ServiceRecord, Store, StoreError};
+use super::monitor::Inner;
+use super::{Prober, SweepReport};
+use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
+use crate::store::{HealthRecord, ServiceRecord, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -18,68 +19,13 @@ use std::time::{Duration, Instant};
 /// the last five sweeps count.
 const EWMA_ALPHA: f64 = 0.3;
 
-#[derive(Debug, Clone)]
-pub struct SweepSettings {
-    pub concurrency: usize,
-    pub circuit: CircuitPolicy,
-    /// Who probed: recorded as `checkedBy` (the Functions instance id or the host name).
-    pub checked_by: String,
-    /// No probe starts later than this after the sweep began, so the sweep (last probe plus the
-    /// writes) ends before the function timeout; what was not started is reported as skipped.
-    pub start_deadline: Duration,
-    /// Each probe waits a random delay below this before it starts, so a fleet is not hit in one burst.
-    pub jitter: Duration,
-    /// An instance whose TTL lapsed longer ago than this is deleted by the sweep.
-    pub expired_grace: Duration,
-    /// Standalone replicas claim the sweep lease for this long (released early when the sweep
-    /// ends): about the longest a sweep can run.
-    pub lease_ttl: Duration,
-    /// Standalone mode: replicas share the schedule, so every sweep first claims the lease.
-    pub use_lease: bool,
-    /// The default probe timeout, which `start_deadline` already leaves room for.
-    pub probe_timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SweepReport {
-    pub probed: usize,
-    pub healthy: usize,
-    pub unhealthy: usize,
-    /// Unhealthy because the SSRF guard refused the address (never contacted).
-    pub refused: usize,
-    /// Not probed: their circuit is open and its backoff has not elapsed.
-    pub skipped: usize,
-    /// Not probed: the sweep's start deadline passed first (they lead the queue next time: the
-    /// queue is ordered by when each service was last checked).
-    pub skipped_deadline: usize,
-    pub write_requests: usize,
-    /// Registrations deleted because their TTL lapsed more than the grace period ago.
-    pub deleted_expired: usize,
-    /// Registry rows written by other clients with keys this handler cannot address safely.
-    pub invalid_rows: usize,
-    /// Health rows deleted because their registration no longer exists.
-    pub deleted_orphans: usize,
-    pub duration: Duration,
-}
-
-impl SweepReport {
-    /// The one-line summary for the invocation's Logs and our own log.
-    pub fn summary(&self) -> String {
-        format!(
-            "HealthMonitor sweep: probed {}, healthy {}, unhealthy {}, duration_ms {}, write_requests {}, refused {}, skipped {}, skipped_deadline {}, invalid_rows {}, deleted_orphans {}, deleted_expired {}",
-            self.probed,
-            self.healthy,
-            self.unhealthy,
-            self.duration.as_millis(),
-            self.write_requests,
-            self.refused,
-            self.skipped,
-            self.skipped_deadline,
-            self.invalid_rows,
-            self.deleted_orphans,
-            self.deleted_expired
-        )
-    }
+/// What turns one probe's outcome into the row recorded for it, the same for the whole sweep.
+#[derive(Clone, Copy)]
+struct Recording<'a> {
+    circuit: &'a CircuitPolicy,
+    checked_by: &'a str,
+    /// Every transition of one sweep is dated at its start.
+    sweep_time: DateTime<Utc>,
 }
 
 /// A service the sweep will probe, with what the previous sweeps recorded about it.
@@ -90,11 +36,15 @@ struct Due<'a> {
     previous_ewma: Option<f64>,
 }
 
-pub async fn run_sweep(
-    store: &Store,
-    prober: &Prober,
-    settings: &SweepSettings,
-) -> Result<SweepReport, StoreError> {
+/// One sweep, start to finish; `HealthMonitor::sweep_once` decides whether it may run.
+pub(super) async fn run_sweep(monitor: &Inner) -> Result<SweepReport, StoreError> {
+    let Inner {
+        store,
+        prober,
+        settings,
+        checked_by,
+        ..
+    } = monitor;
     let started = Instant::now();
     let sweep_time = Utc::now();
     let everything = KeySelection::all();
@@ -112,18 +62,17 @@ pub async fn run_sweep(
             invalid_rows += 1;
             continue;
         }
-        if expired_beyond_grace(service, sweep_time, settings.expired_grace) {
+        if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace) {
             long_expired.push(service);
             continue;
         }
         let record = previous.get(&(service.partition_key.clone(), service.row_key.clone()));
-        let prior = record.and_then(circuit_state_of);
+        let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
             due.push(Due {
                 service,
                 prior,
-                last_checked: record
-                    .and_then(|r| r.last_checked.as_deref().and_then(crate::parse_iso)),
+                last_checked: record.and_then(HealthRecord::last_checked_at),
                 previous_ewma: record
                     .and_then(|r| r.response_time_ewma.or(r.response_time.map(|ms| ms as f64))),
             });
@@ -162,20 +111,26 @@ pub async fn run_sweep(
         .unwrap_or_default();
     let stop_starting_at = started
         + settings
+            .sweep
             .start_deadline
-            .saturating_sub(longest_timeout.saturating_sub(settings.probe_timeout));
+            .saturating_sub(longest_timeout.saturating_sub(settings.probe.timeout));
     let jitter_seed = std::collections::hash_map::RandomState::new();
+    let recording = Recording {
+        circuit: &settings.circuit,
+        checked_by,
+        sweep_time,
+    };
     // The futures are built up front (they do nothing until polled) rather than in a `map` closure
     // over borrowed rows, which the compiler cannot prove `Send` for the spawned scheduler task.
     let probes: Vec<_> = due
         .into_iter()
         .map(|due| {
-            let jitter = jitter_for(&jitter_seed, due.service, settings.jitter);
-            probe_one(due, prober, settings, sweep_time, jitter, stop_starting_at)
+            let jitter = jitter_for(&jitter_seed, due.service, settings.probe.jitter);
+            probe_one(due, prober, recording, jitter, stop_starting_at)
         })
         .collect();
     let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(probes)
-        .buffer_unordered(settings.concurrency.max(1))
+        .buffer_unordered(settings.probe.concurrency.max(1))
         .collect()
         .await;
 
@@ -192,22 +147,20 @@ pub async fn run_sweep(
     let write_requests = store.write_health(&records).await?;
     let deleted_expired = store.delete_expired(&long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
-    let healthy = records
-        .iter()
-        .filter(|r| r.status == HealthState::Healthy.as_str())
-        .count();
+    let healthy = records.iter().filter(|r| r.is_healthy()).count();
+    let count = |n: usize| n as u64;
     Ok(SweepReport {
-        probed: records.len(),
-        healthy,
-        unhealthy: records.len() - healthy,
-        refused,
-        skipped,
-        skipped_deadline,
-        write_requests,
-        deleted_expired,
-        deleted_orphans,
-        invalid_rows,
-        duration: started.elapsed(),
+        probed: count(records.len()),
+        healthy: count(healthy),
+        unhealthy: count(records.len() - healthy),
+        duration_ms: started.elapsed().as_millis() as u64,
+        write_requests: count(write_requests),
+        refused: count(refused),
+        skipped: count(skipped),
+        skipped_deadline: count(skipped_deadline),
+        invalid_rows: count(invalid_rows),
+        deleted_orphans: count(deleted_orphans),
+        deleted_expired: count(deleted_expired),
     })
 }
 
@@ -216,8 +169,7 @@ pub async fn run_sweep(
 async fn probe_one(
     due: Due<'_>,
     prober: &Prober,
-    settings: &SweepSettings,
-    sweep_time: DateTime<Utc>,
+    recording: Recording<'_>,
     jitter: Duration,
     stop_starting_at: Instant,
 ) -> Option<(HealthRecord, bool)> {
@@ -232,25 +184,25 @@ async fn probe_one(
     let success = verdict.state == HealthState::Healthy;
     // Every transition of one sweep is dated at its start, so a backoff of five minutes comes due
     // at the next five-minute tick, not one tick later.
-    let state = settings
+    let state = recording
         .circuit
-        .next(due.prior.as_ref(), success, sweep_time);
+        .next(due.prior.as_ref(), success, recording.sweep_time);
     let response_ms = f64::from(verdict.response_time_ms);
     let record = HealthRecord {
         partition_key: service.partition_key.clone(),
         row_key: service.row_key.clone(),
         service_name: service.service_name.clone(),
-        status: state.status.as_str().to_owned(),
-        last_checked: Some(crate::now_iso()),
+        status: state.status.into(),
+        last_checked: Some(Utc::now().into()),
         response_time: Some(i64::from(verdict.response_time_ms)),
         error_message: verdict.error_message,
-        consecutive_failures: Some(i64::from(state.consecutive_failures)),
-        consecutive_successes: Some(i64::from(state.consecutive_successes)),
-        last_transition: Some(crate::iso(state.last_transition)),
-        circuit: Some(state.circuit.as_str().to_owned()),
-        open_trials: Some(i64::from(state.open_trials)),
-        next_probe_at: state.next_probe_at.map(crate::iso),
-        checked_by: Some(settings.checked_by.clone()),
+        consecutive_failures: Some(state.consecutive_failures),
+        consecutive_successes: Some(state.consecutive_successes),
+        last_transition: Some(state.last_transition.into()),
+        circuit: Some(state.circuit.into()),
+        open_trials: Some(state.open_trials),
+        next_probe_at: state.next_probe_at,
+        checked_by: Some(recording.checked_by.to_owned()),
         etag: None,
         response_time_ewma: Some(match due.previous_ewma {
             Some(previous) => EWMA_ALPHA * response_ms + (1.0 - EWMA_ALPHA) * previous,
@@ -262,10 +214,9 @@ async fn probe_one(
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.
 fn expired_beyond_grace(service: &ServiceRecord, now: DateTime<Utc>, grace: Duration) -> bool {
-    let deletable_from =
-        crate::domain::expires_at(service.ttl_seconds, service.last_heartbeat.as_deref()).and_then(
-            |expires| expires.checked_add_signed(chrono::Duration::from_std(grace).ok()?),
-        );
+    let deletable_from = service
+        .expires_at()
+        .and_then(|expires| expires.checked_add_signed(chrono::Duration::from_std(grace).ok()?));
     // An overflowing grace ("never") keeps the row.
     deletable_from.is_some_and(|from| from < now)
 }
@@ -283,32 +234,4 @@ fn jitter_for(
     }
     let hash = seed.hash_one((&service.partition_key, &service.row_key));
     Duration::from_millis(hash % window_ms)
-}
-
-fn parse_time(text: Option<&String>) -> Option<DateTime<Utc>> {
-    text.and_then(|t| crate::parse_iso(t))
-}
-
-/// The circuit state a stored row describes. A row without our properties (written by the recipe)
-/// is read from its `status`; a row with an unknown status counts as never checked.
-fn circuit_state_of(record: &HealthRecord) -> Option<CircuitState> {
-    let status = match record.status.as_str() {
-        "healthy" => HealthState::Healthy,
-        "unhealthy" => HealthState::Unhealthy,
-        _ => return None,
-    };
-    let last_checked = parse_time(record.last_checked.as_ref()).unwrap_or(DateTime::UNIX_EPOCH);
-    let Some(circuit) = record.circuit.as_deref().and_then(Circuit::parse) else {
-        return Some(CircuitState::from_recipe_status(status, last_checked));
-    };
-    let count = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-    Some(CircuitState {
-        status,
-        circuit,
-        consecutive_failures: count(record.consecutive_failures),
-        consecutive_successes: count(record.consecutive_successes),
-        last_transition: parse_time(record.last_transition.as_ref()).unwrap_or(last_checked),
-        open_trials: count(record.open_trials),
-        next_probe_at: parse_time(record.next_probe_at.as_ref()),
-    })
 }

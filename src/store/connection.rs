@@ -4,14 +4,17 @@
 //! port, sovereign clouds), one with only `AccountName`/`AccountKey`/`EndpointSuffix` (what the portal
 //! and Service Connector give), a SAS, and `UseDevelopmentStorage=true`, which the crate parses but
 //! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
-//! names the variable, never its value.
+//! names the variable, never its value. With a managed identity there is no secret to parse: the
+//! table endpoint and our own credential (`identity`).
 
-use crate::configuration::{ConfigError, Settings, StorageSource};
+use super::identity::ManagedIdentityCredential;
+use crate::configuration::{ConfigError, IdentitySettings, StorageSettings, StorageSource};
 use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use std::sync::Arc;
+use std::time::Duration;
 
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 const EMULATOR_KEY: &str =
@@ -26,12 +29,14 @@ pub(super) struct Target {
     pub endpoint: String,
 }
 
-pub(super) fn resolve(settings: &Settings) -> Result<Target, ConfigError> {
-    match &settings.storage {
+pub(super) fn resolve(settings: &StorageSettings) -> Result<Target, ConfigError> {
+    match &settings.source {
         StorageSource::ConnectionString { variable, value } => {
             from_connection_string(variable, value.expose())
         }
-        StorageSource::ManagedIdentity { endpoint } => from_managed_identity(endpoint),
+        StorageSource::ManagedIdentity { endpoint, identity } => {
+            from_managed_identity(endpoint, identity)
+        }
     }
 }
 
@@ -102,9 +107,13 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
     })
 }
 
-/// Service Connector's identity-based connection: App Service / Functions expose the identity endpoint
-/// as `IDENTITY_ENDPOINT`; elsewhere (VMs, AKS with pod identity) the instance metadata service answers.
-fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
+/// Service Connector's identity-based connection: the table endpoint, and tokens from the platform's
+/// identity endpoint (App Service, Functions) or the instance metadata service (VMs, AKS), for the
+/// system-assigned identity or the user-assigned one `AZURE_STORAGETABLE_CLIENTID` names.
+fn from_managed_identity(
+    endpoint: &str,
+    identity: &IdentitySettings,
+) -> Result<Target, ConfigError> {
     let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let url =
@@ -115,15 +124,7 @@ fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
         .filter(|a| !a.is_empty())
         .ok_or_else(|| invalid(variable, "has no account host name"))?
         .to_owned();
-    let options = azure_identity::TokenCredentialOptions::default();
-    let credential: Arc<dyn TokenCredential> = if std::env::var_os("IDENTITY_ENDPOINT").is_some() {
-        Arc::new(
-            azure_identity::AppServiceManagedIdentityCredential::create(options)
-                .map_err(|_| invalid("IDENTITY_ENDPOINT", "is not a valid URL"))?,
-        )
-    } else {
-        Arc::new(azure_identity::VirtualMachineManagedIdentityCredential::new(options))
-    };
+    let credential: Arc<dyn TokenCredential> = Arc::new(ManagedIdentityCredential::new(identity));
     Ok(Target {
         location: CloudLocation::Custom {
             account,
@@ -142,19 +143,19 @@ fn from_managed_identity(endpoint: &str) -> Result<Target, ConfigError> {
 /// pool: a new TCP (and TLS) connection per storage call roughly doubled discovery latency against
 /// Azurite in `make bench`, and the hang the workaround guards against is bounded here by the request
 /// timeout and by the store's per-operation budget.
-pub(super) fn client(target: Target, settings: &Settings) -> TableServiceClient {
+pub(super) fn client(target: Target, timeout: Duration) -> TableServiceClient {
     let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(2).min(settings.storage_timeout))
-        .timeout(settings.storage_timeout)
+        .connect_timeout(Duration::from_secs(2).min(timeout))
+        .timeout(timeout)
         .pool_max_idle_per_host(64)
         .build()
         .expect("a reqwest client with rustls and static settings always builds");
     let retry = azure_core::RetryOptions::exponential(
         azure_core::ExponentialRetryOptions::default()
             .max_retries(2u32)
-            .initial_delay(std::time::Duration::from_millis(100))
-            .max_delay(std::time::Duration::from_millis(500))
-            .max_total_elapsed(settings.storage_timeout),
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(500))
+            .max_total_elapsed(timeout),
     );
     TableServiceClientBuilder::with_location(target.location, target.credentials)
         .transport(azure_core::TransportOptions::new(Arc::new(http)))

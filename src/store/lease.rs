@@ -17,7 +17,8 @@
 //! `~lease` can never be a service type (types start with a letter or digit), so the row never
 //! meets a registration; the sweep leaves rows whose keys do not parse alone.
 
-use super::{is_row_missing, is_status, Store, StoreError};
+use super::error::{is_row_missing, is_status};
+use super::{Store, StoreError};
 use azure_core::StatusCode;
 use azure_data_tables::IfMatchCondition;
 use chrono::{DateTime, Utc};
@@ -45,7 +46,7 @@ impl Store {
             let found = match entity.get::<Map<String, Value>>().await {
                 Ok(found) => found,
                 Err(e) if is_row_missing(&e) => return Ok(()),
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(e.into()),
             };
             if found.entity.get("holder").and_then(Value::as_str) != Some(holder) {
                 return Ok(());
@@ -62,7 +63,7 @@ impl Store {
                 Err(e) if is_status(&e, StatusCode::PreconditionFailed) || is_row_missing(&e) => {
                     Ok(())
                 }
-                Err(e) => Err(self.fail(e)),
+                Err(e) => Err(e.into()),
             }
         })
         .await
@@ -99,7 +100,7 @@ impl Store {
                 Err(e) if is_row_missing(&e) => {
                     self.health.insert::<_, Value>(row)?.await.map(|_| ())
                 }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(e.into()),
                 Ok(found) => {
                     let text = |name: &str| {
                         found
@@ -131,7 +132,7 @@ impl Store {
                 {
                     Ok(LeaseOutcome::HeldBy("another replica".to_owned()))
                 }
-                Err(e) => Err(self.fail(e)),
+                Err(e) => Err(e.into()),
             }
         })
         .await

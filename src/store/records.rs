@@ -1,12 +1,24 @@
-//! The rows of ServiceRegistry and HealthStatus, as the recipe's Node functions write them.
+//! The rows of ServiceRegistry and HealthStatus: decoded once, here, into domain types.
 //!
 //! Writing: property names and types are exactly the recipe's (every property a string except
-//! `responseTime`, an Int32), so the Node functions and this handler can share a table.
+//! `responseTime`, an Int32), so the Node functions and this handler can share a table. Every
+//! number is written with its `@odata.type` (see `properties`): the service would otherwise type it
+//! by its value, and a whole `responseTimeEwma` would become an Int32.
 //! Reading: rows may come from other clients, so every property is read tolerantly: a missing string
-//! falls back to something sensible, `responseTime` may be Int32, Double or an Int64 string, and
-//! malformed `tags`/`metadata` text yields `[]`/`{}` rather than failing the whole listing.
+//! falls back to something sensible, numbers may come in any numeric shape, malformed `tags`/`metadata`
+//! text yields `[]`/`{}` rather than failing the whole listing, and a time, status or circuit this
+//! handler cannot read is kept as text (`Stored`) and counts as absent for every rule: an unknown
+//! status as never checked, an unreadable `lastHeartbeat` as fresh (never expired).
+//!
+//! `from_entity` and `to_entity` are the only code that knows property names and spellings; every
+//! consumer (discovery, the resolver, the sweep, expiry) reads the typed fields and methods.
 
-use crate::domain::{HealthCheck, InstanceKey, DEFAULT_WEIGHT};
+use super::properties::{
+    count, decoded, integer, json_text, number, put_double, put_int32, put_spelled, put_text,
+    stored, string, Stored,
+};
+use crate::domain::{Circuit, CircuitState, HealthCheck, HealthState, InstanceKey, DEFAULT_WEIGHT};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 /// One ServiceRegistry row.
@@ -21,13 +33,14 @@ pub struct ServiceRecord {
     pub version: String,
     pub tags: Value,
     pub metadata: Value,
-    pub registered_at: Option<String>,
-    pub last_heartbeat: Option<String>,
+    /// Kept as stored text too: discovery shows it as written, and a re-registration keeps it.
+    pub registered_at: Option<Stored<DateTime<Utc>>>,
+    pub last_heartbeat: Option<Stored<DateTime<Utc>>>,
     // Beside the recipe's properties, each written only when the registration gave it, so a
     // recipe-style registration writes a recipe-identical row.
     pub instance_id: Option<String>,
     pub ttl_seconds: Option<i64>,
-    pub weight: Option<i64>,
+    pub weight: Option<u32>,
     pub health_check: Option<HealthCheck>,
     /// The row's version as read (`odata.etag`), for conditional deletes; never written.
     pub etag: Option<String>,
@@ -39,77 +52,25 @@ pub struct HealthRecord {
     pub partition_key: String,
     pub row_key: String,
     pub service_name: String,
-    pub status: String,
-    pub last_checked: Option<String>,
+    /// A missing status reads as the empty text (and, like any unknown status, as never checked).
+    pub status: Stored<HealthState>,
+    pub last_checked: Option<Stored<DateTime<Utc>>>,
     pub response_time: Option<i64>,
     pub error_message: String,
-    /// The circuit breaker's memory (absent on rows the recipe wrote). Counts are Int32, times ISO text.
-    pub consecutive_failures: Option<i64>,
-    pub consecutive_successes: Option<i64>,
-    pub last_transition: Option<String>,
-    pub circuit: Option<String>,
-    pub open_trials: Option<i64>,
-    pub next_probe_at: Option<String>,
+    /// The circuit breaker's memory (absent on rows the recipe wrote). Counts are Int32 in the table.
+    pub consecutive_failures: Option<u32>,
+    pub consecutive_successes: Option<u32>,
+    pub last_transition: Option<Stored<DateTime<Utc>>>,
+    pub circuit: Option<Stored<Circuit>>,
+    pub open_trials: Option<u32>,
+    /// Never shown, so not kept as text: an unreadable time reads as absent.
+    pub next_probe_at: Option<DateTime<Utc>>,
     pub checked_by: Option<String>,
     /// Exponentially weighted moving average of `responseTime` (ms, a Double): what the resolver
     /// prefers fast instances by.
     pub response_time_ewma: Option<f64>,
     /// The row's version as read (`odata.etag`), for conditional deletes; never written.
     pub etag: Option<String>,
-}
-
-fn string(entity: &Map<String, Value>, name: &str) -> Option<String> {
-    match entity.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
-/// A JSON document stored as text; `fallback` when absent or not the expected shape.
-fn json_text(entity: &Map<String, Value>, name: &str, fallback: Value) -> Value {
-    let parsed = string(entity, name).and_then(|text| serde_json::from_str::<Value>(&text).ok());
-    match parsed {
-        Some(v) if std::mem::discriminant(&v) == std::mem::discriminant(&fallback) => v,
-        Some(_) | None => {
-            if entity.contains_key(name) {
-                tracing::warn!(
-                    partition_key = string(entity, "PartitionKey").unwrap_or_default(),
-                    row_key = string(entity, "RowKey").unwrap_or_default(),
-                    property = name,
-                    "stored property is not the expected JSON text; returning an empty value"
-                );
-            }
-            fallback
-        }
-    }
-}
-
-fn number(entity: &Map<String, Value>, name: &str) -> Option<f64> {
-    match entity.get(name)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse::<f64>().ok(),
-        _ => None,
-    }
-    .filter(|f| f.is_finite())
-}
-
-/// A count or duration as the recipe's Node client sends `responseTime`: a plain JSON number in Int32
-/// range, which the service stores as Int32 (an unannotated larger number would lose precision).
-fn int32(n: i64) -> i32 {
-    n.clamp(0, i64::from(i32::MAX)) as i32
-}
-
-/// Int32 and Double arrive as JSON numbers; Int64 arrives as a string annotated `Edm.Int64`.
-fn integer(entity: &Map<String, Value>, name: &str) -> Option<i64> {
-    match entity.get(name)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.round() as i64)),
-        Value::String(s) => s
-            .parse::<i64>()
-            .ok()
-            .or_else(|| s.parse::<f64>().ok().map(|f| f.round() as i64)),
-        _ => None,
-    }
 }
 
 impl ServiceRecord {
@@ -126,11 +87,11 @@ impl ServiceRecord {
             version: string(entity, "version").unwrap_or_default(),
             tags: json_text(entity, "tags", json!([])),
             metadata: json_text(entity, "metadata", json!({})),
-            registered_at: string(entity, "registeredAt"),
-            last_heartbeat: string(entity, "lastHeartbeat"),
+            registered_at: stored(entity, "registeredAt"),
+            last_heartbeat: stored(entity, "lastHeartbeat"),
             instance_id: string(entity, "instanceId"),
             ttl_seconds: integer(entity, "ttlSeconds").filter(|n| *n > 0),
-            weight: integer(entity, "weight").filter(|n| *n >= 0),
+            weight: count(entity, "weight"),
             health_check: string(entity, "healthCheck")
                 .as_deref()
                 .and_then(HealthCheck::from_stored),
@@ -147,9 +108,27 @@ impl ServiceRecord {
     }
 
     pub fn weight_or_default(&self) -> u32 {
-        self.weight
-            .and_then(|w| u32::try_from(w).ok())
-            .unwrap_or(DEFAULT_WEIGHT)
+        self.weight.unwrap_or(DEFAULT_WEIGHT)
+    }
+
+    /// When the registration lapses (`None`: no TTL, or a heartbeat that cannot be read).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        let heartbeat = self.last_heartbeat.as_ref().and_then(Stored::value);
+        crate::domain::expires_at(self.ttl_seconds, heartbeat)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        let heartbeat = self.last_heartbeat.as_ref().and_then(Stored::value);
+        crate::domain::is_expired(self.ttl_seconds, heartbeat, now)
+    }
+
+    /// The merge a heartbeat sends: the keys and `lastHeartbeat`, nothing else.
+    pub(super) fn heartbeat_entity(key: &InstanceKey, now: &str) -> Value {
+        json!({
+            "PartitionKey": key.partition_key(),
+            "RowKey": key.row_key(),
+            "lastHeartbeat": now,
+        })
     }
 
     /// The entity as the recipe writes it (the two keys and nine string properties), plus the
@@ -165,18 +144,18 @@ impl ServiceRecord {
             "version": self.version,
             "tags": self.tags.to_string(),
             "metadata": self.metadata.to_string(),
-            "registeredAt": self.registered_at,
-            "lastHeartbeat": self.last_heartbeat,
+            "registeredAt": self.registered_at.as_ref().map(Stored::text),
+            "lastHeartbeat": self.last_heartbeat.as_ref().map(Stored::text),
         });
         let extra = entity.as_object_mut().expect("a JSON object literal");
         if let Some(instance_id) = &self.instance_id {
             extra.insert("instanceId".into(), instance_id.clone().into());
         }
         if let Some(ttl) = self.ttl_seconds {
-            extra.insert("ttlSeconds".into(), int32(ttl).into());
+            put_int32(extra, "ttlSeconds", ttl);
         }
         if let Some(weight) = self.weight {
-            extra.insert("weight".into(), int32(weight).into());
+            put_int32(extra, "weight", i64::from(weight));
         }
         if let Some(check) = &self.health_check {
             extra.insert("healthCheck".into(), check.to_json().to_string().into());
@@ -191,20 +170,51 @@ impl HealthRecord {
             partition_key: string(entity, "PartitionKey").unwrap_or_default(),
             row_key: string(entity, "RowKey").unwrap_or_default(),
             service_name: string(entity, "serviceName").unwrap_or_default(),
-            status: string(entity, "status").unwrap_or_default(),
-            last_checked: string(entity, "lastChecked"),
+            status: Stored::read(string(entity, "status").unwrap_or_default()),
+            last_checked: stored(entity, "lastChecked"),
             response_time: integer(entity, "responseTime"),
             error_message: string(entity, "errorMessage").unwrap_or_default(),
-            consecutive_failures: integer(entity, "consecutiveFailures"),
-            consecutive_successes: integer(entity, "consecutiveSuccesses"),
-            last_transition: string(entity, "lastTransition"),
-            circuit: string(entity, "circuit"),
-            open_trials: integer(entity, "openTrials"),
-            next_probe_at: string(entity, "nextProbeAt"),
+            consecutive_failures: count(entity, "consecutiveFailures"),
+            consecutive_successes: count(entity, "consecutiveSuccesses"),
+            last_transition: stored(entity, "lastTransition"),
+            circuit: stored(entity, "circuit"),
+            open_trials: count(entity, "openTrials"),
+            next_probe_at: decoded(entity, "nextProbeAt"),
             checked_by: string(entity, "checkedBy"),
             response_time_ewma: number(entity, "responseTimeEwma"),
             etag: string(entity, "odata.etag"),
         }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.status.value() == Some(HealthState::Healthy)
+    }
+
+    pub fn last_checked_at(&self) -> Option<DateTime<Utc>> {
+        self.last_checked.as_ref().and_then(Stored::value)
+    }
+
+    /// The circuit state the row describes. A row without our properties (written by the recipe)
+    /// is read from its `status`; a row with an unknown status counts as never checked.
+    pub fn circuit_state(&self) -> Option<CircuitState> {
+        let status = self.status.value()?;
+        let last_checked = self.last_checked_at().unwrap_or(DateTime::UNIX_EPOCH);
+        let Some(circuit) = self.circuit.as_ref().and_then(Stored::value) else {
+            return Some(CircuitState::from_recipe_status(status, last_checked));
+        };
+        Some(CircuitState {
+            status,
+            circuit,
+            consecutive_failures: self.consecutive_failures.unwrap_or(0),
+            consecutive_successes: self.consecutive_successes.unwrap_or(0),
+            last_transition: self
+                .last_transition
+                .as_ref()
+                .and_then(Stored::value)
+                .unwrap_or(last_checked),
+            open_trials: self.open_trials.unwrap_or(0),
+            next_probe_at: self.next_probe_at,
+        })
     }
 
     pub fn to_entity(&self) -> Value {
@@ -212,40 +222,42 @@ impl HealthRecord {
             "PartitionKey": self.partition_key,
             "RowKey": self.row_key,
             "serviceName": self.service_name,
-            "status": self.status,
-            "lastChecked": self.last_checked,
-            "responseTime": int32(self.response_time.unwrap_or(0)),
+            "status": self.status.text(),
+            "lastChecked": self.last_checked.as_ref().map(Stored::text),
             "errorMessage": self.error_message,
         });
         let extra = entity.as_object_mut().expect("a JSON object literal");
-        let mut put = |name: &str, value: Option<Value>| {
-            if let Some(value) = value {
-                extra.insert(name.to_owned(), value);
+        put_int32(extra, "responseTime", self.response_time.unwrap_or(0));
+        let counts = [
+            ("consecutiveFailures", self.consecutive_failures),
+            ("consecutiveSuccesses", self.consecutive_successes),
+            ("openTrials", self.open_trials),
+        ];
+        for (name, n) in counts {
+            if let Some(n) = n {
+                put_int32(extra, name, i64::from(n));
             }
-        };
-        put(
-            "consecutiveFailures",
-            self.consecutive_failures.map(|n| int32(n).into()),
-        );
-        put(
-            "consecutiveSuccesses",
-            self.consecutive_successes.map(|n| int32(n).into()),
-        );
-        put(
-            "lastTransition",
-            self.last_transition.clone().map(Value::from),
-        );
-        put("circuit", self.circuit.clone().map(Value::from));
-        put("openTrials", self.open_trials.map(|n| int32(n).into()));
-        put("nextProbeAt", self.next_probe_at.clone().map(Value::from));
-        put("checkedBy", self.checked_by.clone().map(Value::from));
-        // Sent as a JSON number with a fraction, which the service stores as a Double.
-        put(
-            "responseTimeEwma",
-            self.response_time_ewma
-                .filter(|f| f.is_finite())
-                .map(|f| Value::from((f * 10.0).round() / 10.0 + 0.0)),
-        );
+        }
+        if let Some(time) = &self.last_transition {
+            put_text(extra, "lastTransition", time.text());
+        }
+        if let Some(circuit) = &self.circuit {
+            put_text(extra, "circuit", circuit.text());
+        }
+        if let Some(time) = self.next_probe_at {
+            put_spelled(extra, "nextProbeAt", &time);
+        }
+        if let Some(who) = &self.checked_by {
+            put_text(extra, "checkedBy", who);
+        }
+        // A tenth of a millisecond is all the ranking needs; `+ 0.0` turns -0 into 0.
+        if let Some(ewma) = self.response_time_ewma.filter(|f| f.is_finite()) {
+            put_double(
+                extra,
+                "responseTimeEwma",
+                (ewma * 10.0).round() / 10.0 + 0.0,
+            );
+        }
         entity
     }
 }
@@ -300,5 +312,104 @@ mod tests {
             let h = HealthRecord::from_entity(&map(json!({"responseTime": value})));
             assert_eq!(h.response_time, expected);
         }
+    }
+
+    #[test]
+    fn unreadable_times_and_statuses_are_kept_as_text_and_count_as_absent() {
+        let r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
+            "registeredAt": "last week", "lastHeartbeat": "yesterday", "ttlSeconds": 30
+        })));
+        assert_eq!(
+            r.registered_at.as_ref().map(Stored::text),
+            Some("last week")
+        );
+        // An unreadable heartbeat is fresh: the row never expires.
+        assert_eq!(r.expires_at(), None);
+        assert!(!r.is_expired(DateTime::<Utc>::MAX_UTC));
+        // Written back as it was read.
+        assert_eq!(r.to_entity()["registeredAt"], "last week");
+
+        let h = HealthRecord::from_entity(&map(json!({
+            "PartitionKey": "p", "RowKey": "r", "status": "degraded", "circuit": "ajar",
+            "lastChecked": "soon", "consecutiveFailures": -1
+        })));
+        assert_eq!(h.status.text(), "degraded");
+        assert!(!h.is_healthy());
+        assert_eq!(
+            h.circuit_state(),
+            None,
+            "an unknown status counts as never checked"
+        );
+        assert_eq!(h.last_checked_at(), None);
+        assert_eq!(h.consecutive_failures, None);
+        let missing = HealthRecord::from_entity(&map(json!({"PartitionKey": "p", "RowKey": "r"})));
+        assert_eq!(missing.status.text(), "");
+    }
+
+    #[test]
+    fn a_recipe_health_row_is_read_from_its_status() {
+        let h = HealthRecord::from_entity(&map(json!({
+            "PartitionKey": "api", "RowKey": "test-api", "serviceName": "test-api",
+            "status": "unhealthy", "lastChecked": "2026-11-25T05:05:00.456Z",
+            "responseTime": 87, "errorMessage": "HTTP 503"
+        })));
+        let checked = crate::parse_iso("2026-11-25T05:05:00.456Z").unwrap();
+        assert_eq!(
+            h.circuit_state(),
+            Some(CircuitState::from_recipe_status(
+                HealthState::Unhealthy,
+                checked
+            ))
+        );
+        // Our properties with an unknown circuit: still read as a recipe row.
+        let odd = HealthRecord {
+            circuit: Some(Stored::read("ajar")),
+            consecutive_failures: Some(7),
+            ..h.clone()
+        };
+        assert_eq!(odd.circuit_state(), h.circuit_state());
+    }
+
+    #[test]
+    fn a_swept_health_row_round_trips_with_typed_numbers() {
+        let t = |s: &str| crate::parse_iso(s).unwrap();
+        let written = HealthRecord {
+            partition_key: "api".into(),
+            row_key: "svc:pod-1".into(),
+            service_name: "svc".into(),
+            status: HealthState::Unhealthy.into(),
+            last_checked: Some(t("2026-11-25T05:05:00.456Z").into()),
+            response_time: Some(12),
+            error_message: "HTTP 503".into(),
+            consecutive_failures: Some(3),
+            consecutive_successes: Some(0),
+            last_transition: Some(t("2026-11-25T05:00:00.000Z").into()),
+            circuit: Some(Circuit::Open.into()),
+            open_trials: Some(1),
+            next_probe_at: Some(t("2026-11-25T05:15:00.000Z")),
+            checked_by: Some("host-1".into()),
+            response_time_ewma: Some(12.0),
+            etag: None,
+        };
+        let entity = written.to_entity();
+        assert_eq!(entity["status"], "unhealthy");
+        assert_eq!(entity["circuit"], "open");
+        assert_eq!(entity["lastTransition"], "2026-11-25T05:00:00.000Z");
+        assert_eq!(entity["nextProbeAt"], "2026-11-25T05:15:00.000Z");
+        for name in [
+            "responseTime",
+            "consecutiveFailures",
+            "consecutiveSuccesses",
+            "openTrials",
+        ] {
+            assert_eq!(entity[format!("{name}@odata.type")], "Edm.Int32", "{name}");
+        }
+        assert_eq!(entity["responseTimeEwma@odata.type"], "Edm.Double");
+        let read = HealthRecord::from_entity(entity.as_object().unwrap());
+        assert_eq!(read, written);
+        let state = read.circuit_state().unwrap();
+        assert_eq!((state.circuit, state.open_trials), (Circuit::Open, 1));
+        assert_eq!(state.next_probe_at, Some(t("2026-11-25T05:15:00.000Z")));
     }
 }

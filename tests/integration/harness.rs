@@ -45,6 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use service_registry::health::SweepReport;
 
 pub const ACCOUNT: &str = "devstoreaccount1";
 pub const ACCOUNT_KEY: &str =
@@ -283,29 +284,14 @@ pub fn timer_envelope(my_timer: Value) -> Value {
     })
 }
 
-/// Parse the sweep summary line: returns (probed, healthy, unhealthy, duration_ms).
+/// The sweep's report, read back by name from the summary line in an invocation's Logs.
+pub fn sweep_report(logs: &[String]) -> Option<SweepReport> {
+    logs.iter().find_map(|line| SweepReport::from_summary(line))
+}
+
+/// (probed, healthy, unhealthy, duration_ms) of the sweep's report.
 pub fn parse_sweep_summary(logs: &[String]) -> Option<(u64, u64, u64, u64)> {
-    for line in logs {
-        if let Some(rest) = line
-            .find("HealthMonitor sweep: probed ")
-            .map(|i| &line[i + "HealthMonitor sweep: probed ".len()..])
-        {
-            // "N, healthy H, unhealthy U, duration_ms D"
-            let nums: Vec<u64> = rest
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            if rest.contains(", healthy ")
-                && rest.contains(", unhealthy ")
-                && rest.contains(", duration_ms ")
-                && nums.len() >= 4
-            {
-                return Some((nums[0], nums[1], nums[2], nums[3]));
-            }
-        }
-    }
-    None
+    sweep_report(logs).map(|r| (r.probed, r.healthy, r.unhealthy, r.duration_ms))
 }
 
 // ---------------------------------------------------------------------------

@@ -68,11 +68,16 @@ async fn probe_targets_behave() {
 
 #[test]
 fn sweep_summary_parser() {
-    let logs = vec![
-        "something".to_string(),
-        "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051".to_string(),
-    ];
+    let report = service_registry::health::SweepReport {
+        probed: 3,
+        healthy: 1,
+        unhealthy: 2,
+        duration_ms: 2051,
+        ..Default::default()
+    };
+    let logs = vec!["something".to_string(), report.summary()];
     assert_eq!(parse_sweep_summary(&logs), Some((3, 1, 2, 2051)));
+    assert_eq!(sweep_report(&logs), Some(report));
     assert_eq!(
         parse_sweep_summary(&["HealthMonitor sweep: probed 3".to_string()]),
         None

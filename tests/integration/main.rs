@@ -3,6 +3,7 @@
 //! Run with `cargo test --test integration` (needs `npm ci` for node_modules/.bin/azurite-table).
 
 mod harness;
+mod harness_identity;
 mod harness_selftest;
 
 mod circuit;
@@ -14,6 +15,7 @@ mod health_monitor;
 mod instances;
 mod interop;
 mod lease;
+mod managed_identity;
 mod recipe;
 mod registrar;
 mod resolver;
@@ -21,3 +23,4 @@ mod ssrf;
 mod standalone;
 mod startup;
 mod storage_faults;
+mod typed_rows;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Azurite {
     pub port: u16,
     pub location: PathBuf,
+    /// Beyond the usual ones (`private_with_args`), kept for `restart`.
+    args: Vec<String>,
     child: Mutex<Option<Child>>,
 }
 
@@ -30,7 +32,7 @@ fn azurite_bin() -> PathBuf {
     bin
 }
 
-fn spawn_azurite(port: u16, location: &Path) -> Child {
+fn spawn_azurite(port: u16, location: &Path, extra_args: &[String]) -> Child {
     let log = fs::File::create(location.join(format!("azurite-{port}-{}.log", short_id())))
         .expect("azurite log file");
     let mut cmd = clean_command(azurite_bin());
@@ -48,6 +50,7 @@ fn spawn_azurite(port: u16, location: &Path) -> Child {
         "--disableProductStyleUrl",
         "--disableTelemetry",
     ])
+    .args(extra_args)
     .current_dir(manifest_dir())
     .stdin(Stdio::null())
     .stdout(log.try_clone().unwrap())
@@ -66,7 +69,7 @@ impl Azurite {
         static SHARED: OnceLock<Azurite> = OnceLock::new();
         SHARED.get_or_init(|| {
             // Started from a plain thread so no async runtime is blocked or owns it.
-            thread::spawn(|| Azurite::start("azurite-shared"))
+            thread::spawn(|| Azurite::start("azurite-shared", Vec::new()))
                 .join()
                 .expect("start shared azurite")
         })
@@ -74,16 +77,23 @@ impl Azurite {
 
     /// A private instance (killed on Drop), for tests that stop and restart storage.
     pub fn private() -> Azurite {
-        Azurite::start("azurite-private")
+        Azurite::start("azurite-private", Vec::new())
     }
 
-    fn start(scratch_name: &str) -> Azurite {
+    /// A private instance started with more arguments (`--oauth basic`, `--cert`, …); the
+    /// connection string and `tables()` assume plain HTTP, so such a caller brings its own client.
+    pub fn private_with_args(args: Vec<String>) -> Azurite {
+        Azurite::start("azurite-private", args)
+    }
+
+    fn start(scratch_name: &str, args: Vec<String>) -> Azurite {
         let location = scratch_dir(scratch_name);
         let port = free_port();
-        let child = spawn_azurite(port, &location);
+        let child = spawn_azurite(port, &location, &args);
         Azurite {
             port,
             location,
+            args,
             child: Mutex::new(Some(child)),
         }
     }
@@ -136,7 +146,7 @@ impl Azurite {
     pub fn restart(&self) {
         let mut guard = self.child.lock().unwrap();
         assert!(guard.is_none(), "restart() while still running");
-        *guard = Some(spawn_azurite(self.port, &self.location));
+        *guard = Some(spawn_azurite(self.port, &self.location, &self.args));
     }
 }
 

@@ -1,0 +1,154 @@
+//! `HealthMonitor`: the one owner of sweeping. Whoever asks for a sweep (the host's timer envelope,
+//! our own scheduler, a manual invocation) calls `sweep_once`, which holds everything that decides
+//! whether and how a sweep runs: the in-process lock, the standalone lease, the sweep itself, and the
+//! log line that reports it.
+//!
+//! - Within a process a second trigger while a sweep runs is answered at once ("already running")
+//!   instead of queueing behind it: queued sweeps would run back to back and pile up.
+//! - Across standalone replicas, a scheduled tick first claims the sweep lease (`store::lease`), so
+//!   exactly one replica sweeps each tick; a manual invocation of a standalone replica claims it too
+//!   (for the moment it is made), so it cannot overlap a sweep running elsewhere. Under the Functions
+//!   host the timer is already a singleton, so there no lease is taken.
+//! - A finished sweep releases the lease (its tick stays recorded, so nobody sweeps that tick again).
+
+use super::sweep::run_sweep;
+use super::{Prober, SweepReport, TargetPolicy};
+use crate::configuration::{HealthSettings, ServerSettings};
+use crate::store::{LeaseOutcome, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+pub enum SweepTrigger {
+    /// The host's timer envelope (already a singleton) or a manual invocation.
+    Invocation,
+    /// Our own scheduler's occurrence `tick`: claim the lease first.
+    Scheduled { tick: DateTime<Utc> },
+}
+
+#[derive(Debug)]
+pub enum SweepOutcome {
+    Ran(SweepReport),
+    /// Another sweep is running in this process.
+    AlreadyRunning,
+    /// Another replica holds the lease for this tick.
+    LeaseHeldBy(String),
+}
+
+impl SweepOutcome {
+    /// The one line for the invocation's Logs.
+    pub fn summary(&self) -> String {
+        match self {
+            SweepOutcome::Ran(report) => report.summary(),
+            SweepOutcome::AlreadyRunning => {
+                "HealthMonitor sweep skipped: a sweep is already running in this process".to_owned()
+            }
+            SweepOutcome::LeaseHeldBy(holder) => {
+                format!("HealthMonitor sweep skipped: the sweep lease for this tick is held by {holder}")
+            }
+        }
+    }
+}
+
+/// Cheap to clone: every clone shares the one lock.
+#[derive(Clone)]
+pub struct HealthMonitor {
+    inner: Arc<Inner>,
+}
+
+/// What a sweep reads: the tables, the prober, the settings, and who we are.
+pub(super) struct Inner {
+    pub store: Store,
+    pub prober: Prober,
+    pub settings: HealthSettings,
+    /// Recorded as `checkedBy`, and the lease's holder.
+    pub checked_by: String,
+    /// Standalone mode: replicas share the schedule, so every sweep first claims the lease.
+    use_lease: bool,
+    /// One sweep at a time in this process.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl HealthMonitor {
+    pub fn new(store: Store, settings: &HealthSettings, server: &ServerSettings) -> Self {
+        let prober = Prober::new(
+            settings.probe.timeout,
+            TargetPolicy::from(&settings.targets),
+        );
+        HealthMonitor {
+            inner: Arc::new(Inner {
+                store,
+                prober,
+                settings: settings.clone(),
+                checked_by: server.instance_id.clone(),
+                use_lease: server.mode.is_standalone(),
+                lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The prober the sweep uses, whose SSRF policy registration applies up front.
+    pub fn prober(&self) -> &Prober {
+        &self.inner.prober
+    }
+
+    /// Runs one sweep unless one is running here or (standalone) another replica holds the lease,
+    /// and logs what happened.
+    pub async fn sweep_once(&self, trigger: SweepTrigger) -> Result<SweepOutcome, StoreError> {
+        let Ok(_one_at_a_time) = self.inner.lock.try_lock() else {
+            tracing::info!(
+                function = "HealthMonitor",
+                "a sweep is already running; this trigger is skipped"
+            );
+            return Ok(SweepOutcome::AlreadyRunning);
+        };
+        let result = self.sweep_with_lease(trigger).await;
+        match &result {
+            Ok(SweepOutcome::Ran(report)) => report.log_finished(&tick_of(trigger)),
+            Ok(SweepOutcome::LeaseHeldBy(holder)) => tracing::info!(
+                function = "HealthMonitor",
+                holder = %holder,
+                tick = tick_of(trigger),
+                "sweep lease held elsewhere; this replica skips the tick"
+            ),
+            Ok(SweepOutcome::AlreadyRunning) => {}
+            Err(e) => {
+                tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed")
+            }
+        }
+        result
+    }
+
+    async fn sweep_with_lease(&self, trigger: SweepTrigger) -> Result<SweepOutcome, StoreError> {
+        let inner = &*self.inner;
+        let tick = match trigger {
+            SweepTrigger::Scheduled { tick } => Some(tick),
+            SweepTrigger::Invocation if inner.use_lease => Some(Utc::now()),
+            SweepTrigger::Invocation => None,
+        };
+        let Some(tick) = tick else {
+            return run_sweep(inner).await.map(SweepOutcome::Ran);
+        };
+        let holder = &inner.checked_by;
+        let lease = inner
+            .store
+            .take_sweep_lease(holder, tick, inner.settings.sweep.lease_ttl, Utc::now())
+            .await?;
+        if let LeaseOutcome::HeldBy(holder) = lease {
+            return Ok(SweepOutcome::LeaseHeldBy(holder));
+        }
+        let result = run_sweep(inner).await;
+        // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
+        if let Err(e) = inner.store.release_sweep_lease(holder).await {
+            tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");
+        }
+        result.map(SweepOutcome::Ran)
+    }
+}
+
+fn tick_of(trigger: SweepTrigger) -> String {
+    match trigger {
+        SweepTrigger::Invocation => "invocation".to_owned(),
+        SweepTrigger::Scheduled { tick } => crate::iso(tick),
+    }
+}

@@ -1,0 +1,122 @@
+//! What one sweep did, as one value: the counters are declared once, below, and everything that
+//! shows them is derived from that list: the summary line in the invocation's `Logs`, the fields of
+//! the `health sweep finished` log line, and the serialised form tests read back by name. Adding a
+//! counter is one line here and a `+= 1` where it is counted.
+
+use serde::{Deserialize, Serialize};
+
+/// Declares `SweepReport` from a list of counters, each with its doc comment, in the order the
+/// summary shows them, and the one function that logs them. (A macro because the log line's fields
+/// must be spelled out at compile time: `tracing` takes no runtime list of names.)
+macro_rules! sweep_report {
+    ($( $(#[doc = $doc:literal])+ $name:ident ),+ $(,)?) => {
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct SweepReport {
+            $( $(#[doc = $doc])+ pub $name: u64, )+
+        }
+
+        impl SweepReport {
+            /// The `health sweep finished` log line, with every counter as a field.
+            pub fn log_finished(&self, tick: &str) {
+                tracing::info!(
+                    function = "HealthMonitor",
+                    $( $name = self.$name, )+
+                    tick,
+                    "health sweep finished"
+                );
+            }
+        }
+    };
+}
+
+sweep_report! {
+    /// Services probed in this sweep.
+    probed,
+    /// Of those, recorded healthy.
+    healthy,
+    /// Of those, recorded unhealthy (refused ones included).
+    unhealthy,
+    /// From the sweep's start to its last write.
+    duration_ms,
+    /// Storage write requests made (entity-group transactions of up to 100 rows).
+    write_requests,
+    /// Unhealthy because the SSRF guard refused the address (never contacted).
+    refused,
+    /// Not probed: their circuit is open and its backoff has not elapsed.
+    skipped,
+    /// Not probed: the sweep's start deadline passed first (they lead the queue next time: the
+    /// queue is ordered by when each service was last checked).
+    skipped_deadline,
+    /// Registry rows written by other clients with keys this handler cannot address safely.
+    invalid_rows,
+    /// Health rows deleted because their registration no longer exists.
+    deleted_orphans,
+    /// Registrations deleted because their TTL lapsed more than the grace period ago.
+    deleted_expired,
+}
+
+/// What starts the summary line; tests and log searches look for it.
+pub const SUMMARY_PREFIX: &str = "HealthMonitor sweep: ";
+
+impl SweepReport {
+    /// The one-line summary for the invocation's Logs: `HealthMonitor sweep: probed 3, healthy 2, …`,
+    /// every counter in declaration order.
+    pub fn summary(&self) -> String {
+        let fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => unreachable!("a struct of integers serialises to an object"),
+        };
+        let pairs: Vec<String> = fields
+            .iter()
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect();
+        format!("{SUMMARY_PREFIX}{}", pairs.join(", "))
+    }
+
+    /// Reads a summary line back (the inverse of `summary`), wherever it sits in `line`.
+    pub fn from_summary(line: &str) -> Option<Self> {
+        let (_, rest) = line.split_once(SUMMARY_PREFIX)?;
+        let fields: serde_json::Map<String, serde_json::Value> = rest
+            .split(", ")
+            .map(|pair| {
+                let (name, value) = pair.trim().split_once(' ')?;
+                Some((name.to_owned(), value.parse::<u64>().ok()?.into()))
+            })
+            .collect::<Option<_>>()?;
+        serde_json::from_value(serde_json::Value::Object(fields)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lists_every_counter_in_order_and_reads_back() {
+        let report = SweepReport {
+            probed: 3,
+            healthy: 1,
+            unhealthy: 2,
+            duration_ms: 2051,
+            write_requests: 1,
+            refused: 1,
+            skipped: 4,
+            skipped_deadline: 0,
+            invalid_rows: 0,
+            deleted_orphans: 5,
+            deleted_expired: 6,
+        };
+        let line = report.summary();
+        assert_eq!(
+            line,
+            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6"
+        );
+        assert_eq!(SweepReport::from_summary(&line), Some(report));
+        assert_eq!(
+            SweepReport::from_summary("HealthMonitor sweep: probed 3"),
+            None
+        );
+        assert_eq!(SweepReport::from_summary("nothing here"), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! Deletes: a deregistration, and the sweep's clean-up of lapsed registrations and orphaned health
+//! rows. The sweep's deletes are conditional on the ETag read, so a heartbeat or re-registration
+//! that lands in between wins over the delete.
+
+use super::error::{is_row_missing, is_status};
+use super::{HealthRecord, ServiceRecord, Store, StoreError};
+use crate::domain::InstanceKey;
+use azure_core::StatusCode;
+use azure_data_tables::prelude::TableClient;
+use azure_data_tables::IfMatchCondition;
+use futures::{StreamExt, TryStreamExt};
+
+/// Expired rows deleted at once by a sweep.
+const DELETE_CONCURRENCY: usize = 8;
+
+impl Store {
+    /// Deletes a registration and its health row. `false`: the registration did not exist.
+    ///
+    /// The health row goes first: if storage fails between the two deletes, what is left is a
+    /// registration without health (shown as not yet checked, and probed again); calling again
+    /// finishes the job. A health row can still outlive its registration (a sweep that read the
+    /// registry before this delete writes its verdict after it): the next sweep deletes such rows,
+    /// and a new registration of the key clears any it finds.
+    pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
+        let result = self
+            .within_budget(async {
+                self.ensure_tables().await?;
+                self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
+                    .await?;
+                self.delete_row(&self.registry, key.partition_key(), &key.row_key(), None)
+                    .await
+            })
+            .await;
+        self.forget_reads();
+        result
+    }
+
+    /// Deletes registrations whose TTL lapsed long ago, each only if it has not changed since it was
+    /// read (a heartbeat or re-registration in between wins). Returns how many were deleted.
+    pub async fn delete_expired(&self, rows: &[&ServiceRecord]) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Futures built up front, not in a stream `map` closure: see `health::sweep`.
+        let deletes: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                self.within_budget(async move {
+                    let etag = row.etag.as_deref();
+                    let gone = self
+                        .delete_row(&self.registry, &row.partition_key, &row.row_key, etag)
+                        .await?;
+                    if gone {
+                        self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
+                            .await?;
+                    }
+                    Ok(gone)
+                })
+            })
+            .collect();
+        self.run_deletes(deletes).await
+    }
+
+    /// Deletes health rows whose registration is gone, each only if unchanged since it was read.
+    pub async fn delete_orphaned_health(
+        &self,
+        rows: &[&HealthRecord],
+    ) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Futures built up front, not in a stream `map` closure: see `health::sweep`.
+        let deletes: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                self.within_budget(self.delete_row(
+                    &self.health,
+                    &row.partition_key,
+                    &row.row_key,
+                    row.etag.as_deref(),
+                ))
+            })
+            .collect();
+        self.run_deletes(deletes).await
+    }
+
+    /// Runs deletes a few at a time and counts those that removed a row.
+    async fn run_deletes(
+        &self,
+        deletes: Vec<impl std::future::Future<Output = Result<bool, StoreError>>>,
+    ) -> Result<usize, StoreError> {
+        let deleted: Result<Vec<bool>, StoreError> = futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect()
+            .await;
+        // Some deletes may have landed before one failed: never serve those rows from the cache.
+        self.forget_reads();
+        Ok(deleted?.into_iter().filter(|gone| *gone).count())
+    }
+
+    /// `true` when a row was deleted; `false` when it was not there or, given the `etag` it was read
+    /// with, had changed since. Without an ETag the delete is unconditional.
+    pub(super) async fn delete_row(
+        &self,
+        table: &TableClient,
+        partition_key: &str,
+        row_key: &str,
+        etag: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let condition = match etag {
+            Some(tag) => IfMatchCondition::Etag(tag.to_owned().into()),
+            None => IfMatchCondition::Any,
+        };
+        let delete = table
+            .partition_key_client(partition_key)
+            .entity_client(row_key)
+            .delete()
+            .if_match(condition);
+        match delete.await {
+            Ok(_) => Ok(true),
+            Err(e) if is_row_missing(&e) || is_status(&e, StatusCode::PreconditionFailed) => {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The OData `$filter` a key selection becomes: the only text this handler sends to storage that is
+//! built from a caller's input, so it is built here and nowhere else.
+
+use crate::domain::KeySelection;
+
+/// An OData literal: quotes doubled. Keys are already restricted to characters that need no escaping;
+/// this is the second line of defence, not the first.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The `$filter` for a selection. A service name selects the recipe-style row `name` and every
+/// instance row `name:<id>`: a RowKey range, so a service's instances are read in one partition scan
+/// (`;` is the character after `:`).
+pub(super) fn filter_for(selection: &KeySelection) -> Option<String> {
+    let mut clauses = Vec::new();
+    if let Some(service_type) = &selection.service_type {
+        clauses.push(format!(
+            "PartitionKey eq {}",
+            literal(service_type.as_str())
+        ));
+    }
+    match (&selection.service_name, &selection.instance_id) {
+        (Some(name), Some(instance)) => clauses.push(format!(
+            "RowKey eq {}",
+            literal(&format!("{name}:{instance}"))
+        )),
+        (Some(name), None) => clauses.push(format!(
+            "(RowKey eq {} or (RowKey gt {} and RowKey lt {}))",
+            literal(name.as_str()),
+            literal(&format!("{name}:")),
+            literal(&format!("{name};"))
+        )),
+        (None, _) => {}
+    }
+    (!clauses.is_empty()).then(|| clauses.join(" and "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{InstanceId, ServiceName, ServiceType};
+
+    #[test]
+    fn filters_use_only_validated_keys() {
+        let mut q = KeySelection::all();
+        assert_eq!(filter_for(&q), None);
+        q.service_type = Some(ServiceType::parse("api").unwrap());
+        assert_eq!(filter_for(&q).unwrap(), "PartitionKey eq 'api'");
+        q.service_type = None;
+        q.service_name = Some(ServiceName::parse("svc").unwrap());
+        assert_eq!(
+            filter_for(&q).unwrap(),
+            "(RowKey eq 'svc' or (RowKey gt 'svc:' and RowKey lt 'svc;'))"
+        );
+        q.instance_id = Some(InstanceId::parse("pod-1").unwrap());
+        assert_eq!(filter_for(&q).unwrap(), "RowKey eq 'svc:pod-1'");
+        assert_eq!(literal("o'brien"), "'o''brien'");
+    }
+}

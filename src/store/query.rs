@@ -1,0 +1,79 @@
+//! Reads by key selection: both tables, each through its read cache, so a warm handler answers a
+//! discovery or a resolve without a storage round trip (see `cache` for the staleness bound).
+
+use super::filter::filter_for;
+use super::{HealthByKey, HealthRecord, ServiceRecord, Store, StoreError};
+use crate::domain::KeySelection;
+use azure_data_tables::prelude::TableClient;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+impl Store {
+    /// The registry rows a selection covers, in (PartitionKey, RowKey) order.
+    pub async fn find_services(
+        &self,
+        selection: &KeySelection,
+    ) -> Result<Arc<Vec<ServiceRecord>>, StoreError> {
+        let filter = filter_for(selection);
+        self.services_cache
+            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
+                let mut rows = self
+                    .find(
+                        &self.registry,
+                        filter.as_deref(),
+                        ServiceRecord::from_entity,
+                    )
+                    .await?;
+                rows.sort_by(|a, b| {
+                    (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
+                });
+                Ok(rows)
+            })
+            .await
+    }
+
+    /// The health rows for the same selection: one query, not one request per service.
+    pub async fn find_health(
+        &self,
+        selection: &KeySelection,
+    ) -> Result<Arc<HealthByKey>, StoreError> {
+        let filter = filter_for(selection);
+        self.health_cache
+            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
+                let rows = self
+                    .find(&self.health, filter.as_deref(), HealthRecord::from_entity)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn find<T>(
+        &self,
+        table: &TableClient,
+        filter: Option<&str>,
+        read: fn(&Map<String, Value>) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        self.within_budget(self.ensure_tables()).await?;
+        let mut builder = table.query();
+        if let Some(filter) = filter {
+            builder = builder.filter(filter.to_owned());
+        }
+        // Pages of up to 1,000 entities, followed through continuation tokens until the end.
+        let pages = builder.into_stream::<Map<String, Value>>();
+        let mut rows = Vec::new();
+        let mut pages = std::pin::pin!(pages);
+        // Each page is bounded on its own: a large registry may take many pages, none may hang.
+        while let Some(page) = self
+            .within_budget(async { Ok(pages.next().await.transpose()?) })
+            .await?
+        {
+            rows.extend(page.entities.iter().map(read));
+        }
+        Ok(rows)
+    }
+}
