@@ -45,7 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use service_registry::health::SweepReport;
+pub use service_registry::health::SweepReport;
 
 pub const ACCOUNT: &str = "devstoreaccount1";
 pub const ACCOUNT_KEY: &str =

@@ -42,12 +42,9 @@ async fn health_of(h: &Handler, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no health row for {name}"))
 }
 
-fn summary_of(sweep: &Resp) -> String {
+fn report_of(sweep: &Resp) -> SweepReport {
     let res = sweep.json();
-    logs_of(&res)
-        .into_iter()
-        .find(|l| l.contains("HealthMonitor sweep:"))
-        .unwrap_or_else(|| panic!("no summary: {res}"))
+    sweep_report(&logs_of(&res)).unwrap_or_else(|| panic!("no summary: {res}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +173,7 @@ async fn a_redirect_to_the_metadata_address_is_not_followed() {
         assert_eq!(row["errorMessage"], "", "{row}");
         assert_eq!(target.hits(), 1);
     }
-    assert!(summary_of(&sweep).contains("refused 0"));
+    assert_eq!(report_of(&sweep).refused, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,9 +195,8 @@ async fn rows_with_unaddressable_keys_are_skipped_not_fatal() {
     }
     let sweep = h.sweep().await;
     assert_eq!(sweep.status, 200, "{}", sweep.text);
-    let summary = summary_of(&sweep);
-    assert!(summary.contains("probed 1,"), "{summary}");
-    assert!(summary.contains("invalid_rows 3"), "{summary}");
+    let report = report_of(&sweep);
+    assert_eq!((report.probed, report.invalid_rows), (1, 3), "{report:?}");
     assert_eq!(health_of(&h, "fine").await["status"], "healthy");
     assert_eq!(h.tables().rows(&h.health_table).await.len(), 1);
 }

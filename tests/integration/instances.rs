@@ -185,15 +185,12 @@ pub async fn deregister(h: &Handler, query: &str) -> Resp {
     .await
 }
 
-/// Run one sweep and return its summary line (the one holding `HealthMonitor sweep:`).
-pub async fn sweep_summary(h: &Handler) -> String {
+/// Run one sweep and return its report, read back from the summary line in its Logs.
+pub async fn sweep_summary(h: &Handler) -> SweepReport {
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "sweep failed: {}", r.text);
     let logs = logs_of(&r.json());
-    logs.iter()
-        .find(|l| l.contains("HealthMonitor sweep:"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no sweep summary in {logs:?}"))
+    sweep_report(&logs).unwrap_or_else(|| panic!("no sweep summary in {logs:?}"))
 }
 
 fn handler_cache_off() -> Vec<(&'static str, &'static str)> {
@@ -1032,10 +1029,7 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
     .await;
     // First sweep: every service gets a health row.
     let first = sweep_summary(&h).await;
-    assert!(
-        first.trim_end().ends_with(", deleted_expired 0"),
-        "summary must end with `, deleted_expired 0`: {first}"
-    );
+    assert_eq!(first.deleted_expired, 0, "{first:?}");
     let tables = h.tables();
     assert_eq!(tables.rows(&h.health_table).await.len(), 4);
 
@@ -1045,10 +1039,7 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
     set_last_heartbeat(&h, "api", "sw", long_ago).await;
 
     let second = sweep_summary(&h).await;
-    assert!(
-        second.trim_end().ends_with(", deleted_expired 2"),
-        "summary must end with `, deleted_expired 2`: {second}"
-    );
+    assert_eq!(second.deleted_expired, 2, "{second:?}");
     let mut reg: Vec<String> = tables
         .rows(&h.registry_table)
         .await
@@ -1077,10 +1068,7 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
     assert_eq!(keys(&v), vec!["api/sw/fresh", "api/sw/nottl"]);
 
     let third = sweep_summary(&h).await;
-    assert!(
-        third.trim_end().ends_with(", deleted_expired 0"),
-        "nothing left to delete: {third}"
-    );
+    assert_eq!(third.deleted_expired, 0, "{third:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1115,10 +1103,7 @@ async fn sweep_keeps_expired_rows_within_the_default_grace() {
     .await;
 
     let summary = sweep_summary(&h).await;
-    assert!(
-        summary.trim_end().ends_with(", deleted_expired 1"),
-        "summary must end with `, deleted_expired 1`: {summary}"
-    );
+    assert_eq!(summary.deleted_expired, 1, "{summary:?}");
     let tables = h.tables();
     let reg: Vec<String> = tables
         .rows(&h.registry_table)
@@ -1401,7 +1386,7 @@ async fn health_rows_never_outlive_their_registration() {
         )
         .await;
     }
-    assert!(sweep_summary(&h).await.contains("deleted_orphans 0"));
+    assert_eq!(sweep_summary(&h).await.deleted_orphans, 0);
     let tables = h.tables();
     assert_eq!(
         tables
@@ -1428,8 +1413,8 @@ async fn health_rows_never_outlive_their_registration() {
                     "responseTime": 3, "errorMessage": ""}),
         )
         .await;
-    let summary = sweep_summary(&h).await;
-    assert!(summary.contains("deleted_orphans 1"), "{summary}");
+    let report = sweep_summary(&h).await;
+    assert_eq!(report.deleted_orphans, 1, "{report:?}");
     assert!(tables
         .row(&h.health_table, "api", "web:pod-1")
         .await
