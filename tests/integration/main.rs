@@ -7,6 +7,7 @@ mod harness_identity;
 mod harness_selftest;
 
 mod circuit;
+mod deploy_contract;
 mod discovery;
 mod discovery_filters;
 mod envelopes;
