@@ -17,6 +17,7 @@ mod instances;
 mod interop;
 mod lease;
 mod managed_identity;
+mod proxying;
 mod recipe;
 mod registrar;
 mod resolver;
