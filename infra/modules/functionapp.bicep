@@ -171,7 +171,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       remoteDebuggingEnabled: false
       appSettings: [for setting in items(appSettings): {
         name: setting.key
-        value: setting.value
+        value: string(setting.value)
       }]
     }
   }

@@ -144,7 +144,8 @@ resource sqlDatabase 'Microsoft.Sql/servers/databases@2023-08-01' = {
   }
 }
 
-// Audit to the same Log Analytics workspace as the function app's telemetry.
+// Audit to the same Log Analytics workspace as the function app's telemetry (SQL sends server
+// audit events there only once the diagnostic setting below exists).
 resource sqlAuditing 'Microsoft.Sql/servers/auditingSettings@2023-08-01' = {
   parent: sqlServer
   name: 'default'
@@ -155,9 +156,15 @@ resource sqlAuditing 'Microsoft.Sql/servers/auditingSettings@2023-08-01' = {
   }
 }
 
+// Server-level audit events reach Azure Monitor through a diagnostic setting on `master`.
+resource sqlMaster 'Microsoft.Sql/servers/databases@2023-08-01' existing = {
+  parent: sqlServer
+  name: 'master'
+}
+
 resource sqlAuditDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'sql-audit'
-  scope: sqlDatabase
+  scope: sqlMaster
   properties: {
     workspaceId: logAnalyticsId
     logs: [
