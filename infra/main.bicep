@@ -28,7 +28,7 @@ param namePrefix string = 'svcreg'
 ])
 param plan string = 'FlexConsumption'
 
-@description('SystemAssigned: the app\'s own identity. UserAssigned: a user-assigned identity created here, named to the handler by AZURE_STORAGETABLE_CLIENTID (needs a handler that honours that setting).')
+@description('SystemAssigned: the app\'s own identity. UserAssigned: a user-assigned identity created here and used for everything; the handler is told its client id in AZURE_STORAGETABLE_CLIENTID.')
 @allowed([
   'SystemAssigned'
   'UserAssigned'

@@ -8,8 +8,8 @@
 //! - Flex Consumption gets none of the settings that plan deprecates, Linux Consumption the two
 //!   its host needs;
 //! - every `--setting` name infra/deploy.sh accepts is a handler setting, and every handler
-//!   setting is either set by the template, accepted by deploy.sh, or listed below as one the
-//!   platform sets;
+//!   setting is either set by the template, accepted by deploy.sh, or listed below as left unset
+//!   on purpose;
 //! - every function folder (a folder holding function.json) is packed by infra/package.sh and
 //!   named in the README.
 //!
@@ -40,16 +40,21 @@ const HOST_SETTINGS: &[&str] = &[
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 ];
 
-/// Handler settings neither the template nor deploy.sh sets, because the platform does or they
-/// only mean something outside Azure Functions.
-const PLATFORM_OR_LOCAL_SETTINGS: &[&str] = &[
+/// Handler settings the deployment leaves unset on purpose: the platform sets them, they only
+/// mean something outside Azure Functions, or the handler reads them only to refuse or warn.
+const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // Set by the Functions host when it starts the handler.
     "FUNCTIONS_CUSTOMHANDLER_PORT",
     "FUNCTIONS_HTTPWORKER_PORT",
     "FUNCTIONS_APP_ROOT_PATH",
-    // Set by the platform: the instance name and the managed-identity endpoint.
+    // Set by the platform: the instance name and the managed-identity endpoint and its header.
     "WEBSITE_INSTANCE_ID",
     "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    // Read only to warn that it is not used (AZURE_STORAGETABLE_CLIENTID is), and only to refuse
+    // a service principal, which the handler does not support.
+    "AZURE_CLIENT_ID",
+    "AZURE_STORAGETABLE_CLIENTSECRET",
     // Other hosts (Container Apps, plain containers) and the dev loop.
     "CONTAINER_APP_REPLICA_NAME",
     "HOSTNAME",
@@ -160,9 +165,27 @@ fn literal_vars() -> BTreeMap<String, String> {
     vars
 }
 
-/// What a Bicep value becomes, for the handler's parser: a literal with `${…}` replaced, a name
-/// bound to a literal its literal, else a placeholder (an expression only Azure can evaluate).
+/// What the template's runtime values look like in Azure, for the ones the handler parses.
+const SAMPLE_VALUES: &[(&str, &str)] = &[
+    // A user-assigned identity's client id is a GUID.
+    (
+        "userAssignedClientId",
+        "4f8d2c1a-9b3e-4c7d-8a6f-0e1d2c3b4a59",
+    ),
+    // The storage account's primaryEndpoints.table.
+    (
+        "tableEndpoint",
+        "https://svcregaccount.table.core.windows.net/",
+    ),
+];
+
+/// What a Bicep value becomes, for the handler's parser: a sample of a runtime value, a name bound
+/// to a literal its literal, a literal with `${…}` replaced, else a placeholder (an expression
+/// only Azure can evaluate, which the handler does not parse).
 fn placeholder_value(bicep: &str, vars: &BTreeMap<String, String>) -> String {
+    if let Some((_, sample)) = SAMPLE_VALUES.iter().find(|(name, _)| *name == bicep) {
+        return (*sample).to_owned();
+    }
     if let Some(literal) = vars.get(bicep) {
         return literal.clone();
     }
@@ -323,11 +346,13 @@ fn each_plans_settings_configure_the_handler_for_managed_identity() {
         };
         let parsed = Settings::from_lookup(lookup)
             .unwrap_or_else(|e| panic!("{plan}: the handler refuses the Bicep's settings: {e}"));
-        assert!(
-            matches!(parsed.storage.source, StorageSource::ManagedIdentity { .. }),
-            "{plan}: the handler would reach the tables with {:?}, not the managed identity",
-            parsed.storage.source
-        );
+        match &parsed.storage.source {
+            StorageSource::ManagedIdentity { endpoint, .. } => assert_eq!(
+                endpoint, "https://svcregaccount.table.core.windows.net/",
+                "{plan}: the handler's table endpoint"
+            ),
+            other => panic!("{plan}: the handler would reach the tables with {other:?}, not the managed identity"),
+        }
         assert!(
             parsed.telemetry.json,
             "{plan}: RUST_LOG_FORMAT=json is not set"
@@ -390,9 +415,9 @@ fn deploy_sh_passes_on_handler_settings_only_and_every_one_is_accounted_for() {
         assert!(
             template.contains(name)
                 || accepted.contains(name)
-                || PLATFORM_OR_LOCAL_SETTINGS.contains(&name.as_str()),
+                || NOT_DEPLOYED_SETTINGS.contains(&name.as_str()),
             "the handler reads {name}, but neither the Bicep sets it, nor infra/deploy.sh accepts it \
-             as --setting, nor is it listed as set by the platform (PLATFORM_OR_LOCAL_SETTINGS)"
+             as --setting, nor is it listed as left unset on purpose (NOT_DEPLOYED_SETTINGS)"
         );
     }
 }
