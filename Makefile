@@ -1,5 +1,5 @@
 # Entry points; each target is a script in scripts/ so it also works without make.
-.PHONY: run test lint package bench
+.PHONY: run test lint package bench checkov
 
 run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
 	./scripts/run-local.sh
@@ -9,6 +9,9 @@ test:     ## the whole suite against real Azurite
 
 lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile
 	./scripts/lint.sh
+
+checkov:  ## checkov over infra/ (pinned, installed into ~/.cache/service-registry on first use)
+	./scripts/checkov.sh
 
 package:  ## one zip for zip deploy: host.json, every function.json and the handler binary
 	./infra/package.sh

@@ -1,205 +1,187 @@
-// Service registry on Azure Functions (custom handler, Linux Consumption) with Azure Table Storage.
+// Service registry: the Rust `handler` as an Azure Functions custom handler, its state in Azure
+// Table Storage. Deployed as ONE zip afterwards (infra/package.sh, infra/deploy.sh).
 //
-// Deploys:
-//   - a storage account (StorageV2, Standard_LRS, TLS 1.2, HTTPS only, no public blob access)
-//     with the tables ServiceRegistry and HealthStatus; it is also the Functions host's own storage
-//   - a Log Analytics workspace and a workspace-based Application Insights component
-//   - a Linux Consumption plan (Y1, reserved)
-//   - the Function App (kind functionapp,linux; FUNCTIONS_WORKER_RUNTIME=custom; runtime ~4)
-//
-// The code is deployed separately as ONE zip (see infra/package.sh and infra/deploy.sh).
-// No output carries a secret.
+// By default (Flex Consumption, system-assigned identity) nothing in it holds a secret: the
+// storage account has shared keys off, and the host, the deployment, the handler and telemetry all
+// authenticate with the app's managed identity. The modules:
+//   modules/storage.bicep      the account: the two tables, host storage, the deployment container
+//   modules/monitoring.bicep   Log Analytics + Application Insights (Entra ID ingestion only)
+//   modules/functionapp.bicep  the plan (FC1, or Y1 for existing apps) and the function app
+//   modules/roles.bicep        the identity's data roles
+//   modules/topology.bicep     optional: the recipe's web app, Azure SQL, Redis, Service Connector
+// No output carries a secret. What was checked offline and what never ran: infra/README.md.
 
 targetScope = 'resourceGroup'
 
-@description('Azure region for every resource.')
+@description('Azure region for every resource (Flex Consumption is not offered in every region).')
 param location string = resourceGroup().location
 
-@description('Short prefix for resource names: lowercase letters and digits (hyphens are dropped from the storage account name). At most 11 characters are used in the storage account name.')
+@description('Short prefix for resource names: lowercase letters, digits and hyphens (hyphens are dropped from the storage account name, which takes at most 11 characters of it).')
 @minLength(2)
 @maxLength(20)
 param namePrefix string = 'svcreg'
+
+@description('FlexConsumption (FC1): the default. Consumption (Linux Y1): only for apps already on it; that plan gets no new features and retires on 2028-09-30.')
+@allowed([
+  'FlexConsumption'
+  'Consumption'
+])
+param plan string = 'FlexConsumption'
+
+@description('SystemAssigned: the app\'s own identity. UserAssigned: a user-assigned identity created here and used for everything; the handler is told its client id in AZURE_STORAGETABLE_CLIENTID.')
+@allowed([
+  'SystemAssigned'
+  'UserAssigned'
+])
+param identityType string = 'SystemAssigned'
+
+@description('Flex Consumption: the most instances the app may scale out to (the platform lists 40 to 1000 for custom handlers).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption: memory per instance in MB. The handler needs little; 512 is the cheapest.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 512
+
+@description('Handler settings added to the app settings, e.g. {"HEALTH_PROBE_TIMEOUT_MS": "3000"}; names from the README\'s Configuration table (infra/deploy.sh checks them). The template\'s own settings win on a clash.')
+param handlerSettings object = {}
+
+@description('Also deploy the recipe\'s topology: an App Service web app, Azure SQL (Entra-only), Azure Cache for Redis (TLS and Entra only) and Service Connector links. Off by default: it costs money every hour, the function app alone does not.')
+param deployRecipeTopology bool = false
+
+@description('deployRecipeTopology: App Service plan SKU of the web app.')
+param webPlanSku string = 'B1'
+
+@description('deployRecipeTopology: Entra ID object id of the Azure SQL administrator (infra/deploy.sh passes the signed-in user\'s).')
+param sqlAdminObjectId string = ''
+
+@description('deployRecipeTopology: that administrator\'s display name or user principal name.')
+param sqlAdminLogin string = ''
+
+@description('deployRecipeTopology: User, Group or Application.')
+@allowed([
+  'User'
+  'Group'
+  'Application'
+])
+param sqlAdminPrincipalType string = 'User'
 
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
 
 var prefix = toLower(namePrefix)
-// uniqueString gives 13 lowercase alphanumerics, stable for this resource group and prefix.
+// 13 lowercase alphanumerics, stable for this resource group and prefix.
 var suffix = uniqueString(resourceGroup().id, prefix)
+var isFlex = plan == 'FlexConsumption'
+var isUserAssigned = identityType == 'UserAssigned'
 
-// Storage account names: 3-24 lowercase letters and digits, globally unique.
 var storageAccountName = take('${take(replace(prefix, '-', ''), 11)}${suffix}', 24)
 var functionAppName = '${prefix}-func-${suffix}'
-var planName = '${prefix}-plan-${suffix}'
-var appInsightsName = '${prefix}-appi-${suffix}'
-var logAnalyticsName = '${prefix}-log-${suffix}'
+var deploymentContainerName = isFlex ? 'app-package' : ''
 
-// Table names: must match what the handler reads from REGISTRY_TABLE / HEALTH_TABLE.
+// Must match what the handler reads from REGISTRY_TABLE / HEALTH_TABLE (set below).
 var registryTableName = 'ServiceRegistry'
 var healthTableName = 'HealthStatus'
 
 // ---------------------------------------------------------------------------------------------
-// Storage: the registry's tables and the Functions host's own storage
+// Resources
 // ---------------------------------------------------------------------------------------------
 
-resource storageAccount 'Microsoft.Storage/storageAccounts@2023-01-01' = {
-  name: storageAccountName
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: storageAccountName
+    location: location
+    allowSharedKeyAccess: !isFlex
+    deploymentContainerName: deploymentContainerName
+    registryTableName: registryTableName
+    healthTableName: healthTableName
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    logAnalyticsName: '${prefix}-log-${suffix}'
+    appInsightsName: '${prefix}-appi-${suffix}'
+  }
+}
+
+resource userAssignedIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (isUserAssigned) {
+  name: '${prefix}-id-${suffix}'
   location: location
-  kind: 'StorageV2'
-  sku: {
-    name: 'Standard_LRS'
-  }
-  properties: {
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-    allowBlobPublicAccess: false
-    // Shared-key access stays on: the connection strings below (secret auth) and the Linux
-    // Consumption content share need the account key. See infra/README.md for managed identity.
-    allowSharedKeyAccess: true
-    accessTier: 'Hot'
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    location: location
+    name: functionAppName
+    planName: '${prefix}-plan-${suffix}'
+    plan: plan
+    userAssignedIdentityId: isUserAssigned ? userAssignedIdentity.id : ''
+    userAssignedClientId: isUserAssigned ? userAssignedIdentity.properties.clientId : ''
+    storageAccountName: storage.outputs.name
+    blobEndpoint: storage.outputs.blobEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    registryTableName: registryTableName
+    healthTableName: healthTableName
+    appInsightsName: monitoring.outputs.appInsightsName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    handlerSettings: handlerSettings
   }
 }
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-01-01' = {
-  parent: storageAccount
-  name: 'default'
-}
-
-resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-01-01' = {
-  parent: tableService
-  name: registryTableName
-}
-
-resource healthTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-01-01' = {
-  parent: tableService
-  name: healthTableName
-}
-
-// Secret-auth option: an account-key connection string, built at deployment time and written
-// only into app settings (never into an output). This is the same shape Azure Service Connector
-// injects as AZURE_STORAGETABLE_CONNECTIONSTRING for a storage-table connection with secret auth.
-var storageConnectionString = 'DefaultEndpointsProtocol=https;AccountName=${storageAccount.name};AccountKey=${storageAccount.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
-
-// ---------------------------------------------------------------------------------------------
-// Monitoring: Log Analytics + workspace-based Application Insights
-// ---------------------------------------------------------------------------------------------
-
-resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
-  name: logAnalyticsName
-  location: location
-  properties: {
-    sku: {
-      name: 'PerGB2018'
-    }
-    retentionInDays: 30
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    principalId: isUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.outputs.principalId
+    storageAccountName: storage.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    hostUsesIdentity: isFlex
   }
 }
 
-resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
-  name: appInsightsName
-  location: location
-  kind: 'web'
-  properties: {
-    Application_Type: 'web'
-    WorkspaceResourceId: logAnalytics.id
+module topology 'modules/topology.bicep' = if (deployRecipeTopology) {
+  name: 'topology'
+  params: {
+    location: location
+    webAppName: '${prefix}-web-${suffix}'
+    webPlanName: '${prefix}-webplan-${suffix}'
+    webPlanSku: webPlanSku
+    sqlServerName: '${prefix}-sql-${suffix}'
+    sqlDatabaseName: 'ServiceRegistry'
+    redisName: '${prefix}-redis-${suffix}'
+    sqlAdminObjectId: sqlAdminObjectId
+    sqlAdminLogin: sqlAdminLogin
+    sqlAdminPrincipalType: sqlAdminPrincipalType
+    functionAppName: functionApp.outputs.name
+    storageAccountName: storage.outputs.name
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Compute: Linux Consumption plan + Function App (custom handler)
-// ---------------------------------------------------------------------------------------------
-
-resource plan 'Microsoft.Web/serverfarms@2023-01-01' = {
-  name: planName
-  location: location
-  kind: 'linux'
-  sku: {
-    name: 'Y1'
-    tier: 'Dynamic'
-  }
-  properties: {
-    reserved: true // Linux
-  }
-}
-
-resource functionApp 'Microsoft.Web/sites@2023-01-01' = {
-  name: functionAppName
-  location: location
-  kind: 'functionapp,linux'
-  // A system-assigned identity costs nothing and is what the managed-identity option
-  // (AZURE_STORAGETABLE_RESOURCEENDPOINT) would use; the connection strings below do not need it.
-  identity: {
-    type: 'SystemAssigned'
-  }
-  properties: {
-    serverFarmId: plan.id
-    reserved: true
-    httpsOnly: true
-    clientAffinityEnabled: false
-    siteConfig: {
-      // No linuxFxVersion: a custom handler ships its own executable (`handler` in the zip), so
-      // there is no language stack to pick; the platform leaves it empty for runtime "custom".
-      ftpsState: 'Disabled'
-      minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      http20Enabled: true
-      appSettings: [
-        {
-          name: 'FUNCTIONS_EXTENSION_VERSION'
-          value: '~4'
-        }
-        {
-          name: 'FUNCTIONS_WORKER_RUNTIME'
-          value: 'custom'
-        }
-        {
-          // The Functions host's own storage (timer singleton lease, keys, deployment package).
-          name: 'AzureWebJobsStorage'
-          value: storageConnectionString
-        }
-        {
-          // Linux Consumption keeps the app's content on an Azure Files share in this account.
-          name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING'
-          value: storageConnectionString
-        }
-        {
-          name: 'WEBSITE_CONTENTSHARE'
-          value: toLower(functionAppName)
-        }
-        {
-          // Secret auth (what Service Connector injects). The handler reads it before
-          // AzureWebJobsStorage. To move to managed identity, see infra/README.md.
-          name: 'AZURE_STORAGETABLE_CONNECTIONSTRING'
-          value: storageConnectionString
-        }
-        {
-          name: 'REGISTRY_TABLE'
-          value: registryTableName
-        }
-        {
-          name: 'HEALTH_TABLE'
-          value: healthTableName
-        }
-        {
-          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-          value: appInsights.properties.ConnectionString
-        }
-      ]
-    }
-  }
-  // The handler creates missing tables at start-up too, but deploying them here first means the
-  // app's first cold start does not race table creation.
+  // The links find the function app's table role already assigned.
   dependsOn: [
-    registryTable
-    healthTable
+    roles
   ]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outputs (no secrets)
+// Outputs (names only, nothing secret)
 // ---------------------------------------------------------------------------------------------
 
-output functionAppName string = functionApp.name
-output defaultHostName string = functionApp.properties.defaultHostName
-output storageAccountName string = storageAccount.name
+output functionAppName string = functionApp.outputs.name
+output defaultHostName string = functionApp.outputs.defaultHostName
+output storageAccountName string = storage.outputs.name
+output plan string = plan
+output webAppName string = deployRecipeTopology ? topology.outputs.webAppName : ''
+output sqlServerName string = deployRecipeTopology ? topology.outputs.sqlServerName : ''
+output sqlDatabaseName string = deployRecipeTopology ? topology.outputs.sqlDatabaseName : ''

@@ -7,6 +7,7 @@ mod harness_identity;
 mod harness_selftest;
 
 mod circuit;
+mod deploy_contract;
 mod discovery;
 mod discovery_filters;
 mod envelopes;
@@ -16,6 +17,7 @@ mod instances;
 mod interop;
 mod lease;
 mod managed_identity;
+mod proxying;
 mod recipe;
 mod registrar;
 mod resolver;

@@ -1,0 +1,467 @@
+//! The deployment contract, checked offline: what infra/ deploys must fit what the handler reads.
+//!
+//! - every app setting the Bicep writes (the `var *AppSettings = {…}` objects in infra/) is read by
+//!   the handler (a name in src/configuration.rs or src/configuration/*.rs) or by the Functions
+//!   host (the commented allow-list below);
+//! - each plan's settings give the handler a valid configuration: `Settings::from_lookup` over them
+//!   succeeds and picks managed identity for the tables, with JSON logs on;
+//! - Flex Consumption gets none of the settings that plan deprecates, Linux Consumption the two
+//!   its host needs;
+//! - every `--setting` name infra/deploy.sh accepts is a handler setting, and every handler
+//!   setting is either set by the template, accepted by deploy.sh, or listed below as left unset
+//!   on purpose;
+//! - every function folder (a folder holding function.json) is packed by infra/package.sh and
+//!   named in the README.
+//!
+//! No process is started and nothing is sent anywhere: the Bicep is read as text.
+
+use service_registry::configuration::{
+    Settings, StorageSource, CONNECTION_STRING_VARS, RESOURCE_ENDPOINT_VAR,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Settings the Functions host (or the platform under it) reads, never the handler.
+const HOST_SETTINGS: &[&str] = &[
+    // Identity-based host storage (Flex): the account, "managedidentity", and which
+    // user-assigned identity to use.
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    // Linux Consumption: runtime version and language worker (Flex sets both in functionAppConfig).
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    // Linux Consumption: the Azure Files content share.
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    // Telemetry, sent by the host: where, and Entra ID authentication for it.
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+];
+
+/// Handler settings the deployment leaves unset on purpose: the platform sets them, they only
+/// mean something outside Azure Functions, or the handler reads them only to refuse or warn.
+const NOT_DEPLOYED_SETTINGS: &[&str] = &[
+    // Set by the Functions host when it starts the handler.
+    "FUNCTIONS_CUSTOMHANDLER_PORT",
+    "FUNCTIONS_HTTPWORKER_PORT",
+    "FUNCTIONS_APP_ROOT_PATH",
+    // Set by the platform: the instance name and the managed-identity endpoint and its header.
+    "WEBSITE_INSTANCE_ID",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    // Read only to warn that it is not used (AZURE_STORAGETABLE_CLIENTID is), and only to refuse
+    // a service principal, which the handler does not support.
+    "AZURE_CLIENT_ID",
+    "AZURE_STORAGETABLE_CLIENTSECRET",
+    // Other hosts (Container Apps, plain containers) and the dev loop.
+    "CONTAINER_APP_REPLICA_NAME",
+    "HOSTNAME",
+    "DISCOVERY_BIND",
+    "HEALTH_MONITOR_SCHEDULE",
+    // Storage alternatives the template deliberately does not use (it uses managed identity).
+    "STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGETABLE_CONNECTIONSTRING",
+];
+
+/// Flex Consumption deprecates these (learn.microsoft.com, "Flex Consumption plan deprecations").
+const FLEX_DEPRECATED: &[&str] = &[
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_TIME_ZONE",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn bicep_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![repo().join("infra")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("infra/ is readable") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "bicep") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no .bicep files under infra/");
+    files
+}
+
+/// Each `var <name>AppSettings = { key: value … }` block: block name → (setting → value text).
+fn settings_blocks() -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut blocks = BTreeMap::new();
+    for file in bicep_files() {
+        let text = read(&file);
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            let Some(rest) = line.strip_prefix("var ") else {
+                continue;
+            };
+            let Some((name, tail)) = rest.split_once(" = ") else {
+                continue;
+            };
+            if !name.ends_with("AppSettings") || tail.trim() != "{" {
+                continue;
+            }
+            let mut settings = BTreeMap::new();
+            for entry in lines.by_ref() {
+                if entry.trim() == "}" {
+                    break;
+                }
+                let entry = entry.trim();
+                if entry.is_empty() || entry.starts_with("//") {
+                    continue;
+                }
+                let (key, value) = entry.split_once(':').unwrap_or_else(|| {
+                    panic!(
+                        "{}: cannot read the setting line {entry:?} in {name}",
+                        file.display()
+                    )
+                });
+                settings.insert(
+                    key.trim().trim_matches('\'').to_owned(),
+                    value.trim().to_owned(),
+                );
+            }
+            blocks.insert(name.to_owned(), settings);
+        }
+    }
+    blocks
+}
+
+/// `var name = 'literal'` across infra/: what a bare name in a setting stands for (module
+/// parameters carry the same names as the variables main.bicep passes to them).
+fn literal_vars() -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for file in bicep_files() {
+        for line in read(&file).lines() {
+            let Some((name, value)) = line.strip_prefix("var ").and_then(|r| r.split_once(" = "))
+            else {
+                continue;
+            };
+            let value = value.trim();
+            if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
+                vars.insert(name.trim().to_owned(), value[1..value.len() - 1].to_owned());
+            }
+        }
+    }
+    vars
+}
+
+/// What the template's runtime values look like in Azure, for the ones the handler parses.
+const SAMPLE_VALUES: &[(&str, &str)] = &[
+    // A user-assigned identity's client id is a GUID.
+    (
+        "userAssignedClientId",
+        "4f8d2c1a-9b3e-4c7d-8a6f-0e1d2c3b4a59",
+    ),
+    // The storage account's primaryEndpoints.table.
+    (
+        "tableEndpoint",
+        "https://svcregaccount.table.core.windows.net/",
+    ),
+];
+
+/// What a Bicep value becomes, for the handler's parser: a sample of a runtime value, a name bound
+/// to a literal its literal, a literal with `${…}` replaced, else a placeholder (an expression
+/// only Azure can evaluate, which the handler does not parse).
+fn placeholder_value(bicep: &str, vars: &BTreeMap<String, String>) -> String {
+    if let Some((_, sample)) = SAMPLE_VALUES.iter().find(|(name, _)| *name == bicep) {
+        return (*sample).to_owned();
+    }
+    if let Some(literal) = vars.get(bicep) {
+        return literal.clone();
+    }
+    match bicep.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(literal) => {
+            let mut out = String::new();
+            let mut rest = literal;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let end = rest[start..]
+                    .find('}')
+                    .map_or(rest.len(), |e| start + e + 1);
+                out.push_str("placeholder");
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            out
+        }
+        None => "placeholder".to_owned(),
+    }
+}
+
+/// Every variable name the handler reads: the names in the configuration module (its tests left
+/// out) and the storage variables it exports.
+fn handler_settings() -> BTreeSet<String> {
+    let dir = repo().join("src");
+    let mut files = vec![dir.join("configuration.rs")];
+    for entry in fs::read_dir(dir.join("configuration")).expect("src/configuration/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
+            files.push(path);
+        }
+    }
+    let mut names: BTreeSet<String> = CONNECTION_STRING_VARS
+        .iter()
+        .chain([&RESOURCE_ENDPOINT_VAR])
+        .map(|s| s.to_string())
+        .collect();
+    for file in files {
+        let text = read(&file);
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for literal in code.split('"').skip(1).step_by(2) {
+            let is_variable = literal.len() >= 3
+                && literal.starts_with(|c: char| c.is_ascii_uppercase())
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if is_variable {
+                names.insert(literal.to_owned());
+            }
+        }
+    }
+    assert!(
+        names.contains("REGISTRY_TABLE") && names.contains("RUST_LOG_FORMAT"),
+        "the scan of src/configuration found too little: {names:?}"
+    );
+    names
+}
+
+fn deploy_sh_settings() -> Vec<String> {
+    let text = read(&repo().join("infra/deploy.sh"));
+    let block = text
+        .split("# handler-settings:begin")
+        .nth(1)
+        .and_then(|rest| rest.split("# handler-settings:end").next())
+        .expect("infra/deploy.sh has no '# handler-settings:begin' … ':end' block");
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('(') && *l != ")")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_app_setting_the_bicep_writes_is_read_by_the_handler_or_the_host() {
+    let handler = handler_settings();
+    let blocks = settings_blocks();
+    for expected in [
+        "handlerAppSettings",
+        "telemetryAppSettings",
+        "flexAppSettings",
+        "userAssignedAppSettings",
+        "consumptionAppSettings",
+    ] {
+        assert!(
+            blocks.contains_key(expected),
+            "infra/modules/functionapp.bicep: no `var {expected} = {{` block (found {:?})",
+            blocks.keys()
+        );
+    }
+    for (block, settings) in &blocks {
+        for name in settings.keys() {
+            assert!(
+                handler.contains(name) || HOST_SETTINGS.contains(&name.as_str()),
+                "app setting {name} (Bicep `{block}`) is read neither by the handler \
+                 (src/configuration) nor by the host (HOST_SETTINGS in this test)"
+            );
+        }
+    }
+    // App settings written anywhere else would escape this check.
+    for file in bicep_files() {
+        let text = read(&file);
+        for (at, _) in text.match_indices("appSettings:") {
+            let after = &text[at..(at + 80).min(text.len())];
+            assert!(
+                after.contains("items(appSettings)"),
+                "{}: an appSettings list not built from the checked `*AppSettings` objects: {after:?}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn each_plans_settings_configure_the_handler_for_managed_identity() {
+    let blocks = settings_blocks();
+    let vars = literal_vars();
+    let combine = |names: &[&str]| -> BTreeMap<String, String> {
+        names
+            .iter()
+            .flat_map(|block| blocks[*block].iter())
+            .map(|(k, v)| (k.clone(), placeholder_value(v, &vars)))
+            .collect()
+    };
+    let plans = [
+        (
+            "Flex Consumption, system-assigned",
+            combine(&[
+                "handlerAppSettings",
+                "telemetryAppSettings",
+                "flexAppSettings",
+            ]),
+        ),
+        (
+            "Flex Consumption, user-assigned",
+            combine(&[
+                "handlerAppSettings",
+                "telemetryAppSettings",
+                "flexAppSettings",
+                "userAssignedAppSettings",
+            ]),
+        ),
+        (
+            "Linux Consumption",
+            combine(&[
+                "handlerAppSettings",
+                "telemetryAppSettings",
+                "consumptionAppSettings",
+            ]),
+        ),
+    ];
+    for (plan, settings) in plans {
+        // The host adds the port when it starts the handler.
+        let lookup = |name: &str| match name {
+            "FUNCTIONS_CUSTOMHANDLER_PORT" => Some("7071".to_owned()),
+            _ => settings.get(name).cloned(),
+        };
+        let parsed = Settings::from_lookup(lookup)
+            .unwrap_or_else(|e| panic!("{plan}: the handler refuses the Bicep's settings: {e}"));
+        match &parsed.storage.source {
+            StorageSource::ManagedIdentity { endpoint, .. } => assert_eq!(
+                endpoint, "https://svcregaccount.table.core.windows.net/",
+                "{plan}: the handler's table endpoint"
+            ),
+            other => panic!("{plan}: the handler would reach the tables with {other:?}, not the managed identity"),
+        }
+        assert!(
+            parsed.telemetry.json,
+            "{plan}: RUST_LOG_FORMAT=json is not set"
+        );
+        assert_eq!(parsed.storage.registry_table, "ServiceRegistry", "{plan}");
+        assert_eq!(parsed.storage.health_table, "HealthStatus", "{plan}");
+        if plan.starts_with("Flex") {
+            for name in FLEX_DEPRECATED {
+                assert!(
+                    !settings.contains_key(*name),
+                    "{plan}: {name} is deprecated on Flex Consumption but the Bicep sets it"
+                );
+            }
+            assert!(
+                settings.contains_key("AzureWebJobsStorage__accountName"),
+                "{plan}: no identity-based host storage (AzureWebJobsStorage__accountName)"
+            );
+        } else {
+            assert_eq!(
+                settings.get("FUNCTIONS_WORKER_RUNTIME").map(String::as_str),
+                Some("custom"),
+                "{plan}: FUNCTIONS_WORKER_RUNTIME must be custom"
+            );
+            assert!(
+                settings.contains_key("AzureWebJobsStorage"),
+                "{plan}: no host storage"
+            );
+        }
+    }
+    let flex_config = read(&repo().join("infra/modules/functionapp.bicep"));
+    assert!(
+        flex_config.contains("name: 'custom'"),
+        "functionAppConfig.runtime must name the custom handler runtime"
+    );
+}
+
+#[test]
+fn deploy_sh_passes_on_handler_settings_only_and_every_one_is_accounted_for() {
+    let handler = handler_settings();
+    let accepted = deploy_sh_settings();
+    assert!(
+        !accepted.is_empty(),
+        "infra/deploy.sh accepts no handler settings"
+    );
+    let template: BTreeSet<String> = settings_blocks()
+        .values()
+        .flat_map(|s| s.keys().cloned())
+        .collect();
+    for name in &accepted {
+        assert!(
+            handler.contains(name),
+            "infra/deploy.sh accepts --setting {name}, which the handler does not read"
+        );
+        assert!(
+            !template.contains(name),
+            "infra/deploy.sh accepts --setting {name}, but the template sets it and would override it"
+        );
+    }
+    for name in &handler {
+        assert!(
+            template.contains(name)
+                || accepted.contains(name)
+                || NOT_DEPLOYED_SETTINGS.contains(&name.as_str()),
+            "the handler reads {name}, but neither the Bicep sets it, nor infra/deploy.sh accepts it \
+             as --setting, nor is it listed as left unset on purpose (NOT_DEPLOYED_SETTINGS)"
+        );
+    }
+}
+
+#[test]
+fn every_function_folder_is_packaged_and_documented() {
+    let root = repo();
+    let mut folders: Vec<String> = fs::read_dir(&root)
+        .expect("repository root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("function.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert!(
+        folders.len() >= 5,
+        "expected the five function folders, found {folders:?}"
+    );
+    let package_sh = read(&root.join("infra/package.sh"));
+    let packs_all = package_sh.contains("*/function.json");
+    let readme = read(&root.join("README.md"));
+    for folder in &folders {
+        assert!(
+            packs_all || package_sh.contains(&format!("{folder}/function.json")),
+            "function folder {folder}/ is not packed by infra/package.sh"
+        );
+        assert!(
+            readme.contains(&format!("`{folder}`")) || readme.contains(&format!("{folder}/")),
+            "function folder {folder}/ is not named in README.md"
+        );
+    }
+}
+
+#[test]
+fn placeholder_values_keep_literals_and_hide_expressions() {
+    let vars = BTreeMap::from([("tableName".to_owned(), "Registry".to_owned())]);
+    assert_eq!(placeholder_value("'json'", &vars), "json");
+    assert_eq!(
+        placeholder_value("'ClientId=${id};Authorization=AAD'", &vars),
+        "ClientId=placeholder;Authorization=AAD"
+    );
+    assert_eq!(placeholder_value("tableName", &vars), "Registry");
+    assert_eq!(
+        placeholder_value("storageAccountName", &vars),
+        "placeholder"
+    );
+}
