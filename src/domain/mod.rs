@@ -2,6 +2,7 @@
 //! how a probe outcome becomes a health verdict. Everything here is a plain function or a
 //! parse-don't-validate newtype, unit-tested beside its code.
 
+mod access;
 mod balance;
 mod check;
 mod circuit;
@@ -15,6 +16,7 @@ mod query;
 mod registration;
 mod resolve_query;
 
+pub use access::{Grants, Role, Scope};
 pub use balance::{choose, Candidate};
 pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
