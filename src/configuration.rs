@@ -13,10 +13,12 @@
 mod environment;
 mod identity;
 mod schedule;
+mod security;
 
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
+pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,7 +59,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub health: HealthSettings,
     pub telemetry: TelemetrySettings,
-    // Authentication settings join here as their own group when the API gets callers' identities.
+    /// Who may call: API keys, Entra ID, the platform's principal, origins (`security.rs`).
+    pub security: SecuritySettings,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -188,6 +191,9 @@ pub enum ConfigError {
     NoTimer { path: String },
     #[error("schedule {schedule:?} is not a six-field NCRONTAB expression: app setting {name} is not set")]
     UnsetAppSetting { schedule: String, name: String },
+    /// Standalone on a reachable address with nobody checked: refused unless asked for.
+    #[error("{}", security::unprotected_message(bind))]
+    Unprotected { bind: SocketAddr },
 }
 
 impl Settings {
@@ -201,6 +207,7 @@ impl Settings {
         let server = server(&env)?;
         let storage = storage(&env)?;
         let health = health(&env, &server.mode, storage.timeout)?;
+        let security = security::security(&env, &server.mode)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
@@ -212,6 +219,7 @@ impl Settings {
             server,
             storage,
             health,
+            security,
             notices,
         })
     }
