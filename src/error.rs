@@ -43,6 +43,27 @@ pub enum ApiError {
         allowed: &'static str,
     },
 
+    /// No credentials, or credentials that do not check out: 401 with `WWW-Authenticate: Bearer`.
+    /// `field` names the header that was read (`Authorization` when none was sent).
+    #[error("{message}")]
+    Unauthenticated {
+        field: &'static str,
+        message: String,
+        /// Credentials were sent but refused (RFC 6750 `error="invalid_token"`).
+        presented: bool,
+    },
+
+    /// The caller is known but may not do this; `field` names the input outside its grants.
+    #[error("{message}")]
+    Forbidden {
+        field: Option<&'static str>,
+        message: String,
+    },
+
+    /// The identity provider's signing keys could not be fetched, so no token can be checked yet.
+    #[error("cannot verify access tokens: {0}")]
+    IdentityUnavailable(String),
+
     /// Table Storage could not be reached, timed out or throttled us: the caller may retry.
     #[error("storage is unavailable: {0}")]
     StorageUnavailable(String),
@@ -66,7 +87,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::NoSuchService { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::StorageUnavailable(_) | ApiError::IdentityUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +102,8 @@ impl ApiError {
                 Some(field)
             }
             ApiError::PayloadTooLarge { .. } => Some("body"),
+            ApiError::Unauthenticated { field, .. } => Some(field),
+            ApiError::Forbidden { field, .. } => *field,
             _ => None,
         }
     }
@@ -86,6 +113,10 @@ impl ApiError {
         match self {
             ApiError::StorageUnavailable(_) => {
                 "storage is temporarily unavailable; retry after the Retry-After delay".to_owned()
+            }
+            ApiError::IdentityUnavailable(_) => {
+                "cannot verify access tokens right now; retry after the Retry-After delay"
+                    .to_owned()
             }
             ApiError::Internal(_) => "internal error; see the handler's logs".to_owned(),
             other => other.to_string(),
@@ -129,6 +160,9 @@ impl IntoResponse for ApiError {
             ApiError::StorageUnavailable(detail) => {
                 tracing::warn!(error = %detail, "storage unavailable")
             }
+            ApiError::IdentityUnavailable(detail) => {
+                tracing::warn!(error = %detail, "identity provider unavailable")
+            }
             ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             _ => {}
         }
@@ -141,6 +175,18 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if let ApiError::Unauthenticated { presented, .. } = self {
+            // RFC 6750 §3: say which scheme we take, and whether what was sent was refused.
+            let challenge = if presented {
+                r#"Bearer realm="service-registry", error="invalid_token""#
+            } else {
+                r#"Bearer realm="service-registry""#
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -162,6 +208,49 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_is_401_with_a_bearer_challenge_and_forbidden_is_403() {
+        let response = ApiError::Unauthenticated {
+            field: "Authorization",
+            message: "authentication required".into(),
+            presented: false,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="service-registry""#
+        );
+        let refused = ApiError::Unauthenticated {
+            field: "x-functions-key",
+            message: "unknown key".into(),
+            presented: true,
+        }
+        .into_response();
+        assert!(refused.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#));
+        let body = axum::body::to_bytes(refused.into_body(), 1024)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "unknown key", "field": "x-functions-key"})
+        );
+        let forbidden = ApiError::Forbidden {
+            field: Some("serviceType"),
+            message: "no".into(),
+        }
+        .into_response();
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert!(forbidden.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let unavailable = ApiError::IdentityUnavailable("jwks down".into()).into_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.headers()[header::RETRY_AFTER], "5");
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@
 //! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
 //! - `health`: probes and the bounded-concurrency sweep;
 //! - `store`: the two tables, the only module that knows the Tables crate;
+//! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
+//!   which browser origin, in front of every function;
 //! - `configuration`, `telemetry`, `scheduler`, `startup`: process concerns;
 //! - `error`: the one error type and its mapping to HTTP statuses.
 
@@ -19,6 +21,7 @@ pub mod error;
 pub mod functions;
 pub mod health;
 pub mod scheduler;
+pub mod security;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
