@@ -10,6 +10,7 @@ use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::functions;
 use crate::health::{HealthMonitor, SweepTrigger};
 use crate::scheduler::{Schedule, ScheduleError};
+use crate::security::{self, AuthRecord, Security};
 use crate::store::Store;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -53,7 +54,7 @@ impl Application {
             .map(Schedule::parse)
             .transpose()?;
         let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
-        let state = AppState::new(store, monitor);
+        let state = AppState::new(store, monitor, Security::new(&settings.security));
         Ok(Application {
             settings,
             state,
@@ -91,7 +92,7 @@ impl Application {
             ));
         }
 
-        let app = app(self.state);
+        let app = app(self.state, self.settings.server.mode.is_standalone());
         let mut server_shutdown = shutdown_rx.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = server_shutdown.wait_for(|stop| *stop).await;
@@ -107,21 +108,32 @@ impl Application {
     }
 }
 
-/// The whole router: readiness, `/api/*`, the envelopes, and one log line per request.
-pub fn app(state: AppState) -> Router {
+/// The whole router: readiness, `/api/*`, the envelopes (standalone: the manual sweep only),
+/// browser origins refused or answered with CORS, and one log line per request.
+pub fn app(state: AppState, standalone: bool) -> Router {
     let api = api::router(state.clone());
-    Router::new()
+    let security = state.security.clone();
+    let mut router = Router::new()
         .route(
             "/",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .merge(functions::router(state, api.clone()))
-        .merge(api)
+        .merge(functions::router(state, api.clone(), standalone))
+        .merge(api);
+    if let Some(cors) = security.origins.cors_layer() {
+        router = router.layer(cors);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            security::refuse_foreign_origins,
+        ))
         .layer(axum::middleware::from_fn(log_request))
 }
 
-/// One structured line per request: function, method, status, duration, invocation id. The path is
-/// logged without its query, which may hold the function key.
+/// One structured line per request: function, method, status, duration, invocation id, and the
+/// caller (`caller`: a key id or token subject, never a secret) with the decision (`auth`). The
+/// path is logged without its query, which may hold the function key.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -133,6 +145,10 @@ async fn log_request(request: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     let response = next.run(request).await;
+    let (caller, auth) = response
+        .extensions()
+        .get::<AuthRecord>()
+        .map_or(("", ""), |record| (record.caller.as_str(), record.decision));
     let function = path.trim_start_matches("/api/").trim_start_matches('/');
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -142,9 +158,9 @@ async fn log_request(request: Request, next: Next) -> Response {
     } else if response.status() == StatusCode::INTERNAL_SERVER_ERROR
         || response.status() == StatusCode::SERVICE_UNAVAILABLE
     {
-        tracing::warn!(function, %method, path, status, duration_ms, invocation_id, "request");
+        tracing::warn!(function, %method, path, status, duration_ms, invocation_id, caller, auth, "request");
     } else {
-        tracing::info!(function, %method, path, status, duration_ms, invocation_id, "request");
+        tracing::info!(function, %method, path, status, duration_ms, invocation_id, caller, auth, "request");
     }
     response
 }

@@ -3,8 +3,9 @@
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
-use crate::domain::{continuation_token, healthy_only, DiscoveryQuery};
+use crate::domain::{continuation_token, healthy_only, DiscoveryQuery, Scope};
 use crate::error::{ApiError, ApiResult};
+use crate::security::Caller;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -44,14 +45,20 @@ pub struct RenderedPage {
 
 pub async fn discover(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let query = DiscoveryQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
+    caller.may_select(&query.keys)?;
+    // A scoped reader sees only its services, so what it may read is part of the page's key.
+    let visible = caller.read_scope();
     // The parsed query is the cache key: `code`, order and spelling of the raw string do not matter.
     let page = state
         .pages
-        .get_or_fetch(&format!("{query:?}"), || render(&state, &query))
+        .get_or_fetch(&format!("{visible}|{query:?}"), || {
+            render(&state, &query, visible)
+        })
         .await?;
     if if_none_match(&headers, &page.etag) {
         return Ok((
@@ -70,13 +77,20 @@ pub async fn discover(
     Ok(([(header::ETAG, page.etag.clone())], axum::Json(body)).into_response())
 }
 
-async fn render(state: &AppState, query: &DiscoveryQuery) -> ApiResult<RenderedPage> {
+/// One page as `visible` may see it: rows outside it are gone before health, fail-open and paging
+/// are judged, so neither the count nor `failedOpen` says anything about them.
+async fn render(
+    state: &AppState,
+    query: &DiscoveryQuery,
+    visible: &Scope,
+) -> ApiResult<RenderedPage> {
     let now = chrono::Utc::now();
     let selection = Selection {
         keys: query.keys.clone(),
         attributes: &query.attributes,
         after: query.after.as_ref(),
         include_expired: query.include_expired,
+        visible,
     };
     let page =
         with_matching_rows(state, &selection, now, |rows| paginate(query, rows, now)).await?;

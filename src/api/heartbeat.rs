@@ -7,6 +7,7 @@ use super::registrar::not_registered;
 use super::{read_json_body, AppState};
 use crate::domain::InstanceKey;
 use crate::error::ApiResult;
+use crate::security::Caller;
 use axum::body::Body;
 use axum::extract::State;
 use axum::Json;
@@ -22,9 +23,14 @@ pub struct Beat {
     last_heartbeat: String,
 }
 
-pub async fn heartbeat(State(state): State<AppState>, body: Body) -> ApiResult<Json<Beat>> {
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Json<Beat>> {
     let json = read_json_body(body).await?;
     let key = InstanceKey::from_body(&json)?;
+    caller.may_write(&key)?;
     let now = crate::now_iso();
     if !state.store.heartbeat(&key, &now).await? {
         return Err(not_registered(&key));

@@ -6,7 +6,7 @@
 //! cache when warm, so a hot discovery or resolve costs no storage round trip.
 
 use super::AppState;
-use crate::domain::{AttributeFilter, HealthState, KeySelection, Standing};
+use crate::domain::{AttributeFilter, HealthState, KeySelection, Scope, Standing};
 use crate::error::ApiResult;
 use crate::store::{HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
@@ -55,12 +55,15 @@ pub struct Selection<'q> {
     pub after: Option<&'q (String, String)>,
     /// Keep expired rows too.
     pub include_expired: bool,
+    /// Only the services the caller may read (by PartitionKey and the name half of the RowKey,
+    /// the same key a write is judged by).
+    pub visible: &'q Scope,
 }
 
 /// Reads both tables for the selection's keys (from the cache when warm) and hands the joined rows
-/// that pass every attribute filter (tags, metadata, version, expiry, continuation) to `use_rows`,
-/// in (serviceType, RowKey) order. Health is left to the caller: discovery and resolution treat it
-/// differently.
+/// the caller may see that pass every attribute filter (tags, metadata, version, expiry,
+/// continuation) to `use_rows`, in (serviceType, RowKey) order. Health is left to the caller:
+/// discovery and resolution treat it differently.
 pub async fn with_matching_rows<T>(
     state: &AppState,
     selection: &Selection<'_>,
@@ -76,6 +79,10 @@ pub async fn with_matching_rows<T>(
         .filter(|service| match selection.after {
             Some((pk, rk)) => (&service.partition_key, &service.row_key) > (pk, rk),
             None => true,
+        })
+        .filter(|service| {
+            let name = service.row_key.split(':').next().unwrap_or_default();
+            selection.visible.covers(&service.partition_key, name)
         })
         .filter(|service| attributes_match(selection.attributes, service))
         .map(|service| Joined {

@@ -12,6 +12,7 @@ mod resolver;
 
 use crate::error::{ApiError, ApiResult};
 use crate::health::HealthMonitor;
+use crate::security::{self, Security};
 use crate::store::{ReadCache, Store};
 use axum::http::Method;
 use axum::routing::{get, post};
@@ -30,19 +31,23 @@ pub struct AppState {
     pub monitor: HealthMonitor,
     /// Rendered discovery pages, invalidated with the store's read cache.
     pub pages: Arc<ReadCache<RenderedPage>>,
+    /// Who may call: every `/api` route admits its caller through it first.
+    pub security: Arc<Security>,
 }
 
 impl AppState {
-    pub fn new(store: Store, monitor: HealthMonitor) -> Self {
+    pub fn new(store: Store, monitor: HealthMonitor, security: Security) -> Self {
         AppState {
             pages: Arc::new(store.derived_cache()),
             store,
             monitor,
+            security: Arc::new(security),
         }
     }
 }
 
-/// The `/api/*` routes.
+/// The `/api/*` routes, each behind the authentication layer (an unknown route is a 404 for
+/// anyone). Envelopes replayed through this router are authenticated by the headers inside them.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -66,6 +71,10 @@ pub fn router(state: AppState) -> Router {
             get(discovery::discover)
                 .fallback(|method: Method| async move { not_allowed(method, "GET") }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.security.clone(),
+            security::authenticate,
+        ))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 use super::{read_json_body, AppState};
 use crate::domain::{InstanceKey, Registration};
 use crate::error::{ApiError, ApiResult};
+use crate::security::Caller;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::Json;
@@ -27,9 +28,14 @@ impl Registered {
     }
 }
 
-pub async fn register(State(state): State<AppState>, body: Body) -> ApiResult<Json<Registered>> {
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Json<Registered>> {
     let json = read_json_body(body).await?;
     let registration = Registration::parse(&json)?;
+    caller.may_write(&registration.key)?;
     refuse_forbidden_target(&state, &registration)?;
     state
         .store
@@ -81,10 +87,12 @@ impl KeyParams {
 /// `DELETE ?serviceType=&serviceName=&instanceId=`: removes exactly that row and its health.
 pub async fn deregister(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<KeyParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Registered>> {
     let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let key = params.key()?;
+    caller.may_write(&key)?;
     if !state.store.deregister(&key).await? {
         return Err(not_registered(&key));
     }

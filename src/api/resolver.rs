@@ -8,6 +8,7 @@ use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
 use crate::domain::{choose, eligible, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
+use crate::security::Caller;
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde::Serialize;
@@ -21,15 +22,20 @@ pub struct Resolved {
 
 pub async fn resolve(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Resolved>> {
     let query = ResolveQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
+    let keys = query.keys.keys();
+    caller.may_select(&keys)?;
     let selection = Selection {
-        keys: query.keys.keys(),
+        keys,
         attributes: &query.attributes,
         after: None,
         // Expired rows too: expiry is part of eligibility, which the domain judges.
         include_expired: true,
+        // Instances the caller may not read are never its answer.
+        visible: caller.read_scope(),
     };
     let now = chrono::Utc::now();
     let chosen = with_matching_rows(&state, &selection, now, |rows| {

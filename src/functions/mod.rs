@@ -7,12 +7,16 @@
 //! answered with `{"Outputs": {...}, "Logs": [...], "ReturnValue": null}`. For HTTP functions we unwrap
 //! the envelope into an ordinary request, replay it through the same `/api` router, and wrap the
 //! response into `Outputs.res`, so both modes run exactly the same handler code.
+//!
+//! Envelopes are the host's protocol, so a standalone handler does not serve them (they are 404s
+//! there, like any unknown route), except `POST /HealthMonitor`: the manual sweep, for admins.
 
 mod envelope;
 
 use crate::api::AppState;
 use crate::error::ApiError;
 use crate::health::SweepTrigger;
+use crate::security::{self, AuthRecord, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -31,7 +35,17 @@ const HTTP_FUNCTIONS: [&str; 4] = [
 ];
 
 /// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
-pub fn router(state: AppState, api: Router) -> Router {
+/// Standalone, only the manual sweep, behind authentication.
+pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
+    if standalone {
+        return Router::new()
+            .route("/HealthMonitor", post(manual_sweep))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.security.clone(),
+                security::authenticate,
+            ))
+            .with_state(state);
+    }
     let mut router = Router::new().route("/HealthMonitor", post(timer_invocation));
     for function in HTTP_FUNCTIONS {
         let api = api.clone();
@@ -70,10 +84,25 @@ async fn http_invocation(api: Router, function: &'static str, body: axum::body::
         // its message to the caller instead of turning a bare error into its own 500.
         Err(e) => e.into_response(),
     };
+    // Who the inner request's caller was belongs on this request's log line.
+    let auth = response.extensions().get::<AuthRecord>().cloned();
     let reply = InvocationReply::from_http_response(function, response).await;
     // The envelope itself always succeeds: the caller's status travels in Outputs.res.statusCode,
     // because a non-2xx reply would make the host drop our outputs and answer 500.
-    (StatusCode::OK, Json(reply)).into_response()
+    let mut response = (StatusCode::OK, Json(reply)).into_response();
+    if let Some(auth) = auth {
+        response.extensions_mut().insert(auth);
+    }
+    response
+}
+
+/// Standalone `POST /HealthMonitor`: one sweep now, for an admin (anyone on the anonymous
+/// loopback dev loop), answered like the host's timer invocation.
+async fn manual_sweep(state: State<AppState>, caller: Caller, body: axum::body::Bytes) -> Response {
+    if let Err(e) = caller.may_administer() {
+        return e.into_response();
+    }
+    timer_invocation(state, body).await
 }
 
 async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
