@@ -3,13 +3,18 @@
 //! Run with `cargo test --test integration` (needs `npm ci` for node_modules/.bin/azurite-table).
 
 mod harness;
+mod harness_entra;
 mod harness_identity;
 mod harness_selftest;
 
+mod auth;
+mod auth_host;
 mod circuit;
+mod cors;
 mod deploy_contract;
 mod discovery;
 mod discovery_filters;
+mod entra;
 mod envelopes;
 mod health_checks;
 mod health_monitor;

@@ -387,6 +387,24 @@ impl Handler {
         Resp::read(rb.send().await.expect("request")).await
     }
 
+    /// A request with exactly these headers (credentials, `Origin`, …) and an optional body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Resp {
+        let mut rb = self.client.request(method, self.url(path_and_query));
+        for (name, value) in headers {
+            rb = rb.header(*name, *value);
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        Resp::read(rb.send().await.expect("request")).await
+    }
+
     // --- envelopes, as the host sends them with forwarding off ---
 
     pub async fn invoke(&self, function: &str, envelope: &Value) -> Resp {
