@@ -355,5 +355,4 @@ pub(super) fn unprotected_message(bind: &SocketAddr) -> String {
 }
 
 #[cfg(test)]
-#[path = "security_tests.rs"]
 mod tests;

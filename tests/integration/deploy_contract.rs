@@ -60,6 +60,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "HOSTNAME",
     "DISCOVERY_BIND",
     "HEALTH_MONITOR_SCHEDULE",
+    // Standalone only: anonymous access on a reachable bind, and a key file inside the container.
+    "REGISTRY_ALLOW_ANONYMOUS",
+    "REGISTRY_API_KEYS_FILE",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
