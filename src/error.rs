@@ -37,6 +37,14 @@ pub enum ApiError {
         message: String,
     },
 
+    /// The resolver found no eligible instance. `instances` are the ones it judged (a JSON array of
+    /// discovery items), so the caller sees why: their health, errors, expiry and weight.
+    #[error("{message}")]
+    NoEligibleInstance {
+        message: String,
+        instances: serde_json::Value,
+    },
+
     #[error("method {method} is not allowed here; use {allowed}")]
     MethodNotAllowed {
         method: String,
@@ -85,7 +93,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(_) | ApiError::NoSuchService { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_)
+            | ApiError::NoSuchService { .. }
+            | ApiError::NoEligibleInstance { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -104,6 +114,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => Some("body"),
             ApiError::Unauthenticated { field, .. } => Some(field),
             ApiError::Forbidden { field, .. } => *field,
+            ApiError::NoEligibleInstance { .. } => Some("serviceName"),
             _ => None,
         }
     }
@@ -146,11 +157,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Every error's body: what is wrong, and which input (where one applies).
 #[derive(Serialize)]
 struct ErrorBody<'a> {
+    /// What is wrong, for a person to read.
     error: String,
+    /// The input at fault: a body field (`serviceName`, `healthCheck.timeoutMs`), a query parameter,
+    /// `body`, or an envelope part (`Data`, `Data.req`, `Data.req.Method`).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// The resolver's 404 only: the instances it judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instances: Option<&'a serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -169,6 +187,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.public_message(),
             field: self.field(),
+            instances: match &self {
+                ApiError::NoEligibleInstance { instances, .. } => Some(instances),
+                _ => None,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -2,7 +2,9 @@
 //! weight and recent response time. The rules are the domain's: which instances are eligible
 //! (`domain::eligible`: not expired, weight above 0, healthy, or never checked while none is) and
 //! the draw among them (`domain::choose`: in proportion to weight / cost). This file maps rows to
-//! them and shapes the answer.
+//! them and shapes the answer. When none is eligible, the 404 lists the instances it judged, as
+//! discovery shows them, so the caller sees why (each one's health and `errorMessage`, when its
+//! open circuit is tried next, expiry, weight) without a second request.
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
 use super::AppState;
@@ -15,7 +17,9 @@ use serde::Serialize;
 
 #[derive(Serialize)]
 pub struct Resolved {
+    /// The instance chosen, as discovery shows it.
     instance: InstanceView,
+    /// How many instances were eligible.
     candidates: usize,
     timestamp: String,
 }
@@ -39,19 +43,25 @@ pub async fn resolve(
     };
     let now = chrono::Utc::now();
     let chosen = with_matching_rows(&state, &selection, now, |rows| {
-        let eligible = eligible(rows, |joined| joined.standing(now));
-        let candidates: Vec<Candidate> = eligible.iter().map(candidate).collect();
-        choose(&candidates, &mut fastrand::Rng::new())
-            .map(|index| (InstanceView::of(&eligible[index], now), eligible.len()))
+        let eligible = eligible(rows.iter().collect(), |joined| joined.standing(now));
+        let candidates: Vec<Candidate> = eligible.iter().map(|j| candidate(j)).collect();
+        match choose(&candidates, &mut fastrand::Rng::new()) {
+            Some(index) => Ok((InstanceView::of(eligible[index], now), eligible.len())),
+            // Only now, so a successful resolve of a large service renders one item, not all.
+            None => Err(rows
+                .iter()
+                .map(|j| InstanceView::of(j, now))
+                .collect::<Vec<_>>()),
+        }
     })
     .await?;
-    let (instance, candidates) = chosen.ok_or_else(|| ApiError::NoSuchService {
-        field: "serviceName",
+    let (instance, candidates) = chosen.map_err(|judged| ApiError::NoEligibleInstance {
         message: format!(
             "service {}:{} has no healthy instance to resolve",
             query.keys.service_type.as_ref().map_or("*", |t| t.as_str()),
             query.keys.service_name
         ),
+        instances: serde_json::to_value(judged).unwrap_or_default(),
     })?;
     Ok(Json(Resolved {
         instance,

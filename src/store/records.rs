@@ -63,7 +63,8 @@ pub struct HealthRecord {
     pub last_transition: Option<Stored<DateTime<Utc>>>,
     pub circuit: Option<Stored<Circuit>>,
     pub open_trials: Option<u32>,
-    /// Never shown, so not kept as text: an unreadable time reads as absent.
+    /// Shown (while the circuit is open) as this handler spells it, not kept as text: an unreadable
+    /// time reads as absent.
     pub next_probe_at: Option<DateTime<Utc>>,
     pub checked_by: Option<String>,
     /// Exponentially weighted moving average of `responseTime` (ms, a Double): what the resolver

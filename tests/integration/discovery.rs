@@ -72,7 +72,26 @@ pub fn assert_discovery_shape(v: &Value) -> Vec<Value> {
             Value::Object(hs) => {
                 // The recipe's three keys always; the circuit breaker's five together, when the row
                 // was written by the handler's sweep (a recipe-written row has none of them).
-                let mut hk: Vec<&str> = hs.keys().map(String::as_str).collect();
+                // Beside them, `errorMessage` only when non-empty and `nextProbeAt` only while the
+                // circuit is open.
+                if let Some(message) = hs.get("errorMessage") {
+                    assert!(
+                        message.as_str().is_some_and(|m| !m.is_empty()),
+                        "errorMessage must be a non-empty string when present: {s}"
+                    );
+                }
+                if let Some(next) = hs.get("nextProbeAt") {
+                    assert_eq!(
+                        hs["circuit"], "open",
+                        "nextProbeAt on a circuit not open: {s}"
+                    );
+                    assert_iso_utc(next.as_str().expect("nextProbeAt string"));
+                }
+                let mut hk: Vec<&str> = hs
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| !matches!(*k, "errorMessage" | "nextProbeAt"))
+                    .collect();
                 hk.sort();
                 let recipe = vec!["lastChecked", "responseTime", "status"];
                 let with_circuit = vec![
@@ -242,9 +261,10 @@ async fn healthy_only_uses_health_rows() {
         by_id["api:alpha"]["healthStatus"],
         json!({"status": "healthy", "lastChecked": checked, "responseTime": 12})
     );
+    // A recipe row's reason is shown too; an empty one (a passing probe) is not.
     assert_eq!(
         by_id["api:beta"]["healthStatus"],
-        json!({"status": "unhealthy", "lastChecked": checked, "responseTime": 0})
+        json!({"status": "unhealthy", "lastChecked": checked, "responseTime": 0, "errorMessage": "HTTP 503"})
     );
     assert_eq!(
         by_id["db:alpha"]["healthStatus"],

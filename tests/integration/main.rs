@@ -31,3 +31,4 @@ mod standalone;
 mod startup;
 mod storage_faults;
 mod typed_rows;
+mod why_and_when;
