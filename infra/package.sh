@@ -8,6 +8,7 @@
 #     ServiceHeartbeat/function.json
 #     ServiceResolver/function.json
 #     HealthMonitor/function.json
+#     Sweep/function.json
 #     handler                         (Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
@@ -68,6 +69,7 @@ app_files=(
     ServiceHeartbeat/function.json
     ServiceResolver/function.json
     HealthMonitor/function.json
+    Sweep/function.json
 )
 for f in "${app_files[@]}"; do
     [[ -f "${repo_root}/${f}" ]] || die "missing ${f} at the repository root"

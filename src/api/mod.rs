@@ -9,6 +9,7 @@ mod heartbeat;
 mod listing;
 mod registrar;
 mod resolver;
+mod sweep;
 
 use crate::error::{ApiError, ApiResult};
 use crate::health::HealthMonitor;
@@ -69,6 +70,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/ServiceDiscovery",
             get(discovery::discover)
+                .fallback(|method: Method| async move { not_allowed(method, "GET") }),
+        )
+        .route(
+            "/api/Sweep",
+            get(sweep::last_sweep)
                 .fallback(|method: Method| async move { not_allowed(method, "GET") }),
         )
         .route_layer(axum::middleware::from_fn_with_state(

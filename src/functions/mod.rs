@@ -27,11 +27,12 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 /// The HTTP functions, each served from `/api/<name>` and as an envelope on `POST /<name>`.
-const HTTP_FUNCTIONS: [&str; 4] = [
+const HTTP_FUNCTIONS: [&str; 5] = [
     "ServiceRegistrar",
     "ServiceDiscovery",
     "ServiceHeartbeat",
     "ServiceResolver",
+    "Sweep",
 ];
 
 /// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.

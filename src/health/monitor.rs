@@ -10,11 +10,13 @@
 //!   (for the moment it is made), so it cannot overlap a sweep running elsewhere. Under the Functions
 //!   host the timer is already a singleton, so there no lease is taken.
 //! - A finished sweep releases the lease (its tick stays recorded, so nobody sweeps that tick again).
+//! - Every sweep that ran, succeeded or failed, is recorded in the `(~sweep, last)` row
+//!   (`store::sweeps`) before `sweep_once` returns, so whoever triggered it can read it back at once.
 
 use super::sweep::run_sweep;
 use super::{Prober, SweepReport, TargetPolicy};
 use crate::configuration::{HealthSettings, ServerSettings};
-use crate::store::{LeaseOutcome, Store, StoreError};
+use crate::store::{LeaseOutcome, Store, StoreError, SweepRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -102,9 +104,13 @@ impl HealthMonitor {
             );
             return Ok(SweepOutcome::AlreadyRunning);
         };
-        let result = self.sweep_with_lease(trigger).await;
+        let started_at = Utc::now();
+        let result = self.sweep_with_lease(trigger, started_at).await;
         match &result {
-            Ok(SweepOutcome::Ran(report)) => report.log_finished(&tick_of(trigger)),
+            Ok(SweepOutcome::Ran(report)) => {
+                report.log_finished(&tick_of(trigger));
+                self.record(trigger, started_at, Ok(report)).await;
+            }
             Ok(SweepOutcome::LeaseHeldBy(holder)) => tracing::info!(
                 function = "HealthMonitor",
                 holder = %holder,
@@ -113,13 +119,45 @@ impl HealthMonitor {
             ),
             Ok(SweepOutcome::AlreadyRunning) => {}
             Err(e) => {
-                tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed")
+                tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed");
+                self.record(trigger, started_at, Err(e)).await;
             }
         }
         result
     }
 
-    async fn sweep_with_lease(&self, trigger: SweepTrigger) -> Result<SweepOutcome, StoreError> {
+    /// Stores what a sweep that ran did. A failure to store it is logged, not raised: the sweep's
+    /// own outcome (and, under the host, the invocation's status) must not depend on its summary.
+    async fn record(
+        &self,
+        trigger: SweepTrigger,
+        started_at: DateTime<Utc>,
+        result: Result<&SweepReport, &StoreError>,
+    ) {
+        let record = SweepRecord {
+            started_at: crate::iso(started_at),
+            finished_at: crate::now_iso(),
+            checked_by: self.inner.checked_by.clone(),
+            tick: match trigger {
+                SweepTrigger::Invocation => None,
+                SweepTrigger::Scheduled { tick } => Some(crate::iso(tick)),
+            },
+            // StoreError's text is redacted when it is made.
+            result: result
+                .map(SweepReport::counters)
+                .map_err(ToString::to_string),
+        };
+        if let Err(e) = self.inner.store.record_sweep(&record).await {
+            tracing::warn!(function = "HealthMonitor", error = %e, "could not store the sweep's summary row");
+        }
+    }
+
+    /// `started_at` dates the sweep: its start in the summary row, and every transition it records.
+    async fn sweep_with_lease(
+        &self,
+        trigger: SweepTrigger,
+        started_at: DateTime<Utc>,
+    ) -> Result<SweepOutcome, StoreError> {
         let inner = &*self.inner;
         let tick = match trigger {
             SweepTrigger::Scheduled { tick } => Some(tick),
@@ -127,7 +165,7 @@ impl HealthMonitor {
             SweepTrigger::Invocation => None,
         };
         let Some(tick) = tick else {
-            return run_sweep(inner).await.map(SweepOutcome::Ran);
+            return run_sweep(inner, started_at).await.map(SweepOutcome::Ran);
         };
         let holder = &inner.checked_by;
         let lease = inner
@@ -137,7 +175,7 @@ impl HealthMonitor {
         if let LeaseOutcome::HeldBy(holder) = lease {
             return Ok(SweepOutcome::LeaseHeldBy(holder));
         }
-        let result = run_sweep(inner).await;
+        let result = run_sweep(inner, started_at).await;
         // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
         if let Err(e) = inner.store.release_sweep_lease(holder).await {
             tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");

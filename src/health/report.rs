@@ -1,6 +1,7 @@
 //! What one sweep did, as one value: the counters are declared once, below, and everything that
 //! shows them is derived from that list: the summary line in the invocation's `Logs`, the fields of
-//! the `health sweep finished` log line, and the serialised form tests read back by name. Adding a
+//! the `health sweep finished` log line, the counters of the stored `(~sweep, last)` row
+//! (`counters` / `from_counters`), and the serialised form tests read back by name. Adding a
 //! counter is one line here and a `+= 1` where it is counted.
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// must be spelled out at compile time: `tracing` takes no runtime list of names.)
 macro_rules! sweep_report {
     ($( $(#[doc = $doc:literal])+ $name:ident ),+ $(,)?) => {
+        /// The counters of one sweep that ran to its end, named as in its summary line.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct SweepReport {
@@ -17,6 +19,9 @@ macro_rules! sweep_report {
         }
 
         impl SweepReport {
+            /// Every counter's name, in summary order.
+            pub const COUNTERS: &'static [&'static str] = &[$(stringify!($name)),+];
+
             /// The `health sweep finished` log line, with every counter as a field.
             pub fn log_finished(&self, tick: &str) {
                 tracing::info!(
@@ -74,6 +79,27 @@ impl SweepReport {
         format!("{SUMMARY_PREFIX}{}", pairs.join(", "))
     }
 
+    /// Every counter by name, in summary order: what the `(~sweep, last)` row stores.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(name, value)| (name, value.as_u64().unwrap_or_default()))
+                .collect(),
+            _ => unreachable!("a struct of integers serialises to an object"),
+        }
+    }
+
+    /// The report from its counters by name (the inverse of `counters`); `None` unless every
+    /// counter is there.
+    pub fn from_counters(counters: &[(String, u64)]) -> Option<Self> {
+        let fields: serde_json::Map<String, serde_json::Value> = counters
+            .iter()
+            .map(|(name, n)| (name.clone(), (*n).into()))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(fields)).ok()
+    }
+
     /// Reads a summary line back (the inverse of `summary`), wherever it sits in `line`.
     pub fn from_summary(line: &str) -> Option<Self> {
         let (_, rest) = line.split_once(SUMMARY_PREFIX)?;
@@ -118,5 +144,26 @@ mod tests {
             None
         );
         assert_eq!(SweepReport::from_summary("nothing here"), None);
+    }
+
+    #[test]
+    fn the_counter_names_are_the_serialised_fields_in_order() {
+        let value = serde_json::to_value(SweepReport::default()).unwrap();
+        let names: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, SweepReport::COUNTERS);
+        let report = SweepReport {
+            probed: 2,
+            deleted_expired: 7,
+            ..SweepReport::default()
+        };
+        let counters = report.counters();
+        assert_eq!(counters.len(), SweepReport::COUNTERS.len());
+        assert_eq!(SweepReport::from_counters(&counters), Some(report));
+        assert_eq!(SweepReport::from_counters(&counters[1..]), None);
     }
 }

@@ -36,8 +36,12 @@ struct Due<'a> {
     previous_ewma: Option<f64>,
 }
 
-/// One sweep, start to finish; `HealthMonitor::sweep_once` decides whether it may run.
-pub(super) async fn run_sweep(monitor: &Inner) -> Result<SweepReport, StoreError> {
+/// One sweep, start to finish; `HealthMonitor::sweep_once` decides whether it may run, and dates it
+/// (`sweep_time`: every transition this sweep records).
+pub(super) async fn run_sweep(
+    monitor: &Inner,
+    sweep_time: DateTime<Utc>,
+) -> Result<SweepReport, StoreError> {
     let Inner {
         store,
         prober,
@@ -46,7 +50,6 @@ pub(super) async fn run_sweep(monitor: &Inner) -> Result<SweepReport, StoreError
         ..
     } = monitor;
     let started = Instant::now();
-    let sweep_time = Utc::now();
     let everything = KeySelection::all();
     // Two reads, side by side: the registry and what the last sweeps recorded.
     let (services, previous) = tokio::try_join!(

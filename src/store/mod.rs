@@ -15,13 +15,14 @@
 //!   in, is where a vanished table is noticed, so the next call recreates it;
 //! - `records` and `properties`: the registry and health rows, decoded once into domain types, and
 //!   how one property is spelled and typed in the table (the only code that knows those rows'
-//!   property names and spellings; the lease row is `lease`'s own);
+//!   property names and spellings; the lease and sweep rows are `lease`'s and `sweeps`' own);
 //! - `filter`: the OData `$filter` built from a key selection;
 //! - `register`: the registrant's writes (the registration retry loop, heartbeats);
 //! - `delete`: deregistration and the sweep's conditional deletes;
 //! - `query`: reads by key selection, through the read cache;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
+//! - `sweeps`: the last sweep's summary row, beside the lease;
 //! - `cache`: the short-lived read cache; `connection`: configured storage to a Tables client;
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
@@ -40,12 +41,14 @@ mod properties;
 mod query;
 mod records;
 mod register;
+mod sweeps;
 
 pub use cache::ReadCache;
 pub use error::StoreError;
 pub use lease::LeaseOutcome;
 pub use properties::Stored;
 pub use records::{HealthRecord, ServiceRecord};
+pub use sweeps::SweepRecord;
 
 use crate::configuration::{ConfigError, StorageSettings};
 use azure_core::StatusCode;

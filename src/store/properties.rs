@@ -161,6 +161,14 @@ pub(super) fn put_int32(entity: &mut Map<String, Value>, name: &str, n: i64) {
     entity.insert(name.to_owned(), n.into());
 }
 
+/// A 64-bit count, annotated: an Int64 travels as decimal text, and without its type it would be
+/// stored as a string.
+pub(super) fn put_int64(entity: &mut Map<String, Value>, name: &str, n: u64) {
+    let n = n.min(i64::MAX as u64);
+    entity.insert(format!("{name}@odata.type"), "Edm.Int64".into());
+    entity.insert(name.to_owned(), n.to_string().into());
+}
+
 /// A Double, annotated: the service types an unannotated number by its value, so a whole one
 /// (`12.0`) would be stored, and read back, as the Int32 `12`.
 pub(super) fn put_double(entity: &mut Map<String, Value>, name: &str, f: f64) {
@@ -222,10 +230,13 @@ mod tests {
         let mut e = Map::new();
         put_int32(&mut e, "n", i64::MAX);
         put_double(&mut e, "d", 12.0);
+        put_int64(&mut e, "l", u64::MAX);
         assert_eq!(
-            Value::Object(e),
+            Value::Object(e.clone()),
             json!({"n@odata.type": "Edm.Int32", "n": i32::MAX,
-                   "d@odata.type": "Edm.Double", "d": 12.0})
+                   "d@odata.type": "Edm.Double", "d": 12.0,
+                   "l@odata.type": "Edm.Int64", "l": i64::MAX.to_string()})
         );
+        assert_eq!(integer(&e, "l"), Some(i64::MAX));
     }
 }

@@ -30,5 +30,6 @@ mod ssrf;
 mod standalone;
 mod startup;
 mod storage_faults;
+mod sweep_status;
 mod typed_rows;
 mod why_and_when;

@@ -59,9 +59,23 @@ impl Tables {
         }
     }
 
-    /// All rows (every page) as JSON, with odata annotations. Missing table → empty.
+    /// Every service's row (every page) as JSON, with odata annotations. Missing table → empty.
+    /// The handler's own rows in the health table, under partitions no service type can have
+    /// (`~lease`, `~sweep`), are left out: `all_rows` has them.
     pub async fn rows(&self, table: &str) -> Vec<Value> {
+        let mut rows = self.all_rows(table).await;
+        rows.retain(|row| !row["PartitionKey"].as_str().unwrap_or("").starts_with('~'));
+        rows
+    }
+
+    pub async fn all_rows(&self, table: &str) -> Vec<Value> {
         self.query(table, None).await
+    }
+
+    pub async fn delete_table(&self, table: &str) {
+        if let Err(e) = self.service.table_client(table).delete().await {
+            panic!("delete table {table}: {e}");
+        }
     }
 
     pub async fn query(&self, table: &str, filter: Option<&str>) -> Vec<Value> {

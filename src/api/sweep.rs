@@ -1,0 +1,105 @@
+//! `Sweep`: GET what the last HealthMonitor sweep did, as stored in its `(~sweep, last)` row: the
+//! summary's counters (or why it failed), when it started and ended, who swept and what triggered
+//! it. The answer an operator wants before reading logs: is the monitor running, and what did it see.
+//! For admins, like the manual sweep.
+
+use super::AppState;
+use crate::error::ApiResult;
+use crate::health::SweepReport;
+use crate::security::Caller;
+use crate::store::SweepRecord;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepStatus {
+    /// `null` until a sweep has run against these tables.
+    last_sweep: Option<LastSweep>,
+}
+
+/// The last sweep that ran, whichever process ran it. Times are ISO-8601 UTC text with
+/// milliseconds, like every time in the tables.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastSweep {
+    outcome: SweepOutcome,
+    /// When the sweep started: every circuit transition it recorded is dated at this instant.
+    started_at: String,
+    /// When it ended (failed or not).
+    finished_at: String,
+    /// The process that swept (`WEBSITE_INSTANCE_ID`, `CONTAINER_APP_REPLICA_NAME`, `HOSTNAME`, else
+    /// `handler`), as in the health rows' `checkedBy`.
+    checked_by: String,
+    trigger: SweepTrigger,
+    /// The timer occurrence swept, for `trigger` `schedule` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tick: Option<String>,
+    /// The summary line's counters, for a sweep that succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<SweepReport>,
+    /// Why the sweep failed (what its `Logs` say, secrets redacted), for a sweep that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Whether the sweep ran to its end.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SweepOutcome {
+    /// Every due service was probed (or left for the next sweep by the deadline) and every verdict
+    /// written: `counters` holds the summary.
+    Succeeded,
+    /// Storage failed the sweep part-way (`error` says why); what it wrote before stays written.
+    Failed,
+}
+
+/// What started the sweep: `invocation`, a timer envelope (`POST /HealthMonitor`: the Functions
+/// host's timer, or a manual run); `schedule`, this process's own timer (standalone mode), for the
+/// occurrence in `tick`.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SweepTrigger {
+    Invocation,
+    Schedule,
+}
+
+impl From<SweepRecord> for LastSweep {
+    fn from(record: SweepRecord) -> Self {
+        let (outcome, counters, error) = match record.result {
+            Ok(counters) => (
+                SweepOutcome::Succeeded,
+                SweepReport::from_counters(&counters),
+                None,
+            ),
+            Err(reason) => (SweepOutcome::Failed, None, Some(reason)),
+        };
+        LastSweep {
+            outcome,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            checked_by: record.checked_by,
+            trigger: match record.tick {
+                Some(_) => SweepTrigger::Schedule,
+                None => SweepTrigger::Invocation,
+            },
+            tick: record.tick,
+            counters,
+            error,
+        }
+    }
+}
+
+/// An admin's question, like the manual sweep: the summary counts every service, whatever scope a
+/// reader is limited to.
+pub async fn last_sweep(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SweepStatus>> {
+    caller.may_administer()?;
+    let record = state.store.last_sweep(SweepReport::COUNTERS).await?;
+    Ok(Json(SweepStatus {
+        last_sweep: record.map(LastSweep::from),
+    }))
+}
