@@ -9,6 +9,7 @@
 #     ServiceResolver/function.json
 #     HealthMonitor/function.json
 #     Sweep/function.json
+#     OpenApi/function.json
 #     handler                         (Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
@@ -70,6 +71,7 @@ app_files=(
     ServiceResolver/function.json
     HealthMonitor/function.json
     Sweep/function.json
+    OpenApi/function.json
 )
 for f in "${app_files[@]}"; do
     [[ -f "${repo_root}/${f}" ]] || die "missing ${f} at the repository root"

@@ -158,16 +158,19 @@ impl From<StoreError> for ApiError {
 }
 
 /// Every error's body: what is wrong, and which input (where one applies).
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     /// What is wrong, for a person to read.
+    #[schema(example = "serviceName is required")]
     error: String,
     /// The input at fault: a body field (`serviceName`, `healthCheck.timeoutMs`), a query parameter,
     /// `body`, or an envelope part (`Data`, `Data.req`, `Data.req.Method`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "serviceName")]
     field: Option<&'a str>,
-    /// The resolver's 404 only: the instances it judged.
+    /// The resolver's 404 only (`NoEligibleInstance` documents it).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     instances: Option<&'a serde_json::Value>,
 }
 

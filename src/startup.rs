@@ -54,7 +54,12 @@ impl Application {
             .map(Schedule::parse)
             .transpose()?;
         let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
-        let state = AppState::new(store, monitor, Security::new(&settings.security));
+        let state = AppState::new(
+            store,
+            monitor,
+            Security::new(&settings.security),
+            functions::openapi_document(),
+        );
         Ok(Application {
             settings,
             state,

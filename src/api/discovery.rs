@@ -2,6 +2,9 @@
 //! shape, with an `ETag` so that polling clients can ask "anything new?" for the price of a 304.
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
+use super::openapi::{
+    BadRequest, DiscoveryParams, Forbidden, InternalError, StorageUnavailable, Unauthorized,
+};
 use super::AppState;
 use crate::domain::{continuation_token, healthy_only, DiscoveryQuery, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -13,15 +16,22 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DiscoveryResponse<'a> {
+    /// In (`serviceType`, RowKey) order.
+    #[schema(value_type = Vec<InstanceView>)]
     services: &'a RawValue,
     count: usize,
+    /// When this answer was made (not part of the `ETag`).
     timestamp: String,
+    /// With `healthyOnly=true` only: whether it failed open.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     failed_open: Option<bool>,
+    /// When more results remain: pass it back for the next page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     continuation_token: Option<String>,
 }
 
@@ -43,6 +53,29 @@ pub struct RenderedPage {
     etag: HeaderValue,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ServiceDiscovery",
+    tag = "registry",
+    operation_id = "discover",
+    summary = "List the matching instances with their health",
+    params(
+        DiscoveryParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer \
+            (also as `W/\"…\"`, in a comma-separated list, or `*`): a 304 while nothing changed."),
+    ),
+    responses(
+        (status = 200, description = "The matching instances.", body = DiscoveryResponse,
+            headers(("ETag" = String, description = "A strong validator over everything but `timestamp`, the same on every replica."))),
+        (status = 304, description = "`If-None-Match` holds the current tag: no body.",
+            headers(("ETag" = String, description = "The current tag."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn discover(
     State(state): State<AppState>,
     caller: Caller,

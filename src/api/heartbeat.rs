@@ -3,26 +3,55 @@
 //! never creates a row: an unknown instance is a 404, so a client that lost its registration
 //! (deleted after its TTL lapsed) learns to register again.
 
+use super::openapi::{
+    BadRequest, Forbidden, HeartbeatRequest, InternalError, PayloadTooLarge, StorageUnavailable,
+    Unauthorized,
+};
 use super::registrar::not_registered;
 use super::{read_json_body, AppState};
 use crate::domain::InstanceKey;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::security::Caller;
 use axum::body::Body;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Beat {
+    #[schema(example = "Heartbeat recorded")]
     message: &'static str,
+    /// `<serviceType>:<serviceName>`.
+    #[schema(example = "api:orders")]
     service_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     instance_id: Option<String>,
+    /// The new `lastHeartbeat` (ISO-8601 UTC with milliseconds).
     last_heartbeat: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/ServiceHeartbeat",
+    tag = "registry",
+    operation_id = "heartbeat",
+    summary = "Move `lastHeartbeat` of an existing registration, and nothing else",
+    description = "Never creates a row. A heartbeat to an expired registration the sweep has not \
+        deleted yet makes it live again.",
+    request_body(content = HeartbeatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded.", body = Beat),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "That registration does not exist (`field`: `serviceName`), e.g. because a sweep deleted it after its TTL lapsed: register again.", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,

@@ -117,80 +117,103 @@ fn attributes_match(query: &AttributeFilter, service: &ServiceRecord) -> bool {
 }
 
 /// One registration as discovery shows it: the recipe's fields, then this handler's.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceView {
+    #[schema(example = "orders")]
     service_name: String,
     /// As registered: an `http(s)://` URL or `tcp://host:port`.
+    #[schema(example = "http://127.0.0.1:7071/")]
     endpoint: String,
     /// What the health monitor probes (before `healthCheck.path` is applied).
     health_endpoint: String,
+    #[schema(example = "api")]
     service_type: String,
     version: String,
     /// `[]` when the stored text is not a JSON array.
+    #[schema(value_type = Vec<String>)]
     tags: Value,
     /// `{}` when the stored text is not a JSON object.
+    #[schema(value_type = Object)]
     metadata: Value,
     /// As stored (ISO-8601 UTC with milliseconds when this handler or the recipe wrote it).
+    #[schema(required = true)]
     registered_at: Option<String>,
     /// As stored; moved by every heartbeat and re-registration.
+    #[schema(required = true)]
     last_heartbeat: Option<String>,
     /// `null` before the first sweep checked it.
+    #[schema(required = true)]
     health_status: Option<HealthView>,
     // Beside the recipe's fields.
     /// `null` for a recipe-style (one row per name) registration.
+    #[schema(required = true)]
     instance_id: Option<String>,
     /// The resolver's share (100 unless registered otherwise).
     weight: u32,
+    #[schema(required = true)]
     ttl_seconds: Option<i64>,
     /// `lastHeartbeat + ttlSeconds`; `null` without a TTL.
+    #[schema(required = true)]
     expires_at: Option<String>,
     /// The TTL lapsed: hidden from discovery unless `includeExpired=true`, never resolved.
     expired: bool,
     /// The registration's own check settings, when it gave any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<super::openapi::HealthCheckSettings>)]
     health_check: Option<Value>,
 }
 
 /// What the last sweep recorded. Times as stored: ISO-8601 UTC with milliseconds.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HealthView {
     /// `healthy` or `unhealthy`: the circuit breaker's verdict, not the last probe's (another
     /// client's row may hold other text).
+    #[schema(example = "healthy")]
     status: String,
     /// When the last probe finished.
+    #[schema(required = true)]
     last_checked: Option<String>,
     /// The last probe's duration in ms.
+    #[schema(required = true)]
     response_time: Option<i64>,
     // Beside the recipe's three fields: why the last probe failed and when an open circuit is
     // tried again (what an operator asks first about an unhealthy instance), then the circuit.
     /// Why the last probe failed (`HTTP 503`, `connection failed`, `no answer within 5000 ms`,
     /// `refused target …`); absent when it passed. Kept while the status is still healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "HTTP 503")]
     error_message: Option<String>,
     /// `closed`, `open` (isolated until `nextProbeAt`) or `half-open` (passing trials); absent on
     /// rows the recipe wrote.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "closed")]
     circuit: Option<String>,
     /// The earliest next trial probe; only while the circuit is open.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next_probe_at: Option<String>,
     /// The current run of failed probes.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     consecutive_failures: Option<u32>,
     /// The current run of passed probes.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     consecutive_successes: Option<u32>,
     /// When `status` last changed (the start of the sweep that changed it).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     last_transition: Option<String>,
     /// The process that probed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     checked_by: Option<String>,
     /// Moving average of `responseTime` in ms (the newest probe weighs 0.3): what the resolver
     /// ranks by.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     response_time_ewma: Option<f64>,
 }
 

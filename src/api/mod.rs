@@ -7,6 +7,7 @@
 mod discovery;
 mod heartbeat;
 mod listing;
+pub mod openapi;
 mod registrar;
 mod resolver;
 mod sweep;
@@ -34,15 +35,19 @@ pub struct AppState {
     pub pages: Arc<ReadCache<RenderedPage>>,
     /// Who may call: every `/api` route admits its caller through it first.
     pub security: Arc<Security>,
+    /// The OpenAPI document `GET /api/openapi.json` serves, built once at start-up by whoever knows
+    /// every route (`functions::openapi_document`).
+    pub openapi: axum::body::Bytes,
 }
 
 impl AppState {
-    pub fn new(store: Store, monitor: HealthMonitor, security: Security) -> Self {
+    pub fn new(store: Store, monitor: HealthMonitor, security: Security, openapi: Vec<u8>) -> Self {
         AppState {
             pages: Arc::new(store.derived_cache()),
             store,
             monitor,
             security: Arc::new(security),
+            openapi: openapi.into(),
         }
     }
 }
@@ -75,6 +80,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/Sweep",
             get(sweep::last_sweep)
+                .fallback(|method: Method| async move { not_allowed(method, "GET") }),
+        )
+        .route(
+            "/api/openapi.json",
+            get(openapi::openapi_json)
                 .fallback(|method: Method| async move { not_allowed(method, "GET") }),
         )
         .route_layer(axum::middleware::from_fn_with_state(

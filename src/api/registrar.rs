@@ -1,20 +1,29 @@
 //! `ServiceRegistrar`: POST a registration (upsert), DELETE one to deregister it.
 
+use super::openapi::{
+    BadRequest, DeregistrationParams, Forbidden, InternalError, PayloadTooLarge,
+    RegistrationRequest, StorageUnavailable, Unauthorized,
+};
 use super::{read_json_body, AppState};
 use crate::domain::{InstanceKey, Registration};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::security::Caller;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Registered {
+    #[schema(example = "Service registered successfully")]
     message: &'static str,
+    /// `<serviceType>:<serviceName>`, the recipe's service id.
+    #[schema(example = "api:test-api")]
     service_id: String,
+    /// The instance, when the request named one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     instance_id: Option<String>,
 }
 
@@ -28,6 +37,27 @@ impl Registered {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/ServiceRegistrar",
+    tag = "registry",
+    operation_id = "register",
+    summary = "Register, or re-register (upsert), one service or instance",
+    description = "Registering the same key (`serviceType`, `serviceName`, `instanceId`) again \
+        replaces the fields (one left out is removed) and moves `lastHeartbeat`, but keeps \
+        `registeredAt`. Any `Content-Type` is accepted. The SSRF guard judges the probe target at \
+        once: a refused literal address is a 400 naming `endpoint` (or `healthEndpoint`).",
+    request_body(content = RegistrationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered.", body = Registered),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,6 +115,23 @@ impl KeyParams {
 }
 
 /// `DELETE ?serviceType=&serviceName=&instanceId=`: removes exactly that row and its health.
+#[utoipa::path(
+    delete,
+    path = "/api/ServiceRegistrar",
+    tag = "registry",
+    operation_id = "deregister",
+    summary = "Deregister exactly one registration and its health row",
+    params(DeregistrationParams),
+    responses(
+        (status = 200, description = "Deregistered (`message`: `Service deregistered successfully`).", body = Registered),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "That registration does not exist (`field`: `serviceName`).", body = ErrorBody),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn deregister(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,10 @@
 //! open circuit is tried next, expiry, weight) without a second request.
 
 use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
+use super::openapi::{
+    BadRequest, Forbidden, InternalError, NoEligibleInstance, ResolverParams, StorageUnavailable,
+    Unauthorized,
+};
 use super::AppState;
 use crate::domain::{choose, eligible, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
@@ -15,7 +19,7 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Resolved {
     /// The instance chosen, as discovery shows it.
     instance: InstanceView,
@@ -24,6 +28,26 @@ pub struct Resolved {
     timestamp: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ServiceResolver",
+    tag = "registry",
+    operation_id = "resolve",
+    summary = "Choose one instance of a service to call",
+    description = "Eligible: not expired, weight above 0, and healthy (or, while none is healthy, \
+        never checked). One random draw in proportion to `weight / cost`, where `cost = \
+        (responseTimeEwma + 25) × (1 + consecutiveFailures)`.",
+    params(ResolverParams),
+    responses(
+        (status = 200, description = "One instance.", body = Resolved),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No instance is eligible (`field`: `serviceName`): none registered, or all unhealthy, expired or weight 0. `instances` shows each one judged.", body = NoEligibleInstance),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,6 +3,7 @@
 //! it. The answer an operator wants before reading logs: is the monitor running, and what did it see.
 //! For admins, like the manual sweep.
 
+use super::openapi::{Forbidden, InternalError, StorageUnavailable, Unauthorized};
 use super::AppState;
 use crate::error::ApiResult;
 use crate::health::SweepReport;
@@ -11,17 +12,19 @@ use crate::store::SweepRecord;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepStatus {
     /// `null` until a sweep has run against these tables.
+    #[schema(required = true)]
     last_sweep: Option<LastSweep>,
 }
 
 /// The last sweep that ran, whichever process ran it. Times are ISO-8601 UTC text with
 /// milliseconds, like every time in the tables.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LastSweep {
     outcome: SweepOutcome,
@@ -35,17 +38,20 @@ struct LastSweep {
     trigger: SweepTrigger,
     /// The timer occurrence swept, for `trigger` `schedule` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     tick: Option<String>,
     /// The summary line's counters, for a sweep that succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     counters: Option<SweepReport>,
     /// Why the sweep failed (what its `Logs` say, secrets redacted), for a sweep that failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     error: Option<String>,
 }
 
 /// Whether the sweep ran to its end.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum SweepOutcome {
     /// Every due service was probed (or left for the next sweep by the deadline) and every verdict
@@ -58,7 +64,7 @@ enum SweepOutcome {
 /// What started the sweep: `invocation`, a timer envelope (`POST /HealthMonitor`: the Functions
 /// host's timer, or a manual run); `schedule`, this process's own timer (standalone mode), for the
 /// occurrence in `tick`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum SweepTrigger {
     Invocation,
@@ -93,6 +99,20 @@ impl From<SweepRecord> for LastSweep {
 
 /// An admin's question, like the manual sweep: the summary counts every service, whatever scope a
 /// reader is limited to.
+#[utoipa::path(
+    get,
+    path = "/api/Sweep",
+    tag = "operations",
+    operation_id = "lastSweep",
+    summary = "What the last health sweep did, or why it failed",
+    responses(
+        (status = 200, description = "The last sweep that ran (whichever process ran it).", body = SweepStatus),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+        (status = 503, response = StorageUnavailable),
+    ),
+)]
 pub async fn last_sweep(
     State(state): State<AppState>,
     caller: Caller,

@@ -104,13 +104,14 @@ impl HttpRequestData {
         })
     }
 
-    /// The plain request the `/api` router would have received had the host forwarded it.
-    pub fn into_http_request(self, function: &str) -> Result<Request<Body>, ApiError> {
+    /// The plain request the `/api` router would have received had the host forwarded it: `route`
+    /// is the function's route under `/api/`.
+    pub fn into_http_request(self, route: &str) -> Result<Request<Body>, ApiError> {
         let method =
             Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
                 ApiError::bad_request("Data.req.Method", "the request method is not valid")
             })?;
-        let mut uri = format!("/api/{function}");
+        let mut uri = format!("/api/{route}");
         if !self.query.is_empty() {
             let query = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(&self.query)

@@ -12,6 +12,7 @@
 //! there, like any unknown route), except `POST /HealthMonitor`: the manual sweep, for admins.
 
 mod envelope;
+mod openapi;
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -26,13 +27,17 @@ use envelope::{HttpRequestData, InvocationReply, TimerInfo};
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// The HTTP functions, each served from `/api/<name>` and as an envelope on `POST /<name>`.
-const HTTP_FUNCTIONS: [&str; 5] = [
-    "ServiceRegistrar",
-    "ServiceDiscovery",
-    "ServiceHeartbeat",
-    "ServiceResolver",
-    "Sweep",
+pub use openapi::document as openapi_document;
+
+/// The HTTP functions: each one's name (its folder, and its envelope route `POST /<name>`) and its
+/// route under `/api/` (the `route` of its function.json, else its name).
+const HTTP_FUNCTIONS: [(&str, &str); 6] = [
+    ("ServiceRegistrar", "ServiceRegistrar"),
+    ("ServiceDiscovery", "ServiceDiscovery"),
+    ("ServiceHeartbeat", "ServiceHeartbeat"),
+    ("ServiceResolver", "ServiceResolver"),
+    ("Sweep", "Sweep"),
+    ("OpenApi", "openapi.json"),
 ];
 
 /// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
@@ -48,11 +53,11 @@ pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
             .with_state(state);
     }
     let mut router = Router::new().route("/HealthMonitor", post(timer_invocation));
-    for function in HTTP_FUNCTIONS {
+    for (function, route) in HTTP_FUNCTIONS {
         let api = api.clone();
         router = router.route(
             &format!("/{function}"),
-            post(move |body: axum::body::Bytes| http_invocation(api, function, body)),
+            post(move |body: axum::body::Bytes| http_invocation(api, function, route, body)),
         );
     }
     router.with_state(state)
@@ -72,10 +77,15 @@ fn parse_envelope(body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-async fn http_invocation(api: Router, function: &'static str, body: axum::body::Bytes) -> Response {
+async fn http_invocation(
+    api: Router,
+    function: &'static str,
+    route: &'static str,
+    body: axum::body::Bytes,
+) -> Response {
     let request = parse_envelope(&body)
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
-        .and_then(|request| request.into_http_request(function));
+        .and_then(|request| request.into_http_request(route));
     let response = match request {
         Ok(request) => match api.oneshot(request).await {
             Ok(response) => response,

@@ -1,10 +1,11 @@
 //! What one sweep did, as one value: the counters are declared once, below, and everything that
 //! shows them is derived from that list: the summary line in the invocation's `Logs`, the fields of
 //! the `health sweep finished` log line, the counters of the stored `(~sweep, last)` row
-//! (`counters` / `from_counters`), and the serialised form tests read back by name. Adding a
-//! counter is one line here and a `+= 1` where it is counted.
+//! (`counters` / `from_counters`), their schema in the OpenAPI document, and the serialised form
+//! tests read back by name. Adding a counter is one line here and a `+= 1` where it is counted.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Declares `SweepReport` from a list of counters, each with its doc comment, in the order the
 /// summary shows them, and the one function that logs them. (A macro because the log line's fields
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! sweep_report {
     ($( $(#[doc = $doc:literal])+ $name:ident ),+ $(,)?) => {
         /// The counters of one sweep that ran to its end, named as in its summary line.
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
         #[serde(deny_unknown_fields)]
         pub struct SweepReport {
             $( $(#[doc = $doc])+ pub $name: u64, )+

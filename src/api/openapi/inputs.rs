@@ -1,0 +1,217 @@
+//! What the OpenAPI document says callers send: the request bodies and query parameters.
+//!
+//! The handlers read their input by hand, from untyped JSON and raw query strings, so that every
+//! refusal names its field (serde's errors name positions); these types exist only to describe that
+//! input. They are never built. The bounds written here are checked against the parsers themselves
+//! (`tests` in `openapi.rs`: each bound is accepted and the value just past it refused), so the
+//! description cannot drift from what the handlers do.
+
+#![allow(dead_code)]
+
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /api/ServiceRegistrar`. Unknown fields are ignored; `null` counts as absent. Whole numbers
+/// must be JSON integers (`30.5` and `"30"` are refused).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RegistrationRequest {
+    /// The service's name: the RowKey, or its first half with `instanceId`. Letters, digits, '.',
+    /// '_' and '-', starting with a letter or digit; at most 128 characters.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", example = "test-api")]
+    service_name: String,
+    /// Where clients reach it: an absolute `http://` or `https://` URL with a host, or
+    /// `tcp://host:port`, without spaces or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        example = "https://test-api.example.com"
+    )]
+    endpoint: String,
+    /// What the health monitor probes, with the same rules as `endpoint`. Default: `endpoint`.
+    #[schema(min_length = 1, max_length = 2048)]
+    health_endpoint: Option<String>,
+    /// The PartitionKey; same rule as `serviceName`.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        default = "default",
+        example = "api"
+    )]
+    service_type: Option<String>,
+    /// 1 to 64 characters without control characters.
+    #[schema(min_length = 1, max_length = 64, default = "1.0.0", example = "1.0.0")]
+    version: Option<String>,
+    /// At most 32 tags, each 1 to 128 characters without control characters. Default: `[]`.
+    #[schema(schema_with = tags_schema)]
+    tags: Option<Vec<String>>,
+    /// Any JSON object of at most 64 keys and 8,192 bytes serialised. Default: `{}`.
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+    /// Makes this registration one instance of the service, its own row (RowKey
+    /// `serviceName:instanceId`); same rule as `serviceName`. Default: one row per name.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", example = "pod-1")]
+    instance_id: Option<String>,
+    /// The registration expires this long after its last heartbeat: hidden from discovery, never
+    /// resolved, and deleted by a sweep after a grace period. Default: never expires.
+    #[schema(minimum = 5, maximum = 86400)]
+    ttl_seconds: Option<u32>,
+    /// The resolver's relative share; `0` is listed but never resolved.
+    #[schema(minimum = 0, maximum = 1000, default = 100)]
+    weight: Option<u32>,
+    health_check: Option<HealthCheckSettings>,
+}
+
+/// How the health monitor checks this registration. Every field is optional; unknown ones are
+/// ignored. Stored with only the fields given, and shown by discovery as stored.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct HealthCheckSettings {
+    /// `http`: a GET, healthy iff the status is below 400 (needs an http(s) health endpoint).
+    /// `tcp`: healthy iff a TCP connection opens (on an http(s) endpoint: its host and port).
+    /// Default: `tcp` for a `tcp://` endpoint, else `http`.
+    kind: Option<CheckKind>,
+    /// The probe's timeout. Default: `HEALTH_PROBE_TIMEOUT_MS`.
+    #[schema(minimum = 100, maximum = 30000)]
+    timeout_ms: Option<u32>,
+    /// Replaces the health endpoint's path and query (http checks only): starts with a single `/`,
+    /// no spaces, `#`, `\` or control characters; may end in `?query`.
+    #[schema(
+        pattern = r"^/([^/ #\\\u0000-\u001f\u007f-\u009f][^ #\\\u0000-\u001f\u007f-\u009f]*)?$",
+        max_length = 1024,
+        example = "/health"
+    )]
+    path: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CheckKind {
+    Http,
+    Tcp,
+}
+
+/// `POST /api/ServiceHeartbeat`: which registration is still alive. Unknown fields are ignored;
+/// `null` counts as absent.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", example = "orders")]
+    service_name: String,
+    /// Not searched for: the registration must be under this type.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", default = "default")]
+    service_type: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    instance_id: Option<String>,
+}
+
+/// Discovery's filters. All combine with AND; an empty value counts as absent; the last of a
+/// repeated parameter wins (except `tags` and `metadata`, which add up); unknown parameters (such as
+/// `code`) are ignored; a malformed one is a 400 naming it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct DiscoveryParams {
+    /// One type (one partition). Letters, digits, '.', '_' and '-', starting with a letter or
+    /// digit; at most 128 characters.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_type: Option<String>,
+    /// One name: its recipe-style row and all its instances (without `serviceType`, in every
+    /// type). Same rule as `serviceType`.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_name: Option<String>,
+    /// One instance; needs `serviceName`. Same rule as `serviceType`.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    instance_id: Option<String>,
+    /// Only instances carrying all these tags; each value may hold several, comma-separated, and the
+    /// parameter may repeat (also spelled `tag`).
+    #[param(style = Form, explode = true)]
+    tags: Option<Vec<String>>,
+    /// `key=value`, repeatable, each must match: the metadata value as a string, or its JSON text
+    /// for numbers and booleans (`port=443`).
+    #[param(style = Form, explode = true, pattern = "^[^=]+=")]
+    metadata: Option<Vec<String>>,
+    /// Exact match.
+    version: Option<String>,
+    /// Only instances whose last health check passed (`true` or `false`, any case).
+    healthy_only: Option<bool>,
+    /// With `healthyOnly=true`: when none of the selected instances is healthy, return all of them
+    /// (`failedOpen: true`).
+    fail_open: Option<bool>,
+    /// Also return instances whose TTL lapsed.
+    include_expired: Option<bool>,
+    /// Page size. Default: everything in one answer.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `continuationToken`, with the same other parameters; opaque.
+    continuation_token: Option<String>,
+}
+
+/// The resolver's parameters: one named service, narrowed as in discovery. Discovery's other
+/// parameters are checked (a malformed one is a 400) but change nothing.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ResolverParams {
+    /// The service to resolve. Letters, digits, '.', '_' and '-', starting with a letter or
+    /// digit; at most 128 characters.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_name: String,
+    /// Only this type; without it the name's instances in every type compete.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_type: Option<String>,
+    /// Only this instance.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    instance_id: Option<String>,
+    /// As in discovery.
+    #[param(style = Form, explode = true)]
+    tags: Option<Vec<String>>,
+    /// As in discovery.
+    #[param(style = Form, explode = true, pattern = "^[^=]+=")]
+    metadata: Option<Vec<String>>,
+    /// Exact match.
+    version: Option<String>,
+}
+
+/// Deregistration picks exactly one row.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct DeregistrationParams {
+    /// Letters, digits, '.', '_' and '-', starting with a letter or digit; at most 128 characters.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_name: String,
+    /// Default `default`. Given empty, it is a 400, not absent.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    service_type: Option<String>,
+    /// That instance's row; without it, only the row whose RowKey is `serviceName` (the name's
+    /// instances stay). Given empty, it is a 400, not absent (`instanceId=$POD` with `$POD` unset
+    /// must not delete the service-level row).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    instance_id: Option<String>,
+}
+
+fn tags_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        )
+        .max_items(Some(32))
+        .default(Some(serde_json::json!([])))
+        .examples([serde_json::json!(["production", "rest-api"])])
+}
+
+fn metadata_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .max_properties(Some(64))
+        .default(Some(serde_json::json!({})))
+        .examples([serde_json::json!({"region": "eastus", "port": 443})])
+}
