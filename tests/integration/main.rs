@@ -22,6 +22,7 @@ mod instances;
 mod interop;
 mod lease;
 mod managed_identity;
+mod openapi;
 mod proxying;
 mod recipe;
 mod registrar;
