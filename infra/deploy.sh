@@ -285,10 +285,11 @@ fi
 # --- 5. what now --------------------------------------------------------------------------------------
 cat <<EOF
 
-Function app: https://${host_name}/api/{ServiceRegistrar,ServiceDiscovery,ServiceHeartbeat,ServiceResolver}
+Function app: https://${host_name}/api/{ServiceRegistrar,ServiceDiscovery,ServiceHeartbeat,ServiceResolver,Sweep,openapi.json}
   (authLevel function: send a key as the header x-functions-key; fetch one when you need it with
    az functionapp keys list -g ${resource_group} -n ${function_app} --query functionKeys.default -o tsv)
-Health sweep: timer HealthMonitor every 5 minutes; results in the HealthStatus table of ${storage_account}.
+Health sweep: timer HealthMonitor every 5 minutes; results in the HealthStatus table of ${storage_account},
+  the last sweep's summary at /api/Sweep.
 Logs: Application Insights in ${resource_group} (JSON lines from the handler).
 
 Tear down everything this created (the whole resource group):
