@@ -66,7 +66,7 @@ pub async fn register(
     let json = read_json_body(body).await?;
     let registration = Registration::parse(&json)?;
     caller.may_write(&registration.key)?;
-    refuse_forbidden_target(&state, &registration)?;
+    refuse_forbidden_target(&state, &registration).await?;
     state
         .store
         .register(&registration, &crate::now_iso())
@@ -80,7 +80,7 @@ pub async fn register(
 
 /// Says no up front to a health check whose literal address the SSRF guard would refuse anyway
 /// (names are judged at probe time, after resolution).
-fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> ApiResult<()> {
+async fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> ApiResult<()> {
     let field = if registration.health_endpoint == registration.endpoint {
         "endpoint"
     } else {
@@ -89,8 +89,8 @@ fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> Api
     state
         .monitor
         .prober()
-        .policy()
         .check_endpoint(&registration.probe_target)
+        .await
         .map_err(|refused| {
             ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
         })

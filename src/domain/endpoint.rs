@@ -3,6 +3,12 @@
 //! Two kinds: an absolute `http://` / `https://` URL (probed with GET), and `tcp://host:port` for
 //! backing services that do not speak HTTP, such as Redis or SQL (probed with a TCP connect). The
 //! text is stored exactly as registered, so rows stay readable by the recipe's Node functions.
+//!
+//! A `tcp://` host is read the way an `http://` host is (the URL standard's host parser: percent
+//! decoding, IDNA, and IPv4 in every numeric spelling, `127.1`, `0x7f000001`, `017700000001`,
+//! `2852039166`), because the URL parser leaves hosts of unknown schemes opaque, while the
+//! system resolver would still read those spellings as addresses: the SSRF guard must judge the
+//! address the connection will go to, whatever the scheme.
 
 use super::{has_control_char, ValidationError};
 use url::Url;
@@ -57,7 +63,11 @@ impl Endpoint {
                 if url.path() != "" && url.path() != "/" || url.query().is_some() {
                     return Err(invalid("must not have a path or query"));
                 }
-                Ok(Endpoint::Tcp { host, port })
+                let host = url::Host::parse(&host).map_err(|_| invalid("has an invalid host"))?;
+                Ok(Endpoint::Tcp {
+                    host: host.to_string(),
+                    port,
+                })
             }
             other => Err(invalid(&format!("has unsupported scheme '{other}'"))),
         }
@@ -89,6 +99,33 @@ mod tests {
             Endpoint::parse("endpoint", "tcp://[::1]:5432"),
             Ok(Endpoint::Tcp { .. })
         ));
+    }
+
+    #[test]
+    fn tcp_hosts_are_read_like_http_hosts() {
+        for (text, host) in [
+            ("tcp://127.1:80", "127.0.0.1"),
+            ("tcp://0x7f000001:80", "127.0.0.1"),
+            ("tcp://017700000001:80", "127.0.0.1"),
+            ("tcp://2852039166:80", "169.254.169.254"),
+            ("tcp://0:80", "0.0.0.0"),
+            ("tcp://%31%32%37.0.0.1:80", "127.0.0.1"),
+            ("tcp://Redis.Internal:6379", "redis.internal"),
+            ("tcp://[::ffff:7f00:1]:80", "[::ffff:7f00:1]"),
+        ] {
+            let Endpoint::Tcp { host: parsed, .. } = Endpoint::parse("endpoint", text).unwrap()
+            else {
+                panic!("{text} is tcp")
+            };
+            assert_eq!(parsed, host, "{text}");
+            let Endpoint::Http(url) =
+                Endpoint::parse("endpoint", &text.replace("tcp:", "http:")).unwrap()
+            else {
+                panic!("http")
+            };
+            assert_eq!(url.host_str().unwrap(), host, "{text} as http");
+        }
+        assert!(Endpoint::parse("endpoint", "tcp://a%20b:80").is_err());
     }
 
     #[test]

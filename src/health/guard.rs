@@ -1,27 +1,32 @@
-//! Which addresses the health monitor may probe: the server-side request forgery guard.
+//! Which addresses the health monitor may probe: the server-side request forgery guard's rules.
 //!
 //! Anyone who can register can make the checker send a request, so a registered endpoint must not be
 //! able to reach the cloud metadata service (169.254.169.254), Azure's wireserver (168.63.129.16),
 //! the app's own managed-identity endpoint (`IDENTITY_ENDPOINT`) or, unless configured, the
-//! checker's own loopback. The decision is made on the **resolved** address at connect time (a
-//! resolver for HTTP, our own lookup for TCP), so a host name that resolves, or later rebinds, to a
-//! refused address is refused too. Private ranges are allowed by default: VNet services live there.
+//! checker's own loopback. The decision is made on the **resolved** address and the port that will
+//! be connected to (`resolve` looks names up and the prober connects only to what it allowed), so a
+//! host name that resolves, or later rebinds, to a refused address is refused too. Private ranges
+//! are allowed by default: VNet services live there.
 //!
-//! Order of the rules: always refused (unspecified, multicast, broadcast, link-local, the wireserver,
-//! metadata addresses, the identity endpoint); then the configured deny list; then loopback unless
-//! allowed; then, when an allow list is configured, anything outside it.
+//! Order of the rules: always refused (unspecified, multicast, broadcast, link-local, deprecated
+//! IPv4-compatible IPv6, the wireserver, metadata addresses, the identity endpoint at its port);
+//! then the configured deny list; then loopback unless allowed; then, when an allow list is
+//! configured, anything outside it.
 
 use crate::configuration::TargetSettings;
 use crate::domain::Endpoint;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Azure's wireserver / virtual public IP, reachable from every Azure VM.
 const WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 /// Other clouds' metadata services, in case the handler runs there (IPv4 ones are link-local).
 const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(100, 100, 100, 200)];
 const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
+/// The most addresses remembered for a named identity endpoint (it names one local service).
+const MAX_IDENTITY_ADDRESSES: usize = 64;
+const IDENTITY: &str = "the managed-identity endpoint";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refused target {address}: {reason}")]
@@ -35,8 +40,84 @@ pub struct TargetPolicy {
     pub allow_loopback: bool,
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
-    /// The managed-identity endpoint's host and port, from `IDENTITY_ENDPOINT`.
-    pub identity_endpoint: Option<(String, u16)>,
+    /// The managed-identity endpoint, from `IDENTITY_ENDPOINT`.
+    pub identity: Option<IdentityEndpoint>,
+}
+
+/// The managed-identity endpoint: refused at its port on every address its host stands for.
+#[derive(Debug, Clone)]
+pub struct IdentityEndpoint {
+    /// Lower case, IPv6 literals without brackets.
+    host: String,
+    port: u16,
+    /// What `host` stands for: the address itself for an IP literal, every loopback address for
+    /// `localhost`, else whatever it resolved to so far (`resolve::refresh_identity` adds to it).
+    kind: IdentityHost,
+}
+
+#[derive(Debug, Clone)]
+enum IdentityHost {
+    Address(IpAddr),
+    Localhost,
+    /// Every address the name has resolved to since start-up; a rebinding adds, never removes.
+    Name(Arc<Mutex<Vec<IpAddr>>>),
+}
+
+impl IdentityEndpoint {
+    pub fn new(host: &str, port: u16) -> Self {
+        let host = bare(host).to_ascii_lowercase();
+        let kind = match host.parse::<IpAddr>() {
+            Ok(ip) => IdentityHost::Address(canonical(ip)),
+            Err(_) if host == "localhost" || host.ends_with(".localhost") => {
+                IdentityHost::Localhost
+            }
+            Err(_) => IdentityHost::Name(Arc::default()),
+        };
+        IdentityEndpoint { host, port, kind }
+    }
+
+    /// The host name to look up, when it is a name whose addresses are not known without one.
+    pub fn name_to_resolve(&self) -> Option<(&str, u16)> {
+        matches!(self.kind, IdentityHost::Name(_)).then_some((self.host.as_str(), self.port))
+    }
+
+    /// Remembers addresses the identity host resolved to.
+    pub fn learn(&self, addresses: impl IntoIterator<Item = IpAddr>) {
+        if let IdentityHost::Name(known) = &self.kind {
+            let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+            for ip in addresses.into_iter().map(canonical) {
+                if !known.contains(&ip) && known.len() < MAX_IDENTITY_ADDRESSES {
+                    known.push(ip);
+                }
+            }
+        }
+    }
+
+    /// Why `address` is the identity endpoint, if it is. Only its port is refused: the same address
+    /// at another port is an ordinary target.
+    fn refuses(&self, address: SocketAddr) -> Option<&'static str> {
+        if address.port() != self.port {
+            return None;
+        }
+        let ip = canonical(address.ip());
+        match &self.kind {
+            IdentityHost::Address(identity) => (*identity == ip).then_some(IDENTITY),
+            // `localhost` names every loopback address: `http://localhost:41000` as the identity
+            // endpoint must also stop `http://127.0.0.1:41000` and `http://[::1]:41000`.
+            IdentityHost::Localhost => ip.is_loopback().then_some(IDENTITY),
+            IdentityHost::Name(known) => {
+                let known = known.lock().unwrap_or_else(|p| p.into_inner());
+                if known.is_empty() {
+                    // Not resolved (yet): any address might be it, so nothing at its port is sent.
+                    Some(
+                        "at the managed-identity endpoint's port, whose host could not be resolved",
+                    )
+                } else {
+                    known.contains(&ip).then_some(IDENTITY)
+                }
+            }
+        }
+    }
 }
 
 impl From<&TargetSettings> for TargetPolicy {
@@ -45,23 +126,28 @@ impl From<&TargetSettings> for TargetPolicy {
             allow_loopback: settings.allow_loopback,
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
-            identity_endpoint: settings.identity_endpoint.clone(),
+            identity: settings
+                .identity_endpoint
+                .as_ref()
+                .map(|(host, port)| IdentityEndpoint::new(host, *port)),
         }
     }
 }
 
+fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 impl TargetPolicy {
-    /// Checks a host name before resolution: only the identity endpoint's host is refused by name.
+    /// Checks a host name before resolution: the identity endpoint's host is refused by name, at its
+    /// port (at another port it is judged by its resolved addresses, like any name).
     pub fn check_host(&self, host: &str, port: u16) -> Result<(), Refused> {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        if let Some((identity_host, _)) = &self.identity_endpoint {
-            if *identity_host == host {
+        let host = bare(host).to_ascii_lowercase();
+        if let Some(identity) = &self.identity {
+            if identity.host == host && identity.port == port {
                 return Err(Refused {
                     address: format!("{host}:{port}"),
-                    reason: "the managed-identity endpoint",
+                    reason: IDENTITY,
                 });
             }
         }
@@ -70,9 +156,8 @@ impl TargetPolicy {
 
     /// Checks what can be judged of an endpoint before any lookup: a host that is an IP literal, and
     /// the identity endpoint's host by name. Other names are judged after resolution (the prober's
-    /// resolver and TCP lookup), so `Ok` here is not yet permission to connect. Registration calls
-    /// this to say no up front; the prober calls it before sending, since reqwest does not resolve
-    /// IP literals.
+    /// lookup), so `Ok` here is not yet permission to connect. Registration calls this to say no up
+    /// front; the prober calls it before sending to a literal.
     pub fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), Refused> {
         let (host, port) = match endpoint {
             Endpoint::Http(url) => {
@@ -89,14 +174,13 @@ impl TargetPolicy {
             }
             Endpoint::Tcp { host, port } => (host.as_str(), *port),
         };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
+        if let Ok(ip) = bare(host).parse::<IpAddr>() {
             return self.check(SocketAddr::new(ip, port));
         }
         self.check_host(host, port)
     }
 
-    /// Checks one resolved (or literal) address.
+    /// Checks one resolved (or literal) address and the port that would be connected to.
     pub fn check(&self, address: SocketAddr) -> Result<(), Refused> {
         let refuse = |reason| {
             Err(Refused {
@@ -104,20 +188,8 @@ impl TargetPolicy {
                 reason,
             })
         };
-        if let Some((identity_host, identity_port)) = &self.identity_endpoint {
-            // `localhost` names every loopback address: `http://localhost:41000` as the identity
-            // endpoint must also stop `http://127.0.0.1:41000` and `http://[::1]:41000`.
-            let target = canonical(address.ip());
-            let same_ip = match identity_host.parse::<IpAddr>() {
-                Ok(ip) => canonical(ip) == target,
-                Err(_) => {
-                    (identity_host == "localhost" || identity_host.ends_with(".localhost"))
-                        && target.is_loopback()
-                }
-            };
-            if same_ip && address.port() == *identity_port {
-                return refuse("the managed-identity endpoint");
-            }
+        if let Some(reason) = self.identity.as_ref().and_then(|i| i.refuses(address)) {
+            return refuse(reason);
         }
         let ip = canonical(address.ip());
         if let Some(reason) = always_refused(ip) {
@@ -178,63 +250,23 @@ fn always_refused(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
             if v6.is_unspecified() {
                 Some("an unspecified address")
             } else if v6.is_multicast() {
                 Some("a multicast address")
-            } else if (v6.segments()[0] & 0xffc0) == 0xfe80 {
+            } else if (s[0] & 0xffc0) == 0xfe80 {
                 Some("link-local")
             } else if METADATA_V6.contains(&v6) {
                 Some("a cloud metadata address")
+            } else if s[..6] == [0; 6] && !v6.is_loopback() {
+                // `::a.b.c.d` (RFC 4291 deprecated it): no service lives there, and what the
+                // network does with it varies, so it is never a target, whatever IPv4 it spells.
+                Some("a deprecated IPv4-compatible IPv6 address")
             } else {
                 None
             }
         }
-    }
-}
-
-/// reqwest's resolver hook: resolve with the system resolver, keep only allowed addresses, and fail
-/// with the refusal when none is left. (reqwest skips resolvers for IP literals; the prober checks
-/// those with `TargetPolicy::check_endpoint` before sending.)
-pub struct GuardedResolver {
-    pub policy: Arc<TargetPolicy>,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let allowed = resolve_allowed(&policy, &host, 0).await?;
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// Resolves `host` and returns the allowed addresses, or the first refusal when none is allowed.
-pub async fn resolve_allowed(
-    policy: &TargetPolicy,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
-    policy.check_host(host, port)?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((bare, port)).await?.collect();
-    let mut refusal = None;
-    let allowed: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|address| match policy.check(*address) {
-            Ok(()) => true,
-            Err(refused) => {
-                refusal.get_or_insert(refused);
-                false
-            }
-        })
-        .collect();
-    match (allowed.is_empty(), refusal) {
-        (false, _) => Ok(allowed),
-        (true, Some(refused)) => Err(Box::new(refused)),
-        (true, None) => Err(format!("{host} did not resolve to any address").into()),
     }
 }
 
@@ -278,6 +310,9 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "fd00:ec2::254",
             "100.100.100.200",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "::10.0.0.1",
         ];
         for ip in refused {
             assert!(policy.check(at(ip)).is_err(), "{ip} must be refused");
@@ -323,7 +358,7 @@ mod tests {
                 "127.0.0.0/8".parse().unwrap(),
             ],
             deny: vec!["10.9.0.0/16".parse().unwrap()],
-            identity_endpoint: None,
+            identity: None,
         };
         assert_eq!(policy.check(at("127.0.0.1")), Ok(()));
         assert_eq!(policy.check(at("10.1.2.3")), Ok(()));
@@ -339,19 +374,27 @@ mod tests {
     fn the_identity_endpoint_is_refused_by_name_and_address() {
         let policy = TargetPolicy {
             allow_loopback: true,
-            identity_endpoint: Some(("127.0.0.1".into(), 41000)),
+            identity: Some(IdentityEndpoint::new("127.0.0.1", 41000)),
             ..TargetPolicy::default()
         };
         assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());
         assert_eq!(policy.check("127.0.0.1:8080".parse().unwrap()), Ok(()));
+        // The TCP form of the same literal: refused at the identity port only.
+        let tcp = |text: &str| Endpoint::parse("endpoint", text).unwrap();
+        assert!(policy
+            .check_endpoint(&tcp("tcp://127.0.0.1:41000"))
+            .is_err());
+        assert_eq!(policy.check_endpoint(&tcp("tcp://127.0.0.1:41001")), Ok(()));
         let named = TargetPolicy {
-            identity_endpoint: Some(("msi.internal".into(), 80)),
+            identity: Some(IdentityEndpoint::new("msi.internal", 80)),
             ..TargetPolicy::default()
         };
         assert!(named.check_host("MSI.internal", 80).is_err());
+        // By name only at its port; elsewhere the name is judged by what it resolves to.
+        assert_eq!(named.check_host("msi.internal", 8080), Ok(()));
         let local = TargetPolicy {
             allow_loopback: true,
-            identity_endpoint: Some(("localhost".into(), 41000)),
+            identity: Some(IdentityEndpoint::new("localhost", 41000)),
             ..TargetPolicy::default()
         };
         assert!(local.check("127.0.0.1:41000".parse().unwrap()).is_err());
@@ -366,7 +409,7 @@ mod tests {
     fn endpoints_are_judged_by_their_literal_address_or_the_identity_host() {
         let endpoint = |text: &str| Endpoint::parse("endpoint", text).unwrap();
         let policy = TargetPolicy {
-            identity_endpoint: Some(("msi.internal".into(), 80)),
+            identity: Some(IdentityEndpoint::new("msi.internal", 80)),
             ..TargetPolicy::default()
         };
         for refused in [
@@ -403,20 +446,5 @@ mod tests {
             .check_endpoint(&endpoint("tcp://[::1]:5432"))
             .unwrap_err();
         assert_eq!(refusal.address, "::1");
-    }
-
-    #[tokio::test]
-    async fn a_host_name_resolving_to_a_refused_address_is_refused() {
-        let policy = TargetPolicy::default();
-        let error = resolve_allowed(&policy, "localhost", 80).await.unwrap_err();
-        assert!(error.to_string().contains("loopback"), "{error}");
-        let allowed = TargetPolicy {
-            allow_loopback: true,
-            ..TargetPolicy::default()
-        };
-        assert!(!resolve_allowed(&allowed, "localhost", 80)
-            .await
-            .unwrap()
-            .is_empty());
     }
 }

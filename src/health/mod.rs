@@ -6,6 +6,7 @@ mod guard;
 mod monitor;
 mod probe;
 mod report;
+mod resolve;
 mod sweep;
 
 pub use guard::{Refused, TargetPolicy};

@@ -4,43 +4,53 @@
 //! registered URL must not be able to bounce the checker elsewhere) and the body is never read.
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
-//! Every address is checked by the `guard` before any packet is sent to it.
+//! Every address is checked by the `guard`, with the port it will be contacted on, before any
+//! packet is sent to it: literals as they are, names after `resolve` looked them up (an HTTP probe
+//! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
-use super::guard::{resolve_allowed, GuardedResolver, Refused, TargetPolicy};
+use super::guard::{Refused, TargetPolicy};
+use super::resolve::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
 use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Prober {
+    /// For IP literals, which need no lookup; names get a client of their own (`pinned`).
     http: reqwest::Client,
     timeout: Duration,
     policy: Arc<TargetPolicy>,
 }
 
+/// The probe client's settings; `pin` fixes where a name connects (reqwest then asks no resolver).
+fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(Unpinned))
+        // Each probe's own timeout bounds it (a registration may ask for longer than the
+        // default); this is only the ceiling.
+        .connect_timeout(MAX_CHECK_TIMEOUT)
+        .pool_max_idle_per_host(1)
+        .user_agent(concat!(
+            "service-registry-health/",
+            env!("CARGO_PKG_VERSION")
+        ));
+    if let Some((host, addresses)) = pin {
+        builder = builder.resolve_to_addrs(host, addresses);
+    }
+    builder
+        .build()
+        .expect("a reqwest client with rustls and static settings always builds")
+}
+
 impl Prober {
     pub fn new(timeout: Duration, policy: TargetPolicy) -> Self {
-        let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
-            // Each probe's own timeout bounds it (a registration may ask for longer than the
-            // default); this is only the ceiling.
-            .connect_timeout(MAX_CHECK_TIMEOUT)
-            .pool_max_idle_per_host(1)
-            .user_agent(concat!(
-                "service-registry-health/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .expect("a reqwest client with rustls and static settings always builds");
         Prober {
-            http,
+            http: http_client(None),
             timeout,
-            policy,
+            policy: Arc::new(policy),
         }
     }
 
@@ -54,6 +64,7 @@ impl Prober {
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
         let timeout = check.and_then(|c| c.timeout).unwrap_or(self.timeout);
+        refresh_identity(&self.policy).await;
         if let Err(refused) = self.policy.check_endpoint(&target) {
             return HealthVerdict::refused(started.elapsed(), refused.to_string());
         }
@@ -71,32 +82,66 @@ impl Prober {
         &self.policy
     }
 
+    /// What can be judged of a target before resolving its name (see
+    /// `TargetPolicy::check_endpoint`), with a named identity endpoint's addresses looked up first.
+    pub async fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), Refused> {
+        refresh_identity(&self.policy).await;
+        self.policy.check_endpoint(endpoint)
+    }
+
+    /// The allowed addresses of `host` at `port`, or the verdict that ends the probe.
+    async fn allowed(
+        &self,
+        host: &str,
+        port: u16,
+        started: Instant,
+    ) -> Result<Vec<SocketAddr>, HealthVerdict> {
+        resolve_allowed(&self.policy, host, port)
+            .await
+            .map_err(|e| match refusal_of(&e) {
+                Some(refused) => HealthVerdict::refused(started.elapsed(), refused.to_string()),
+                None => HealthVerdict::unhealthy(
+                    started.elapsed(),
+                    format!("cannot resolve {host}: {e}"),
+                ),
+            })
+    }
+
     async fn attempt(&self, endpoint: &Endpoint, started: Instant) -> HealthVerdict {
         match endpoint {
-            Endpoint::Http(url) => match self.http.get(url.clone()).send().await {
-                // Dropping the response closes the body unread.
-                Ok(response) => {
-                    HealthVerdict::from_http_status(response.status().as_u16(), started.elapsed())
-                }
-                Err(e) => match refusal_in(&e) {
-                    Some(refused) => HealthVerdict::refused(started.elapsed(), refused.to_string()),
-                    None => HealthVerdict::unhealthy(started.elapsed(), describe(e)),
-                },
-            },
-            Endpoint::Tcp { host, port } => {
-                let addresses = match resolve_allowed(&self.policy, host, *port).await {
-                    Ok(addresses) => addresses,
-                    Err(e) => {
-                        return match e.downcast_ref::<Refused>() {
-                            Some(refused) => {
-                                HealthVerdict::refused(started.elapsed(), refused.to_string())
-                            }
-                            None => HealthVerdict::unhealthy(
-                                started.elapsed(),
-                                format!("cannot resolve {host}: {e}"),
-                            ),
-                        }
+            Endpoint::Http(url) => {
+                let pinned;
+                let client = match url.host() {
+                    Some(url::Host::Domain(host)) => {
+                        let port = url.port_or_known_default().unwrap_or(80);
+                        let addresses = match self.allowed(host, port, started).await {
+                            Ok(addresses) => addresses,
+                            Err(verdict) => return verdict,
+                        };
+                        pinned = http_client(Some((host, &addresses)));
+                        &pinned
                     }
+                    // A literal was judged by `check_endpoint`, port included.
+                    _ => &self.http,
+                };
+                match client.get(url.clone()).send().await {
+                    // Dropping the response closes the body unread.
+                    Ok(response) => HealthVerdict::from_http_status(
+                        response.status().as_u16(),
+                        started.elapsed(),
+                    ),
+                    Err(e) => match refusal_in(&e) {
+                        Some(refused) => {
+                            HealthVerdict::refused(started.elapsed(), refused.to_string())
+                        }
+                        None => HealthVerdict::unhealthy(started.elapsed(), describe(e)),
+                    },
+                }
+            }
+            Endpoint::Tcp { host, port } => {
+                let addresses = match self.allowed(host, *port, started).await {
+                    Ok(addresses) => addresses,
+                    Err(verdict) => return verdict,
                 };
                 match tokio::net::TcpStream::connect(&addresses[..]).await {
                     Ok(_) => HealthVerdict::healthy(started.elapsed()),

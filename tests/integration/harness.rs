@@ -27,7 +27,9 @@ mod wait;
 
 pub use azurite::{connection_string_for_port, Azurite};
 pub use child_env::clean_command;
-pub use handler::{http_client, run_handler_to_exit, Handler, HandlerConfig, Mode};
+pub use handler::{
+    http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
+};
 pub use node::{node_package, run_node};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};

@@ -28,6 +28,7 @@ mod recipe;
 mod registrar;
 mod resolver;
 mod ssrf;
+mod ssrf_identity;
 mod standalone;
 mod startup;
 mod storage_faults;

@@ -29,6 +29,12 @@ pub struct HandlerConfig {
     pub health_table: String,
     /// If false, no table-name variables are set.
     pub set_tables: bool,
+    /// Extra `/etc/hosts` lines (name, address) the handler alone sees: it then runs in a private
+    /// mount namespace (`unshare --mount`) with its own hosts file bound over `/etc/hosts`, so a
+    /// test can give names to loopback addresses without touching the machine's resolver.
+    pub hosts: Vec<(String, String)>,
+    /// A soft open-file limit to start the handler with (`ulimit -S -n`), below the hard one.
+    pub open_files_soft: Option<u64>,
 }
 
 impl HandlerConfig {
@@ -48,6 +54,8 @@ impl HandlerConfig {
             registry_table: unique_table("reg"),
             health_table: unique_table("hlt"),
             set_tables: true,
+            hosts: vec![],
+            open_files_soft: None,
         }
     }
 
@@ -59,12 +67,20 @@ impl HandlerConfig {
             registry_table: unique_table("reg"),
             health_table: unique_table("hlt"),
             set_tables: true,
+            hosts: vec![],
+            open_files_soft: None,
         }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a hosts-file line for the handler (see `hosts`).
+    pub fn host(mut self, name: &str, address: &str) -> Self {
+        self.hosts.push((name.to_string(), address.to_string()));
         self
     }
 
@@ -101,8 +117,32 @@ pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf,
     let dir = scratch_dir("handler");
     let stdout_path = dir.join("stdout.log");
     let stderr_path = dir.join("stderr.log");
-    // Only what this test configures reaches the handler (see `child_env`).
-    let mut cmd = clean_command(env!("CARGO_BIN_EXE_handler"));
+    // Only what this test configures reaches the handler (see `child_env`). A wrapper that sets
+    // up its hosts file or open-file limit ends in `exec`, so the child's pid is the handler's.
+    let handler = env!("CARGO_BIN_EXE_handler");
+    let mut cmd = if let Some(soft) = cfg.open_files_soft {
+        assert!(cfg.hosts.is_empty(), "one wrapper at a time");
+        let mut cmd = clean_command("sh");
+        cmd.arg("-c")
+            .arg(format!(r#"ulimit -S -n {soft} && exec "$0""#))
+            .arg(handler);
+        cmd
+    } else if cfg.hosts.is_empty() {
+        clean_command(handler)
+    } else {
+        let hosts_path = dir.join("hosts");
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, address) in &cfg.hosts {
+            text.push_str(&format!("{address} {name}\n"));
+        }
+        fs::write(&hosts_path, text).unwrap();
+        let mut cmd = clean_command("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+            .arg(&hosts_path)
+            .arg(handler);
+        cmd
+    };
     cmd.current_dir(manifest_dir());
     match cfg.mode {
         Mode::CustomHandler => {
@@ -132,6 +172,19 @@ pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf,
         .stderr(fs::File::create(&stderr_path).unwrap());
     let child = spawn_in_group(&mut cmd).expect("spawn handler binary");
     (child, stdout_path, stderr_path)
+}
+
+/// Whether this machine lets a test give the handler its own hosts file (root, and mount
+/// namespaces allowed). CI runs as root; a developer without that skips the tests that need it.
+pub fn private_hosts_file_works() -> bool {
+    clean_command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind /etc/hosts /etc/hosts")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Run the binary to completion (or until `timeout`); returns (status, elapsed, stdout+stderr).
@@ -310,7 +363,11 @@ impl Handler {
 
     // --- forwarded HTTP, as the host forwards it ---
 
-    fn forwarded(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
+    pub fn forwarded(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path_and_query))
             .header("x-ms-invocation-id", uuid::Uuid::new_v4().to_string())
