@@ -14,7 +14,8 @@ use serde::Serialize;
 /// Seconds a client should wait before retrying when storage is unreachable or throttling.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
 
-#[derive(Debug, thiserror::Error)]
+/// `Clone`, so one failed read can be handed to every caller waiting on it (see `store::cache`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The caller sent something we will not accept; `field` names the input at fault.
     #[error("{message}")]

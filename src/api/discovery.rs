@@ -9,6 +9,7 @@ use super::AppState;
 use crate::domain::{continuation_token, healthy_only, DiscoveryQuery, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Caller;
+use crate::store::Weigh;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +52,14 @@ pub struct RenderedPage {
     failed_open: Option<bool>,
     continuation_token: Option<String>,
     etag: HeaderValue,
+}
+
+impl Weigh for RenderedPage {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.services.get().len()
+            + self.continuation_token.as_ref().map_or(0, String::len)
+    }
 }
 
 #[utoipa::path(

@@ -32,7 +32,7 @@ pub struct AppState {
     /// Sweeps (the timer, manual runs) and the SSRF policy registration applies up front.
     pub monitor: HealthMonitor,
     /// Rendered discovery pages, invalidated with the store's read cache.
-    pub pages: Arc<ReadCache<RenderedPage>>,
+    pub pages: Arc<ReadCache<RenderedPage, ApiError>>,
     /// Who may call: every `/api` route admits its caller through it first.
     pub security: Arc<Security>,
     /// The OpenAPI document `GET /api/openapi.json` serves, built once at start-up by whoever knows

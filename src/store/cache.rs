@@ -12,16 +12,34 @@
 //! that raced a write: it started under the old generation, so what it saw is dropped.
 //!
 //! On a miss, one caller per key fetches while the others wait for its result (single flight): when
-//! an entry lapses under load, storage sees one query, not one per waiting request.
+//! an entry lapses under load, storage sees one query, not one per waiting request. The result,
+//! success *or failure*, reaches every waiter at once: when storage does not answer, N concurrent
+//! requests cost one storage budget, not N in turn. A waiter only joins a fetch that started under
+//! the current generation (so a client still reads its own writes), and a fetch whose caller went
+//! away before it finished hands over to one of its waiters.
+//!
+//! Memory is bounded whatever the callers send: keys are SHA-256 digests of the caller's key text
+//! (a long query costs 32 bytes here), and each cache holds at most `MAX_ENTRIES` entries and
+//! `MAX_BYTES` of values by their estimated `Weigh::weight`.
 
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// More distinct keys than this in one cache empties it rather than letting it grow.
 const MAX_ENTRIES: usize = 4096;
+/// The most value bytes one cache keeps (by `Weigh::weight`); a value heavier than this is served
+/// but not kept.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// About how many bytes of memory a cached value holds: what `MAX_BYTES` counts.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
 
 /// The write counter shared by the caches it invalidates.
 #[derive(Debug, Clone, Default)]
@@ -37,45 +55,140 @@ impl Generation {
     }
 }
 
-pub struct ReadCache<T> {
+type Key = [u8; 32];
+/// What a fetch ended with, as every waiter receives it: `None` until it ends.
+type Outcome<T, E> = Option<Result<Arc<T>, E>>;
+
+pub struct ReadCache<T, E> {
     ttl: Duration,
     generation: Generation,
-    entries: Mutex<HashMap<String, Entry<T>>>,
-    /// One lock per key being fetched: the single-flight gate.
-    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    entries: Mutex<Entries<T>>,
+    /// The fetch under way per key: the single-flight gate.
+    in_flight: Mutex<HashMap<Key, Flight<T, E>>>,
+    flights: AtomicU64,
+}
+
+struct Entries<T> {
+    map: HashMap<Key, Entry<T>>,
+    bytes: usize,
 }
 
 struct Entry<T> {
     fetched: Instant,
     generation: u64,
+    weight: usize,
     value: Arc<T>,
 }
 
-impl<T> ReadCache<T> {
+struct Flight<T, E> {
+    id: u64,
+    generation: u64,
+    outcome: watch::Receiver<Outcome<T, E>>,
+}
+
+/// Takes the leader's flight out of the map when it ends, however it ends (a cancelled request
+/// drops its future): its waiters then see the channel close and try again.
+struct Leading<'a, T, E> {
+    cache: &'a ReadCache<T, E>,
+    key: Key,
+    id: u64,
+}
+
+impl<T, E> Drop for Leading<'_, T, E> {
+    fn drop(&mut self) {
+        let mut flights = lock(&self.cache.in_flight);
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    // A panic while holding one of these locks cannot leave the map inconsistent; keep serving.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn digest(key: &str) -> Key {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+enum Role<T, E> {
+    Lead(watch::Sender<Outcome<T, E>>, u64),
+    Wait(watch::Receiver<Outcome<T, E>>),
+}
+
+impl<T: Weigh, E: Clone> ReadCache<T, E> {
     pub fn new(ttl: Duration, generation: Generation) -> Self {
         ReadCache {
             ttl,
             generation,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                bytes: 0,
+            }),
             in_flight: Mutex::new(HashMap::new()),
+            flights: AtomicU64::new(0),
         }
     }
 
-    fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
-        // A panic while holding one of these locks cannot leave the map inconsistent; keep serving.
-        mutex.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn fresh(&self, key: &str) -> Option<Arc<T>> {
-        let entries = Self::lock(&self.entries);
-        let entry = entries.get(key)?;
+    fn fresh(&self, key: &Key) -> Option<Arc<T>> {
+        let entries = lock(&self.entries);
+        let entry = entries.map.get(key)?;
         (entry.generation == self.generation.current() && entry.fetched.elapsed() < self.ttl)
             .then(|| entry.value.clone())
     }
 
+    fn store(&self, key: Key, entry: Entry<T>) {
+        if entry.weight > MAX_BYTES {
+            return;
+        }
+        let mut entries = lock(&self.entries);
+        if let Some(old) = entries.map.remove(&key) {
+            entries.bytes -= old.weight;
+        }
+        if entries.map.len() >= MAX_ENTRIES || entries.bytes + entry.weight > MAX_BYTES {
+            // Lapsed and invalidated entries first; when that is not enough, everything.
+            let (generation, ttl) = (self.generation.current(), self.ttl);
+            entries
+                .map
+                .retain(|_, e| e.generation == generation && e.fetched.elapsed() < ttl);
+            entries.bytes = entries.map.values().map(|e| e.weight).sum();
+            if entries.map.len() >= MAX_ENTRIES || entries.bytes + entry.weight > MAX_BYTES {
+                entries.map.clear();
+                entries.bytes = 0;
+            }
+        }
+        entries.bytes += entry.weight;
+        entries.map.insert(key, entry);
+    }
+
+    /// Joins the fetch under way for `key` in this generation, or starts one.
+    fn role(&self, key: Key, generation: u64) -> Role<T, E> {
+        let mut flights = lock(&self.in_flight);
+        if let Some(flight) = flights.get(&key) {
+            if flight.generation == generation {
+                return Role::Wait(flight.outcome.clone());
+            }
+        }
+        if flights.len() >= MAX_ENTRIES {
+            flights.clear(); // waiters hold their own receiver; leaders check the id on removal
+        }
+        let id = self.flights.fetch_add(1, Ordering::Relaxed);
+        let (sender, outcome) = watch::channel(None);
+        flights.insert(
+            key,
+            Flight {
+                id,
+                generation,
+                outcome,
+            },
+        );
+        Role::Lead(sender, id)
+    }
+
     /// The cached value for `key`, or the result of `fetch` (stored unless a write happened while it
-    /// ran). Errors are returned, never cached.
-    pub async fn get_or_fetch<E, F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, E>
+    /// ran). Errors are handed to the callers waiting on that fetch, never cached.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -83,39 +196,54 @@ impl<T> ReadCache<T> {
         if self.ttl.is_zero() {
             return fetch().await.map(Arc::new);
         }
-        if let Some(hit) = self.fresh(key) {
-            return Ok(hit);
-        }
-        let gate = {
-            let mut in_flight = Self::lock(&self.in_flight);
-            if in_flight.len() >= MAX_ENTRIES {
-                in_flight.clear(); // waiters hold their own handle to the lock they wait on
+        let key = digest(key);
+        let mut fetch = Some(fetch);
+        loop {
+            if let Some(hit) = self.fresh(&key) {
+                return Ok(hit);
             }
-            in_flight.entry(key.to_owned()).or_default().clone()
-        };
-        let _only_fetcher = gate.lock().await;
-        // Whoever held the gate before us may have filled the entry.
-        if let Some(hit) = self.fresh(key) {
-            return Ok(hit);
-        }
-        let generation = self.generation.current();
-        let fetched = Instant::now();
-        let value = Arc::new(fetch().await?);
-        if self.generation.current() == generation {
-            let mut entries = Self::lock(&self.entries);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(
-                key.to_owned(),
-                Entry {
-                    fetched,
-                    generation,
-                    value: value.clone(),
+            let generation = self.generation.current();
+            match self.role(key, generation) {
+                Role::Wait(mut outcome) => match outcome.wait_for(Option::is_some).await {
+                    Ok(ended) => {
+                        if let Some(result) = ended.as_ref() {
+                            return result.clone();
+                        }
+                    }
+                    // Its leader went away unfinished: look again, and perhaps lead.
+                    Err(_) => continue,
                 },
-            );
+                Role::Lead(sender, id) => {
+                    let _leading = Leading {
+                        cache: self,
+                        key,
+                        id,
+                    };
+                    let fetch = fetch
+                        .take()
+                        .expect("only a waiter loops, and it never fetched");
+                    let fetched = Instant::now();
+                    let result = fetch().await.map(Arc::new);
+                    if let Ok(value) = &result {
+                        if self.generation.current() == generation {
+                            let weight = value.weight();
+                            let value = value.clone();
+                            self.store(
+                                key,
+                                Entry {
+                                    fetched,
+                                    generation,
+                                    weight,
+                                    value,
+                                },
+                            );
+                        }
+                    }
+                    sender.send_replace(Some(result.clone()));
+                    return result;
+                }
+            }
         }
-        Ok(value)
     }
 }
 
@@ -123,6 +251,12 @@ impl<T> ReadCache<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
 
     async fn counting(calls: &AtomicUsize, value: u32) -> Result<u32, ()> {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -204,20 +338,124 @@ mod tests {
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert!(cache
-            .get_or_fetch("e", || async { Err::<u32, _>("down") })
+            .get_or_fetch("e", || async { Err::<u32, _>(()) })
             .await
             .is_err());
         assert_eq!(
             *cache
-                .get_or_fetch("e", || async { Ok::<_, &str>(5) })
+                .get_or_fetch("e", || async { Ok::<_, ()>(5) })
                 .await
                 .unwrap(),
             5
         );
 
-        let off = ReadCache::new(Duration::ZERO, Generation::default());
+        let off = ReadCache::<u32, ()>::new(Duration::ZERO, Generation::default());
         off.get_or_fetch("q", || counting(&calls, 1)).await.unwrap();
         off.get_or_fetch("q", || counting(&calls, 1)).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failure_reaches_every_waiter_of_that_fetch_at_once() {
+        let cache = ReadCache::<u32, String>::new(Duration::from_secs(60), Generation::default());
+        let calls = AtomicUsize::new(0);
+        let started = Instant::now();
+        let all = futures::future::join_all((0..12).map(|_| {
+            cache.get_or_fetch("q", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err::<u32, _>("no answer".to_owned())
+            })
+        }))
+        .await;
+        assert!(all.iter().all(|r| r.as_ref().unwrap_err() == "no answer"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for all twelve");
+        assert!(started.elapsed() < Duration::from_millis(1100));
+        // Not cached: the next caller tries again.
+        let next = cache.get_or_fetch("q", || async { Ok::<_, String>(3) });
+        assert_eq!(*next.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_takes_over_from_a_cancelled_leader() {
+        let cache = ReadCache::<u32, ()>::new(Duration::from_secs(60), Generation::default());
+        let calls = AtomicUsize::new(0);
+        // The leader's request goes away after 50 ms; the waiter joined its fetch at 5 ms.
+        let leader = async {
+            tokio::select! {
+                _ = cache.get_or_fetch("q", std::future::pending::<Result<u32, ()>>) => {
+                    unreachable!("the leader's fetch never finishes")
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        };
+        let waiter = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            cache.get_or_fetch("q", || counting(&calls, 9)).await
+        };
+        let ((), waited) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(leader, waiter)
+        })
+        .await
+        .expect("the waiter must not wait for ever");
+        assert_eq!(*waited.unwrap(), 9);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_does_not_join_a_fetch_older_than_its_generation() {
+        let generation = Generation::default();
+        let cache = ReadCache::<u32, ()>::new(Duration::from_secs(60), generation.clone());
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let old = cache.get_or_fetch("q", || async {
+            let _ = released.await;
+            Ok(1)
+        });
+        let after_write = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            generation.bump(); // a write completes, then its writer reads
+            let read = cache.get_or_fetch("q", || async { Ok(2) }).await;
+            let _ = release.send(());
+            read
+        };
+        let (old, new) = tokio::join!(old, after_write);
+        assert_eq!((*old.unwrap(), *new.unwrap()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn keys_are_digests_and_values_are_bounded_by_bytes() {
+        let cache = ReadCache::<u32, ()>::new(Duration::from_secs(60), Generation::default());
+        let long = "k".repeat(65_536);
+        cache
+            .get_or_fetch(&long, || async { Ok(10) })
+            .await
+            .unwrap();
+        assert_eq!(
+            *cache
+                .get_or_fetch(&long, || async { Ok(11) })
+                .await
+                .unwrap(),
+            10
+        );
+        // Too heavy to keep: served, not stored.
+        let heavy = (MAX_BYTES + 1) as u32;
+        cache
+            .get_or_fetch("h", || async { Ok(heavy) })
+            .await
+            .unwrap();
+        assert_eq!(
+            *cache.get_or_fetch("h", || async { Ok(1) }).await.unwrap(),
+            1
+        );
+        // Filling past the budget evicts rather than grows.
+        let half = (MAX_BYTES / 2) as u32;
+        for key in ["a", "b", "c", "d"] {
+            cache
+                .get_or_fetch(key, || async { Ok(half) })
+                .await
+                .unwrap();
+            assert!(lock(&cache.entries).bytes <= MAX_BYTES);
+        }
+        assert!(lock(&cache.entries).map.len() <= 3);
     }
 }

@@ -13,21 +13,23 @@
 use crate::telemetry::redact;
 use azure_core::error::ErrorKind;
 use azure_core::StatusCode;
+use std::sync::Arc;
 
-#[derive(thiserror::Error)]
+/// `Clone`, so one failed read can be handed to every caller waiting on it (see `cache`).
+#[derive(Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("storage unavailable: {detail}")]
     Unavailable {
         /// Redacted: safe for logs.
         detail: String,
         /// The crate's error, when there was one; see `crate_error`.
-        cause: Option<azure_core::Error>,
+        cause: Option<Arc<azure_core::Error>>,
     },
     #[error("unexpected storage response: {detail}")]
     Unexpected {
         /// Redacted: safe for logs.
         detail: String,
-        cause: Option<azure_core::Error>,
+        cause: Option<Arc<azure_core::Error>>,
     },
 }
 
@@ -70,7 +72,7 @@ impl StoreError {
     pub(super) fn crate_error(&self) -> Option<&azure_core::Error> {
         match self {
             StoreError::Unavailable { cause, .. } | StoreError::Unexpected { cause, .. } => {
-                cause.as_ref()
+                cause.as_deref()
             }
         }
     }
@@ -113,7 +115,7 @@ impl From<azure_core::Error> for StoreError {
             }
             _ => false,
         };
-        let cause = Some(error);
+        let cause = Some(Arc::new(error));
         if retryable {
             StoreError::Unavailable { detail, cause }
         } else {

@@ -43,7 +43,7 @@ mod records;
 mod register;
 mod sweeps;
 
-pub use cache::ReadCache;
+pub use cache::{ReadCache, Weigh};
 pub use error::StoreError;
 pub use lease::LeaseOutcome;
 pub use properties::Stored;
@@ -77,8 +77,8 @@ pub struct Store {
     /// Bumped by every write of this process; invalidates every cache made from it.
     writes: Generation,
     cache_ttl: Duration,
-    services_cache: Arc<ReadCache<Vec<ServiceRecord>>>,
-    health_cache: Arc<ReadCache<HealthByKey>>,
+    services_cache: Arc<ReadCache<Vec<ServiceRecord>, StoreError>>,
+    health_cache: Arc<ReadCache<HealthByKey, StoreError>>,
 }
 
 impl Store {
@@ -135,7 +135,7 @@ impl Store {
 
     /// A cache for values computed from this store's reads (a rendered discovery page): same TTL,
     /// and invalidated by the same writes.
-    pub fn derived_cache<T>(&self) -> ReadCache<T> {
+    pub fn derived_cache<T: Weigh, E: Clone>(&self) -> ReadCache<T, E> {
         ReadCache::new(self.cache_ttl, self.writes.clone())
     }
 

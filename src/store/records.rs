@@ -17,9 +17,71 @@ use super::properties::{
     count, decoded, integer, json_text, number, put_double, put_int32, put_spelled, put_text,
     stored, string, Stored,
 };
+use super::{HealthByKey, Weigh};
 use crate::domain::{Circuit, CircuitState, HealthCheck, HealthState, InstanceKey, DEFAULT_WEIGHT};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
+
+/// About how much memory a JSON value holds (for the read cache's byte bound).
+fn json_weight(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(json_weight).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_weight(v)).sum(),
+            _ => 0,
+        }
+}
+
+fn text_weight<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
+    texts.into_iter().map(str::len).sum()
+}
+
+impl Weigh for Vec<ServiceRecord> {
+    fn weight(&self) -> usize {
+        self.iter()
+            .map(|r| {
+                std::mem::size_of::<ServiceRecord>()
+                    + text_weight([
+                        r.partition_key.as_str(),
+                        &r.row_key,
+                        &r.service_name,
+                        &r.endpoint,
+                        &r.health_endpoint,
+                        &r.service_type,
+                        &r.version,
+                        r.instance_id.as_deref().unwrap_or_default(),
+                        r.etag.as_deref().unwrap_or_default(),
+                    ])
+                    + json_weight(&r.tags)
+                    + json_weight(&r.metadata)
+                    // Two kept time texts and a health check's path, about.
+                    + 128
+            })
+            .sum()
+    }
+}
+
+impl Weigh for HealthByKey {
+    fn weight(&self) -> usize {
+        self.iter()
+            .map(|((pk, rk), h)| {
+                std::mem::size_of::<((String, String), HealthRecord)>()
+                    + text_weight([
+                        pk.as_str(),
+                        rk,
+                        &h.partition_key,
+                        &h.row_key,
+                        &h.service_name,
+                        &h.error_message,
+                        h.checked_by.as_deref().unwrap_or_default(),
+                        h.etag.as_deref().unwrap_or_default(),
+                    ])
+                    + 128
+            })
+            .sum()
+    }
+}
 
 /// One ServiceRegistry row.
 #[derive(Debug, Clone, PartialEq)]

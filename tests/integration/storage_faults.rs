@@ -167,3 +167,39 @@ async fn storage_outage_and_recovery() {
     assert_eq!((p, hh, u), (2, 2, 0));
     assert!(h.try_exit_status().is_none());
 }
+
+/// Storage that accepts connections and never answers: every waiter of one single-flight read gets
+/// its 503 when that read gives up, not one storage budget after the previous waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_reaches_every_waiter_at_once() {
+    const BUDGET_MS: u64 = 1000;
+    const CLIENTS: usize = 12;
+    let silent = SilentTarget::start();
+    let cfg = HandlerConfig::with_storage(
+        Mode::CustomHandler,
+        &connection_string_for_port(silent.port),
+    )
+    .env("STORAGE_TIMEOUT_MS", &BUDGET_MS.to_string());
+    let h = Handler::spawn(cfg).await;
+    for query in ["serviceType=api", "serviceName=orders&healthyOnly=true"] {
+        let started = Instant::now();
+        let answers = futures::future::join_all((0..CLIENTS).map(|_| async {
+            let r = h.discover(query).await;
+            (r, started.elapsed())
+        }))
+        .await;
+        let bound = Duration::from_millis(3 * BUDGET_MS + 2000);
+        let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+        for (r, took) in &answers {
+            assert_503(r, "discovery with silent storage");
+            assert!(
+                *took < bound,
+                "{query}: a 503 took {took:?} (bound {bound:?}); all: {:?}",
+                answers.iter().map(|(_, t)| *t).collect::<Vec<_>>()
+            );
+        }
+        eprintln!(
+            "{CLIENTS} concurrent discoveries, silent storage: slowest 503 after {slowest:?}"
+        );
+    }
+}
