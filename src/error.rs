@@ -73,6 +73,14 @@ pub enum ApiError {
     #[error("cannot verify access tokens: {0}")]
     IdentityUnavailable(String),
 
+    /// Storage is healthy but concurrent requests kept recreating and deleting the row this write
+    /// targets; nothing of it was written and the caller may retry at once.
+    #[error("{message}")]
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
+
     /// Table Storage could not be reached, timed out or throttled us: the caller may retry.
     #[error("storage is unavailable: {0}")]
     StorageUnavailable(String),
@@ -103,15 +111,16 @@ impl ApiError {
             ApiError::StorageUnavailable(_) | ApiError::IdentityUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            ApiError::BadRequest { field, .. } | ApiError::NoSuchService { field, .. } => {
-                Some(field)
-            }
+            ApiError::BadRequest { field, .. }
+            | ApiError::NoSuchService { field, .. }
+            | ApiError::Conflict { field, .. } => Some(field),
             ApiError::PayloadTooLarge { .. } => Some("body"),
             ApiError::Unauthenticated { field, .. } => Some(field),
             ApiError::Forbidden { field, .. } => *field,
@@ -154,6 +163,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable { .. } => ApiError::StorageUnavailable(detail),
             StoreError::Unexpected { .. } => ApiError::Internal(detail),
+            // Only a registration can be contended; its key is named by `serviceName`.
+            StoreError::Contended { .. } => ApiError::Conflict {
+                field: "serviceName",
+                message: format!("{detail}; nothing was written, retry the request"),
+            },
         }
     }
 }
@@ -292,5 +306,21 @@ mod tests {
             json,
             serde_json::json!({"error": "serviceName is required", "field": "serviceName"})
         );
+    }
+
+    #[tokio::test]
+    async fn a_contended_write_is_a_409_naming_the_service_not_an_outage() {
+        let e = ApiError::from(StoreError::Contended {
+            detail: "the row kept changing".into(),
+        });
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["field"], "serviceName");
+        assert!(json["error"].as_str().unwrap().contains("retry"), "{json}");
     }
 }

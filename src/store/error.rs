@@ -31,6 +31,10 @@ pub enum StoreError {
         detail: String,
         cause: Option<Arc<azure_core::Error>>,
     },
+    /// Storage is fine, but other requests kept creating and deleting the same row faster than this
+    /// write could land; nothing of it was written. The caller may retry at once.
+    #[error("write contended: {detail}")]
+    Contended { detail: String },
 }
 
 impl StoreError {
@@ -61,9 +65,9 @@ impl StoreError {
     /// The redacted text: what the logs and `ApiError` carry.
     pub fn detail(&self) -> &str {
         match self {
-            StoreError::Unavailable { detail, .. } | StoreError::Unexpected { detail, .. } => {
-                detail
-            }
+            StoreError::Unavailable { detail, .. }
+            | StoreError::Unexpected { detail, .. }
+            | StoreError::Contended { detail } => detail,
         }
     }
 
@@ -74,6 +78,7 @@ impl StoreError {
             StoreError::Unavailable { cause, .. } | StoreError::Unexpected { cause, .. } => {
                 cause.as_deref()
             }
+            StoreError::Contended { .. } => None,
         }
     }
 
@@ -91,6 +96,7 @@ impl std::fmt::Debug for StoreError {
         let name = match self {
             StoreError::Unavailable { .. } => "Unavailable",
             StoreError::Unexpected { .. } => "Unexpected",
+            StoreError::Contended { .. } => "Contended",
         };
         f.debug_tuple(name).field(&self.detail()).finish()
     }

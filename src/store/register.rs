@@ -1,5 +1,18 @@
-//! The registrant's writes to the registry: a registration (a read, then a write conditional on what
-//! was read, retried while other writers race for the row) and a heartbeat (a merge of one property).
+//! The registrant's writes to the registry: a registration (a read of `registeredAt`, then a replace
+//! or an insert) and a heartbeat (a merge of one property).
+//!
+//! Why a re-registration replaces the row unconditionally (`If-Match: *`) instead of on the ETag it
+//! read: heartbeats change the ETag every few seconds, so a conditional replace of a busy row loses
+//! to them again and again (50 re-registrations racing 4 heartbeat clients: 33 gave up), although
+//! nothing it cares about changed. What it must not lose is `registeredAt`, and only the creation
+//! of the row sets that: a heartbeat never does, and every re-registration carries the value it
+//! read. So the replace needs the row to still exist (`If-Match: *` fails with 404 otherwise) and
+//! nothing more. The races left are with a row's deletion and creation (a deregistration, the
+//! sweep's expiry, another first registration); each is a 404 or a 409 that sends the loop back to
+//! read, after a short randomised back-off. A loop that still loses is `Contended`, not an outage.
+//!
+//! What this gives up: a deregistration and a new first registration landing together between this
+//! registration's read and its write leave the older `registeredAt` (a window of one round trip).
 
 use super::error::{is_row_missing, is_status};
 use super::{ServiceRecord, Store, StoreError, Stored};
@@ -7,13 +20,18 @@ use crate::domain::{InstanceKey, Registration};
 use azure_core::StatusCode;
 use azure_data_tables::IfMatchCondition;
 use serde_json::{Map, Value};
+use std::time::Duration;
 
-/// Optimistic-concurrency attempts for a registration racing another writer of the same row.
-const REGISTER_ATTEMPTS: usize = 5;
+/// Read-then-write rounds a registration tries while the row keeps being created and deleted under
+/// it; the storage budget bounds them as well.
+const REGISTER_ATTEMPTS: u32 = 8;
+/// The first back-off between rounds; it doubles each round, and each wait is drawn at random from
+/// zero to that (full jitter), so racing writers spread out instead of colliding again.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
 impl Store {
-    /// Upserts a registration. An existing row keeps its `registeredAt`; the write is conditional on
-    /// the ETag read, so two registrations racing for one row cannot lose the original timestamp.
+    /// Upserts a registration. An existing row keeps its `registeredAt`, every other property is
+    /// replaced (see the module comment for why without an ETag condition).
     pub async fn register(&self, registration: &Registration, now: &str) -> Result<(), StoreError> {
         let result = self
             .within_budget(self.register_unbounded(registration, now))
@@ -53,7 +71,11 @@ impl Store {
             etag: None,
         };
 
-        for _ in 0..REGISTER_ATTEMPTS {
+        for attempt in 0..REGISTER_ATTEMPTS {
+            if attempt > 0 {
+                let ceiling = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+                tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+            }
             let existing = match entity_client.get::<Map<String, Value>>().await {
                 Ok(found) => Some(found),
                 Err(e) if is_row_missing(&e) => None,
@@ -65,7 +87,7 @@ impl Store {
                     let registered_at = ServiceRecord::from_entity(&found.entity).registered_at;
                     record.registered_at = registered_at.or_else(|| Some(now.clone()));
                     entity_client
-                        .update(record.to_entity(), IfMatchCondition::Etag(found.etag))?
+                        .update(record.to_entity(), IfMatchCondition::Any)?
                         .await
                         .map(|_| ())
                 }
@@ -83,7 +105,8 @@ impl Store {
             };
             match outcome {
                 Ok(()) => return Ok(()),
-                // Someone else wrote (or deleted) the row between our read and our write: read again.
+                // The row was created (409) or deleted (404) between our read and our write: read
+                // again. (412 cannot happen without an ETag condition; kept for safety.)
                 Err(e)
                     if is_status(&e, StatusCode::PreconditionFailed)
                         || is_status(&e, StatusCode::Conflict)
@@ -91,9 +114,11 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::unavailable(
-            "the registration row kept changing under concurrent writers",
-        ))
+        Err(StoreError::Contended {
+            detail: format!(
+                "the registration row was created and deleted by concurrent requests {REGISTER_ATTEMPTS} times in a row"
+            ),
+        })
     }
 
     /// Moves `lastHeartbeat` of an existing row and nothing else (a merge, so every other property,
