@@ -28,6 +28,14 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    /// The request line's path and query are longer than we (and the Functions host) accept.
+    #[error("the URL is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+
+    /// The request's header block is larger than we (and the Functions host) accept.
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+
     #[error("no route for {0}")]
     NotFound(String),
 
@@ -102,6 +110,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound(_)
             | ApiError::NoSuchService { .. }
             | ApiError::NoEligibleInstance { .. } => StatusCode::NOT_FOUND,
@@ -215,6 +225,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
         }
         if let ApiError::Unauthenticated { presented, .. } = self {
             // RFC 6750 §3: say which scheme we take, and whether what was sent was refused.

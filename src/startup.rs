@@ -13,7 +13,7 @@ use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
 use crate::store::Store;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -121,7 +121,8 @@ pub fn app(state: AppState, standalone: bool) -> Router {
     let mut router = Router::new()
         .route(
             "/",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            get(|| async { Json(serde_json::json!({"status": "ok"})) })
+                .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
         .merge(functions::router(state, api.clone(), standalone))
         .merge(api);
@@ -133,6 +134,7 @@ pub fn app(state: AppState, standalone: bool) -> Router {
             security,
             security::refuse_foreign_origins,
         ))
+        .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))
 }
 

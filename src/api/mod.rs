@@ -6,6 +6,7 @@
 
 mod discovery;
 mod heartbeat;
+mod limits;
 mod listing;
 pub mod openapi;
 mod registrar;
@@ -22,6 +23,8 @@ use axum::Router;
 use discovery::RenderedPage;
 use serde_json::Value;
 use std::sync::Arc;
+
+pub use limits::refuse_oversized;
 
 /// Largest registration body we read (the contract's 413 limit); far under Table Storage's limits.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -92,6 +95,8 @@ pub fn router(state: AppState) -> Router {
             security::authenticate,
         ))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+        // Here as well as around the whole app: envelope replays come through this router only.
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(state)
 }
 
@@ -99,25 +104,26 @@ pub fn router(state: AppState) -> Router {
 /// length. Any content type is accepted: `curl -d` without `-H 'Content-Type: application/json'`
 /// must work.
 async fn read_json_body(body: axum::body::Body) -> ApiResult<Value> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                ApiError::bad_request("body", format!("could not read the request body: {e}"))
-            }
-        })?;
+    let bytes = read_body(body, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("body", format!("the request body is not valid JSON: {e}"))
     })
 }
 
-fn not_allowed(method: Method, allowed: &'static str) -> ApiError {
+/// Reads at most `limit` bytes; a longer body is a 413 whether or not it declared its length.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> ApiResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::bad_request("body", format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+pub fn not_allowed(method: Method, allowed: &'static str) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         allowed,

@@ -3,7 +3,9 @@
 //!
 //! The host serialises with Newtonsoft and reads case-insensitively, and versions differ in small
 //! ways (`Query` as an object or as JSON text, `Body` absent when empty, timer dates without offset),
-//! so everything here is read by hand, leniently, rather than with strict serde structs.
+//! so everything here is read by hand rather than with strict serde structs: names in any case, both
+//! forms where the host has two. Types are checked all the same: a field of the wrong JSON type is a
+//! 400 naming it (`Data.req.Method`, `Data.req.Query`, ...), and `null` anywhere means absent.
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -40,10 +42,40 @@ fn object_or_json_text(value: Option<&Value>) -> Map<String, Value> {
     }
 }
 
-fn as_text(value: &Value) -> String {
+/// `Query` or `Headers`: an object, or JSON text holding one (an empty text counts as absent).
+fn object_field(
+    req: &Map<String, Value>,
+    name: &str,
+    field: &'static str,
+) -> Result<Map<String, Value>, ApiError> {
+    let wrong = || {
+        ApiError::bad_request(
+            field,
+            format!("{field} must be an object (or JSON text of one)"),
+        )
+    };
+    match get_ci(req, name) {
+        None => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(Value::String(text)) if text.trim().is_empty() => Ok(Map::new()),
+        Some(Value::String(text)) => match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(wrong()),
+        },
+        Some(_) => Err(wrong()),
+    }
+}
+
+/// A header value: a string, or an array of strings the host split (joined back with `, `).
+fn header_value(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(text) => Some(text.clone()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(", ")),
+        _ => None,
     }
 }
 
@@ -78,24 +110,55 @@ impl HttpRequestData {
                 )
             })?;
 
-        let method = get_ci(&req, "Method")
-            .map(as_text)
-            .unwrap_or_else(|| "GET".to_owned());
-        let query = object_or_json_text(get_ci(&req, "Query"))
-            .iter()
-            .map(|(k, v)| (k.clone(), as_text(v)))
-            .collect();
-        let headers = object_or_json_text(get_ci(&req, "Headers"))
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    Value::Array(items) => items.iter().map(as_text).collect::<Vec<_>>().join(", "),
-                    other => as_text(other),
-                };
-                (name.clone(), value)
-            })
-            .collect();
-        let body = get_ci(&req, "Body").map(as_text);
+        let method = match get_ci(&req, "Method") {
+            None => "GET".to_owned(),
+            Some(Value::String(method)) => method.clone(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "Data.req.Method",
+                    "Data.req.Method must be a string such as \"GET\"",
+                ))
+            }
+        };
+        let mut query = Vec::new();
+        for (name, value) in object_field(&req, "Query", "Data.req.Query")? {
+            match value {
+                Value::Null => {}
+                Value::String(value) => query.push((name, value)),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "Data.req.Query",
+                        format!("Data.req.Query.{name} must be a string"),
+                    ))
+                }
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in object_field(&req, "Headers", "Data.req.Headers")? {
+            if value.is_null() {
+                continue;
+            }
+            let value = header_value(&value).ok_or_else(|| {
+                ApiError::bad_request(
+                    "Data.req.Headers",
+                    format!("Data.req.Headers.{name} must be a string or an array of strings"),
+                )
+            })?;
+            headers.push((name, value));
+        }
+        // The raw body as text; a host that parsed a JSON body hands it over as JSON, which reads
+        // back as the same JSON text.
+        let body = match get_ci(&req, "Body") {
+            None => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(json @ (Value::Object(_) | Value::Array(_))) => Some(json.to_string()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "Data.req.Body",
+                    "Data.req.Body must be a string",
+                ))
+            }
+        };
         Ok(HttpRequestData {
             method,
             query,
@@ -267,6 +330,30 @@ mod tests {
         assert_eq!(request.headers()["content-type"], "application/json");
         assert_eq!(request.headers()["x-multi"], "a, b");
         assert!(request.headers().get("content-length").is_none());
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_name_themselves_and_null_is_absent() {
+        let field_of = |req: Value| match HttpRequestData::from_envelope(&envelope(req)) {
+            Err(ApiError::BadRequest { field, .. }) => field,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert_eq!(field_of(json!({"Method": 123})), "Data.req.Method");
+        assert_eq!(field_of(json!({"Query": [1]})), "Data.req.Query");
+        assert_eq!(field_of(json!({"Query": {"a": 1}})), "Data.req.Query");
+        assert_eq!(field_of(json!({"Headers": {"a": [1]}})), "Data.req.Headers");
+        assert_eq!(field_of(json!({"Body": true})), "Data.req.Body");
+        let data = HttpRequestData::from_envelope(&envelope(json!({
+            "Method": null, "Query": {"serviceName": null, "serviceType": "api"},
+            "Headers": {"Accept": null}, "Body": null
+        })))
+        .unwrap();
+        assert_eq!(data.method, "GET");
+        assert_eq!(
+            data.query,
+            vec![("serviceType".to_owned(), "api".to_owned())]
+        );
+        assert!(data.headers.is_empty() && data.body.is_none());
     }
 
     #[test]

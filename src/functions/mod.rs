@@ -14,12 +14,13 @@
 mod envelope;
 mod openapi;
 
-use crate::api::AppState;
+use crate::api::{self, AppState};
 use crate::error::ApiError;
 use crate::health::SweepTrigger;
 use crate::security::{self, AuthRecord, Caller};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -40,24 +41,34 @@ const HTTP_FUNCTIONS: [(&str, &str); 6] = [
     ("OpenApi", "openapi.json"),
 ];
 
+/// The largest envelope read. It wraps a body of at most `api::MAX_BODY_BYTES` as escaped JSON
+/// text (up to six bytes a byte), the headers, and the host's copies of query and body fields in
+/// `Metadata`; anything larger is no envelope the host sends for a body we would accept.
+pub const MAX_ENVELOPE_BYTES: usize = 2 * 1024 * 1024;
+
 /// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
 /// Standalone, only the manual sweep, behind authentication.
 pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
+    let wrong_method = |method: Method| async move { api::not_allowed(method, "POST") };
     if standalone {
         return Router::new()
-            .route("/HealthMonitor", post(manual_sweep))
+            .route("/HealthMonitor", post(manual_sweep).fallback(wrong_method))
             .route_layer(axum::middleware::from_fn_with_state(
                 state.security.clone(),
                 security::authenticate,
             ))
             .with_state(state);
     }
-    let mut router = Router::new().route("/HealthMonitor", post(timer_invocation));
+    let mut router = Router::new().route(
+        "/HealthMonitor",
+        post(timer_invocation).fallback(wrong_method),
+    );
     for (function, route) in HTTP_FUNCTIONS {
         let api = api.clone();
         router = router.route(
             &format!("/{function}"),
-            post(move |body: axum::body::Bytes| http_invocation(api, function, route, body)),
+            post(move |body: Body| http_invocation(api, function, route, body))
+                .fallback(wrong_method),
         );
     }
     router.with_state(state)
@@ -81,9 +92,11 @@ async fn http_invocation(
     api: Router,
     function: &'static str,
     route: &'static str,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
-    let request = parse_envelope(&body)
+    let request = api::read_body(body, MAX_ENVELOPE_BYTES)
+        .await
+        .and_then(|body| parse_envelope(&body))
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
         .and_then(|request| request.into_http_request(route));
     let response = match request {
@@ -109,15 +122,18 @@ async fn http_invocation(
 
 /// Standalone `POST /HealthMonitor`: one sweep now, for an admin (anyone on the anonymous
 /// loopback dev loop), answered like the host's timer invocation.
-async fn manual_sweep(state: State<AppState>, caller: Caller, body: axum::body::Bytes) -> Response {
+async fn manual_sweep(state: State<AppState>, caller: Caller, body: Body) -> Response {
     if let Err(e) = caller.may_administer() {
         return e.into_response();
     }
     timer_invocation(state, body).await
 }
 
-async fn timer_invocation(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
-    let timer = match parse_envelope(&body) {
+async fn timer_invocation(State(state): State<AppState>, body: Body) -> Response {
+    let envelope = api::read_body(body, MAX_ENVELOPE_BYTES)
+        .await
+        .and_then(|body| parse_envelope(&body));
+    let timer = match envelope {
         Ok(envelope) => TimerInfo::from_envelope(&envelope),
         Err(e) => return e.into_response(),
     };

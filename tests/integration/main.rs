@@ -21,6 +21,7 @@ mod health_checks;
 mod health_monitor;
 mod instances;
 mod interop;
+mod json_errors;
 mod lease;
 mod managed_identity;
 mod openapi;
