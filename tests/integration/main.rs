@@ -29,6 +29,7 @@ mod proxying;
 mod recipe;
 mod registrar;
 mod resolver;
+mod resources;
 mod ssrf;
 mod ssrf_identity;
 mod standalone;
