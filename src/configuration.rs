@@ -70,6 +70,20 @@ pub struct ServerSettings {
     pub mode: HostMode,
     /// Who this process is: recorded as `checkedBy` and as the sweep lease's holder.
     pub instance_id: String,
+    pub connections: ConnectionSettings,
+}
+
+/// What one client connection may hold of the server (see `serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// How long a connection may take to send a request's headers, counted from when the server
+    /// starts waiting for them: a connection that opens and says nothing, or sits idle between
+    /// requests, is closed after it too (`SERVER_HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// How long reading one request's body may take (`SERVER_BODY_TIMEOUT_MS`); over it, a 408.
+    pub body_timeout: Duration,
+    /// Connections served at once (`SERVER_MAX_CONNECTIONS`); more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,7 +264,16 @@ fn server(
         .chars()
         .take(128)
         .collect();
-    Ok(ServerSettings { mode, instance_id })
+    let connections = ConnectionSettings {
+        header_timeout: env.millis("SERVER_HEADER_TIMEOUT_MS", 10_000)?,
+        body_timeout: env.millis("SERVER_BODY_TIMEOUT_MS", 15_000)?,
+        max_connections: env.count("SERVER_MAX_CONNECTIONS", 10_000)? as usize,
+    };
+    Ok(ServerSettings {
+        mode,
+        instance_id,
+        connections,
+    })
 }
 
 fn storage(

@@ -32,6 +32,10 @@ pub enum ApiError {
     #[error("the URL is longer than {limit} bytes")]
     UriTooLong { limit: usize },
 
+    /// The request body did not arrive within `SERVER_BODY_TIMEOUT_MS`.
+    #[error("the request body did not arrive within {limit_ms} ms")]
+    BodyTimeout { limit_ms: u128 },
+
     /// The request's header block is larger than we (and the Functions host) accept.
     #[error("the request headers are larger than {limit} bytes")]
     HeadersTooLarge { limit: usize },
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound(_)
             | ApiError::NoSuchService { .. }
@@ -131,7 +136,7 @@ impl ApiError {
             ApiError::BadRequest { field, .. }
             | ApiError::NoSuchService { field, .. }
             | ApiError::Conflict { field, .. } => Some(field),
-            ApiError::PayloadTooLarge { .. } => Some("body"),
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout { .. } => Some("body"),
             ApiError::Unauthenticated { field, .. } => Some(field),
             ApiError::Forbidden { field, .. } => *field,
             ApiError::NoEligibleInstance { .. } => Some("serviceName"),

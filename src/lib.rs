@@ -11,7 +11,8 @@
 //! - `store`: the two tables, the only module that knows the Tables crate;
 //! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
 //!   which browser origin, in front of every function;
-//! - `configuration`, `telemetry`, `scheduler`, `startup`: process concerns;
+//! - `configuration`, `telemetry`, `scheduler`, `startup`, `serve` (the server loop and its
+//!   connection limits): process concerns;
 //! - `error`: the one error type and its mapping to HTTP statuses.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod functions;
 pub mod health;
 pub mod scheduler;
 pub mod security;
+pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

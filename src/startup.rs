@@ -11,6 +11,7 @@ use crate::functions;
 use crate::health::{HealthMonitor, SweepTrigger};
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
+use crate::serve;
 use crate::store::Store;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
@@ -68,6 +69,7 @@ impl Application {
     }
 
     pub async fn run(self) -> Result<(), StartupError> {
+        let open_files = serve::raise_open_file_limit();
         let address = self.settings.server.mode.bind_address();
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -84,6 +86,8 @@ impl Application {
             registry_table = %self.settings.storage.registry_table,
             health_table = %self.settings.storage.health_table,
             schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
+            open_files,
+            max_connections = self.settings.server.connections.max_connections,
             "handler listening"
         );
 
@@ -99,15 +103,16 @@ impl Application {
 
         let app = app(self.state, self.settings.server.mode.is_standalone());
         let mut server_shutdown = shutdown_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = server_shutdown.wait_for(|stop| *stop).await;
-        });
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested; finishing in-flight requests");
             let _ = shutdown_tx.send(true);
         });
-        server.await.map_err(StartupError::Serve)?;
+        let connections = self.settings.server.connections;
+        serve::serve(listener, app, connections, async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
         tracing::info!("handler stopped");
         Ok(())
     }

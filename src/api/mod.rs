@@ -16,6 +16,7 @@ mod sweep;
 use crate::error::{ApiError, ApiResult};
 use crate::health::HealthMonitor;
 use crate::security::{self, Security};
+use crate::serve::BodyTimedOut;
 use crate::store::{ReadCache, Store};
 use axum::http::Method;
 use axum::routing::{get, post};
@@ -113,10 +114,18 @@ async fn read_json_body(body: axum::body::Body) -> ApiResult<Value> {
 /// Reads at most `limit` bytes; a longer body is a 413 whether or not it declared its length.
 pub async fn read_body(body: axum::body::Body, limit: usize) -> ApiResult<axum::body::Bytes> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
+        // The cause sits a few wrappers down (axum's error, the limiter's box): walk the chain.
+        let chain: Vec<_> =
+            std::iter::successors(std::error::Error::source(&e), |s| s.source()).collect();
+        if chain
+            .iter()
+            .any(|s| s.is::<http_body_util::LengthLimitError>())
+        {
             ApiError::PayloadTooLarge { limit }
+        } else if let Some(late) = chain.iter().find_map(|s| s.downcast_ref::<BodyTimedOut>()) {
+            ApiError::BodyTimeout {
+                limit_ms: late.0.as_millis(),
+            }
         } else {
             ApiError::bad_request("body", format!("could not read the request body: {e}"))
         }

@@ -364,3 +364,40 @@ fn telemetry_and_notices() {
         s.notices
     );
 }
+
+#[test]
+fn connection_limits_have_defaults_and_named_errors() {
+    let storage = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    let s = settings(&[storage]).unwrap();
+    assert_eq!(
+        s.server.connections,
+        ConnectionSettings {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(15),
+            max_connections: 10_000,
+        }
+    );
+    let s = settings(&[
+        storage,
+        ("SERVER_HEADER_TIMEOUT_MS", "2500"),
+        ("SERVER_BODY_TIMEOUT_MS", "4000"),
+        ("SERVER_MAX_CONNECTIONS", "64"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.server.connections.header_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(s.server.connections.body_timeout, Duration::from_secs(4));
+    assert_eq!(s.server.connections.max_connections, 64);
+    for variable in [
+        "SERVER_HEADER_TIMEOUT_MS",
+        "SERVER_BODY_TIMEOUT_MS",
+        "SERVER_MAX_CONNECTIONS",
+    ] {
+        for bad in ["0", "-1", "soon"] {
+            let e = settings(&[storage, (variable, bad)]).unwrap_err();
+            assert_eq!(invalid_variable(e), variable, "{variable}={bad}");
+        }
+    }
+}
