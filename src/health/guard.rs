@@ -18,6 +18,7 @@ use crate::domain::Endpoint;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Azure's wireserver / virtual public IP, reachable from every Azure VM.
 const WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
@@ -27,6 +28,8 @@ const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0,
 /// The most addresses remembered for a named identity endpoint (it names one local service).
 const MAX_IDENTITY_ADDRESSES: usize = 64;
 const IDENTITY: &str = "the managed-identity endpoint";
+/// How often a named identity endpoint is looked up again (see `Known::looked_up`).
+const IDENTITY_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refused target {address}: {reason}")]
@@ -60,7 +63,15 @@ enum IdentityHost {
     Address(IpAddr),
     Localhost,
     /// Every address the name has resolved to since start-up; a rebinding adds, never removes.
-    Name(Arc<Mutex<Vec<IpAddr>>>),
+    Name(Arc<Mutex<Known>>),
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    addresses: Vec<IpAddr>,
+    /// When the last lookup was started: a sweep of thousands of probes looks the name up about
+    /// once per `IDENTITY_REFRESH`, not once per probe.
+    looked_up: Option<Instant>,
 }
 
 impl IdentityEndpoint {
@@ -76,9 +87,21 @@ impl IdentityEndpoint {
         IdentityEndpoint { host, port, kind }
     }
 
-    /// The host name to look up, when it is a name whose addresses are not known without one.
+    /// The host name to look up, when it is a name and no lookup of it started within
+    /// `IDENTITY_REFRESH` (the caller then looks it up and hands the answer to `learn`).
     pub fn name_to_resolve(&self) -> Option<(&str, u16)> {
-        matches!(self.kind, IdentityHost::Name(_)).then_some((self.host.as_str(), self.port))
+        let IdentityHost::Name(known) = &self.kind else {
+            return None;
+        };
+        let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+        if known
+            .looked_up
+            .is_some_and(|at| at.elapsed() < IDENTITY_REFRESH)
+        {
+            return None;
+        }
+        known.looked_up = Some(Instant::now());
+        Some((self.host.as_str(), self.port))
     }
 
     /// Remembers addresses the identity host resolved to.
@@ -86,8 +109,9 @@ impl IdentityEndpoint {
         if let IdentityHost::Name(known) = &self.kind {
             let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
             for ip in addresses.into_iter().map(canonical) {
-                if !known.contains(&ip) && known.len() < MAX_IDENTITY_ADDRESSES {
-                    known.push(ip);
+                if !known.addresses.contains(&ip) && known.addresses.len() < MAX_IDENTITY_ADDRESSES
+                {
+                    known.addresses.push(ip);
                 }
             }
         }
@@ -107,13 +131,13 @@ impl IdentityEndpoint {
             IdentityHost::Localhost => ip.is_loopback().then_some(IDENTITY),
             IdentityHost::Name(known) => {
                 let known = known.lock().unwrap_or_else(|p| p.into_inner());
-                if known.is_empty() {
+                if known.addresses.is_empty() {
                     // Not resolved (yet): any address might be it, so nothing at its port is sent.
                     Some(
                         "at the managed-identity endpoint's port, whose host could not be resolved",
                     )
                 } else {
-                    known.contains(&ip).then_some(IDENTITY)
+                    known.addresses.contains(&ip).then_some(IDENTITY)
                 }
             }
         }

@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 pub type LookupError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Looks up a named identity endpoint again, so the guard knows every address it stands for
-/// (nothing to do for an IP literal or `localhost`). A failed lookup keeps what was known; with
-/// nothing known, the guard refuses every target at that port.
+/// (nothing to do for an IP literal or `localhost`, or when another check looked it up within the
+/// last second). A failed lookup keeps what was known; with nothing known, the guard refuses every
+/// target at that port.
 pub async fn refresh_identity(policy: &TargetPolicy) {
     let Some(identity) = &policy.identity else {
         return;
@@ -126,6 +127,11 @@ mod tests {
         // Unresolved: nothing at its port may be contacted, other ports are fine.
         assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());
         assert_eq!(policy.check("127.0.0.1:41001".parse().unwrap()), Ok(()));
+        assert!(named.name_to_resolve().is_some());
+        assert!(
+            named.name_to_resolve().is_none(),
+            "looked up once a second at most"
+        );
         named.learn(["127.0.0.1".parse().unwrap()]);
         assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());
         assert!(policy

@@ -79,3 +79,49 @@ async fn re_registrations_racing_heartbeats_all_succeed() {
         "{version}"
     );
 }
+
+/// Registrations racing deregistrations of the same key: the row is created and deleted under the
+/// registrar's feet. Storage is healthy, so no answer is a 503; a registration that loses every
+/// round is the documented 409, never "storage unavailable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_racing_deregistrations_never_report_an_outage() {
+    const EACH: usize = 25;
+    let h = Handler::start().await;
+    let body =
+        json!({"serviceName": "flap", "serviceType": "api", "endpoint": "http://10.0.0.1:8080/"});
+    let registrations = futures::future::join_all((0..EACH).map(|_| h.register(&body)));
+    let deregistrations = futures::future::join_all((0..EACH).map(|_| {
+        h.request(
+            reqwest::Method::DELETE,
+            "/api/ServiceRegistrar?serviceType=api&serviceName=flap",
+            None,
+        )
+    }));
+    let (registered, deregistered) = tokio::join!(registrations, deregistrations);
+    let mut seen = std::collections::BTreeMap::<(&str, u16), usize>::new();
+    for r in &registered {
+        *seen.entry(("register", r.status)).or_default() += 1;
+        assert!(
+            matches!(r.status, 200 | 409),
+            "registration: {} {}",
+            r.status,
+            r.text
+        );
+        if r.status == 409 {
+            assert_error_body(&r.json(), Some("serviceName"));
+        }
+    }
+    for r in &deregistered {
+        *seen.entry(("deregister", r.status)).or_default() += 1;
+        assert!(
+            matches!(r.status, 200 | 404),
+            "deregistration: {} {}",
+            r.status,
+            r.text
+        );
+    }
+    eprintln!("{EACH} registrations racing {EACH} deregistrations: {seen:?}");
+    // Whatever the interleaving, a final registration lands, with one row.
+    h.register_ok(&body).await;
+    assert_eq!(h.tables().rows(&h.registry_table).await.len(), 1);
+}
