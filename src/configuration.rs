@@ -78,7 +78,9 @@ pub struct ServerSettings {
 pub struct ConnectionSettings {
     /// How long a connection may take to send a request's headers, counted from when the server
     /// starts waiting for them: a connection that opens and says nothing, or sits idle between
-    /// requests, is closed after it too (`SERVER_HEADER_TIMEOUT_MS`).
+    /// requests, is closed after it too (`SERVER_HEADER_TIMEOUT_MS`). 30 s, Kestrel's
+    /// `RequestHeadersTimeout`: much shorter would close the host's pooled keep-alive connections
+    /// often enough to race its next request on them.
     pub header_timeout: Duration,
     /// How long reading one request's body may take (`SERVER_BODY_TIMEOUT_MS`); over it, a 408.
     pub body_timeout: Duration,
@@ -265,7 +267,7 @@ fn server(
         .take(128)
         .collect();
     let connections = ConnectionSettings {
-        header_timeout: env.millis("SERVER_HEADER_TIMEOUT_MS", 10_000)?,
+        header_timeout: env.millis("SERVER_HEADER_TIMEOUT_MS", 30_000)?,
         body_timeout: env.millis("SERVER_BODY_TIMEOUT_MS", 15_000)?,
         max_connections: env.count("SERVER_MAX_CONNECTIONS", 10_000)? as usize,
     };

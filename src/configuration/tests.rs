@@ -372,7 +372,7 @@ fn connection_limits_have_defaults_and_named_errors() {
     assert_eq!(
         s.server.connections,
         ConnectionSettings {
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(15),
             max_connections: 10_000,
         }
