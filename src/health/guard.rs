@@ -13,23 +13,18 @@
 //! then the configured deny list; then loopback unless allowed; then, when an allow list is
 //! configured, anything outside it.
 
+pub use super::identity::IdentityEndpoint;
+use super::identity::IDENTITY;
 use crate::configuration::TargetSettings;
 use crate::domain::Endpoint;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Azure's wireserver / virtual public IP, reachable from every Azure VM.
 const WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 /// Other clouds' metadata services, in case the handler runs there (IPv4 ones are link-local).
 const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(100, 100, 100, 200)];
 const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
-/// The most addresses remembered for a named identity endpoint (it names one local service).
-const MAX_IDENTITY_ADDRESSES: usize = 64;
-const IDENTITY: &str = "the managed-identity endpoint";
-/// How often a named identity endpoint is looked up again (see `Known::looked_up`).
-const IDENTITY_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refused target {address}: {reason}")]
@@ -47,103 +42,6 @@ pub struct TargetPolicy {
     pub identity: Option<IdentityEndpoint>,
 }
 
-/// The managed-identity endpoint: refused at its port on every address its host stands for.
-#[derive(Debug, Clone)]
-pub struct IdentityEndpoint {
-    /// Lower case, IPv6 literals without brackets.
-    host: String,
-    port: u16,
-    /// What `host` stands for: the address itself for an IP literal, every loopback address for
-    /// `localhost`, else whatever it resolved to so far (`resolve::refresh_identity` adds to it).
-    kind: IdentityHost,
-}
-
-#[derive(Debug, Clone)]
-enum IdentityHost {
-    Address(IpAddr),
-    Localhost,
-    /// Every address the name has resolved to since start-up; a rebinding adds, never removes.
-    Name(Arc<Mutex<Known>>),
-}
-
-#[derive(Debug, Default)]
-struct Known {
-    addresses: Vec<IpAddr>,
-    /// When the last lookup was started: a sweep of thousands of probes looks the name up about
-    /// once per `IDENTITY_REFRESH`, not once per probe.
-    looked_up: Option<Instant>,
-}
-
-impl IdentityEndpoint {
-    pub fn new(host: &str, port: u16) -> Self {
-        let host = bare(host).to_ascii_lowercase();
-        let kind = match host.parse::<IpAddr>() {
-            Ok(ip) => IdentityHost::Address(canonical(ip)),
-            Err(_) if host == "localhost" || host.ends_with(".localhost") => {
-                IdentityHost::Localhost
-            }
-            Err(_) => IdentityHost::Name(Arc::default()),
-        };
-        IdentityEndpoint { host, port, kind }
-    }
-
-    /// The host name to look up, when it is a name and no lookup of it started within
-    /// `IDENTITY_REFRESH` (the caller then looks it up and hands the answer to `learn`).
-    pub fn name_to_resolve(&self) -> Option<(&str, u16)> {
-        let IdentityHost::Name(known) = &self.kind else {
-            return None;
-        };
-        let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
-        if known
-            .looked_up
-            .is_some_and(|at| at.elapsed() < IDENTITY_REFRESH)
-        {
-            return None;
-        }
-        known.looked_up = Some(Instant::now());
-        Some((self.host.as_str(), self.port))
-    }
-
-    /// Remembers addresses the identity host resolved to.
-    pub fn learn(&self, addresses: impl IntoIterator<Item = IpAddr>) {
-        if let IdentityHost::Name(known) = &self.kind {
-            let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
-            for ip in addresses.into_iter().map(canonical) {
-                if !known.addresses.contains(&ip) && known.addresses.len() < MAX_IDENTITY_ADDRESSES
-                {
-                    known.addresses.push(ip);
-                }
-            }
-        }
-    }
-
-    /// Why `address` is the identity endpoint, if it is. Only its port is refused: the same address
-    /// at another port is an ordinary target.
-    fn refuses(&self, address: SocketAddr) -> Option<&'static str> {
-        if address.port() != self.port {
-            return None;
-        }
-        let ip = canonical(address.ip());
-        match &self.kind {
-            IdentityHost::Address(identity) => (*identity == ip).then_some(IDENTITY),
-            // `localhost` names every loopback address: `http://localhost:41000` as the identity
-            // endpoint must also stop `http://127.0.0.1:41000` and `http://[::1]:41000`.
-            IdentityHost::Localhost => ip.is_loopback().then_some(IDENTITY),
-            IdentityHost::Name(known) => {
-                let known = known.lock().unwrap_or_else(|p| p.into_inner());
-                if known.addresses.is_empty() {
-                    // Not resolved (yet): any address might be it, so nothing at its port is sent.
-                    Some(
-                        "at the managed-identity endpoint's port, whose host could not be resolved",
-                    )
-                } else {
-                    known.addresses.contains(&ip).then_some(IDENTITY)
-                }
-            }
-        }
-    }
-}
-
 impl From<&TargetSettings> for TargetPolicy {
     fn from(settings: &TargetSettings) -> Self {
         TargetPolicy {
@@ -158,7 +56,7 @@ impl From<&TargetSettings> for TargetPolicy {
     }
 }
 
-fn bare(host: &str) -> &str {
+pub(super) fn bare(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
@@ -238,7 +136,7 @@ impl TargetPolicy {
 
 /// IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) addresses are judged as the IPv4
 /// address they carry, so a refused IPv4 address cannot be smuggled in through IPv6 spelling.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
