@@ -104,6 +104,13 @@ async fn idle_and_slow_header_connections_do_not_stop_service() {
     const IDLE: usize = 2000;
     const SLOW: usize = 1000;
     const HEADER_TIMEOUT_MS: u64 = 3000;
+    // This test process holds all 3,000 client ends itself.
+    let own_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        own_limit > (IDLE + SLOW + 500) as u64,
+        "the test needs an open-file limit above {}, has {own_limit}",
+        IDLE + SLOW + 500
+    );
     let mut cfg = HandlerConfig::new(Mode::CustomHandler)
         .env("SERVER_HEADER_TIMEOUT_MS", &HEADER_TIMEOUT_MS.to_string());
     // Started with the common default soft limit; the handler raises it to the hard one.
