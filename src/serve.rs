@@ -18,6 +18,7 @@
 //! Shutdown is graceful as before: stop accepting, let in-flight requests finish, close idle
 //! connections.
 
+use crate::api;
 use crate::configuration::ConnectionSettings;
 use axum::body::{Body, Bytes};
 use axum::Router;
@@ -58,7 +59,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout);
+        .header_read_timeout(settings.header_timeout)
+        // Past hyper's own limit it answers a bodyless 431; above ours, so ours (JSON) binds.
+        .max_headers(api::MAX_HEADER_COUNT * 10);
     let body_timeout = settings.body_timeout;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

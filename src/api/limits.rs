@@ -3,10 +3,10 @@
 //! The Functions host refuses URLs over 4,096 bytes itself (its documented HTTP trigger limit), so
 //! a longer one can only reach us in standalone mode or from something impersonating the host; we
 //! refuse it the same way, as a JSON 414, which also bounds what a query can cost a cache. Header
-//! blocks are capped at 32 KiB, the host's (Kestrel's) default total. hyper has limits of its own
-//! further out (a 64 KiB URI, a ~400 KiB header buffer, 100 headers) that it answers itself with
-//! an empty body before any router sees the request; nothing in axum lets that answer be JSON,
-//! so ours are set below them.
+//! blocks are capped at 32 KiB and 100 headers, the host's (Kestrel's) defaults. hyper has limits
+//! of its own further out (a 64 KiB URI, a ~400 KiB header buffer, and the header count `serve`
+//! sets above ours) that it answers itself with an empty body before any router sees the
+//! request; nothing lets that answer be JSON, so ours are set inside them.
 
 use crate::error::ApiError;
 use axum::extract::Request;
@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 pub const MAX_URI_BYTES: usize = 4096;
 /// Every header's name and value, plus 4 bytes of framing each.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Headers in one request (Kestrel's `MaxRequestHeaderCount`).
+pub const MAX_HEADER_COUNT: usize = 100;
 
 /// The middleware: a JSON 414 or 431, or the request goes on.
 pub async fn refuse_oversized(request: Request, next: Next) -> Response {
@@ -41,7 +43,7 @@ fn check(request: &Request) -> Result<(), ApiError> {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    if headers > MAX_HEADER_BYTES {
+    if headers > MAX_HEADER_BYTES || request.headers().len() > MAX_HEADER_COUNT {
         return Err(ApiError::HeadersTooLarge {
             limit: MAX_HEADER_BYTES,
         });
@@ -77,6 +79,17 @@ mod tests {
         assert!(check(&request("/", headers_at_limit)).is_ok());
         assert!(matches!(
             check(&request("/", headers_at_limit + 1)),
+            Err(ApiError::HeadersTooLarge { .. })
+        ));
+        let mut many = request("/", 1);
+        for i in 0..MAX_HEADER_COUNT {
+            many.headers_mut().insert(
+                format!("x-{i}").parse::<axum::http::HeaderName>().unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        assert!(matches!(
+            check(&many),
             Err(ApiError::HeadersTooLarge { .. })
         ));
     }

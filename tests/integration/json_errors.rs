@@ -157,4 +157,11 @@ async fn over_long_urls_and_header_blocks_are_json_errors() {
         .unwrap();
     let r = Resp::read(r).await;
     assert_json_error(&r, 431, None, "a 33 KiB header");
+    // So is a request with more than 100 headers (hyper alone would answer that without a body).
+    let mut many = h.forwarded(reqwest::Method::GET, "/api/ServiceDiscovery");
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let r = Resp::read(many.send().await.unwrap()).await;
+    assert_json_error(&r, 431, None, "150 headers");
 }
