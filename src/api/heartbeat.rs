@@ -4,8 +4,8 @@
 //! (deleted after its TTL lapsed) learns to register again.
 
 use super::openapi::{
-    BadRequest, Forbidden, HeartbeatRequest, InternalError, PayloadTooLarge, StorageUnavailable,
-    Unauthorized,
+    BadRequest, BodyTimeout, Forbidden, HeartbeatRequest, InternalError, PayloadTooLarge,
+    StorageUnavailable, Unauthorized,
 };
 use super::registrar::not_registered;
 use super::{read_json_body, AppState};
@@ -47,6 +47,7 @@ pub struct Beat {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "That registration does not exist (`field`: `serviceName`), e.g. because a sweep deleted it after its TTL lapsed: register again.", body = ErrorBody),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
         (status = 503, response = StorageUnavailable),

@@ -36,7 +36,8 @@ their health or resolve one to call; a timer sweeps health checks.\n\n\
 Every error is JSON, `{\"error\": \"<what is wrong>\", \"field\": \"<which input>\"}` (`field` where one \
 applies), and nothing is written when a request is refused. Beside the statuses listed per \
 operation: any other method on a route is a 405 whose `Allow` header names the right ones, and an \
-unknown path is a 404 (no `field`).\n\n\
+unknown path is a 404 (no `field`). On every route, the envelopes' included, a URL over 4,096 bytes \
+is a 414 and a header block over 32 KiB or 100 headers a 431 (listed on each `/api` operation too).\n\n\
 Authentication: under the Functions host every `/api` route needs a function key (`authLevel: \
 function`), as the `x-functions-key` header or the `code` query parameter, checked by the host before \
 the request reaches the handler. The handler itself admits a caller when authentication is \
@@ -66,11 +67,15 @@ except `POST /HealthMonitor`, which a standalone handler serves to admins (the m
             Unauthorized,
             Forbidden,
             PayloadTooLarge,
+            BodyTimeout,
+            Contended,
+            UriTooLong,
+            HeadersTooLarge,
             InternalError,
             StorageUnavailable
         ),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &RequestLimits),
     security(("functionKey" = []), ("functionKeyQuery" = []), ("bearer" = [])),
     tags(
         (name = "registry", description = "Register, heartbeat, deregister, discover, resolve."),
@@ -139,6 +144,36 @@ error_responses! {
     Forbidden => "The caller was admitted, but its role or scope does not cover this (`field`: `serviceType` or `serviceName` when a scope refused that key; a browser `Origin` not allowed is refused the same way). Nothing was written.",
     PayloadTooLarge => "The request body is over 65,536 bytes (`field`: `body`). Nothing was written.",
     InternalError => "An unexpected answer from storage; the details are in the handler's log, not here.",
+    BodyTimeout => "The request body did not arrive within `SERVER_BODY_TIMEOUT_MS` (`field`: `body`). Nothing was written.",
+    Contended => "Storage is fine, but other requests kept creating and deleting this very row faster than the registration could land (`field`: `serviceName`). Nothing was written; retry at once. Concurrent re-registrations and heartbeats never cause it.",
+    UriTooLong => "The path and query are over 4,096 bytes, the Functions host's own URL limit.",
+    HeadersTooLarge => "The header block is over 32 KiB, or holds over 100 headers.",
+}
+
+/// The URL and header limits apply to every route (`limits`), so every operation lists them.
+struct RequestLimits;
+
+impl Modify for RequestLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, name) in [("414", "UriTooLong"), ("431", "HeadersTooLarge")] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+    }
 }
 
 fn error_response(description: &str) -> ResponseBuilder {

@@ -1,8 +1,8 @@
 //! `ServiceRegistrar`: POST a registration (upsert), DELETE one to deregister it.
 
 use super::openapi::{
-    BadRequest, DeregistrationParams, Forbidden, InternalError, PayloadTooLarge,
-    RegistrationRequest, StorageUnavailable, Unauthorized,
+    BadRequest, BodyTimeout, Contended, DeregistrationParams, Forbidden, InternalError,
+    PayloadTooLarge, RegistrationRequest, StorageUnavailable, Unauthorized,
 };
 use super::{read_json_body, AppState};
 use crate::domain::{InstanceKey, Registration};
@@ -53,6 +53,8 @@ impl Registered {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 408, response = BodyTimeout),
+        (status = 409, response = Contended),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
         (status = 503, response = StorageUnavailable),
