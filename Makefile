@@ -7,7 +7,7 @@ run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
 test:     ## the whole suite against real Azurite
 	./scripts/test.sh
 
-lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile
+lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile, shellcheck
 	./scripts/lint.sh
 
 checkov:  ## checkov over infra/ (pinned, installed into ~/.cache/service-registry on first use)

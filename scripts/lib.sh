@@ -1,11 +1,42 @@
-# Shared by the project's scripts: install Azurite from the lockfile and start or stop it.
-# Sourced, not run.
+# shellcheck shell=bash
+# Shared by the project's scripts: install the tools they need (Azurite from the lockfile, pinned
+# Debian packages) and start or stop Azurite. Sourced, not run.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 AZURITE_TABLE="$REPO_ROOT/node_modules/.bin/azurite-table"
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is required but not on PATH${2:+ ($2)}" >&2; exit 1; }
+}
+
+# Debian packages the scripts install, pinned to the versions in Debian 12 (bookworm), which is what
+# the development machines and CI run. A lint tool's findings change with its version, and a build
+# should not change under us, so a different installed version is replaced by the pinned one.
+# When Debian drops a pinned version (a point release), apt-get says so: update the pin here.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+{
+  DEB_SHELLCHECK=0.9.0-1                 # scripts/lint.sh
+}
+
+# Installs each "package=version" that is not installed at exactly that version, with apt-get
+# (as root). Elsewhere it stops and prints the command to run.
+ensure_deb() {
+  local spec name want have missing=()
+  for spec in "$@"; do
+    name=${spec%%=*} want=${spec#*=}
+    have=$(dpkg-query -W -f='${Version}' "$name" 2>/dev/null || true)
+    [ "$have" = "$want" ] || missing+=("$spec")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: needs the Debian packages ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]} (apt-get)..."
+  # The package lists may be missing or stale on a fresh machine.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends --allow-downgrades "${missing[@]}" >/dev/null
 }
 
 # Installs Azurite (and the recipe's packages its test runs on) exactly as pinned in
