@@ -13,7 +13,7 @@ lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the l
 checkov:  ## checkov over infra/ (pinned, installed into ~/.cache/service-registry on first use)
 	./scripts/checkov.sh
 
-package:  ## one zip for zip deploy: host.json, every function.json and the handler binary
+package:  ## one zip for zip deploy: host.json, every function.json and the static (musl) handler binary
 	./infra/package.sh
 
 bench:    ## benchmarks (bench/run.py): own Azurite, release build, oha; never part of CI

@@ -10,26 +10,39 @@
 #     HealthMonitor/function.json
 #     Sweep/function.json
 #     OpenApi/function.json
-#     handler                         (Linux x86-64 executable, mode 0755)
+#     handler                         (static Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
 # (the original recipe's three separate zips overwrote each other and two lacked host.json).
 #
+# The handler is built for x86_64-unknown-linux-musl: one static executable, with musl's libc
+# inside it, so it starts whatever glibc the host image has. The Functions Linux images for v4
+# are largely Debian 11 (glibc 2.31) and the custom-handler stack does not name its image, while a
+# glibc build on this machine (Debian 12) needs GLIBC_2.34 and fails there at load time
+# (scripts/check-package.sh shows both in a Debian 11 root). Why musl rather than a glibc build
+# against an old floor (cargo zigbuild, glibc 2.17/2.28): it is what Microsoft's own Rust
+# custom-handler quickstart builds; it needs only the Rust target (rustup) and Debian's musl-tools
+# (musl-gcc, for ring's C code), no second compiler toolchain; and a static binary assumes nothing
+# about the image, not even a floor. Local runs and the tests keep the faster glibc build.
+#
 # Usage: infra/package.sh            (from any directory)
 # Environment (all optional):
 #   SKIP_BUILD=1            package the binary already built instead of running cargo
-#   HANDLER_TARGET=<triple> build for this Rust target, e.g. x86_64-unknown-linux-musl for a
-#                           static binary that does not depend on the host image's glibc
-#                           (the target must be installed: rustup target add <triple>)
+#   HANDLER_TARGET=<triple> build for another Rust target instead of x86_64-unknown-linux-musl;
+#                           `host` packages the plain `cargo build --release` binary (dynamically
+#                           linked against this machine's glibc: not portable, see above)
+# What the default needs is installed here when missing: the Rust target (rustup target add) and,
+# as root, Debian's musl-tools at the version pinned in scripts/lib.sh (apt-get).
 set -euo pipefail
 
 script_dir="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd -- "${script_dir}/.." && pwd)"
 cd "${repo_root}"
+source "${script_dir}/../scripts/lib.sh"
 
 dist_dir="${repo_root}/dist"
 zip_path="${dist_dir}/registry-app.zip"
-handler_target="${HANDLER_TARGET:-}"
+handler_target="${HANDLER_TARGET:-x86_64-unknown-linux-musl}"
 
 die() {
     echo "package.sh: error: $*" >&2
@@ -43,21 +56,42 @@ case "${target_dir}" in
     *) target_dir="${repo_root}/${target_dir}" ;;
 esac
 
-build_args=(build --release --bin handler)
-if [[ -n "${handler_target}" ]]; then
-    build_args+=(--target "${handler_target}")
-    handler_bin="${target_dir}/${handler_target}/release/handler"
-else
+build_args=(build --release --locked --bin handler)
+if [[ "${handler_target}" == "host" ]]; then
     if [[ "$(uname -s)" != "Linux" || "$(uname -m)" != "x86_64" ]]; then
-        die "this machine is $(uname -s)/$(uname -m); the Function App needs a Linux x86-64 binary: set HANDLER_TARGET=x86_64-unknown-linux-gnu (or -musl) with a cross linker"
+        die "this machine is $(uname -s)/$(uname -m); the Function App needs a Linux x86-64 binary: leave HANDLER_TARGET unset"
     fi
     handler_bin="${target_dir}/release/handler"
+else
+    build_args+=(--target "${handler_target}")
+    handler_bin="${target_dir}/${handler_target}/release/handler"
 fi
+
+# The Rust standard library for the target, and a C compiler for it: ring compiles C and
+# assembly, and the cc crate looks for x86_64-linux-musl-gcc, then musl-gcc (Debian's musl-tools).
+ensure_target_toolchain() {
+    local target=$1
+    [[ "${target}" == host ]] && return 0
+    if ! rustc --print target-libdir --target "${target}" 2>/dev/null | xargs -I{} test -d {}; then
+        command -v rustup >/dev/null 2>&1 || die "the Rust standard library for ${target} is missing and rustup is not installed to add it"
+        echo "==> rustup target add ${target}"
+        rustup target add "${target}"
+    fi
+    if [[ "${target}" == x86_64-unknown-linux-musl ]]; then
+        local cc_var="CC_${target//-/_}"
+        if [[ -z "${!cc_var:-}${TARGET_CC:-}" ]] \
+            && ! command -v x86_64-linux-musl-gcc >/dev/null 2>&1 \
+            && ! command -v musl-gcc >/dev/null 2>&1; then
+            ensure_deb "musl-tools=${DEB_MUSL_TOOLS}"
+        fi
+    fi
+}
 
 if [[ "${SKIP_BUILD:-0}" == "1" ]]; then
     echo "==> SKIP_BUILD=1: using the existing ${handler_bin#"${repo_root}"/}"
 else
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, or set SKIP_BUILD=1 with a prebuilt binary)"
+    ensure_target_toolchain "${handler_target}"
     echo "==> cargo ${build_args[*]}"
     cargo "${build_args[@]}"
 fi
@@ -85,15 +119,21 @@ magic="$(od -An -tx1 -N4 "${handler_bin}" 2>/dev/null | tr -d ' \n' || true)"
 machine="$(od -An -tx1 -j18 -N2 "${handler_bin}" 2>/dev/null | tr -d ' \n' || true)"
 [[ "${machine}" == "3e00" ]] || die "${handler_bin} is not an x86-64 binary (e_machine=${machine:-unknown})"
 
-# The Functions Linux image supplies glibc; report the newest symbol version the binary needs
-# so a mismatch with the image shows here rather than as a host start-up failure in Azure.
-if command -v objdump >/dev/null 2>&1; then
-    glibc_needed="$(objdump -T "${handler_bin}" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sort -uV | tail -n 1 || true)"
-    if [[ -n "${glibc_needed}" ]]; then
-        echo "==> handler is dynamically linked; needs ${glibc_needed} or newer on the host image"
+# What the binary needs from the host image, so a mismatch shows here rather than as a host
+# start-up failure in Azure. A musl build must be static: no program interpreter, no shared
+# libraries (readelf comes with binutils, which the C toolchain the build needs brings).
+if command -v readelf >/dev/null 2>&1; then
+    interpreter="$(readelf -lW "${handler_bin}" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')"
+    needed="$(readelf -dW "${handler_bin}" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+    if [[ -z "${interpreter}${needed}" ]]; then
+        echo "==> handler is statically linked: needs nothing from the host image"
     else
-        echo "==> handler needs no versioned glibc symbols (static or musl build)"
+        [[ "${handler_target}" != *-musl ]] || die "the ${handler_target} build is not static (interpreter ${interpreter:-none}, libraries ${needed:-none})"
+        glibc_needed="$(objdump -T "${handler_bin}" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sort -uV | tail -n 1 || true)"
+        echo "==> handler is dynamically linked (${interpreter}; ${needed% }); needs ${glibc_needed:-an unknown glibc} or newer on the host image"
     fi
+elif [[ "${handler_target}" == *-musl ]]; then
+    die "readelf (binutils) is needed to check that the ${handler_target} build is static"
 fi
 
 # --- 3. stage ----------------------------------------------------------------------------------

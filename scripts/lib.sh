@@ -16,6 +16,7 @@ need() {
 # shellcheck disable=SC2034 # read by the scripts that source this file
 {
   DEB_SHELLCHECK=0.9.0-1                 # scripts/lint.sh
+  DEB_MUSL_TOOLS=1.2.3-1                 # infra/package.sh: musl-gcc, for ring's C code
 }
 
 # Installs each "package=version" that is not installed at exactly that version, with apt-get
