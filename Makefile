@@ -1,5 +1,5 @@
 # Entry points; each target is a script in scripts/ so it also works without make.
-.PHONY: run test lint package bench checkov
+.PHONY: run test lint package check-package bench checkov
 
 run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
 	./scripts/run-local.sh
@@ -15,6 +15,9 @@ checkov:  ## checkov over infra/ (pinned, installed into ~/.cache/service-regist
 
 package:  ## one zip for zip deploy: host.json, every function.json and the static (musl) handler binary
 	./infra/package.sh
+
+check-package: ## make package, then run the packaged handler in a Debian 11 root against Azurite (root only)
+	./scripts/check-package.sh
 
 bench:    ## benchmarks (bench/run.py): own Azurite, release build, oha; never part of CI
 	python3 bench/run.py

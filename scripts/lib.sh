@@ -17,6 +17,7 @@ need() {
 {
   DEB_SHELLCHECK=0.9.0-1                 # scripts/lint.sh
   DEB_MUSL_TOOLS=1.2.3-1                 # infra/package.sh: musl-gcc, for ring's C code
+  DEB_DEBOOTSTRAP=1.0.128+nmu2+deb12u2   # scripts/check-package.sh: the Debian 11 root
 }
 
 # Installs each "package=version" that is not installed at exactly that version, with apt-get
