@@ -10,6 +10,7 @@
 #     HealthMonitor/function.json
 #     Sweep/function.json
 #     OpenApi/function.json
+#     Dashboard/function.json
 #     handler                         (static Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
@@ -106,6 +107,7 @@ app_files=(
     HealthMonitor/function.json
     Sweep/function.json
     OpenApi/function.json
+    Dashboard/function.json
 )
 for f in "${app_files[@]}"; do
     [[ -f "${repo_root}/${f}" ]] || die "missing ${f} at the repository root"

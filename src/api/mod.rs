@@ -4,6 +4,7 @@
 //! an `ApiError` returned with `?`. These routes serve forwarded requests (`/api/<Function>`) directly
 //! and invocation envelopes through `functions`, which replays them here.
 
+mod dashboard;
 mod discovery;
 mod heartbeat;
 mod limits;
@@ -95,6 +96,12 @@ pub fn router(state: AppState) -> Router {
             state.security.clone(),
             security::authenticate,
         ))
+        // After the authentication layer, so outside it: the page holds no data (see dashboard.rs).
+        .route(
+            "/api/Dashboard",
+            get(dashboard::page)
+                .fallback(|method: Method| async move { not_allowed(method, "GET") }),
+        )
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         // Here as well as around the whole app: envelope replays come through this router only.
         .layer(axum::middleware::from_fn(refuse_oversized))

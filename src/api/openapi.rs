@@ -58,6 +58,7 @@ except `POST /HealthMonitor`, which a standalone handler serves to admins (the m
         super::discovery::discover,
         super::resolver::resolve,
         super::sweep::last_sweep,
+        super::dashboard::page,
         openapi_json,
     ),
     components(

@@ -32,13 +32,14 @@ pub use openapi::document as openapi_document;
 
 /// The HTTP functions: each one's name (its folder, and its envelope route `POST /<name>`) and its
 /// route under `/api/` (the `route` of its function.json, else its name).
-const HTTP_FUNCTIONS: [(&str, &str); 6] = [
+const HTTP_FUNCTIONS: [(&str, &str); 7] = [
     ("ServiceRegistrar", "ServiceRegistrar"),
     ("ServiceDiscovery", "ServiceDiscovery"),
     ("ServiceHeartbeat", "ServiceHeartbeat"),
     ("ServiceResolver", "ServiceResolver"),
     ("Sweep", "Sweep"),
     ("OpenApi", "openapi.json"),
+    ("Dashboard", "Dashboard"),
 ];
 
 /// The largest envelope read. It wraps a body of at most `api::MAX_BODY_BYTES` as escaped JSON

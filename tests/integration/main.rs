@@ -12,6 +12,7 @@ mod auth_host;
 mod circuit;
 mod contention;
 mod cors;
+mod dashboard;
 mod deploy_contract;
 mod discovery;
 mod discovery_filters;

@@ -66,7 +66,7 @@ async fn the_document_lists_every_function_and_exactly_the_methods_each_route_se
 
     let paths = doc["paths"].as_object().unwrap();
     let functions = functions();
-    assert_eq!(functions.len(), 7, "{functions:?}");
+    assert_eq!(functions.len(), 8, "{functions:?}");
     for (folder, route, methods) in &functions {
         assert!(
             paths[&format!("/{folder}")]["post"].is_object(),

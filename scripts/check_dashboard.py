@@ -1,0 +1,134 @@
+"""The dashboard in headless Chromium, against a handler the caller started and filled.
+
+Expects (as tests/integration/dashboard.rs registers and sweeps them): `dash-up` (type `web`,
+instance `pod-1`, answering 200) and `dash-down` (type `api`, answering 503), one sweep run. Loads
+the page with no key (discovery refuses it), enters the admin key, then checks what is shown, the
+filters, the conditional refresh (If-None-Match, 304), the keyboard order, the layout at the width
+400 % zoom leaves, and that the key stays out of every URL; saves a screenshot.
+
+Usage: check_dashboard.py <base URL> <admin key> <screenshot.png>
+"""
+
+import sys
+import tempfile
+
+from playwright.sync_api import expect, sync_playwright
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def main(base, key, screenshot):
+    problems = []
+    requests = []
+    with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(15_000)
+        page = context.pages[0] if context.pages else context.new_page()
+        # A blocked inline script or style (the CSP) and any script error show up here.
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("request", lambda r: requests.append(r))
+
+        response = page.goto(base + "/api/Dashboard")
+        assert response.status == 200, response.status
+        assert "script-src 'sha256-" in response.headers["content-security-policy"]
+
+        # No key yet: discovery's 401 is said, and nothing is listed.
+        expect(page.locator("#status")).to_contain_text("authentication required")
+        problems.clear()  # the browser logs the refused fetches themselves
+
+        # Keyboard: the first Tab lands on the key field, by its label.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "key"
+        page.get_by_label("API key or token").fill(key)
+        page.keyboard.press("Enter")
+
+        cards = page.locator("article.card")
+        expect(cards).to_have_count(2)
+        up = page.locator("article[data-service=dash-up]")
+        down = page.locator("article[data-service=dash-down]")
+        expect(up).to_contain_text("healthy")
+        expect(up.locator(".badge")).to_have_text("healthy")
+        expect(up).to_contain_text("pod-1")
+        expect(up).to_contain_text("closed")
+        expect(up).to_contain_text("600 s")
+        expect(up).to_contain_text("250")
+        expect(up).to_contain_text("blue")
+        expect(up).to_contain_text('"zone":"1"')
+        expect(down.locator(".badge")).to_have_text("unhealthy")
+        expect(down).to_contain_text("HTTP 503")
+        expect(down).to_contain_text("open")
+        expect(down.locator("dd.error")).to_have_text("HTTP 503")
+        # Grouped by type, in order.
+        expect(page.locator("#services section h3")).to_have_text(["Type api", "Type web"])
+        # The last sweep, shown to this admin key.
+        expect(page.locator("#sweep-details")).to_contain_text("succeeded")
+
+        # The key lives in sessionStorage, never in a URL.
+        assert page.evaluate("sessionStorage.getItem('registry.key')") == key
+        assert all(key not in r.url for r in requests), [r.url for r in requests]
+        sent = [r for r in requests if "/api/ServiceDiscovery" in r.url]
+        assert sent and sent[-1].headers.get("authorization") == "Bearer " + key
+
+        # Filters: health, then name, then type.
+        page.get_by_label("Health").select_option("unhealthy")
+        expect(cards).to_have_count(1)
+        expect(cards.first).to_have_attribute("data-service", "dash-down")
+        page.get_by_label("Health").select_option("")
+        page.get_by_label("Name contains").fill("up")
+        expect(cards).to_have_count(1)
+        expect(cards.first).to_have_attribute("data-service", "dash-up")
+        page.get_by_label("Name contains").fill("")
+        page.get_by_label("Type").select_option("api")
+        expect(cards).to_have_count(1)
+        expect(cards.first).to_have_attribute("data-service", "dash-down")
+        page.get_by_label("Type").select_option("")
+        expect(cards).to_have_count(2)
+
+        # A refresh asks with If-None-Match and keeps what is shown on the 304.
+        with page.expect_response(lambda r: "/api/ServiceDiscovery" in r.url) as info:
+            page.get_by_role("button", name="Refresh now").click()
+        answer = info.value
+        assert answer.request.headers.get("if-none-match"), answer.request.headers
+        assert answer.status == 304, answer.status
+        expect(page.locator("#status")).to_contain_text("Unchanged")
+        expect(cards).to_have_count(2)
+
+        # Focus is visible: Tab from the last filter reaches the button, which gets an outline.
+        page.get_by_label("Health").focus()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "refresh"
+        outline = page.evaluate(
+            "getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("", "none"), outline
+
+        page.screenshot(path=screenshot, full_page=True)
+
+        # 400 % zoom of a 1280 px window leaves a 320 px layout: nothing may need side-scrolling.
+        page.set_viewport_size({"width": 320, "height": 900})
+        wide = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert wide <= 0, f"{wide}px of horizontal scrolling at 320px"
+        page.screenshot(path=screenshot.replace(".png", "-400pct.png"), full_page=True)
+
+        assert not problems, problems
+        context.close()
+    print(f"dashboard: ok; screenshots {screenshot} and {screenshot.replace('.png', '-400pct.png')}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

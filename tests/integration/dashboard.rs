@@ -1,0 +1,135 @@
+//! Issue 12, item 3: the dashboard. The page's own headers here; what a browser shows, in headless
+//! Chromium (scripts/check-dashboard.sh): a healthy and a failing local target, one sweep, the
+//! page with the admin key entered, its filters and its conditional refresh, and a screenshot
+//! under target/ci-artifacts/.
+
+use crate::auth::{bearer, key_lines, ADMIN, READER};
+use crate::harness::*;
+use reqwest::Method;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Chromium's first install (apt-get) and Playwright's venv included, on a loaded 2-core machine.
+const BROWSER_BUDGET: Duration = Duration::from_secs(300);
+
+async fn with_keys() -> Handler {
+    Handler::spawn(
+        HandlerConfig::new(Mode::Standalone)
+            .env("REGISTRY_API_KEYS", &key_lines())
+            .env("HEALTH_ALLOW_LOOPBACK", "true")
+            .env("HEALTH_FAILURES_TO_UNHEALTHY", "1"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_needs_no_key_and_allows_only_its_own_script_and_style() {
+    let h = with_keys().await;
+    let r = h.send(Method::GET, "/api/Dashboard", &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = r.header("content-security-policy").expect("a CSP");
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("connect-src 'self'") && !policy.contains("unsafe"),
+        "{policy}"
+    );
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(
+        r.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(r.text.contains("<label for=\"key\">"), "{}", r.text);
+    assert!(
+        !r.text.contains("http://") && !r.text.contains("https://"),
+        "no external URL"
+    );
+
+    // The data it shows still needs the key.
+    let r = h
+        .send(Method::GET, "/api/ServiceDiscovery", &[], None)
+        .await;
+    r.assert_error(401, Some("Authorization"));
+    let reader = bearer(READER);
+    let auth = [("Authorization", reader.as_str())];
+    let r = h.send(Method::GET, "/api/Sweep", &auth, None).await;
+    r.assert_error(403, None);
+    let r = h.send(Method::POST, "/api/Dashboard", &[], None).await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.header("allow").as_deref(), Some("GET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_health_reasons_and_filters() {
+    let h = with_keys().await;
+    let up = HttpTarget::status(200);
+    let down = HttpTarget::status(503);
+    let admin = bearer(ADMIN);
+    let auth = [("Authorization", admin.as_str())];
+    for body in [
+        json!({"serviceName": "dash-up", "serviceType": "web", "instanceId": "pod-1",
+               "endpoint": up.url, "ttlSeconds": 600, "weight": 250,
+               "tags": ["eu", "blue"], "metadata": {"zone": "1"}}),
+        json!({"serviceName": "dash-down", "serviceType": "api", "endpoint": down.url}),
+    ] {
+        let r = h
+            .send(
+                Method::POST,
+                "/api/ServiceRegistrar",
+                &auth,
+                Some(body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let sweep = timer_envelope(timer_info_object()).to_string();
+    let r = h
+        .send(Method::POST, "/HealthMonitor", &auth, Some(sweep))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((up.hits(), down.hits()), (1, 1), "each target probed once");
+
+    let artifacts = manifest_dir().join("target/ci-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let base = h.url("");
+    let base = base.trim_end_matches('/').to_owned();
+    let script = manifest_dir().join("scripts/check-dashboard.sh");
+    let shot_arg = shot.clone();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(script)
+            .args([base.as_str(), ADMIN, shot_arg.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run scripts/check-dashboard.sh");
+        let deadline = Instant::now() + BROWSER_BUDGET;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    println!("{stdout}");
+    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+    assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    println!("dashboard screenshot: {}", shot.display());
+}
