@@ -61,6 +61,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Who may call: API keys, Entra ID, the platform's principal, origins (`security.rs`).
     pub security: SecuritySettings,
+    pub metrics: MetricsSettings,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -107,6 +108,15 @@ impl HostMode {
     pub fn is_standalone(&self) -> bool {
         matches!(self, HostMode::Standalone { .. })
     }
+}
+
+/// The Prometheus listener (`metrics`), standalone mode only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where `GET /metrics` is served (`METRICS_BIND`); `None`, the default, serves nothing. A port
+    /// of its own rather than a route beside `/api`: a scraper then needs no registry credential,
+    /// and what it reads (counts by function name and status) names no service.
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +234,7 @@ impl Settings {
         let storage = storage(&env)?;
         let health = health(&env, &server.mode, storage.timeout)?;
         let security = security::security(&env, &server.mode)?;
+        let metrics = metrics(&env, &server.mode)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
@@ -236,6 +247,7 @@ impl Settings {
             storage,
             health,
             security,
+            metrics,
             notices,
         })
     }
@@ -276,6 +288,29 @@ fn server(
         instance_id,
         connections,
     })
+}
+
+fn metrics(
+    env: &Environment<impl Fn(&str) -> Option<String>>,
+    mode: &HostMode,
+) -> Result<MetricsSettings, ConfigError> {
+    const VAR: &str = "METRICS_BIND";
+    let bind: Option<SocketAddr> = env.parsed(VAR, "an address such as 127.0.0.1:9090")?;
+    if bind.is_some() && !mode.is_standalone() {
+        // Under the host only the host's port reaches us; a second listener would be unreachable
+        // or, worse, reachable around the host's authentication.
+        return Err(ConfigError::Invalid {
+            variable: VAR.to_owned(),
+            reason: "standalone mode only: under the Functions host the metrics are in the request and sweep log lines (docs/operations.md)".to_owned(),
+        });
+    }
+    if bind.is_some_and(|b| b.port() != 0 && b == mode.bind_address()) {
+        return Err(ConfigError::Invalid {
+            variable: VAR.to_owned(),
+            reason: "must differ from DISCOVERY_BIND".to_owned(),
+        });
+    }
+    Ok(MetricsSettings { bind })
 }
 
 fn storage(

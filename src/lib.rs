@@ -21,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod functions;
 pub mod health;
+pub mod metrics;
 pub mod scheduler;
 pub mod security;
 pub mod serve;

@@ -9,6 +9,7 @@ use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::functions;
 use crate::health::{HealthMonitor, SweepTrigger};
+use crate::metrics::metrics;
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
 use crate::serve;
@@ -101,6 +102,27 @@ impl Application {
             ));
         }
 
+        if let Some(address) = self.settings.metrics.bind {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| StartupError::Bind { address, source })?;
+            let local = listener.local_addr().map_err(StartupError::Serve)?;
+            tracing::info!(address = %local, "metrics listening on /metrics");
+            let mut stop = shutdown_rx.clone();
+            let connections = self.settings.server.connections;
+            tokio::spawn(async move {
+                serve::serve(
+                    listener,
+                    crate::metrics::router(),
+                    connections,
+                    async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await;
+            });
+        }
+
         let app = app(self.state, self.settings.server.mode.is_standalone());
         let mut server_shutdown = shutdown_rx.clone();
         tokio::spawn(async move {
@@ -163,7 +185,9 @@ async fn log_request(request: Request, next: Next) -> Response {
         .map_or(("", ""), |record| (record.caller.as_str(), record.decision));
     let function = path.trim_start_matches("/api/").trim_start_matches('/');
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    metrics().request(functions::function_name(&path), status, elapsed);
     if path == "/" {
         // The host polls `GET /` every 25 ms while starting us: keep it out of the info log.
         tracing::debug!(status, "readiness probe");

@@ -401,3 +401,40 @@ fn connection_limits_have_defaults_and_named_errors() {
         }
     }
 }
+
+#[test]
+fn metrics_are_off_by_default_and_bind_where_asked() {
+    let storage = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    assert_eq!(settings(&[storage]).unwrap().metrics.bind, None);
+    let s = settings(&[storage, ("METRICS_BIND", "127.0.0.1:9464")]).unwrap();
+    assert_eq!(
+        s.metrics.bind,
+        Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+    );
+}
+
+#[test]
+fn metrics_bind_is_refused_when_unparseable_under_the_host_or_on_the_api_port() {
+    let storage = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    let e = settings(&[storage, ("METRICS_BIND", "9464")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "METRICS_BIND is invalid: expected an address such as 127.0.0.1:9090, got \"9464\""
+    );
+    let e = settings(&[
+        storage,
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "3000"),
+        ("METRICS_BIND", "127.0.0.1:9464"),
+    ])
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("METRICS_BIND is invalid: standalone mode only"),
+        "{e}"
+    );
+    let e = settings(&[storage, ("METRICS_BIND", "127.0.0.1:7071")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "METRICS_BIND is invalid: must differ from DISCOVERY_BIND"
+    );
+}

@@ -42,6 +42,24 @@ const HTTP_FUNCTIONS: [(&str, &str); 7] = [
     ("Dashboard", "Dashboard"),
 ];
 
+/// The function a request path belongs to, for metrics: `/api/<route>` (forwarded) or `/<name>`
+/// (an envelope), the timer's envelope, the readiness probe; anything else is `other`, so unknown
+/// paths cannot add series.
+pub fn function_name(path: &str) -> &'static str {
+    if path == "/" {
+        return "readiness";
+    }
+    if path == "/HealthMonitor" {
+        return "HealthMonitor";
+    }
+    let forwarded = path.strip_prefix("/api/");
+    let envelope = path.strip_prefix('/');
+    HTTP_FUNCTIONS
+        .iter()
+        .find(|(function, route)| forwarded == Some(route) || envelope == Some(function))
+        .map_or("other", |(function, _)| function)
+}
+
 /// The largest envelope read. It wraps a body of at most `api::MAX_BODY_BYTES` as escaped JSON
 /// text (up to six bytes a byte), the headers, and the host's copies of query and body fields in
 /// `Metadata`; anything larger is no envelope the host sends for a body we would accept.
@@ -158,5 +176,23 @@ async fn timer_invocation(State(state): State<AppState>, body: Body) -> Response
             )])),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_name;
+
+    #[test]
+    fn paths_map_to_their_function_and_nothing_else_adds_a_name() {
+        assert_eq!(function_name("/api/ServiceDiscovery"), "ServiceDiscovery");
+        assert_eq!(function_name("/api/openapi.json"), "OpenApi");
+        assert_eq!(function_name("/OpenApi"), "OpenApi");
+        assert_eq!(function_name("/ServiceRegistrar"), "ServiceRegistrar");
+        assert_eq!(function_name("/HealthMonitor"), "HealthMonitor");
+        assert_eq!(function_name("/"), "readiness");
+        assert_eq!(function_name("/api/OpenApi"), "other");
+        assert_eq!(function_name("/api/nope"), "other");
+        assert_eq!(function_name("/api/ServiceDiscovery/x"), "other");
     }
 }

@@ -16,6 +16,7 @@
 use super::sweep::run_sweep;
 use super::{Prober, SweepReport, TargetPolicy};
 use crate::configuration::{HealthSettings, ServerSettings};
+use crate::metrics::metrics;
 use crate::store::{LeaseOutcome, Store, StoreError, SweepRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -102,6 +103,7 @@ impl HealthMonitor {
                 function = "HealthMonitor",
                 "a sweep is already running; this trigger is skipped"
             );
+            metrics().sweep_skipped();
             return Ok(SweepOutcome::AlreadyRunning);
         };
         let started_at = Utc::now();
@@ -109,16 +111,21 @@ impl HealthMonitor {
         match &result {
             Ok(SweepOutcome::Ran(report)) => {
                 report.log_finished(&tick_of(trigger));
+                metrics().sweep_succeeded(report);
                 self.record(trigger, started_at, Ok(report)).await;
             }
-            Ok(SweepOutcome::LeaseHeldBy(holder)) => tracing::info!(
-                function = "HealthMonitor",
-                holder = %holder,
-                tick = tick_of(trigger),
-                "sweep lease held elsewhere; this replica skips the tick"
-            ),
+            Ok(SweepOutcome::LeaseHeldBy(holder)) => {
+                metrics().sweep_skipped();
+                tracing::info!(
+                    function = "HealthMonitor",
+                    holder = %holder,
+                    tick = tick_of(trigger),
+                    "sweep lease held elsewhere; this replica skips the tick"
+                )
+            }
             Ok(SweepOutcome::AlreadyRunning) => {}
             Err(e) => {
+                metrics().sweep_failed(e);
                 tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed");
                 self.record(trigger, started_at, Err(e)).await;
             }

@@ -58,6 +58,7 @@ impl Prober {
     /// written by another client may hold anything, so an unparseable endpoint is a verdict
     /// (unhealthy), not an error.
     pub async fn probe(&self, endpoint: &str, check: Option<&HealthCheck>) -> HealthVerdict {
+        let _in_flight = crate::metrics::metrics().probe_started();
         let started = Instant::now();
         let target = match Endpoint::parse("healthEndpoint", endpoint) {
             Ok(endpoint) => probe_target(endpoint, check),

@@ -22,6 +22,7 @@
 //! (a long query costs 32 bytes here), and each cache holds at most `MAX_ENTRIES` entries and
 //! `MAX_BYTES` of values by their estimated `Weigh::weight`.
 
+use crate::metrics::metrics;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -198,9 +199,16 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
         }
         let key = digest(key);
         let mut fetch = Some(fetch);
+        let mut missed = false;
         loop {
             if let Some(hit) = self.fresh(&key) {
+                metrics().cache_hit();
                 return Ok(hit);
+            }
+            if !missed {
+                // Once per call: a waiter whose leader went away looks again, but missed once.
+                missed = true;
+                metrics().cache_miss();
             }
             let generation = self.generation.current();
             match self.role(key, generation) {

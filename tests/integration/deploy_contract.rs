@@ -60,6 +60,8 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "HOSTNAME",
     "DISCOVERY_BIND",
     "HEALTH_MONITOR_SCHEDULE",
+    // Standalone only, refused under the Functions host: the Prometheus listener.
+    "METRICS_BIND",
     // Standalone only: anonymous access on a reachable bind, and a key file inside the container.
     "REGISTRY_ALLOW_ANONYMOUS",
     "REGISTRY_API_KEYS_FILE",

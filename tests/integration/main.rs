@@ -25,6 +25,7 @@ mod interop;
 mod json_errors;
 mod lease;
 mod managed_identity;
+mod metrics;
 mod openapi;
 mod proxying;
 mod recipe;

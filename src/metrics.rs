@@ -1,0 +1,325 @@
+//! Process metrics in the Prometheus text format, for standalone mode's `METRICS_BIND` listener.
+//!
+//! One process-wide set (`metrics()`), because the facts are counted where they happen (the
+//! request layer, the prober, the read cache, the sweep's owner, the storage-error conversion) and
+//! threading a handle through each of those would touch every constructor for no gain: a process
+//! has one of each anyway. Under the Functions host nothing serves these; the same facts are in the
+//! request and sweep log lines (docs/operations.md).
+//!
+//! Labels are bounded: `function` is one of the known function names (else `other`), `status` an
+//! HTTP status, `outcome`/`kind`/`counter` fixed words, so no caller can grow the series.
+
+use crate::error::ApiError;
+use crate::health::SweepReport;
+use crate::store::StoreError;
+use axum::http::{header, Method};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    function: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabel {
+    counter: &'static str,
+}
+
+const STORAGE_ERROR_KINDS: [&str; 3] = ["unavailable", "unexpected", "contended"];
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 1 ms to ~16 s: a request answered from the cache to a sweep waiting on slow probes.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: HistogramFamily<FunctionLabel>,
+    sweeps: Family<OutcomeLabel, Counter>,
+    sweep_seconds: Histogram,
+    sweep_counters: Family<CounterLabel, Counter>,
+    last_sweep: Family<CounterLabel, Gauge>,
+    probes_in_flight: Gauge,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    storage_errors: Family<KindLabel, Counter>,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Metrics {
+            registry: Registry::with_prefix("registry"),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            sweeps: Family::default(),
+            sweep_seconds: latency_histogram(),
+            sweep_counters: Family::default(),
+            last_sweep: Family::default(),
+            probes_in_flight: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            storage_errors: Family::default(),
+        };
+        let mut registry = m.registry;
+        registry.register(
+            "requests",
+            "Requests answered, by function and HTTP status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request, by function",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "sweeps",
+            "Health sweeps by outcome: succeeded, failed (storage), skipped (one running, or the lease held elsewhere)",
+            m.sweeps.clone(),
+        );
+        registry.register(
+            "sweep_duration_seconds",
+            "Duration of each succeeded sweep (its duration_ms)",
+            m.sweep_seconds.clone(),
+        );
+        registry.register(
+            "sweep_services",
+            "Sum over succeeded sweeps of each summary counter (probed, healthy, unhealthy, ...)",
+            m.sweep_counters.clone(),
+        );
+        registry.register(
+            "last_sweep",
+            "The last succeeded sweep's summary counters",
+            m.last_sweep.clone(),
+        );
+        registry.register(
+            "probes_in_flight",
+            "Health probes under way",
+            m.probes_in_flight.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Table reads and discovery pages served from the read cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Cached reads that had to fetch (or wait for another caller's fetch)",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Storage failures that reached a caller (a request's answer or a failed sweep), by kind",
+            m.storage_errors.clone(),
+        );
+        // Known label values start at 0, so a rate or an alert on them works before the first one.
+        for outcome in ["succeeded", "failed", "skipped"] {
+            let _ = m.sweeps.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in STORAGE_ERROR_KINDS {
+            let _ = m.storage_errors.get_or_create(&KindLabel { kind });
+        }
+        Metrics { registry, ..m }
+    }
+
+    pub fn request(&self, function: &'static str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { function, status })
+            .inc();
+        self.request_seconds
+            .get_or_create(&FunctionLabel { function })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn sweep_succeeded(&self, report: &SweepReport) {
+        self.sweeps
+            .get_or_create(&OutcomeLabel {
+                outcome: "succeeded",
+            })
+            .inc();
+        self.sweep_seconds
+            .observe(Duration::from_millis(report.duration_ms).as_secs_f64());
+        for (name, value) in report.counters() {
+            if name == "duration_ms" {
+                continue; // the histogram above
+            }
+            let Some(counter) = SweepReport::COUNTERS.iter().find(|c| **c == name) else {
+                continue;
+            };
+            let label = CounterLabel { counter };
+            self.sweep_counters.get_or_create(&label).inc_by(value);
+            self.last_sweep
+                .get_or_create(&label)
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn sweep_failed(&self, error: &StoreError) {
+        self.sweeps
+            .get_or_create(&OutcomeLabel { outcome: "failed" })
+            .inc();
+        self.storage_error(error);
+    }
+
+    pub fn sweep_skipped(&self) {
+        self.sweeps
+            .get_or_create(&OutcomeLabel { outcome: "skipped" })
+            .inc();
+    }
+
+    pub fn storage_error(&self, error: &StoreError) {
+        let kind: &'static str = match error {
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Unexpected { .. } => "unexpected",
+            StoreError::Contended { .. } => "contended",
+        };
+        self.storage_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+
+    /// Counts a probe as in flight until the guard drops (a probe cancelled by the sweep's own
+    /// timeout included).
+    pub fn probe_started(&self) -> ProbeInFlight {
+        self.probes_in_flight.inc();
+        ProbeInFlight(self.probes_in_flight.clone())
+    }
+
+    /// The text exposition (OpenMetrics text, which Prometheus scrapes).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+pub struct ProbeInFlight(Gauge);
+
+impl Drop for ProbeInFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The content type of `encode`'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's. Scrapes are not
+/// counted as requests: they would be most of them.
+pub fn router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics().encode()) })
+                .fallback(|method: Method| async move { crate::api::not_allowed(method, "GET") }),
+        )
+        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_set_encodes_every_unlabelled_family_and_the_known_labels_at_zero() {
+        // Families keyed by function or sweep counter appear with their first value.
+        let text = Metrics::new().encode();
+        for family in [
+            "registry_sweeps",
+            "registry_sweep_duration_seconds",
+            "registry_probes_in_flight",
+            "registry_cache_hits",
+            "registry_cache_misses",
+            "registry_storage_errors",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# HELP {family} "))),
+                "{family} missing from:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("registry_sweeps_total{outcome=\"failed\"} 0"), "{text}");
+        assert!(
+            has("registry_storage_errors_total{kind=\"unavailable\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_sweep_sets_its_counters_and_the_duration() {
+        let m = Metrics::new();
+        let report = SweepReport {
+            probed: 3,
+            healthy: 2,
+            unhealthy: 1,
+            duration_ms: 40,
+            ..SweepReport::default()
+        };
+        m.sweep_succeeded(&report);
+        m.sweep_succeeded(&report);
+        let text = m.encode();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(
+            has("registry_sweeps_total{outcome=\"succeeded\"} 2"),
+            "{text}"
+        );
+        assert!(
+            has("registry_sweep_services_total{counter=\"probed\"} 6"),
+            "{text}"
+        );
+        assert!(has("registry_last_sweep{counter=\"healthy\"} 2"), "{text}");
+        assert!(has("registry_sweep_duration_seconds_count 2"), "{text}");
+        assert!(!text.contains("counter=\"duration_ms\""), "{text}");
+    }
+
+    #[test]
+    fn probes_in_flight_falls_back_when_the_guard_drops() {
+        let m = Metrics::new();
+        let guard = m.probe_started();
+        assert_eq!(m.probes_in_flight.get(), 1);
+        drop(guard);
+        assert_eq!(m.probes_in_flight.get(), 0);
+    }
+}
