@@ -190,6 +190,20 @@ async fn probe_one(
     let state = recording
         .circuit
         .next(due.prior.as_ref(), success, recording.sweep_time);
+    if state.last_transition == recording.sweep_time {
+        // One line per change of status (a first verdict included), not per probe: enough to
+        // query which services are unhealthy now (docs/operations.md) at a cost bounded by churn.
+        tracing::info!(
+            function = "HealthMonitor",
+            service_type = %service.partition_key,
+            service_key = %service.row_key,
+            status = state.status.as_str(),
+            circuit = state.circuit.as_str(),
+            error = %crate::telemetry::redact(&verdict.error_message),
+            response_ms = verdict.response_time_ms,
+            "service health changed"
+        );
+    }
     let response_ms = f64::from(verdict.response_time_ms);
     let record = HealthRecord {
         partition_key: service.partition_key.clone(),

@@ -76,7 +76,8 @@ async fn metrics_count_requests_by_function_and_status_and_the_sweep_exactly() {
             .env("HEALTH_PROBE_JITTER_MS", "0")
             .env("HEALTH_PROBE_TIMEOUT_MS", "2000")
             // Long enough that a repeated read is a hit however slow the machine is.
-            .env("DISCOVERY_CACHE_TTL_MS", "600000"),
+            .env("DISCOVERY_CACHE_TTL_MS", "600000")
+            .env("RUST_LOG_FORMAT", "json"),
     )
     .await;
     let client = http_client();
@@ -192,6 +193,31 @@ async fn metrics_count_requests_by_function_and_status_and_the_sweep_exactly() {
             &[("function", "other"), ("status", "200")]
         ),
         None
+    );
+
+    // Under the host the same facts are log lines (docs/operations.md): one per change of health.
+    let mut changes: Vec<(String, String, String)> = h
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "service health changed")
+        .map(|v| {
+            let field = |name: &str| v[name].as_str().unwrap_or_default().to_owned();
+            (field("service_key"), field("status"), field("circuit"))
+        })
+        .collect();
+    changes.sort();
+    let change = |key: &str, status: &str, circuit: &str| {
+        (key.to_owned(), status.to_owned(), circuit.to_owned())
+    };
+    assert_eq!(
+        changes,
+        vec![
+            change("down", "unhealthy", "open"),
+            change("up", "healthy", "closed")
+        ],
+        "{}",
+        h.logs()
     );
 
     let r = client.get(format!("{base}/nope")).send().await.unwrap();
