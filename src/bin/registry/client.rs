@@ -82,6 +82,18 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A transport error with its causes ("connection refused" is in a source), but not its URL.
+fn unreachable(error: reqwest::Error) -> Failure {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Failure::Unreachable(text)
+}
+
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -138,10 +150,7 @@ impl Client {
         if let Some(tag) = if_none_match {
             request = request.header(IF_NONE_MATCH, tag);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Unreachable(e.without_url().to_string()))?;
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let header = |name| {
             response
@@ -154,10 +163,7 @@ impl Client {
         let retry_after = header(RETRY_AFTER)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Unreachable(e.without_url().to_string()))?;
+        let bytes = response.bytes().await.map_err(unreachable)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             Ok(Answer { status, body, etag })
