@@ -5,7 +5,7 @@
 //! `azurite` (the emulator), `handler` (the process and the requests the host sends it),
 //! `responses` (answers as tests read them), `tables` (direct table access), `targets` (local
 //! probe targets and a closed port), `wait` (polling and waiting for stored times), `child_env`
-//! (the environment of every child) and `node` (Node.js for the recipe's own functions).
+//! (the environment of every child), `cli` (the `registry` client binary) and `node` (Node.js for the recipe's own functions).
 //!
 //! Process hygiene: every child process (Azurite, handler) joins the process group of a
 //! small `sh` "reaper" started once per test binary. The reaper polls the test process's
@@ -18,6 +18,7 @@
 
 mod azurite;
 mod child_env;
+mod cli;
 mod handler;
 mod node;
 mod responses;
@@ -27,6 +28,7 @@ mod wait;
 
 pub use azurite::{connection_string_for_port, Azurite};
 pub use child_env::clean_command;
+pub use cli::{run_cli, CliProcess};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };

@@ -10,6 +10,7 @@ mod harness_selftest;
 mod auth;
 mod auth_host;
 mod circuit;
+mod cli;
 mod contention;
 mod cors;
 mod dashboard;

@@ -20,6 +20,7 @@ pub enum Mode {
     Standalone,
 }
 
+#[derive(Clone)]
 pub struct HandlerConfig {
     pub mode: Mode,
     /// Storage variables etc.: with the mode's and the table names, the handler's whole
@@ -282,6 +283,23 @@ impl Handler {
                 return Err(false);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Starts the handler again on the port it had (after `kill`), with `cfg` (the configuration
+    /// it was started with, so the same tables): a registry restart as its clients see it.
+    pub async fn start_again(&mut self, cfg: &HandlerConfig) {
+        assert!(self.child.is_none(), "start_again() while still running");
+        let (child, stdout_path, stderr_path) = spawn_handler_process(cfg, self.port);
+        self.child = Some(child);
+        self.stdout_path = stdout_path;
+        self.stderr_path = stderr_path;
+        if let Err(exited) = self.wait_ready(Duration::from_secs(30)).await {
+            panic!(
+                "handler did not come back on port {} (exited: {exited}); logs:\n{}",
+                self.port,
+                self.logs()
+            );
         }
     }
 
