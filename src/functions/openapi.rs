@@ -56,7 +56,8 @@ impl Modify for HostProtocol {
                      envelope is an `Outputs.res` with `statusCode` 400 and a JSON error naming \
                      `Data`, `Data.req` or `Data.req.Method`. The inner request is admitted by the \
                      credentials in `Data.req.Headers`, like a forwarded one, and its 401 or 403 \
-                     travels in `Outputs.res` too. Served in custom-handler mode only."
+                     travels in `Outputs.res` too. Served in custom-handler mode only (standalone: \
+                     404)."
                 )))
                 .request_body(Some(json_body("HttpInvocation")))
                 .response(
@@ -64,6 +65,14 @@ impl Modify for HostProtocol {
                     json_response(
                         "The function's answer, in `Outputs.res`.",
                         "InvocationReply",
+                    ),
+                )
+                .response(
+                    "404",
+                    json_response(
+                        "Standalone mode: the envelope routes are the host's protocol and are not \
+                         served there.",
+                        "ErrorBody",
                     ),
                 )
                 .securities(Some([]));
