@@ -1,5 +1,5 @@
 # Entry points; each target is a script in scripts/ so it also works without make.
-.PHONY: run test lint package check-package bench checkov
+.PHONY: run test lint package check-package bench checkov fuzz
 
 run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
 	./scripts/run-local.sh
@@ -12,6 +12,9 @@ lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the l
 
 checkov:  ## checkov over infra/ (pinned, installed into ~/.cache/service-registry on first use)
 	./scripts/checkov.sh
+
+fuzz:     ## schemathesis (pinned) from GET /api/openapi.json against the handler and its own Azurite, 127.0.0.1 only
+	./scripts/fuzz.sh
 
 package:  ## one zip for zip deploy: host.json, every function.json and the static (musl) handler binary
 	./infra/package.sh
