@@ -2,7 +2,7 @@
 # Drives the dashboard in headless Chromium (scripts/check_dashboard.py) against a running handler
 # that the caller started (the integration test `dashboard` does, with its own Azurite and a key).
 # Chromium is Debian's package, installed here once when missing (apt-get, as root); Playwright for
-# Python is pinned in scripts/dashboard-requirements.txt and installed into a venv under .tools/,
+# Python is pinned in scripts/dashboard-requirements.txt and installed into a cached venv (`ensure_venv` in lib.sh),
 # and again only when that file changes. `playwright install` is never run: the script points
 # Playwright at /usr/bin/chromium.
 #
@@ -20,13 +20,5 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >&2
 fi
-venv="$REPO_ROOT/.tools/dashboard-browser"
-requirements="$REPO_ROOT/scripts/dashboard-requirements.txt"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-  echo "installing the pinned Playwright into .tools/dashboard-browser (once)..." >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements" >&2
-  cp "$requirements" "$venv/requirements.txt"
-fi
+venv="$(ensure_venv dashboard-browser "$REPO_ROOT/scripts/dashboard-requirements.txt" --no-deps)"
 exec "$venv/bin/python" "$REPO_ROOT/scripts/check_dashboard.py" "$@"

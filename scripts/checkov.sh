@@ -8,16 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-need python3 "Python 3.9 or newer, with the venv module (Debian: python3-venv)"
-requirements="$REPO_ROOT/scripts/checkov-requirements.txt"
-stamp="$(sha256sum "$requirements" | cut -c1-12)"
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/service-registry/checkov-$stamp"
-if [ ! -x "$venv/bin/checkov" ]; then
-  echo "installing checkov from scripts/checkov-requirements.txt into $venv ..."
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$requirements"
-fi
+venv="$(ensure_venv checkov "$REPO_ROOT/scripts/checkov-requirements.txt")"
 
 # No Bridgecrew/Prisma account: nothing is uploaded, and --skip-download (in .checkov.yaml) keeps
 # it from fetching guidelines. The JSON copy of the results gives the counts, and the parsing

@@ -34,15 +34,7 @@ need cargo "install Rust with rustup"
 need sha256sum "coreutils"
 ensure_azurite
 
-requirements="$REPO_ROOT/scripts/fuzz-requirements.txt"
-stamp="$(sha256sum "$requirements" | cut -c1-12)"
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/service-registry/schemathesis-$stamp"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  echo "installing schemathesis from scripts/fuzz-requirements.txt into $venv ..."
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input --no-deps -r "$requirements"
-fi
+venv="$(ensure_venv schemathesis "$REPO_ROOT/scripts/fuzz-requirements.txt" --no-deps)"
 
 cargo build --locked --bin handler
 handler_bin="$REPO_ROOT/target/debug/handler"

@@ -67,3 +67,22 @@ wait_for_port() {
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
+
+# A Python venv holding exactly the pinned packages of requirements file $2, made once per version
+# of that file under the machine's cache (~/.cache/service-registry/$1-<hash>, which CI keeps
+# between runs) and reused after that. Further arguments go to pip install (e.g. --no-deps when the
+# file pins every dependency). Prints the venv's path; progress goes to stderr.
+ensure_venv() {
+  local name=$1 requirements=$2 venv
+  shift 2
+  need python3 "Python 3.9 or newer, with the venv module (Debian: python3-venv)"
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/service-registry/$name-$(sha256sum "$requirements" | cut -c1-12)"
+  if [ ! -f "$venv/.installed" ]; then
+    echo "installing the pinned packages of ${requirements#"$REPO_ROOT"/} into $venv (once)..." >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$@" -r "$requirements" >&2
+    touch "$venv/.installed"
+  fi
+  echo "$venv"
+}
