@@ -3,16 +3,33 @@
 # its own Azurite (from node_modules, installed here from package-lock.json) and the real handler
 # binary, and imitates the Functions host. Extra arguments go to `cargo test`.
 # (bench/tool.rs is an example with no tests; `make lint` compiles it.)
+#
+# Where its packets go: the tests are built first (which may fetch crates), then run in a network
+# namespace of their own that holds only loopback (unshare --net), so Azurite, the handler, the
+# imitated Azure endpoints and every probe target talk over its 127.0.0.1 and nothing can leave it,
+# not even a DNS query for a registered host name (it fails at once, inside the namespace).
+# TEST_NETNS=0 runs the tests in the current namespace instead (where unshare is not permitted).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 need cargo "install Rust with rustup"
 ensure_azurite
+if [ "${TEST_IN_NETNS:-}" != 1 ]; then
+  cargo test --locked --lib --bins --tests --no-run "$@"
+  if [ "${TEST_NETNS:-1}" != 0 ]; then
+    need unshare "util-linux"
+    need ip "iproute2"
+    userns=()
+    [ "$(id -u)" = 0 ] || userns=(--map-root-user)
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    exec unshare "${userns[@]}" --net env TEST_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+  fi
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+cargo test --locked --offline --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary, so the total is not just the last binary's.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
