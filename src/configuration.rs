@@ -10,12 +10,14 @@
 //! `Environment` (in `environment.rs` beside this file) is the one reader: typed helpers for
 //! milliseconds, counts, flags and CIDR lists, each with the variable's name in its error.
 
+mod arm_sync;
 mod environment;
 mod identity;
 mod schedule;
 mod security;
 
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
+pub use arm_sync::{AppId, ArmSyncSettings, SyncSource};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
 pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
@@ -62,6 +64,8 @@ pub struct Settings {
     /// Who may call: API keys, Entra ID, the platform's principal, origins (`security.rs`).
     pub security: SecuritySettings,
     pub metrics: MetricsSettings,
+    /// Service Connector linkers synced from Azure Resource Manager; `None`: off (`arm_sync.rs`).
+    pub arm_sync: Option<ArmSyncSettings>,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -235,6 +239,7 @@ impl Settings {
         let health = health(&env, &server.mode, storage.timeout)?;
         let security = security::security(&env, &server.mode)?;
         let metrics = metrics(&env, &server.mode)?;
+        let arm_sync = arm_sync::settings(&env)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
@@ -248,6 +253,7 @@ impl Settings {
             health,
             security,
             metrics,
+            arm_sync,
             notices,
         })
     }

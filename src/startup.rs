@@ -7,6 +7,7 @@
 
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
+use crate::connector::arm::ArmSync;
 use crate::functions;
 use crate::health::{HealthMonitor, SweepTrigger};
 use crate::metrics::metrics;
@@ -55,7 +56,12 @@ impl Application {
             .as_deref()
             .map(Schedule::parse)
             .transpose()?;
-        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let arm_sync = settings
+            .arm_sync
+            .as_ref()
+            .map(|s| ArmSync::new(s, store.clone()));
+        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server)
+            .with_arm_sync(arm_sync);
         let state = AppState::new(
             store,
             monitor,
@@ -91,6 +97,13 @@ impl Application {
             max_connections = self.settings.server.connections.max_connections,
             "handler listening"
         );
+        if let Some(sync) = &self.settings.arm_sync {
+            tracing::info!(
+                sources = sync.sources.len(),
+                endpoint = %sync.endpoint,
+                "Service Connector sync on: linkers are listed at the start of every sweep"
+            );
+        }
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));

@@ -12,6 +12,8 @@
 //! - A finished sweep releases the lease (its tick stays recorded, so nobody sweeps that tick again).
 //! - Every sweep that ran, succeeded or failed, is recorded in the `(~sweep, last)` row
 //!   (`store::sweeps`) before `sweep_once` returns, so whoever triggered it can read it back at once.
+//! - Service Connector discovery runs first, in the sweep's turn (so under its lease, on one
+//!   replica), so what it registers is probed in the same sweep; it never fails the sweep.
 
 use super::sweep::run_sweep;
 use super::{Prober, SweepReport, TargetPolicy};
@@ -70,6 +72,8 @@ pub(super) struct Inner {
     use_lease: bool,
     /// One sweep at a time in this process.
     lock: tokio::sync::Mutex<()>,
+    /// The Service Connector sync from Azure Resource Manager, when configured.
+    arm_sync: Option<crate::connector::arm::ArmSync>,
 }
 
 impl HealthMonitor {
@@ -86,8 +90,17 @@ impl HealthMonitor {
                 checked_by: server.instance_id.clone(),
                 use_lease: server.mode.is_standalone(),
                 lock: tokio::sync::Mutex::new(()),
+                arm_sync: None,
             }),
         }
+    }
+
+    /// Runs the Service Connector sync at the start of every sweep. Call right after `new`.
+    pub fn with_arm_sync(mut self, sync: Option<crate::connector::arm::ArmSync>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_arm_sync is called before the monitor is shared")
+            .arm_sync = sync;
+        self
     }
 
     /// The prober the sweep uses, whose SSRF policy registration applies up front.
@@ -172,6 +185,7 @@ impl HealthMonitor {
             SweepTrigger::Invocation => None,
         };
         let Some(tick) = tick else {
+            inner.discover().await;
             return run_sweep(inner, started_at).await.map(SweepOutcome::Ran);
         };
         let holder = &inner.checked_by;
@@ -182,12 +196,22 @@ impl HealthMonitor {
         if let LeaseOutcome::HeldBy(holder) = lease {
             return Ok(SweepOutcome::LeaseHeldBy(holder));
         }
+        inner.discover().await;
         let result = run_sweep(inner, started_at).await;
         // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
         if let Err(e) = inner.store.release_sweep_lease(holder).await {
             tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");
         }
         result.map(SweepOutcome::Ran)
+    }
+}
+
+impl Inner {
+    /// Service Connector discovery before the probes; it logs its own outcome.
+    async fn discover(&self) {
+        if let Some(sync) = &self.arm_sync {
+            sync.run().await;
+        }
     }
 }
 

@@ -13,6 +13,10 @@
 //! outage costs one token request per wait, not one per caller. A failed refresh keeps a still-valid
 //! token in use. Each fetch is bounded by `IdentitySettings::timeout`. A token or the
 //! `X-IDENTITY-HEADER` value never reaches an error or a log line.
+//!
+//! The resource (audience) is the caller's: the Tables crate asks for storage's through the token
+//! trait, the Service Connector sync for Resource Manager's through `access_token`. Each user holds
+//! its own credential, so the one-token cache never alternates between two audiences.
 
 mod protocol;
 
@@ -30,7 +34,7 @@ const MIN_REMAINING: Duration = Duration::from_secs(30);
 /// Token answers are a few kilobytes; a longer one is not read to the end.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-pub(super) struct ManagedIdentityCredential {
+pub struct ManagedIdentityCredential {
     http: reqwest::Client,
     endpoint: Endpoint,
     client_id: Option<String>,
@@ -53,7 +57,7 @@ struct Failure {
 }
 
 impl ManagedIdentityCredential {
-    pub(super) fn new(settings: &IdentitySettings) -> Self {
+    pub fn new(settings: &IdentitySettings) -> Self {
         Self::with_endpoint(
             Endpoint::from_settings(&settings.source),
             settings.client_id.clone(),
@@ -79,6 +83,16 @@ impl ManagedIdentityCredential {
             current: std::sync::RwLock::new(None),
             fetching: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// A bearer token for `resource` (a v1 resource such as `https://management.azure.com/`), with
+    /// the same caching and refresh rules as the tables' tokens. Errors are safe to log.
+    pub async fn access_token(
+        &self,
+        resource: &str,
+    ) -> Result<crate::configuration::Secret, String> {
+        let token = self.token(resource).await?;
+        Ok(crate::configuration::Secret::new(token.secret.secret()))
     }
 
     /// The cached token for `resource` if it has at least `margin` left.

@@ -45,6 +45,7 @@ mod sweeps;
 
 pub use cache::{ReadCache, Weigh};
 pub use error::StoreError;
+pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
 pub use properties::Stored;
 pub use records::{HealthRecord, ServiceRecord};
