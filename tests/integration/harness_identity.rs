@@ -1,8 +1,8 @@
 //! Stand-ins for a managed identity, all on 127.0.0.1:
 //!
 //! - `IdentityEndpoint`: an imitation of App Service's local token service. It checks what the
-//!   platform's would (`X-IDENTITY-HEADER`, `api-version`, `resource`) and the `client_id` the test
-//!   expects, counts requests, and answers with the tokens (or failures) the test plans;
+//!   platform's would (`X-IDENTITY-HEADER`, `api-version`, `resource`: storage's, or the one the
+//!   test names with `start_for`) and the `client_id` the test expects, counts requests, and answers with the tokens (or failures) the test plans;
 //! - `OAuthAzurite`: Azurite in its OAuth mode (`--oauth basic`), which checks a bearer token's
 //!   audience, issuer and lifetime (not its signature) and accepts bearer tokens only over HTTPS, so
 //!   it is started with a throwaway certificate;
@@ -37,6 +37,7 @@ pub enum Reply {
 #[derive(Default)]
 struct Identity {
     header: String,
+    resource: String,
     client_id: Option<String>,
     plan: Mutex<Vec<Reply>>,
     hits: AtomicU64,
@@ -63,11 +64,11 @@ fn unix_now() -> u64 {
 
 /// An unsigned JWT Azurite's basic OAuth check accepts: storage audience, an Entra issuer, a
 /// lifetime; `serial` makes every token distinct.
-fn jwt(serial: u64, expires_on: u64) -> String {
+fn jwt(audience: &str, serial: u64, expires_on: u64) -> String {
     let header = azure_core::base64::encode_url_safe(r#"{"alg":"HS256","typ":"JWT"}"#);
     let issued_at = unix_now() - 60;
     let claims = serde_json::json!({
-        "aud": STORAGE_RESOURCE,
+        "aud": audience,
         "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
         "iat": issued_at,
         "nbf": issued_at,
@@ -104,7 +105,7 @@ async fn token_service(State(id): State<Arc<Identity>>, request: Request) -> Res
     if query.get("api-version").map(String::as_str) != Some("2019-08-01") {
         problems.push(format!("api-version {:?}", query.get("api-version")));
     }
-    if query.get("resource").map(String::as_str) != Some(STORAGE_RESOURCE) {
+    if query.get("resource") != Some(&id.resource) {
         problems.push(format!("resource {:?}", query.get("resource")));
     }
     if query.get("client_id") != id.client_id.as_ref() {
@@ -122,13 +123,13 @@ async fn token_service(State(id): State<Arc<Identity>>, request: Request) -> Res
     match reply {
         Reply::Token(valid_for) => {
             let expires_on = unix_now() + valid_for.as_secs();
-            let token = jwt(n as u64, expires_on);
+            let token = jwt(&id.resource, n as u64, expires_on);
             id.issued.lock().unwrap().push(token.clone());
             let body = serde_json::json!({
                 "access_token": token,
                 // App Service sends it as a string of seconds.
                 "expires_on": expires_on.to_string(),
-                "resource": STORAGE_RESOURCE,
+                "resource": id.resource,
                 "token_type": "Bearer",
                 "client_id": id.client_id.clone().unwrap_or_else(|| "system-assigned".into()),
             });
@@ -148,9 +149,19 @@ async fn listen(app: axum::Router) -> u16 {
 impl IdentityEndpoint {
     /// Expects `client_id` on every request when given, and none when not.
     pub async fn start(client_id: Option<&str>, plan: Vec<Reply>) -> IdentityEndpoint {
+        IdentityEndpoint::start_for(STORAGE_RESOURCE, client_id, plan).await
+    }
+
+    /// Hands out tokens for `resource` only (e.g. Resource Manager's audience).
+    pub async fn start_for(
+        resource: &str,
+        client_id: Option<&str>,
+        plan: Vec<Reply>,
+    ) -> IdentityEndpoint {
         let header = format!("identity-header-{}", short_id());
         let state = Arc::new(Identity {
             header: header.clone(),
+            resource: resource.to_owned(),
             client_id: client_id.map(str::to_owned),
             plan: Mutex::new(plan),
             ..Identity::default()

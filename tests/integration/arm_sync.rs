@@ -1,0 +1,442 @@
+//! The Service Connector sync against the ARM imitation (`harness_arm`) and the managed-identity
+//! imitation, with the real handler and Azurite: what each sweep adds, keeps, skips and removes,
+//! across paging, throttling and failures (docs/arm-sync.md).
+//!
+//! The rows name public Azure hosts (`c1.redis.cache.windows.net`); the sweep after each sync tries
+//! to probe them, which fails at once in the loopback-only namespace `make test` runs the suite
+//! in. Nothing here depends on those probes' results, and these tests must never run outside it.
+
+use crate::harness::*;
+use crate::harness_arm::{linker, ArmServer, Fault};
+use crate::harness_identity::{assert_no_secrets, IdentityEndpoint, Reply};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
+
+fn group() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/rg-recipe")
+}
+
+fn site(name: &str) -> String {
+    format!("{}/providers/Microsoft.Web/sites/{name}", group())
+}
+
+fn target(path: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/rg-data/providers/{path}")
+}
+
+struct Setup {
+    h: Handler,
+    arm: ArmServer,
+    identity: IdentityEndpoint,
+}
+
+async fn start(sources: &[&str], extra: &[(&str, &str)]) -> Setup {
+    let arm = ArmServer::start().await;
+    let identity = IdentityEndpoint::start_for(
+        &arm.audience(),
+        None,
+        vec![Reply::Token(Duration::from_secs(3600))],
+    )
+    .await;
+    let mut cfg = HandlerConfig::new(Mode::CustomHandler)
+        .env("SERVICE_CONNECTOR_SYNC_SOURCES", &sources.join(","))
+        .env("AZURE_RESOURCE_MANAGER_ENDPOINT", &arm.endpoint)
+        .env("IDENTITY_ENDPOINT", &identity.url)
+        .env("IDENTITY_HEADER", &identity.header)
+        .env("HEALTH_PROBE_TIMEOUT_MS", "500")
+        .env("HEALTH_PROBE_JITTER_MS", "0")
+        .env("RUST_LOG", "trace");
+    for (k, v) in extra {
+        cfg = cfg.env(k, v);
+    }
+    Setup {
+        h: Handler::spawn(cfg).await,
+        arm,
+        identity,
+    }
+}
+
+impl Setup {
+    /// One sweep (the sync runs at its start); the sync's summary line.
+    async fn sync(&self) -> String {
+        let before = self.summaries().len();
+        let r = self.h.sweep().await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let summaries = self.summaries();
+        assert_eq!(
+            summaries.len(),
+            before + 1,
+            "one sync per sweep:\n{}",
+            self.h.logs()
+        );
+        summaries.last().unwrap().clone()
+    }
+
+    fn summaries(&self) -> Vec<String> {
+        self.h
+            .logs()
+            .lines()
+            .filter_map(|l| {
+                let line = &l[l.find("Service Connector sync: added")?..];
+                // The message, without the structured fields after it.
+                Some(line.split(" function=").next().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    async fn rows(&self) -> Vec<Value> {
+        let mut rows = self.h.tables().rows(&self.h.registry_table).await;
+        rows.sort_by_key(|r| format!("{}/{}", r["PartitionKey"], r["RowKey"]));
+        rows
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        self.rows()
+            .await
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["PartitionKey"].as_str().unwrap(),
+                    r["RowKey"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    async fn row(&self, pk: &str, rk: &str) -> Option<Value> {
+        self.h.tables().row(&self.h.registry_table, pk, rk).await
+    }
+
+    /// ARM saw only tokens the identity issued, for its audience, and nothing it would refuse; no
+    /// token or identity header is in the handler's output.
+    fn assert_clean(&self) {
+        assert_eq!(self.arm.problems(), Vec::<String>::new());
+        assert_eq!(self.identity.problems(), Vec::<String>::new());
+        let issued = self.identity.issued();
+        assert!(!self.arm.tokens().is_empty());
+        for token in self.arm.tokens() {
+            assert!(
+                issued.contains(&token),
+                "ARM got a token the identity never issued"
+            );
+        }
+        assert_no_secrets(&self.h, &self.identity);
+    }
+}
+
+fn metadata(row: &Value) -> Value {
+    serde_json::from_str(row["metadata"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkers_are_added_kept_and_removed_and_other_rows_are_never_touched() {
+    let web = site("web");
+    let s = start(&[&web], &[]).await;
+    let redis = target("Microsoft.Cache/redis/C1/databases/0");
+    let sql = target("Microsoft.Sql/servers/srv/databases/orders");
+    let table = target("Microsoft.Storage/storageAccounts/acct1/tableServices/default");
+    let vault = target("Microsoft.KeyVault/vaults/kv1");
+    let mut confluent = linker(&web, "kafka", "", "secret");
+    confluent["properties"]["targetService"] =
+        json!({"type": "ConfluentBootstrapServer", "endpoint": "x:9092"});
+    s.arm.set_linkers(
+        &web,
+        vec![
+            linker(&web, "cache", &redis, "systemAssignedIdentity"),
+            linker(&web, "database", &sql, "systemAssignedIdentity"),
+            linker(&web, "tables", &table, "userAssignedIdentity"),
+            linker(&web, "vault", &vault, "systemAssignedIdentity"),
+            linker(
+                &web,
+                "config",
+                &target("Microsoft.AppConfiguration/configurationStores/cfg"),
+                "secret",
+            ),
+            confluent,
+        ],
+    );
+    // Registered by people: one of the same type as a synced row, one with a synced row's key.
+    s.h.register_ok(&json!({"serviceName": "manual-cache", "serviceType": "redis", "endpoint": "tcp://manual-cache.invalid:6380"})).await;
+    s.h.register_ok(&json!({"serviceName": "kv1", "serviceType": "keyvault", "endpoint": "https://kv1.invalid", "metadata": {"owner": "ops"}})).await;
+
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 3, updated 0, unchanged 0, removed 0, skipped 3"
+    );
+    assert_eq!(
+        s.keys().await,
+        [
+            "keyvault/kv1",
+            "redis/c1",
+            "redis/manual-cache",
+            "sql/srv.orders",
+            "storage-table/acct1"
+        ]
+    );
+    let row = s.row("redis", "c1").await.unwrap();
+    assert_eq!(row["serviceName"], "c1");
+    assert_eq!(row["endpoint"], "tcp://c1.redis.cache.windows.net:6380");
+    assert_eq!(
+        row["healthEndpoint"],
+        "tcp://c1.redis.cache.windows.net:6380"
+    );
+    assert_eq!(
+        metadata(&row),
+        json!({"source": "service-connector", "authType": "systemAssignedIdentity",
+               "linkerId": format!("{web}/providers/Microsoft.ServiceLinker/linkers/cache"),
+               "sourceResourceId": web, "syncedBy": "arm"})
+    );
+    let row = s.row("storage-table", "acct1").await.unwrap();
+    assert_eq!(row["endpoint"], "https://acct1.table.core.windows.net");
+    assert_eq!(row["healthCheck"], r#"{"kind":"tcp"}"#);
+    assert_eq!(metadata(&row)["authType"], "userAssignedIdentity");
+    assert_eq!(
+        s.row("sql", "srv.orders").await.unwrap()["endpoint"],
+        "tcp://srv.database.windows.net:1433"
+    );
+    // The person's row with a linked key is left exactly as registered.
+    let manual = s.row("keyvault", "kv1").await.unwrap();
+    assert_eq!(
+        (manual["endpoint"].as_str(), metadata(&manual)),
+        (Some("https://kv1.invalid"), json!({"owner": "ops"}))
+    );
+    let logs = s.h.logs();
+    for skipped in ["linkers/config", "linkers/kafka", "service_name=kv1"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("skipped") && l.contains(skipped)),
+            "{skipped}:\n{logs}"
+        );
+    }
+
+    // Unchanged: nothing rewritten, no duplicate, registeredAt and lastHeartbeat as they were.
+    let before = s.row("redis", "c1").await.unwrap();
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 0, updated 0, unchanged 3, removed 0, skipped 3"
+    );
+    let after = s.row("redis", "c1").await.unwrap();
+    assert_eq!(s.rows().await.len(), 5);
+    for property in ["registeredAt", "lastHeartbeat", "Timestamp"] {
+        assert_eq!(after[property], before[property], "{property}");
+    }
+
+    // A changed linker (new auth type) is rewritten and keeps registeredAt; a gone one is removed,
+    // with its health row; the people's rows stay.
+    s.arm.set_linkers(
+        &web,
+        vec![
+            linker(&web, "database", &sql, "secret"),
+            linker(&web, "tables", &table, "userAssignedIdentity"),
+        ],
+    );
+    let sql_before = s.row("sql", "srv.orders").await.unwrap();
+    assert!(
+        s.h.tables()
+            .row(&s.h.health_table, "redis", "c1")
+            .await
+            .is_some(),
+        "probed by the first sweep"
+    );
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 0, updated 1, unchanged 1, removed 1, skipped 0"
+    );
+    assert_eq!(
+        s.keys().await,
+        [
+            "keyvault/kv1",
+            "redis/manual-cache",
+            "sql/srv.orders",
+            "storage-table/acct1"
+        ]
+    );
+    let sql_after = s.row("sql", "srv.orders").await.unwrap();
+    assert_eq!(sql_after["registeredAt"], sql_before["registeredAt"]);
+    assert_eq!(metadata(&sql_after)["authType"], "secret");
+    assert!(s
+        .h
+        .tables()
+        .row(&s.h.health_table, "redis", "c1")
+        .await
+        .is_none());
+    s.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_is_followed() {
+    let web = site("paged");
+    let s = start(&[&web], &[]).await;
+    s.arm.set_page_size(2);
+    s.arm.set_linkers(
+        &web,
+        vec![
+            linker(&web, "a", &target("Microsoft.Cache/redis/p1"), "secret"),
+            linker(&web, "b", &target("Microsoft.Cache/redis/p2"), "secret"),
+            linker(&web, "c", &target("Microsoft.Cache/redis/p3"), "secret"),
+        ],
+    );
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 3, updated 0, unchanged 0, removed 0, skipped 0"
+    );
+    assert_eq!(s.keys().await, ["redis/p1", "redis/p2", "redis/p3"]);
+    let requests = s.arm.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[1].ends_with("&$skiptoken=2"), "{requests:?}");
+    s.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_waited_out_within_the_budget_and_otherwise_gives_up_the_round() {
+    let web = site("throttled");
+    let s = start(&[&web], &[]).await;
+    s.arm.set_linkers(
+        &web,
+        vec![linker(
+            &web,
+            "a",
+            &target("Microsoft.Cache/redis/t1"),
+            "secret",
+        )],
+    );
+    s.arm.fault(&web, Fault::Throttle(1), 1);
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 1, updated 0, unchanged 0, removed 0, skipped 0"
+    );
+    assert_eq!(s.arm.requests().len(), 2, "the 429, then the retry");
+    assert!(s.h.logs().contains("waiting as Retry-After asks"));
+
+    // Asked to wait longer than the sync allows: the round gives up and deletes nothing.
+    s.arm.set_linkers(&web, vec![]);
+    s.arm.fault(&web, Fault::Throttle(3600), 1);
+    assert_eq!(s.sync().await, "Service Connector sync: added 0, updated 0, unchanged 0, removed 0, skipped 0; a source failed to list, so nothing was removed");
+    assert_eq!(s.keys().await, ["redis/t1"]);
+    assert!(
+        s.h.logs()
+            .contains("asked to wait 3600000 ms (Retry-After), beyond this round's budget"),
+        "{}",
+        s.h.logs()
+    );
+    s.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_malformed_listing_deletes_nothing() {
+    let (a, b) = (site("app-a"), site("app-b"));
+    let s = start(&[&a, &b], &[]).await;
+    s.arm.set_linkers(
+        &a,
+        vec![linker(
+            &a,
+            "x",
+            &target("Microsoft.Cache/redis/from-a"),
+            "secret",
+        )],
+    );
+    s.arm.set_linkers(
+        &b,
+        vec![linker(
+            &b,
+            "y",
+            &target("Microsoft.ServiceBus/namespaces/from-b"),
+            "secret",
+        )],
+    );
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 2, updated 0, unchanged 0, removed 0, skipped 0"
+    );
+
+    // a's linker is gone, but b answers 500: a partial listing removes nothing.
+    s.arm.set_linkers(&a, vec![]);
+    s.arm.fault(&b, Fault::Status(500), 1);
+    assert!(s
+        .sync()
+        .await
+        .ends_with("removed 0, skipped 0; a source failed to list, so nothing was removed"));
+    assert_eq!(s.keys().await, ["redis/from-a", "servicebus/from-b"]);
+    assert!(
+        s.h.logs().contains("answered 500: InternalServerError"),
+        "{}",
+        s.h.logs()
+    );
+
+    // The same with a body that is not a list.
+    s.arm.fault(&b, Fault::Malformed, 1);
+    assert!(s
+        .sync()
+        .await
+        .ends_with("a source failed to list, so nothing was removed"));
+    assert_eq!(s.keys().await, ["redis/from-a", "servicebus/from-b"]);
+    assert!(s.h.logs().contains("the answer has no value array"));
+
+    // Both list again: now a's row goes.
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 0, updated 0, unchanged 1, removed 1, skipped 0"
+    );
+    assert_eq!(s.keys().await, ["servicebus/from-b"]);
+    s.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_group_source_syncs_its_sites_and_container_apps() {
+    let rg = group();
+    let web = site("web");
+    let worker = format!("{rg}/providers/Microsoft.App/containerApps/worker");
+    let s = start(&[&rg], &[]).await;
+    s.arm.set_group(&rg, &[&web], &[&worker]);
+    s.arm.set_linkers(
+        &web,
+        vec![linker(
+            &web,
+            "db",
+            &target("Microsoft.DBforPostgreSQL/flexibleServers/pg/databases/app"),
+            "secret",
+        )],
+    );
+    s.arm.set_linkers(
+        &worker,
+        vec![linker(
+            &worker,
+            "hub",
+            &target("Microsoft.EventHub/namespaces/events"),
+            "systemAssignedIdentity",
+        )],
+    );
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 2, updated 0, unchanged 0, removed 0, skipped 0"
+    );
+    assert_eq!(s.keys().await, ["eventhubs/events", "postgresql/pg.app"]);
+    assert_eq!(
+        metadata(&s.row("eventhubs", "events").await.unwrap())["sourceResourceId"],
+        worker
+    );
+    assert_eq!(
+        s.row("postgresql", "pg.app").await.unwrap()["endpoint"],
+        "tcp://pg.postgres.database.azure.com:5432"
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn a_bad_source_stops_start_up_naming_the_variable_and_the_entry() {
+    let cfg = HandlerConfig::new(Mode::CustomHandler).env(
+        "SERVICE_CONNECTOR_SYNC_SOURCES",
+        &format!("{},AccountKey=SECRETKEY", group()),
+    );
+    let (status, _, out, err) = run_handler_to_exit(&cfg, Duration::from_secs(20));
+    assert!(status.is_some_and(|s| !s.success()), "{out}{err}");
+    let text = format!("{out}{err}");
+    assert!(
+        text.contains("SERVICE_CONNECTOR_SYNC_SOURCES is invalid: entry 2 is not the resource ID"),
+        "{text}"
+    );
+    assert!(!text.contains("SECRETKEY"), "{text}");
+}
