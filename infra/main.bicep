@@ -85,6 +85,12 @@ var storageAccountName = take('${take(replace(prefix, '-', ''), 11)}${suffix}', 
 var functionAppName = '${prefix}-func-${suffix}'
 var deploymentContainerName = isFlex ? 'app-package' : ''
 
+var webAppName = '${prefix}-web-${suffix}'
+// With the recipe's topology, the handler syncs the Service Connector linkers of both apps
+// (SERVICE_CONNECTOR_SYNC_SOURCES, docs/arm-sync.md): IDs built from the names, so the function
+// app's settings need not wait for the web app.
+var connectorSyncSources = deployRecipeTopology ? '${resourceId('Microsoft.Web/sites', functionAppName)},${resourceId('Microsoft.Web/sites', webAppName)}' : ''
+
 // Must match what the handler reads from REGISTRY_TABLE / HEALTH_TABLE (set below).
 var registryTableName = 'ServiceRegistry'
 var healthTableName = 'HealthStatus'
@@ -138,6 +144,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     handlerSettings: handlerSettings
+    connectorSyncSources: connectorSyncSources
   }
 }
 
@@ -155,7 +162,7 @@ module topology 'modules/topology.bicep' = if (deployRecipeTopology) {
   name: 'topology'
   params: {
     location: location
-    webAppName: '${prefix}-web-${suffix}'
+    webAppName: webAppName
     webPlanName: '${prefix}-webplan-${suffix}'
     webPlanSku: webPlanSku
     sqlServerName: '${prefix}-sql-${suffix}'
@@ -165,6 +172,7 @@ module topology 'modules/topology.bicep' = if (deployRecipeTopology) {
     sqlAdminLogin: sqlAdminLogin
     sqlAdminPrincipalType: sqlAdminPrincipalType
     functionAppName: functionApp.outputs.name
+    registryPrincipalId: isUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.outputs.principalId
     storageAccountName: storage.outputs.name
     logAnalyticsId: monitoring.outputs.logAnalyticsId
   }

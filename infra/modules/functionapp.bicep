@@ -41,6 +41,9 @@ param instanceMemoryMB int
 @description('Extra handler settings (names the handler reads; infra/deploy.sh checks them).')
 param handlerSettings object
 
+@description('Resource IDs whose Service Connector linkers the handler syncs, comma-separated; empty: no sync.')
+param connectorSyncSources string = ''
+
 var isFlex = plan == 'FlexConsumption'
 var isUserAssigned = !empty(userAssignedIdentityId)
 
@@ -59,6 +62,12 @@ var handlerAppSettings = {
   REGISTRY_TABLE: registryTableName
   HEALTH_TABLE: healthTableName
   RUST_LOG_FORMAT: 'json'
+}
+
+// The Service Connector sync (docs/arm-sync.md), with the recipe's topology only: the apps whose
+// linkers become registrations. ARM's endpoint and audience keep their public-cloud defaults.
+var connectorSyncAppSettings = {
+  SERVICE_CONNECTOR_SYNC_SOURCES: connectorSyncSources
 }
 
 // Telemetry goes to Application Insights through the host, authenticated with Entra ID.
@@ -95,7 +104,8 @@ var appSettings = union(
   handlerAppSettings,
   telemetryAppSettings,
   isFlex ? flexAppSettings : consumptionAppSettings,
-  isUserAssigned ? userAssignedAppSettings : {}
+  isUserAssigned ? userAssignedAppSettings : {},
+  empty(connectorSyncSources) ? {} : connectorSyncAppSettings
 )
 
 resource hostingPlan 'Microsoft.Web/serverfarms@2024-04-01' = {

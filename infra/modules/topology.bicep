@@ -4,8 +4,8 @@
 //
 // Without the recipe's flaws: no SQL password exists at all (Entra-only authentication), Redis
 // takes TLS only and Entra tokens only (no access keys), no public blob, TLS 1.2 minimum.
-// Not wired to the handler: it reads none of the SQL or Redis settings. The links show the
-// pattern for the services that register in the registry and call each other.
+// The handler reads none of the SQL or Redis settings; it learns these connections from the links
+// themselves (the Service Connector sync, docs/arm-sync.md), with Reader on both apps (below).
 
 param location string
 param webAppName string
@@ -22,6 +22,8 @@ param sqlAdminLogin string
 param sqlAdminPrincipalType string
 
 param functionAppName string
+@description('Object (principal) id of the identity the registry runs as: it reads both apps\' linkers.')
+param registryPrincipalId string
 param storageAccountName string
 param logAnalyticsId string
 
@@ -277,6 +279,31 @@ resource webAppRedis 'Microsoft.ServiceLinker/linkers@2024-04-01' = {
   dependsOn: [
     redisWebAppAccess
   ]
+}
+
+// --- Reader for the registry's Service Connector sync -------------------------------------------
+
+// The handler lists both apps' linkers (Microsoft.ServiceLinker/linkers/read, an extension resource
+// of each site) with its own identity: Reader on those two sites, nothing wider (docs/arm-sync.md).
+var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+resource functionAppReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(functionApp.id, registryPrincipalId, reader)
+  scope: functionApp
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
+    principalId: registryPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource webAppReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(webApp.id, registryPrincipalId, reader)
+  scope: webApp
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
+    principalId: registryPrincipalId
+    principalType: 'ServicePrincipal'
+  }
 }
 
 output webAppName string = webApp.name

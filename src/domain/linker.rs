@@ -4,7 +4,8 @@
 //!
 //! Pure: no I/O, so every resource type and every malformed answer is unit-tested. Resource IDs are
 //! matched case-insensitively (ARM's provider and type names are); resource names are lower-cased
-//! because they are DNS labels, so the same account always yields the same key.
+//! because they are DNS labels, so the same account always yields the same key (database names,
+//! which are not, keep their case).
 
 use super::{Registration, ValidationError};
 use serde_json::{json, Map, Value};
@@ -117,8 +118,10 @@ pub fn target_of(resource_id: &str) -> Result<Target, String> {
         endpoint: format!("tcp://{host}:{port}"),
         tcp_check: false,
     };
-    // `<server>.<database>` when the ID names a database, else the server.
-    let with_database = |child: &str| match (word(3).as_deref() == Some(child), name(4)) {
+    // `<server>.<database>` when the ID names a database, else the server. The database keeps its
+    // case: it is no DNS label, and the environment's AZURE_SQL_DATABASE spells it as created.
+    let database = rest.get(4).filter(|d| !d.is_empty());
+    let with_database = |child: &str| match (word(3).as_deref() == Some(child), database) {
         (true, Some(db)) => format!("{first}.{db}"),
         _ => first.clone(),
     };
@@ -273,7 +276,7 @@ mod tests {
                 "Microsoft.Sql/servers/Srv/databases/Orders",
                 (
                     "sql",
-                    "srv.orders",
+                    "srv.Orders",
                     "tcp://srv.database.windows.net:1433",
                     false,
                 ),

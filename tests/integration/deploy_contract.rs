@@ -10,6 +10,8 @@
 //! - every `--setting` name infra/deploy.sh accepts is a handler setting, and every handler
 //!   setting is either set by the template, accepted by deploy.sh, or listed below as left unset
 //!   on purpose;
+//! - with the recipe's topology, the handler is told to sync both apps' Service Connector linkers,
+//!   and its identity gets Reader on exactly those two sites and nowhere else;
 //! - every function folder (a folder holding function.json) is packed by infra/package.sh and
 //!   named in the README.
 //!
@@ -182,6 +184,11 @@ const SAMPLE_VALUES: &[(&str, &str)] = &[
         "tableEndpoint",
         "https://svcregaccount.table.core.windows.net/",
     ),
+    // main.bicep's two resourceId('Microsoft.Web/sites', …), joined by a comma.
+    (
+        "connectorSyncSources",
+        "/subscriptions/4f8d2c1a-9b3e-4c7d-8a6f-0e1d2c3b4a59/resourceGroups/rg-registry/providers/Microsoft.Web/sites/svcreg-func-abc,/subscriptions/4f8d2c1a-9b3e-4c7d-8a6f-0e1d2c3b4a59/resourceGroups/rg-registry/providers/Microsoft.Web/sites/svcreg-web-abc",
+    ),
 ];
 
 /// What a Bicep value becomes, for the handler's parser: a sample of a runtime value, a name bound
@@ -275,6 +282,7 @@ fn every_app_setting_the_bicep_writes_is_read_by_the_handler_or_the_host() {
         "flexAppSettings",
         "userAssignedAppSettings",
         "consumptionAppSettings",
+        "connectorSyncAppSettings",
     ] {
         assert!(
             blocks.contains_key(expected),
@@ -335,6 +343,15 @@ fn each_plans_settings_configure_the_handler_for_managed_identity() {
             ]),
         ),
         (
+            "Flex Consumption, recipe topology",
+            combine(&[
+                "handlerAppSettings",
+                "telemetryAppSettings",
+                "flexAppSettings",
+                "connectorSyncAppSettings",
+            ]),
+        ),
+        (
             "Linux Consumption",
             combine(&[
                 "handlerAppSettings",
@@ -364,6 +381,20 @@ fn each_plans_settings_configure_the_handler_for_managed_identity() {
         );
         assert_eq!(parsed.storage.registry_table, "ServiceRegistry", "{plan}");
         assert_eq!(parsed.storage.health_table, "HealthStatus", "{plan}");
+        let synced = parsed.arm_sync.as_ref().map(|s| s.sources.len());
+        if plan.ends_with("recipe topology") {
+            let sync = parsed
+                .arm_sync
+                .as_ref()
+                .expect("the recipe's topology turns the sync on");
+            assert_eq!(synced, Some(2), "{plan}: the function app and the web app");
+            assert_eq!(sync.endpoint, "https://management.azure.com", "{plan}");
+        } else {
+            assert_eq!(
+                synced, None,
+                "{plan}: the sync is on only with the topology"
+            );
+        }
         if plan.starts_with("Flex") {
             for name in FLEX_DEPRECATED {
                 assert!(
@@ -468,5 +499,89 @@ fn placeholder_values_keep_literals_and_hide_expressions() {
     assert_eq!(
         placeholder_value("storageAccountName", &vars),
         "placeholder"
+    );
+}
+
+/// The Reader assignments of the Service Connector sync: scoped to the function app and the web
+/// app, and main.bicep hands the module both sites' IDs as the sync's sources.
+#[test]
+fn the_sync_reads_both_apps_linkers_with_reader_on_those_apps_only() {
+    const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let topology = read(&repo().join("infra/modules/topology.bicep"));
+    let reader_var = format!("var reader = '{READER}'");
+    assert!(
+        topology.contains(&reader_var),
+        "topology.bicep: no `{reader_var}`"
+    );
+    // Each role assignment resource, as its block of text.
+    let assignments: Vec<&str> = topology
+        .split("\nresource ")
+        .filter(|block| block.contains("'Microsoft.Authorization/roleAssignments@"))
+        .collect();
+    let readers: Vec<&str> = assignments
+        .iter()
+        .filter(|block| block.contains("roleDefinitions', reader)"))
+        .copied()
+        .collect();
+    let scopes: Vec<&str> = readers
+        .iter()
+        .map(|block| {
+            let line = block
+                .lines()
+                .find(|l| l.trim_start().starts_with("scope:"))
+                .unwrap_or_else(|| panic!("a Reader assignment without a scope:\n{block}"));
+            line.trim().trim_start_matches("scope:").trim()
+        })
+        .collect();
+    assert_eq!(
+        scopes,
+        ["functionApp", "webApp"],
+        "Reader is granted on the two sites only"
+    );
+    for block in &readers {
+        assert!(
+            block.contains("principalId: registryPrincipalId"),
+            "{block}"
+        );
+    }
+    // Reader is granted nowhere else in the templates (no resource group or subscription scope).
+    for file in bicep_files() {
+        let text = read(&file);
+        let mentions =
+            text.matches(READER).count() + text.matches("roleDefinitions', reader)").count();
+        let expected = if file.ends_with("topology.bicep") {
+            1 + readers.len()
+        } else {
+            0
+        };
+        assert_eq!(
+            mentions,
+            expected,
+            "{}: Reader outside the two site assignments",
+            file.display()
+        );
+    }
+    // The scopes are the module's two sites: the existing function app and the web app.
+    assert!(topology.contains("resource functionApp 'Microsoft.Web/sites@"));
+    assert!(topology.contains("resource webApp 'Microsoft.Web/sites@"));
+
+    let main = read(&repo().join("infra/main.bicep"));
+    let sources = main
+        .lines()
+        .find(|l| l.starts_with("var connectorSyncSources = "))
+        .expect("main.bicep: no `var connectorSyncSources = …`");
+    assert_eq!(
+        sources,
+        "var connectorSyncSources = deployRecipeTopology ? '${resourceId('Microsoft.Web/sites', functionAppName)},${resourceId('Microsoft.Web/sites', webAppName)}' : ''"
+    );
+    assert!(main.contains("connectorSyncSources: connectorSyncSources"));
+    assert!(main.contains("webAppName: webAppName"));
+    let function_app = read(&repo().join("infra/modules/functionapp.bicep"));
+    assert!(function_app.contains("empty(connectorSyncSources) ? {} : connectorSyncAppSettings"));
+    assert_eq!(
+        settings_blocks()["connectorSyncAppSettings"]
+            .get("SERVICE_CONNECTOR_SYNC_SOURCES")
+            .map(String::as_str),
+        Some("connectorSyncSources")
     );
 }
