@@ -440,3 +440,83 @@ fn a_bad_source_stops_start_up_naming_the_variable_and_the_entry() {
     );
     assert!(!text.contains("SECRETKEY"), "{text}");
 }
+
+/// The recipe's topology (infra/modules/topology.bicep) as ARM would list it: the function app
+/// linked to the registry's tables, the web app to the tables, the SQL database and Redis. With
+/// both apps as sources, discovery lists the three services without a manual registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recipes_connections_appear_in_discovery_on_their_own() {
+    let (func, web) = (site("svcreg-func-abc"), site("svcreg-web-abc"));
+    let s = start(&[&func, &web], &[]).await;
+    let tables = format!(
+        "{}/providers/Microsoft.Storage/storageAccounts/svcregabc/tableServices/default",
+        group()
+    );
+    let sql = format!(
+        "{}/providers/Microsoft.Sql/servers/svcreg-sql-abc/databases/ServiceRegistry",
+        group()
+    );
+    let redis = format!(
+        "{}/providers/Microsoft.Cache/redis/svcreg-redis-abc/databases/0",
+        group()
+    );
+    s.arm.set_linkers(
+        &func,
+        vec![linker(
+            &func,
+            "registrytables",
+            &tables,
+            "systemAssignedIdentity",
+        )],
+    );
+    s.arm.set_linkers(
+        &web,
+        vec![
+            linker(&web, "registrytables", &tables, "systemAssignedIdentity"),
+            linker(&web, "database", &sql, "systemAssignedIdentity"),
+            linker(&web, "cache", &redis, "systemAssignedIdentity"),
+        ],
+    );
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 3, updated 0, unchanged 0, removed 0, skipped 0"
+    );
+    let found = s.h.discover_ok("").await;
+    let mut services: Vec<(String, String, String)> = found["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["serviceType"].as_str().unwrap().to_owned(),
+                v["serviceName"].as_str().unwrap().to_owned(),
+                v["endpoint"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            (
+                "redis".into(),
+                "svcreg-redis-abc".into(),
+                "tcp://svcreg-redis-abc.redis.cache.windows.net:6380".into()
+            ),
+            (
+                "sql".into(),
+                "svcreg-sql-abc.ServiceRegistry".into(),
+                "tcp://svcreg-sql-abc.database.windows.net:1433".into()
+            ),
+            (
+                "storage-table".into(),
+                "svcregabc".into(),
+                "https://svcregabc.table.core.windows.net".into()
+            ),
+        ]
+    );
+    // Both apps link the tables: one row, written by the first source in ID order.
+    let table_row = s.row("storage-table", "svcregabc").await.unwrap();
+    assert_eq!(metadata(&table_row)["sourceResourceId"], func);
+    s.assert_clean();
+}
