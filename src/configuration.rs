@@ -236,10 +236,14 @@ impl Settings {
         let env = Environment::new(lookup);
         let server = server(&env)?;
         let storage = storage(&env)?;
-        let health = health(&env, &server.mode, storage.timeout)?;
+        let mut health = health(&env, &server.mode, storage.timeout)?;
         let security = security::security(&env, &server.mode)?;
         let metrics = metrics(&env, &server.mode)?;
         let arm_sync = arm_sync::settings(&env)?;
+        if let Some(sync) = &arm_sync {
+            // The sync runs in the sweep's turn, before the probes: the lease must outlast both.
+            health.sweep.lease_ttl += sync.deadline;
+        }
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {

@@ -360,6 +360,34 @@ mod tests {
     }
 
     #[test]
+    fn the_sweep_lease_outlasts_the_sync_too() {
+        let base = [
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            ("HEALTH_MONITOR_SCHEDULE", "0 */5 * * * *"),
+        ];
+        let lease = |extra: &[(&str, &str)]| {
+            let map: HashMap<String, String> = base
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            crate::configuration::Settings::from_lookup(|k| map.get(k).cloned())
+                .unwrap()
+                .health
+                .sweep
+                .lease_ttl
+        };
+        let group = format!("/subscriptions/{SUB}/resourceGroups/g");
+        assert_eq!(
+            lease(&[
+                (SOURCES_VAR, group.as_str()),
+                ("SERVICE_CONNECTOR_SYNC_DEADLINE_MS", "7000")
+            ]) - lease(&[]),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
     fn the_identity_is_the_tables_one() {
         let group = format!("/subscriptions/{SUB}/resourceGroups/g");
         let client = "0d3a4c2e-1b5f-4a6e-9c7d-8e9f0a1b2c3d";
