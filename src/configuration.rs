@@ -10,12 +10,14 @@
 //! `Environment` (in `environment.rs` beside this file) is the one reader: typed helpers for
 //! milliseconds, counts, flags and CIDR lists, each with the variable's name in its error.
 
+mod connector;
 mod environment;
 mod identity;
 mod schedule;
 mod security;
 
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
+pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
 pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
@@ -62,6 +64,8 @@ pub struct Settings {
     /// Who may call: API keys, Entra ID, the platform's principal, origins (`security.rs`).
     pub security: SecuritySettings,
     pub metrics: MetricsSettings,
+    /// Service Connector self-registration (`connector.rs`).
+    pub connector: ConnectorSettings,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -224,17 +228,27 @@ pub enum ConfigError {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let names = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        Self::read(Environment::with_names(
+            |name| std::env::var(name).ok(),
+            names,
+        ))
     }
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Environment::new(lookup);
+        Self::read(Environment::new(lookup))
+    }
+
+    fn read(env: Environment<impl Fn(&str) -> Option<String>>) -> Result<Self, ConfigError> {
         let server = server(&env)?;
         let storage = storage(&env)?;
         let health = health(&env, &server.mode, storage.timeout)?;
         let security = security::security(&env, &server.mode)?;
         let metrics = metrics(&env, &server.mode)?;
+        let connector = connector::settings(&env)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
@@ -248,6 +262,7 @@ impl Settings {
             health,
             security,
             metrics,
+            connector,
             notices,
         })
     }
