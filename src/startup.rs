@@ -55,7 +55,12 @@ impl Application {
             .as_deref()
             .map(Schedule::parse)
             .transpose()?;
-        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let monitor = HealthMonitor::new(
+            store.clone(),
+            &settings.health,
+            &settings.server,
+            &settings.connector,
+        );
         let state = AppState::new(
             store,
             monitor,
@@ -94,6 +99,11 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));
+        if self.settings.connector.self_register {
+            // In the background, like table creation: readiness never waits for storage.
+            let monitor = self.state.monitor.clone();
+            tokio::spawn(async move { monitor.register_connections().await });
+        }
         if let Some(schedule) = self.schedule {
             tokio::spawn(run_schedule(
                 schedule,
