@@ -11,6 +11,7 @@ mod auth;
 mod auth_host;
 mod circuit;
 mod cli;
+mod connector_env;
 mod contention;
 mod cors;
 mod dashboard;

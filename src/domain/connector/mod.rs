@@ -416,10 +416,15 @@ impl<'a> Read<'a> {
 
 /// The shared convention: name, endpoint and auth from where the target is.
 fn shape(kind: TargetKind, variable: &str, located: &Located) -> Target {
+    let storage = matches!(
+        kind,
+        TargetKind::StorageTable | TargetKind::StorageBlob | TargetKind::StorageQueue
+    );
+    // Only a storage emulator's path names the account; Redis's `/0` is a database index.
     let hinted = located
         .name_hint
         .as_deref()
-        .filter(|_| located.host.is_local_or_address())
+        .filter(|_| storage && located.host.is_local_or_address())
         .filter(|hint| crate::domain::ServiceName::parse(hint).is_ok());
     let server = hinted
         .map(str::to_owned)

@@ -207,7 +207,7 @@ fn redis_host_and_both_connection_string_forms() {
         s("redis", "0-0-0-0-0-0-0-1", "tcp://[::1]:7000", "secret")
     );
     assert_eq!(
-        shape_of(&[("AZURE_REDIS_CONNECTIONSTRING", "rediss://127.0.0.1")]),
+        shape_of(&[("AZURE_REDIS_CONNECTIONSTRING", "rediss://127.0.0.1/0")]),
         s("redis", "127.0.0.1", "tcp://127.0.0.1:6380", "identity")
     );
     assert_eq!(
