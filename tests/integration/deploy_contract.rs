@@ -65,6 +65,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // Standalone only: anonymous access on a reachable bind, and a key file inside the container.
     "REGISTRY_ALLOW_ANONYMOUS",
     "REGISTRY_API_KEYS_FILE",
+    // Opt-in Service Connector self-registration (docs/service-connector.md), set as an app setting
+    // by hand for now: passing it on through infra/deploy.sh's --setting is the infra owner's change.
+    "SERVICE_CONNECTOR_SELF_REGISTER",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
