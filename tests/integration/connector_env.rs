@@ -2,8 +2,7 @@
 //! `SERVICE_CONNECTOR_SELF_REGISTER=true` and this app's Service Connector variables in every
 //! documented form registers each connected service, as the shared convention shapes its row, and
 //! the sweep probes them. The targets are local listeners on 127.0.0.1 and ::1 that count
-//! accepts; the one test with public host names (`rows_for_public_host_names`) never sweeps, so
-//! nothing it registers is ever contacted, in the suite's namespace or out of it.
+//! accepts. `connector_env_rows` has the rows for public host names and a storage fault.
 
 use crate::harness::*;
 use serde_json::{json, Map, Value};
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const DONE: &str = "Service Connector self-registration: found";
+pub(crate) const DONE: &str = "Service Connector self-registration: found";
 
 /// A listener on [::1] that counts accepts (the harness's `TcpTarget` is IPv4).
 struct V6Target {
@@ -38,7 +37,7 @@ impl V6Target {
 }
 
 /// (PartitionKey, RowKey) → the row's properties, without the two times.
-fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
+pub(crate) fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
     rows.iter()
         .map(|row| {
             let key = format!(
@@ -55,7 +54,7 @@ fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
 }
 
 /// The row self-registration writes for one target (every property but the two times).
-fn expected_row(
+pub(crate) fn expected_row(
     kind: &str,
     name: &str,
     endpoint: &str,
@@ -77,7 +76,7 @@ fn expected_row(
     (format!("{kind}/{name}"), row)
 }
 
-fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
+pub(crate) fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
     for secret in secrets {
         assert!(
             !text.contains(secret),
@@ -424,141 +423,4 @@ async fn every_form_is_registered_probed_and_kept_idempotent() {
     );
     assert_no_secret(&everything, &secrets, "a table row");
     assert_no_secret(&h.logs(), &secrets, "the handler's log");
-}
-
-/// The row shape for Azure's own host names. Registered at start-up only: this test never sweeps,
-/// so none of these names is ever resolved or contacted.
-#[tokio::test]
-async fn rows_for_public_host_names() {
-    let vars = [
-        ("AZURE_STORAGETABLE_RESOURCEENDPOINT", "https://acct1.table.core.windows.net/"),
-        ("AZURE_STORAGEBLOB_CONNECTIONSTRING", "DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey=S3cretBlobKey==;EndpointSuffix=core.windows.net"),
-        ("AZURE_STORAGEQUEUE_CONN2_RESOURCEENDPOINT", "https://acct2.queue.core.windows.net/"),
-        ("AZURE_SQL_SERVER", "sql1.database.windows.net"),
-        ("AZURE_SQL_PORT", "1433"),
-        ("AZURE_SQL_DATABASE", "orders"),
-        ("AZURE_REDIS_HOST", "cache1.redis.cache.windows.net"),
-        ("AZURE_REDIS_CONN2_CONNECTIONSTRING", "cache2.redis.cache.windows.net:6380,password=S3cretRedisKey,ssl=True,defaultDatabase=0"),
-        ("AZURE_SERVICEBUS_FULLYQUALIFIEDNAMESPACE", "bus1.servicebus.windows.net"),
-        ("AZURE_EVENTHUB_CONNECTIONSTRING", "Endpoint=sb://hub1.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=S3cretHubKey="),
-        ("AZURE_KEYVAULT_RESOURCEENDPOINT", "https://vault1.vault.azure.net/"),
-        ("AZURE_COSMOS_RESOURCEENDPOINT", "https://cosmos1.documents.azure.com:443/"),
-        ("AZURE_POSTGRESQL_CONNECTIONSTRING", "Server=pg1.postgres.database.azure.com;Database=app;Port=5432;Ssl Mode=Require;User Id=app@pg1;"),
-        ("AZURE_MYSQL_HOST", "my1.mysql.database.azure.com"),
-        ("AZURE_MYSQL_NAME", "shop"),
-    ];
-    let mut cfg =
-        HandlerConfig::new(Mode::CustomHandler).env("SERVICE_CONNECTOR_SELF_REGISTER", "true");
-    for (k, v) in vars {
-        cfg = cfg.env(k, v);
-    }
-    let h = Handler::spawn(cfg).await;
-    let logs = h.wait_for_log(DONE, Duration::from_secs(30)).await;
-    assert!(
-        logs.contains("found 12, registered 12, skipped 0, kept 0"),
-        "{logs}"
-    );
-    let expected: Map<String, Value> = [
-        expected_row(
-            "storage-table",
-            "acct1",
-            "https://acct1.table.core.windows.net",
-            "identity",
-            "AZURE_STORAGETABLE_RESOURCEENDPOINT",
-        ),
-        expected_row(
-            "storage-blob",
-            "acct1",
-            "https://acct1.blob.core.windows.net",
-            "secret",
-            "AZURE_STORAGEBLOB_CONNECTIONSTRING",
-        ),
-        expected_row(
-            "storage-queue",
-            "acct2",
-            "https://acct2.queue.core.windows.net",
-            "identity",
-            "AZURE_STORAGEQUEUE_CONN2_RESOURCEENDPOINT",
-        ),
-        expected_row(
-            "sql",
-            "sql1.orders",
-            "tcp://sql1.database.windows.net:1433",
-            "identity",
-            "AZURE_SQL_SERVER",
-        ),
-        expected_row(
-            "redis",
-            "cache1",
-            "tcp://cache1.redis.cache.windows.net:6380",
-            "identity",
-            "AZURE_REDIS_HOST",
-        ),
-        expected_row(
-            "redis",
-            "cache2",
-            "tcp://cache2.redis.cache.windows.net:6380",
-            "secret",
-            "AZURE_REDIS_CONN2_CONNECTIONSTRING",
-        ),
-        expected_row(
-            "servicebus",
-            "bus1",
-            "tcp://bus1.servicebus.windows.net:5671",
-            "identity",
-            "AZURE_SERVICEBUS_FULLYQUALIFIEDNAMESPACE",
-        ),
-        expected_row(
-            "eventhubs",
-            "hub1",
-            "tcp://hub1.servicebus.windows.net:5671",
-            "secret",
-            "AZURE_EVENTHUB_CONNECTIONSTRING",
-        ),
-        expected_row(
-            "keyvault",
-            "vault1",
-            "https://vault1.vault.azure.net",
-            "identity",
-            "AZURE_KEYVAULT_RESOURCEENDPOINT",
-        ),
-        expected_row(
-            "cosmos",
-            "cosmos1",
-            "https://cosmos1.documents.azure.com",
-            "identity",
-            "AZURE_COSMOS_RESOURCEENDPOINT",
-        ),
-        expected_row(
-            "postgresql",
-            "pg1.app",
-            "tcp://pg1.postgres.database.azure.com:5432",
-            "identity",
-            "AZURE_POSTGRESQL_CONNECTIONSTRING",
-        ),
-        expected_row(
-            "mysql",
-            "my1.shop",
-            "tcp://my1.mysql.database.azure.com:3306",
-            "identity",
-            "AZURE_MYSQL_HOST",
-        ),
-    ]
-    .into_iter()
-    .collect();
-    let rows = h.tables().rows(&h.registry_table).await;
-    assert_eq!(Value::Object(rows_by_key(&rows)), Value::Object(expected));
-    let everything = format!("{rows:?}");
-    assert_no_secret(
-        &everything,
-        &["S3cretBlobKey", "S3cretRedisKey", "S3cretHubKey"],
-        "a table row",
-    );
-    assert_no_secret(
-        &h.logs(),
-        &["S3cretBlobKey", "S3cretRedisKey", "S3cretHubKey"],
-        "the handler's log",
-    );
-    // Nothing was probed: the health table holds no service's row.
-    assert!(h.tables().rows(&h.health_table).await.is_empty());
 }

@@ -12,6 +12,7 @@ mod auth_host;
 mod circuit;
 mod cli;
 mod connector_env;
+mod connector_env_rows;
 mod contention;
 mod cors;
 mod dashboard;
