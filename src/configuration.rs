@@ -11,6 +11,7 @@
 //! milliseconds, counts, flags and CIDR lists, each with the variable's name in its error.
 
 mod arm_sync;
+mod connector;
 mod environment;
 mod identity;
 mod schedule;
@@ -18,6 +19,7 @@ mod security;
 
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
 pub use arm_sync::{AppId, ArmSyncSettings, SyncSource};
+pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
 pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
@@ -66,6 +68,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Service Connector linkers synced from Azure Resource Manager; `None`: off (`arm_sync.rs`).
     pub arm_sync: Option<ArmSyncSettings>,
+    /// Service Connector self-registration (`connector.rs`).
+    pub connector: ConnectorSettings,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -228,12 +232,21 @@ pub enum ConfigError {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let names = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        Self::read(Environment::with_names(
+            |name| std::env::var(name).ok(),
+            names,
+        ))
     }
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Environment::new(lookup);
+        Self::read(Environment::new(lookup))
+    }
+
+    fn read(env: Environment<impl Fn(&str) -> Option<String>>) -> Result<Self, ConfigError> {
         let server = server(&env)?;
         let storage = storage(&env)?;
         let mut health = health(&env, &server.mode, storage.timeout)?;
@@ -244,6 +257,7 @@ impl Settings {
             // The sync runs in the sweep's turn, before the probes: the lease must outlast both.
             health.sweep.lease_ttl += sync.deadline;
         }
+        let connector = connector::settings(&env)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: TelemetrySettings {
@@ -258,6 +272,7 @@ impl Settings {
             security,
             metrics,
             arm_sync,
+            connector,
             notices,
         })
     }

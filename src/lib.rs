@@ -9,7 +9,8 @@
 //! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
 //! - `health`: probes and the bounded-concurrency sweep;
 //! - `store`: the two tables, the only module that knows the Tables crate;
-//! - `connector`: Service Connector discovery (the sync from Azure Resource Manager's linkers);
+//! - `connector`: Service Connector discovery: self-registration from this app's variables, and the
+//!   sync from Azure Resource Manager's linkers;
 //! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
 //!   which browser origin, in front of every function;
 //! - `configuration`, `telemetry`, `scheduler`, `startup`, `serve` (the server loop and its

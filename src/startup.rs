@@ -60,8 +60,13 @@ impl Application {
             .arm_sync
             .as_ref()
             .map(|s| ArmSync::new(s, store.clone()));
-        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server)
-            .with_arm_sync(arm_sync);
+        let monitor = HealthMonitor::new(
+            store.clone(),
+            &settings.health,
+            &settings.server,
+            &settings.connector,
+        )
+        .with_arm_sync(arm_sync);
         let state = AppState::new(
             store,
             monitor,
@@ -107,6 +112,11 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));
+        if self.settings.connector.self_register {
+            // In the background, like table creation: readiness never waits for storage.
+            let monitor = self.state.monitor.clone();
+            tokio::spawn(async move { monitor.register_connections().await });
+        }
         if let Some(schedule) = self.schedule {
             tokio::spawn(run_schedule(
                 schedule,

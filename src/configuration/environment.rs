@@ -11,11 +11,23 @@ use std::time::Duration;
 
 pub struct Environment<F> {
     lookup: F,
+    /// The names set, where the source can list them (the process environment can; a test's
+    /// lookup need not): only for settings whose variable names are not known in advance.
+    names: Vec<String>,
 }
 
 impl<F: Fn(&str) -> Option<String>> Environment<F> {
     pub fn new(lookup: F) -> Self {
-        Environment { lookup }
+        Self::with_names(lookup, Vec::new())
+    }
+
+    pub fn with_names(lookup: F, names: Vec<String>) -> Self {
+        Environment { lookup, names }
+    }
+
+    /// Every name set, as far as the source could list them.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The value exactly as set, blank included.

@@ -1,2 +1,13 @@
-//! Service Connector discovery: the registry learns the services its apps are connected to.
+//! Service Connector discovery, the run-time half: registering the services this app and its
+//! neighbours are connected to.
+//!
+//! - `self_register` reads them from this app's own variables (the pure parsing is
+//!   `domain::connector`; docs/service-connector.md); it runs once at start-up and before each
+//!   sweep's probes.
+//! - `arm` lists the Service Connector linkers of configured apps in Azure Resource Manager (the
+//!   mapping is `domain::linker`; docs/arm-sync.md); it runs before each sweep's probes.
+//!
+//! Both run under `health::HealthMonitor`, inside the sweep's lease, so one replica does it.
+
 pub mod arm;
+pub mod self_register;

@@ -6,6 +6,7 @@ mod access;
 mod balance;
 mod check;
 mod circuit;
+pub mod connector;
 mod eligibility;
 mod endpoint;
 mod expiry;

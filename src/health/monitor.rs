@@ -17,7 +17,7 @@
 
 use super::sweep::run_sweep;
 use super::{Prober, SweepReport, TargetPolicy};
-use crate::configuration::{HealthSettings, ServerSettings};
+use crate::configuration::{ConnectorSettings, HealthSettings, ServerSettings};
 use crate::metrics::metrics;
 use crate::store::{LeaseOutcome, Store, StoreError, SweepRecord};
 use chrono::{DateTime, Utc};
@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub checked_by: String,
     /// Standalone mode: replicas share the schedule, so every sweep first claims the lease.
     use_lease: bool,
+    /// Service Connector self-registration, run before each sweep's probes (`register_connections`).
+    connector: ConnectorSettings,
     /// One sweep at a time in this process.
     lock: tokio::sync::Mutex<()>,
     /// The Service Connector sync from Azure Resource Manager, when configured.
@@ -77,7 +79,12 @@ pub(super) struct Inner {
 }
 
 impl HealthMonitor {
-    pub fn new(store: Store, settings: &HealthSettings, server: &ServerSettings) -> Self {
+    pub fn new(
+        store: Store,
+        settings: &HealthSettings,
+        server: &ServerSettings,
+        connector: &ConnectorSettings,
+    ) -> Self {
         let prober = Prober::new(
             settings.probe.timeout,
             TargetPolicy::from(&settings.targets),
@@ -89,6 +96,7 @@ impl HealthMonitor {
                 settings: settings.clone(),
                 checked_by: server.instance_id.clone(),
                 use_lease: server.mode.is_standalone(),
+                connector: connector.clone(),
                 lock: tokio::sync::Mutex::new(()),
                 arm_sync: None,
             }),
@@ -106,6 +114,16 @@ impl HealthMonitor {
     /// The prober the sweep uses, whose SSRF policy registration applies up front.
     pub fn prober(&self) -> &Prober {
         &self.inner.prober
+    }
+
+    /// Registers the services Service Connector connected this app to, when switched on
+    /// (`SERVICE_CONNECTOR_SELF_REGISTER`): before each sweep's probes, under its lease, and once
+    /// at start-up. Never fails: faults are logged and the next sweep tries again.
+    pub async fn register_connections(&self) {
+        let connector = &self.inner.connector;
+        if connector.self_register {
+            crate::connector::self_register::run(&self.inner.store, &connector.variables).await;
+        }
     }
 
     /// Runs one sweep unless one is running here or (standalone) another replica holds the lease,
@@ -185,8 +203,10 @@ impl HealthMonitor {
             SweepTrigger::Invocation => None,
         };
         let Some(tick) = tick else {
-            inner.discover().await;
-            return run_sweep(inner, started_at).await.map(SweepOutcome::Ran);
+            return self
+                .discover_and_probe(started_at)
+                .await
+                .map(SweepOutcome::Ran);
         };
         let holder = &inner.checked_by;
         let lease = inner
@@ -196,8 +216,7 @@ impl HealthMonitor {
         if let LeaseOutcome::HeldBy(holder) = lease {
             return Ok(SweepOutcome::LeaseHeldBy(holder));
         }
-        inner.discover().await;
-        let result = run_sweep(inner, started_at).await;
+        let result = self.discover_and_probe(started_at).await;
         // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
         if let Err(e) = inner.store.release_sweep_lease(holder).await {
             tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");
@@ -206,12 +225,20 @@ impl HealthMonitor {
     }
 }
 
-impl Inner {
-    /// Service Connector discovery before the probes; it logs its own outcome.
-    async fn discover(&self) {
-        if let Some(sync) = &self.arm_sync {
+impl HealthMonitor {
+    /// What a sweep that may run does: first learn the connected services, so they are probed in
+    /// this very sweep, then probe.
+    async fn discover_and_probe(
+        &self,
+        started_at: DateTime<Utc>,
+    ) -> Result<SweepReport, StoreError> {
+        // The ARM sync first: where both see a service, its row (with the linker) is the one kept,
+        // and self-registration leaves a row the sync owns alone.
+        if let Some(sync) = &self.inner.arm_sync {
             sync.run().await;
         }
+        self.register_connections().await;
+        run_sweep(&self.inner, started_at).await
     }
 }
 

@@ -13,6 +13,8 @@ mod auth;
 mod auth_host;
 mod circuit;
 mod cli;
+mod connector_env;
+mod connector_env_rows;
 mod contention;
 mod cors;
 mod dashboard;
