@@ -520,3 +520,55 @@ async fn the_recipes_connections_appear_in_discovery_on_their_own() {
     assert_eq!(metadata(&table_row)["sourceResourceId"], func);
     s.assert_clean();
 }
+
+/// Self-registration and the sync both see one Redis cache: the sync's row (with its linker) is the
+/// one kept, and neither rewrites the other's row on later sweeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_self_registration_and_the_sync_see_one_service_the_syncs_row_stays() {
+    let web = site("web");
+    let s = start(
+        &[&web],
+        &[
+            ("SERVICE_CONNECTOR_SELF_REGISTER", "true"),
+            ("AZURE_REDIS_HOST", "c1.redis.cache.windows.net"),
+            ("AZURE_REDIS_PORT", "6380"),
+        ],
+    )
+    .await;
+    s.arm.set_linkers(
+        &web,
+        vec![linker(
+            &web,
+            "cache",
+            &target("Microsoft.Cache/redis/c1"),
+            "systemAssignedIdentity",
+        )],
+    );
+    // Start-up's self-registration comes first and writes its own row.
+    s.h.wait_for_log(crate::connector_env::DONE, Duration::from_secs(30))
+        .await;
+    let first = s.row("redis", "c1").await.expect("self-registered row");
+    assert_eq!(metadata(&first)["variable"], "AZURE_REDIS_HOST");
+
+    assert_eq!(
+        s.sync().await,
+        "Service Connector sync: added 0, updated 1, unchanged 0, removed 0, skipped 0"
+    );
+    let synced = s.row("redis", "c1").await.unwrap();
+    assert_eq!(metadata(&synced)["syncedBy"], "arm");
+    assert_eq!(synced["registeredAt"], first["registeredAt"]);
+    for _ in 0..2 {
+        assert_eq!(
+            s.sync().await,
+            "Service Connector sync: added 0, updated 0, unchanged 1, removed 0, skipped 0"
+        );
+        let row = s.row("redis", "c1").await.unwrap();
+        assert_eq!(metadata(&row), metadata(&synced));
+        assert_eq!(
+            row["Timestamp"], synced["Timestamp"],
+            "the row was rewritten"
+        );
+    }
+    assert_eq!(s.keys().await, ["redis/c1"]);
+    s.assert_clean();
+}
