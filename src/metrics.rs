@@ -21,7 +21,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::LazyLock;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,17 +213,24 @@ impl Metrics {
 
     pub fn cache_hit(&self) {
         self.cache_hits.inc();
+        let _ = INVOCATION.try_with(|i| i.cache_hits.fetch_add(1, Ordering::Relaxed));
     }
 
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
+        let _ = INVOCATION.try_with(|i| i.cache_misses.fetch_add(1, Ordering::Relaxed));
     }
 
     /// Counts a probe as in flight until the guard drops (a probe cancelled by the sweep's own
     /// timeout included).
     pub fn probe_started(&self) -> ProbeInFlight {
         self.probes_in_flight.inc();
-        ProbeInFlight(self.probes_in_flight.clone())
+        let invocation = INVOCATION.try_with(Arc::clone).ok();
+        if let Some(i) = &invocation {
+            let now = i.probes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            i.probes_in_flight_peak.fetch_max(now, Ordering::Relaxed);
+        }
+        ProbeInFlight(self.probes_in_flight.clone(), invocation)
     }
 
     /// The text exposition (OpenMetrics text, which Prometheus scrapes).
@@ -233,12 +242,53 @@ impl Metrics {
     }
 }
 
-pub struct ProbeInFlight(Gauge);
+pub struct ProbeInFlight(Gauge, Option<Arc<InvocationCells>>);
 
 impl Drop for ProbeInFlight {
     fn drop(&mut self) {
         self.0.dec();
+        if let Some(i) = &self.1 {
+            i.probes_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+// Under the Functions host nobody scrapes the process-wide counters, and they mix every request:
+// an invocation's own share is counted in a task-local beside them. Its reads and probes run in
+// its own task (`try_join!`, `buffer_unordered`), so the scope sees exactly them; work in a task
+// spawned elsewhere (the standalone scheduler's sweeps) is outside any scope and counts nowhere
+// but the process totals.
+tokio::task_local! {
+    static INVOCATION: Arc<InvocationCells>;
+}
+
+#[derive(Default)]
+struct InvocationCells {
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    probes_in_flight: AtomicI64,
+    probes_in_flight_peak: AtomicI64,
+}
+
+/// What one invocation read from the cache and how many probes it had in flight at its peak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InvocationCounts {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub probes_in_flight_peak: u64,
+}
+
+/// Runs `work`, counting the cache reads and probes it makes itself.
+pub async fn counting_invocation<F: Future>(work: F) -> (F::Output, InvocationCounts) {
+    let cells = Arc::new(InvocationCells::default());
+    let output = INVOCATION.scope(Arc::clone(&cells), work).await;
+    let counts = InvocationCounts {
+        cache_hits: cells.cache_hits.load(Ordering::Relaxed),
+        cache_misses: cells.cache_misses.load(Ordering::Relaxed),
+        probes_in_flight_peak: u64::try_from(cells.probes_in_flight_peak.load(Ordering::Relaxed))
+            .unwrap_or(0),
+    };
+    (output, counts)
 }
 
 /// The content type of `encode`'s text.
@@ -320,6 +370,33 @@ mod tests {
         let guard = m.probe_started();
         assert_eq!(m.probes_in_flight.get(), 1);
         drop(guard);
+        assert_eq!(m.probes_in_flight.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_invocation_counts_only_its_own_reads_and_probes() {
+        let m = Metrics::new();
+        m.cache_hit(); // outside any invocation: the process total only
+        let ((), counts) = counting_invocation(async {
+            m.cache_hit();
+            m.cache_miss();
+            m.cache_hit();
+            let first = m.probe_started();
+            let second = m.probe_started();
+            drop(first);
+            drop(second);
+            let _third = m.probe_started();
+        })
+        .await;
+        assert_eq!(
+            counts,
+            InvocationCounts {
+                cache_hits: 2,
+                cache_misses: 1,
+                probes_in_flight_peak: 2
+            }
+        );
+        assert_eq!(m.cache_hits.get(), 3);
         assert_eq!(m.probes_in_flight.get(), 0);
     }
 }

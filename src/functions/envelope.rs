@@ -247,7 +247,8 @@ impl InvocationReply {
 
     /// Wraps a response of the `/api` router as the `res` output binding: `statusCode` a number,
     /// `body` a string, `headers` an object of strings (what the host reads: `docs/functions-host-protocol.md`, "The reply to an envelope").
-    pub async fn from_http_response(function: &str, response: Response) -> Self {
+    /// `counters` ends the `Logs` line (the invocation's cache reads, `, name N` pairs).
+    pub async fn from_http_response(function: &str, response: Response, counters: &str) -> Self {
         let status = response.status().as_u16();
         let mut headers = Map::new();
         for (name, value) in response.headers() {
@@ -269,7 +270,7 @@ impl InvocationReply {
         );
         InvocationReply {
             outputs,
-            logs: vec![format!("{function} answered {status}")],
+            logs: vec![format!("{function} answered {status}{counters}")],
             return_value: Value::Null,
         }
     }

@@ -17,10 +17,11 @@ mod openapi;
 use crate::api::{self, AppState};
 use crate::error::ApiError;
 use crate::health::SweepTrigger;
+use crate::metrics::{counting_invocation, InvocationCounts};
 use crate::security::{self, AuthRecord, Caller};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -86,8 +87,10 @@ pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
         let api = api.clone();
         router = router.route(
             &format!("/{function}"),
-            post(move |body: Body| http_invocation(api, function, route, body))
-                .fallback(wrong_method),
+            post(move |headers: HeaderMap, body: Body| {
+                http_invocation(api, function, route, headers, body)
+            })
+            .fallback(wrong_method),
         );
     }
     router.with_state(state)
@@ -107,10 +110,43 @@ fn parse_envelope(body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// The invocation's own counters, as `, name N` pairs for its `Logs` line (the sweep summary's
+/// form, so one parser reads both) and as fields of one structured log line.
+fn invocation_counters(
+    function: &'static str,
+    headers: &HeaderMap,
+    counts: InvocationCounts,
+    probes: bool,
+) -> String {
+    // As the request log line reads it: the proxy's header, else the envelope's.
+    let invocation_id = ["x-ms-invocation-id", "x-azure-functions-invocationid"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .unwrap_or("");
+    tracing::info!(
+        function,
+        invocation_id,
+        cache_hits = counts.cache_hits,
+        cache_misses = counts.cache_misses,
+        probes_in_flight_peak = probes.then_some(counts.probes_in_flight_peak),
+        "invocation counters"
+    );
+    let probes = if probes {
+        format!(", probes_in_flight_peak {}", counts.probes_in_flight_peak)
+    } else {
+        String::new()
+    };
+    format!(
+        "{probes}, cache_hits {}, cache_misses {}",
+        counts.cache_hits, counts.cache_misses
+    )
+}
+
 async fn http_invocation(
     api: Router,
     function: &'static str,
     route: &'static str,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let request = api::read_body(body, MAX_ENVELOPE_BYTES)
@@ -118,18 +154,22 @@ async fn http_invocation(
         .and_then(|body| parse_envelope(&body))
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
         .and_then(|request| request.into_http_request(route));
-    let response = match request {
-        Ok(request) => match api.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
-        // A broken envelope is still answered in the envelope's shape, so the host relays our 400 and
-        // its message to the caller instead of turning a bare error into its own 500.
-        Err(e) => e.into_response(),
-    };
+    let (response, counts) = counting_invocation(async {
+        match request {
+            Ok(request) => match api.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            // A broken envelope is still answered in the envelope's shape, so the host relays our 400 and
+            // its message to the caller instead of turning a bare error into its own 500.
+            Err(e) => e.into_response(),
+        }
+    })
+    .await;
     // Who the inner request's caller was belongs on this request's log line.
     let auth = response.extensions().get::<AuthRecord>().cloned();
-    let reply = InvocationReply::from_http_response(function, response).await;
+    let counters = invocation_counters(function, &headers, counts, false);
+    let reply = InvocationReply::from_http_response(function, response, &counters).await;
     // The envelope itself always succeeds: the caller's status travels in Outputs.res.statusCode,
     // because a non-2xx reply would make the host drop our outputs and answer 500.
     let mut response = (StatusCode::OK, Json(reply)).into_response();
@@ -141,14 +181,23 @@ async fn http_invocation(
 
 /// Standalone `POST /HealthMonitor`: one sweep now, for an admin (anyone on the anonymous
 /// loopback dev loop), answered like the host's timer invocation.
-async fn manual_sweep(state: State<AppState>, caller: Caller, body: Body) -> Response {
+async fn manual_sweep(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(e) = caller.may_administer() {
         return e.into_response();
     }
-    timer_invocation(state, body).await
+    timer_invocation(state, headers, body).await
 }
 
-async fn timer_invocation(State(state): State<AppState>, body: Body) -> Response {
+async fn timer_invocation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let envelope = api::read_body(body, MAX_ENVELOPE_BYTES)
         .await
         .and_then(|body| parse_envelope(&body));
@@ -162,18 +211,27 @@ async fn timer_invocation(State(state): State<AppState>, body: Body) -> Response
             "timer is past due; sweeping now"
         );
     }
-    match state.monitor.sweep_once(SweepTrigger::Invocation).await {
+    let (result, counts) =
+        counting_invocation(state.monitor.sweep_once(SweepTrigger::Invocation)).await;
+    // A line of its own, after the summary: the summary's reader takes exactly the sweep's
+    // counters, and after a failure the first line holds exactly the reason `GET /api/Sweep` shows.
+    let counters = format!(
+        "HealthMonitor invocation: {}",
+        invocation_counters("HealthMonitor", &headers, counts, true).trim_start_matches(", ")
+    );
+    match result {
         Ok(outcome) => (
             StatusCode::OK,
-            Json(InvocationReply::logs(vec![outcome.summary()])),
+            Json(InvocationReply::logs(vec![outcome.summary(), counters])),
         )
             .into_response(),
         // A non-2xx reply marks the invocation failed in the host's history; the Logs still say why.
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(InvocationReply::logs(vec![format!(
-                "HealthMonitor sweep failed: {e}"
-            )])),
+            Json(InvocationReply::logs(vec![
+                format!("HealthMonitor sweep failed: {e}"),
+                counters,
+            ])),
         )
             .into_response(),
     }

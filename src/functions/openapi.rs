@@ -91,7 +91,8 @@ impl Modify for HostProtocol {
                 "The host's timer invocation, or a manual run. One sweep runs unless one is already \
                  running in this process (or, standalone, another replica holds the sweep lease); \
                  `Logs` holds the summary line `HealthMonitor sweep: probed N, …` or why it was \
-                 skipped. The sweep's summary is also stored and readable at `GET /api/Sweep`. \
+                 skipped, then the invocation's own counters, `HealthMonitor invocation: \
+                 probes_in_flight_peak N, cache_hits N, cache_misses N`. The sweep's summary is also stored and readable at `GET /api/Sweep`. \
                  Under the host, the host invokes it without credentials; a standalone handler \
                  serves it only to admins (an API key or token with the admin role), as the \
                  manual sweep.",

@@ -27,6 +27,7 @@ mod health_checks;
 mod health_monitor;
 mod instances;
 mod interop;
+mod invocation_logs;
 mod json_errors;
 mod lease;
 mod managed_identity;
