@@ -1,8 +1,14 @@
 # Entry points; each target is a script in scripts/ so it also works without make.
-.PHONY: run test lint package check-package bench checkov fuzz
+.PHONY: run test lint reset check-quickstart package check-package bench checkov fuzz
 
-run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071
+run:      ## Azurite + handler (standalone, timer running) on 127.0.0.1:7071; dev profile, shared with make test
 	./scripts/run-local.sh
+
+reset:    ## delete make run's Azurite data (.azurite/); refuses while make run is running
+	./scripts/reset-local.sh
+
+check-quickstart: ## run the README's quickstart against the dev loop (loopback-only netns) and compare its outputs
+	./scripts/check-quickstart.sh
 
 test:     ## the whole suite against real Azurite
 	./scripts/test.sh

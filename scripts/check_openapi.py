@@ -1,7 +1,7 @@
-"""Checks an OpenAPI document: valid OpenAPI (openapi-spec-validator), and the README's curl
-examples agree with it.
+"""Checks an OpenAPI document: valid OpenAPI (openapi-spec-validator), and the curl examples of
+the markdown files given (README.md and docs/api.md, the API reference) agree with it.
 
-For every `curl` in the README's bash blocks that sends a body (`-d '…'`) to a documented route,
+For every `curl` in their bash blocks that sends a body (`-d '…'`) to a documented route,
 the body must validate against that operation's request schema, unless the README shows the
 call being refused (its answer is an error: such bodies are wrong on purpose, and some are wrong
 in ways no schema can say, such as a tcp:// endpoint with an http check). Every answer shown as
@@ -28,7 +28,7 @@ from referencing.jsonschema import DRAFT202012
 BASE = "urn:openapi-document"
 
 
-def main(document_path, readme_path):
+def main(document_path, *readme_paths):
     with open(document_path, encoding="utf-8") as f:
         spec = json.load(f)
     validate(spec)
@@ -37,14 +37,18 @@ def main(document_path, readme_path):
         f"{document_path} is a valid OpenAPI {spec['openapi']} document"
     )
     checker = Checker(spec)
-    with open(readme_path, encoding="utf-8") as f:
-        examples = list(curl_examples(f.read()))
+    examples = []
+    for readme_path in readme_paths:
+        with open(readme_path, encoding="utf-8") as f:
+            for example in curl_examples(f.read()):
+                example["file"] = readme_path
+                examples.append(example)
     bodies = answers = refused = 0
     failures = []
     for example in examples:
         operation = checker.operation(example["method"], example["path"])
         if operation is None:
-            failures.append(f"line {example['line']}: {example['method']} {example['path']} is not documented")
+            failures.append(f"{example['file']} line {example['line']}: {example['method']} {example['path']} is not documented")
             continue
         answer = example["answer"]
         is_error = isinstance(answer, dict) and "error" in answer
@@ -120,7 +124,7 @@ class Checker:
     def check_body(self, operation, example):
         body = self.resolve(operation.get("requestBody", {}))
         schema = body.get("content", {}).get("application/json", {}).get("schema")
-        where = f"line {example['line']}: {example['method']} {example['path']} body"
+        where = f"{example['file']} line {example['line']}: {example['method']} {example['path']} body"
         if schema is None:
             return [f"{where}: the operation documents no JSON body"]
         return [f"{where}: {e}" for e in self.errors(schema, example["body"])]
@@ -137,7 +141,7 @@ class Checker:
             if not problems:
                 return []
             tried.append(f"{status}: {problems}")
-        where = f"line {example['line']}: {example['method']} {example['path']} answer"
+        where = f"{example['file']} line {example['line']}: {example['method']} {example['path']} answer"
         return [f"{where} matches no documented response: {tried or 'none has a JSON schema'}"]
 
 
@@ -231,4 +235,4 @@ def parse_answer(comment_lines):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], *sys.argv[2:]))

@@ -1,7 +1,7 @@
 //! Settings, read once from the environment at start-up: the only module that reads it.
 //!
 //! Every knob has a default that suits production; tests and the dev loop override them with
-//! variables (the README lists them all). The result is nested by concern, so each part of the
+//! variables (docs/operations.md lists them all). The result is nested by concern, so each part of the
 //! program takes only what it needs: the store its `StorageSettings`, the health monitor its
 //! `HealthSettings`, the logger its `TelemetrySettings`. Secrets are held in `Secret`, whose `Debug`
 //! never shows the value, so a settings dump or an error can never leak a connection string; every

@@ -4,7 +4,7 @@
 //! Only SHA-256 digests are configured, so a leaked settings page or key file gives no key away.
 //! A presented key is hashed and compared with every configured digest in constant time
 //! (`subtle`), without stopping at the first match, so the time taken says nothing about how close
-//! a guess came. Keys are long random strings (see the README), so an unsalted digest is enough:
+//! a guess came. Keys are long random strings (see docs/security.md), so an unsalted digest is enough:
 //! there is no dictionary to try against it.
 
 use super::caller::{Caller, Identity};

@@ -1,5 +1,5 @@
 //! Issue 12, item 4: the `registry` client binary against the real handler (standalone, with API
-//! keys as the README's Security section configures them): each command's output and exit code in
+//! keys as docs/security.md's overview configures them): each command's output and exit code in
 //! both formats, both ways of sending a key, `watch` seeing a registration appear, and the agent's
 //! whole lifecycle across a registry restart.
 

@@ -13,7 +13,7 @@
 //! - with the recipe's topology, the handler is told to sync both apps' Service Connector linkers,
 //!   and its identity gets Reader on exactly those two sites and nowhere else;
 //! - every function folder (a folder holding function.json) is packed by infra/package.sh and
-//!   named in the README.
+//!   named in README.md, docs/api.md or docs/deploy.md.
 //!
 //! No process is started and nothing is sent anywhere: the Bicep is read as text.
 
@@ -474,7 +474,10 @@ fn every_function_folder_is_packaged_and_documented() {
     );
     let package_sh = read(&root.join("infra/package.sh"));
     let packs_all = package_sh.contains("*/function.json");
-    let readme = read(&root.join("README.md"));
+    // The README is a quickstart now; the function reference and the app's layout moved to docs/.
+    let readme = ["README.md", "docs/api.md", "docs/deploy.md"]
+        .map(|file| read(&root.join(file)))
+        .join("\n");
     for folder in &folders {
         assert!(
             packs_all || package_sh.contains(&format!("{folder}/function.json")),
@@ -482,7 +485,7 @@ fn every_function_folder_is_packaged_and_documented() {
         );
         assert!(
             readme.contains(&format!("`{folder}`")) || readme.contains(&format!("{folder}/")),
-            "function folder {folder}/ is not named in README.md"
+            "function folder {folder}/ is not named in README.md, docs/api.md or docs/deploy.md"
         );
     }
 }

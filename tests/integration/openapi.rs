@@ -1,6 +1,6 @@
 //! The OpenAPI document: served at `GET /api/openapi.json` and through its envelope, listing every
 //! function the app folder declares (its `function.json`), with the methods the router really
-//! serves; valid by the pinned openapi-spec-validator, and the README's curl examples agree with it
+//! serves; valid by the pinned openapi-spec-validator, and the curl examples of README.md and docs/api.md agree with it
 //! (`scripts/check-openapi.sh`).
 
 use crate::harness::*;
@@ -139,6 +139,7 @@ async fn the_document_is_valid_openapi_and_the_readme_examples_agree_with_it() {
         std::process::Command::new(script)
             .arg(&file)
             .arg(repo().join("README.md"))
+            .arg(repo().join("docs/api.md"))
             .output()
             .expect("run scripts/check-openapi.sh")
     })

@@ -1,7 +1,7 @@
 //! Issue 4 resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
 //! to weight / cost. Statistical checks run 1,000-2,000 local calls.
 //!
-//! The expected shares are worked out by hand from the rule the README documents (a draw in
+//! The expected shares are worked out by hand from the rule docs/api.md documents (a draw in
 //! proportion to `weight / cost`, `cost = (responseTimeEwma + 25 ms) x (1 + consecutiveFailures)`)
 //! and written down as numbers, over health rows the test writes itself, so every cost is known
 //! exactly. Computing them with a copy of the production formula from the handler's own output
@@ -346,7 +346,7 @@ async fn slow_instance_gets_less_traffic() {
         "the slow instance must get clearly less than half: slow {slow_share:.3}, fast {fast_share:.3}"
     );
 
-    // The README's example, written down: 150 ms beside 5 ms at equal weights. Costs
+    // docs/api.md's example, written down: 150 ms beside 5 ms at equal weights. Costs
     // (150 + 25) x 1 = 175 and (5 + 25) x 1 = 30; the slow share is (1/175) / (1/175 + 1/30)
     // = 30 / 205 = 0.1463.
     write_health(

@@ -114,7 +114,7 @@ impl Key {
     }
 }
 
-/// A registration body, field by field as the README's `POST /api/ServiceRegistrar` table has them.
+/// A registration body, field by field as docs/api.md's `POST /api/ServiceRegistrar` table has them.
 #[derive(Args, Clone)]
 pub struct Registration {
     #[command(flatten)]
