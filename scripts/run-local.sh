@@ -50,8 +50,8 @@ export HEALTH_ALLOW_LOOPBACK="${HEALTH_ALLOW_LOOPBACK:-true}"
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 if [ ! -x "$target_dir/debug/handler" ]; then
-  echo "building handler and registry (dev profile, into $target_dir/debug): a first build compiles about 240 crates," \
-    "several minutes on 2 cores; make test reuses them. cargo's progress follows."
+  echo "building handler and registry (dev profile, into $target_dir/debug): a first build compiles about 250 crates," \
+    "several minutes (9 on a busy 2-core machine); make test reuses them. cargo's progress follows."
 fi
 cargo build --locked --bin handler --bin registry
 echo "handler on http://${DISCOVERY_BIND:-127.0.0.1:7071} (Ctrl-C to stop)"
