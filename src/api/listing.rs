@@ -87,7 +87,9 @@ pub async fn with_matching_rows<T>(
         .filter(|service| attributes_match(selection.attributes, service))
         .map(|service| Joined {
             service,
-            health: health.get(&(service.partition_key.clone(), service.row_key.clone())),
+            health: health
+                .get(&(service.partition_key.clone(), service.row_key.clone()))
+                .filter(|h| h.describes(service)),
         })
         .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();

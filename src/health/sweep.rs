@@ -69,7 +69,9 @@ pub(super) async fn run_sweep(
             long_expired.push(service);
             continue;
         }
-        let record = previous.get(&(service.partition_key.clone(), service.row_key.clone()));
+        let record = previous
+            .get(&(service.partition_key.clone(), service.row_key.clone()))
+            .filter(|h| h.describes(service));
         let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
             due.push(Due {

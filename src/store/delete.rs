@@ -20,17 +20,18 @@ impl Store {
     /// registration without health (shown as not yet checked, and probed again); calling again
     /// finishes the job. A health row can still outlive its registration (a sweep that read the
     /// registry before this delete writes its verdict after it): the next sweep deletes such rows,
-    /// and a new registration of the key clears any it finds.
+    /// and until then a new registration of the key ignores it (checked before it was registered,
+    /// `HealthRecord::describes`).
     pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
         let result = self
-            .within_budget(async {
-                self.ensure_tables().await?;
+            .within_budget(self.with_tables(|| async {
                 self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
                     .await?;
                 self.delete_row(&self.registry, key.partition_key(), &key.row_key(), None)
                     .await
-            })
+            }))
             .await;
+        self.known.gone(key.partition_key(), &key.row_key());
         self.forget_reads();
         result
     }
@@ -51,6 +52,7 @@ impl Store {
                         .delete_row(&self.registry, &row.partition_key, &row.row_key, etag)
                         .await?;
                     if gone {
+                        self.known.gone(&row.partition_key, &row.row_key);
                         self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
                             .await?;
                     }

@@ -17,7 +17,8 @@
 //!   how one property is spelled and typed in the table (the only code that knows those rows'
 //!   property names and spellings; the lease and sweep rows are `lease`'s and `sweeps`' own);
 //! - `filter`: the OData `$filter` built from a key selection;
-//! - `register`: the registrant's writes (the registration retry loop, heartbeats);
+//! - `register`: the registrant's writes (the registration retry loop, heartbeats), and `known`,
+//!   the hint of which rows exist that lets a re-registration skip its doomed insert;
 //! - `delete`: deregistration and the sweep's conditional deletes;
 //! - `query`: reads by key selection, through the read cache;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
@@ -36,6 +37,7 @@ mod delete;
 mod error;
 mod filter;
 mod identity;
+mod known;
 mod lease;
 mod properties;
 mod query;
@@ -56,6 +58,7 @@ use azure_core::StatusCode;
 use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use cache::Generation;
 use error::is_status;
+use known::KnownRows;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,9 +72,13 @@ pub type HealthByKey = HashMap<(String, String), HealthRecord>;
 pub struct Store {
     registry: TableClient,
     health: TableClient,
-    /// Set once both tables are known to exist; until then every call first tries to create them,
-    /// so a handler started while storage was down heals itself when storage returns.
+    /// Set once both tables are known to exist. Request paths never create tables up front (that
+    /// would cost round trips on every call until the background creation finishes): they run,
+    /// and only when storage answers `TableNotFound` create the tables and try once more
+    /// (`with_tables`), so a handler started while storage was down heals itself when it returns.
     tables_ready: Arc<AtomicBool>,
+    /// Rows this process has seen exist: where a re-registration starts (see `register`).
+    known: Arc<KnownRows>,
     endpoint: Arc<str>,
     /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
     budget: Duration,
@@ -94,6 +101,7 @@ impl Store {
             registry: service.table_client(settings.registry_table.clone()),
             health: service.table_client(settings.health_table.clone()),
             tables_ready: Arc::new(AtomicBool::new(false)),
+            known: Arc::default(),
             endpoint,
             budget: settings.timeout,
             services_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
@@ -113,6 +121,37 @@ impl Store {
         if self.tables_ready.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.create_tables().await
+    }
+
+    /// Runs `operation`; if storage answers that a table is missing and this process did not know
+    /// the tables to exist (start-up's creation not done yet, or a vanished table already noticed),
+    /// creates the tables and runs it once more. The request path's only table creation: a call
+    /// costs no extra round trip while the tables are there.
+    ///
+    /// A table that vanishes while known to exist fails the call that notices (503, and `false`
+    /// for `tables_ready`): a sweep must not read a recreated, empty registry as "everything was
+    /// deregistered". The next call recreates it.
+    async fn with_tables<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let known = self.tables_ready.load(Ordering::Acquire);
+        match operation().await {
+            Err(e) if e.is_table_missing() && !known => {
+                self.create_tables().await?;
+                operation().await
+            }
+            Err(e) if e.is_table_missing() => {
+                self.tables_ready.store(false, Ordering::Release);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn create_tables(&self) -> Result<(), StoreError> {
         for table in [&self.registry, &self.health] {
             match table.create().await {
                 Ok(_) => {}

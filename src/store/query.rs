@@ -58,7 +58,16 @@ impl Store {
         filter: Option<&str>,
         read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
-        self.within_budget(self.ensure_tables()).await?;
+        self.with_tables(|| self.find_once(table, filter, read))
+            .await
+    }
+
+    async fn find_once<T>(
+        &self,
+        table: &TableClient,
+        filter: Option<&str>,
+        read: fn(&Map<String, Value>) -> T,
+    ) -> Result<Vec<T>, StoreError> {
         let mut builder = table.query();
         if let Some(filter) = filter {
             builder = builder.filter(filter.to_owned());

@@ -253,6 +253,26 @@ impl HealthRecord {
         self.status.value() == Some(HealthState::Healthy)
     }
 
+    /// Whether this row judges `service` as it is registered now, and not a former holder of its
+    /// key: a row with circuit-breaker memory checked before the registration's `registeredAt` was
+    /// left by one (a sweep that wrote its verdict after a deregistration; a delete that failed
+    /// half-way) and counts as absent, so a pod that returns under its old name starts as not yet
+    /// checked instead of inheriting an open circuit. This handler's registrations keep
+    /// `registeredAt` when they re-register, so their own history stays. Rows with the recipe's
+    /// properties only (no `circuit`) are trusted as the recipe trusts them: its registrar resets
+    /// `registeredAt` on every upsert, so the rule would throw away every verdict on such a row.
+    /// A time either side cannot read keeps the row.
+    pub fn describes(&self, service: &ServiceRecord) -> bool {
+        if self.circuit.is_none() {
+            return true;
+        }
+        let registered = service.registered_at.as_ref().and_then(Stored::value);
+        match (self.last_checked_at(), registered) {
+            (Some(checked), Some(registered)) => checked >= registered,
+            _ => true,
+        }
+    }
+
     pub fn last_checked_at(&self) -> Option<DateTime<Utc>> {
         self.last_checked.as_ref().and_then(Stored::value)
     }
@@ -331,6 +351,30 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_health_row_checked_before_the_registration_describes_a_former_holder() {
+        let service = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "api", "RowKey": "web:pod-0",
+            "registeredAt": "2026-11-25T05:00:00.000Z"})));
+        let checked = |at: &str| {
+            HealthRecord::from_entity(&map(json!({
+                "PartitionKey": "api", "RowKey": "web:pod-0", "status": "unhealthy",
+                "circuit": "open", "lastChecked": at})))
+        };
+        assert!(!checked("2026-11-25T04:59:59.999Z").describes(&service));
+        assert!(checked("2026-11-25T05:00:00.000Z").describes(&service));
+        assert!(checked("2026-11-25T05:05:00.000Z").describes(&service));
+        // A time that does not read keeps the row, as every rule treats unreadable text.
+        assert!(checked("yesterday").describes(&service));
+        let unread = ServiceRecord::from_entity(&map(json!({"registeredAt": "soon"})));
+        assert!(checked("2026-11-25T04:00:00.000Z").describes(&unread));
+        // A recipe row (no circuit): its registrar moves `registeredAt` on every upsert.
+        let recipe = HealthRecord::from_entity(&map(json!({
+            "PartitionKey": "api", "RowKey": "web:pod-0", "status": "healthy",
+            "lastChecked": "2026-11-25T04:59:59.999Z"})));
+        assert!(recipe.describes(&service));
     }
 
     #[test]

@@ -1,5 +1,14 @@
-//! The registrant's writes to the registry: a registration (a read of `registeredAt`, then a replace
-//! or an insert) and a heartbeat (a merge of one property).
+//! The registrant's writes to the registry: a registration (an insert, or a read of `registeredAt`
+//! and a replace) and a heartbeat (a merge of one property).
+//!
+//! Round trips, because where storage is the bottleneck they are the registration rate: a new row
+//! is one insert. A row that exists is a read and a replace: two round trips when this process
+//! knows the row exists (`known`), three when it does not (the insert's 409 says so first). Nothing
+//! else is on the path: no table creation (only after a `TableNotFound`, see `with_tables`), and no
+//! delete of a health row a former holder of the key left behind. That delete used to make a pod
+//! that returns under its old name start as not yet checked; now a health row checked before the
+//! registration's `registeredAt` is ignored wherever rows are joined (`HealthRecord::describes`),
+//! and the sweep's next verdict replaces it.
 //!
 //! Why a re-registration replaces the row unconditionally (`If-Match: *`) instead of on the ETag it
 //! read: heartbeats change the ETag every few seconds, so a conditional replace of a busy row loses
@@ -45,16 +54,12 @@ impl Store {
         registration: &Registration,
         now: &str,
     ) -> Result<(), StoreError> {
-        self.ensure_tables().await?;
         let key = &registration.key;
-        let entity_client = self
-            .registry
-            .partition_key_client(key.partition_key())
-            .entity_client(key.row_key());
+        let (partition_key, row_key) = (key.partition_key(), key.row_key());
         let now = Stored::read(now);
         let mut record = ServiceRecord {
-            partition_key: key.partition_key().to_owned(),
-            row_key: key.row_key(),
+            partition_key: partition_key.to_owned(),
+            row_key: row_key.clone(),
             service_name: key.service_name.to_string(),
             endpoint: registration.endpoint.clone(),
             health_endpoint: registration.health_endpoint.clone(),
@@ -71,62 +76,121 @@ impl Store {
             etag: None,
         };
 
+        let mut exists = self.known.contains(partition_key, &row_key);
         for attempt in 0..REGISTER_ATTEMPTS {
             if attempt > 0 {
                 let ceiling = FIRST_BACKOFF * 2u32.pow(attempt - 1);
                 tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
             }
-            let existing = match entity_client.get::<Map<String, Value>>().await {
-                Ok(found) => Some(found),
-                Err(e) if is_row_missing(&e) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let outcome = match existing {
-                Some(found) => {
+            let mut inserted_this_round = false;
+            if !exists {
+                record.registered_at = Some(now.clone());
+                if self.insert(&record).await? {
+                    break;
+                }
+                inserted_this_round = true;
+            }
+            match self.read_registered_at(key).await? {
+                Some(registered_at) => {
                     // Kept as stored, even text this handler cannot read as a time.
-                    let registered_at = ServiceRecord::from_entity(&found.entity).registered_at;
                     record.registered_at = registered_at.or_else(|| Some(now.clone()));
-                    entity_client
-                        .update(record.to_entity(), IfMatchCondition::Any)?
-                        .await
-                        .map(|_| ())
+                    if self.replace(&record).await? {
+                        break;
+                    }
+                    // Deleted between our read and our write.
+                    exists = false;
                 }
-                None => {
+                // The hint was wrong (deleted elsewhere): insert now, in the same round.
+                None if !inserted_this_round => {
                     record.registered_at = Some(now.clone());
-                    // A new registration starts with no health history, whatever a former holder
-                    // of this key left behind (a StatefulSet pod keeps its name across restarts).
-                    self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
-                        .await?;
-                    self.registry
-                        .insert::<_, Value>(record.to_entity())?
-                        .await
-                        .map(|_| ())
+                    if self.insert(&record).await? {
+                        break;
+                    }
+                    exists = true;
                 }
-            };
-            match outcome {
-                Ok(()) => return Ok(()),
-                // The row was created (409) or deleted (404) between our read and our write: read
-                // again. (412 cannot happen without an ETag condition; kept for safety.)
-                Err(e)
-                    if is_status(&e, StatusCode::PreconditionFailed)
-                        || is_status(&e, StatusCode::Conflict)
-                        || is_row_missing(&e) => {}
-                Err(e) => return Err(e.into()),
+                // Our insert found a row that was gone when we read it: created and deleted by
+                // others in between.
+                None => exists = false,
+            }
+            if attempt + 1 == REGISTER_ATTEMPTS {
+                return Err(StoreError::Contended {
+                    detail: format!(
+                        "the registration row was created and deleted by concurrent requests {REGISTER_ATTEMPTS} times in a row"
+                    ),
+                });
             }
         }
-        Err(StoreError::Contended {
-            detail: format!(
-                "the registration row was created and deleted by concurrent requests {REGISTER_ATTEMPTS} times in a row"
-            ),
+        self.known.exists(partition_key, &row_key);
+        Ok(())
+    }
+
+    /// Inserts a new row: `false` when one is already there (409).
+    async fn insert(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
+        let entity = record.to_entity();
+        let sent = self
+            .with_tables(|| async { Ok(self.registry.insert::<_, Value>(entity.clone())?.await?) })
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.crate_error()
+                    .is_some_and(|e| is_status(e, StatusCode::Conflict)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The row's `registeredAt` as stored (`Some(None)`: a row without one); `None`: no row.
+    async fn read_registered_at(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<Option<Stored<chrono::DateTime<chrono::Utc>>>>, StoreError> {
+        let entity_client = self
+            .registry
+            .partition_key_client(key.partition_key())
+            .entity_client(key.row_key());
+        self.with_tables(|| async {
+            match entity_client.get::<Map<String, Value>>().await {
+                Ok(found) => Ok(Some(
+                    ServiceRecord::from_entity(&found.entity).registered_at,
+                )),
+                Err(e) if is_row_missing(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         })
+        .await
+    }
+
+    /// Replaces an existing row (`If-Match: *`): `false` when it is gone (404).
+    async fn replace(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
+        let entity_client = self
+            .registry
+            .partition_key_client(&record.partition_key)
+            .entity_client(&record.row_key);
+        let entity = record.to_entity();
+        self.with_tables(|| async {
+            match entity_client
+                .update(entity.clone(), IfMatchCondition::Any)?
+                .await
+            {
+                Ok(_) => Ok(true),
+                // 412 cannot happen without an ETag condition; kept for safety.
+                Err(e) if is_row_missing(&e) || is_status(&e, StatusCode::PreconditionFailed) => {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// Moves `lastHeartbeat` of an existing row and nothing else (a merge, so every other property,
     /// including ones this version does not know, stays). `false`: no such row, and none was created.
     pub async fn heartbeat(&self, key: &InstanceKey, now: &str) -> Result<bool, StoreError> {
         let result = self
-            .within_budget(async {
-                self.ensure_tables().await?;
+            .within_budget(self.with_tables(|| async {
                 let entity = ServiceRecord::heartbeat_entity(key, now);
                 let merge = self
                     .registry
@@ -138,8 +202,13 @@ impl Store {
                     Err(e) if is_row_missing(&e) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
-            })
+            }))
             .await;
+        match result {
+            Ok(true) => self.known.exists(key.partition_key(), &key.row_key()),
+            Ok(false) => self.known.gone(key.partition_key(), &key.row_key()),
+            Err(_) => {}
+        }
         self.forget_reads();
         result
     }

@@ -19,6 +19,7 @@
 mod azurite;
 mod child_env;
 mod cli;
+mod counting_proxy;
 mod handler;
 mod node;
 mod responses;
@@ -29,6 +30,7 @@ mod wait;
 pub use azurite::{connection_string_for_port, Azurite};
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
+pub use counting_proxy::CountingProxy;
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };

@@ -38,6 +38,7 @@ mod recipe;
 mod registrar;
 mod resolver;
 mod resources;
+mod round_trips;
 mod ssrf;
 mod ssrf_identity;
 mod standalone;

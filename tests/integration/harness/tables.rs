@@ -106,6 +106,17 @@ impl Tables {
         rows.pop()
     }
 
+    /// Deletes one row (unconditionally); a missing row is a test error.
+    pub async fn delete(&self, table: &str, pk: &str, rk: &str) {
+        self.service
+            .table_client(table)
+            .partition_key_client(pk)
+            .entity_client(rk)
+            .delete()
+            .await
+            .unwrap_or_else(|e| panic!("delete from {table}: {e}"));
+    }
+
     /// Insert-or-replace one entity (a JSON object with PartitionKey and RowKey).
     pub async fn upsert(&self, table: &str, entity: &Value) {
         let pk = entity["PartitionKey"].as_str().expect("PartitionKey");

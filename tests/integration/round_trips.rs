@@ -1,0 +1,109 @@
+//! Storage round trips per API request, counted by a proxy in front of Azurite: where storage is
+//! the bottleneck, these counts are the registration and heartbeat rates (issue 13, item 3).
+
+use crate::harness::*;
+use crate::instances::heartbeat;
+use serde_json::json;
+use std::time::Duration;
+
+/// A handler whose storage traffic all goes through a counting proxy, started once its
+/// background table creation is done (so what follows is request-path traffic only).
+async fn counted_handler() -> (Handler, CountingProxy) {
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    let cfg =
+        HandlerConfig::with_storage(Mode::CustomHandler, &connection_string_for_port(proxy.port));
+    let h = Handler::spawn(cfg).await;
+    let created = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            let creates = proxy
+                .requests()
+                .iter()
+                .filter(|r| *r == "POST /Tables")
+                .count();
+            (creates == 2).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        created.is_some(),
+        "tables not created: {:?}",
+        proxy.requests()
+    );
+    (h, proxy)
+}
+
+fn body(name: &str, version: &str) -> serde_json::Value {
+    json!({"serviceName": name, "serviceType": "api", "endpoint": "http://127.0.0.1:9/",
+           "version": version})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_registration_is_one_insert_and_a_re_registration_a_read_and_a_replace() {
+    let (h, proxy) = counted_handler().await;
+    let registry = &h.registry_table;
+    let point = format!("/{registry}(PartitionKey='api',RowKey='orders')");
+
+    let before = proxy.requests().len();
+    h.register_ok(&body("orders", "1.0.0")).await;
+    assert_eq!(proxy.since(before), vec![format!("POST /{registry}")]);
+    let first = h.tables().row(registry, "api", "orders").await.unwrap();
+
+    let before = proxy.requests().len();
+    h.register_ok(&body("orders", "1.1.0")).await;
+    assert_eq!(
+        proxy.since(before),
+        vec![format!("GET {point}"), format!("PUT {point}")]
+    );
+    let second = h.tables().row(registry, "api", "orders").await.unwrap();
+    assert_eq!(second["version"], "1.1.0");
+    assert_eq!(second["registeredAt"], first["registeredAt"]);
+
+    // One small write: a merge of `lastHeartbeat`.
+    let before = proxy.requests().len();
+    let r = heartbeat(&h, &json!({"serviceName": "orders", "serviceType": "api"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(proxy.since(before), vec![format!("MERGE {point}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_this_process_has_not_seen_costs_one_refused_insert_more() {
+    let (h, proxy) = counted_handler().await;
+    let registry = &h.registry_table;
+    let point = format!("/{registry}(PartitionKey='api',RowKey='billing')");
+    // Written by someone else (another replica, the recipe): this process does not know it.
+    h.tables()
+        .upsert(
+            registry,
+            &json!({"PartitionKey": "api", "RowKey": "billing", "serviceName": "billing",
+                    "endpoint": "http://127.0.0.1:9/", "serviceType": "api",
+                    "registeredAt": "2026-11-25T05:00:00.000Z",
+                    "lastHeartbeat": "2026-11-25T05:00:00.000Z"}),
+        )
+        .await;
+    let before = proxy.requests().len();
+    h.register_ok(&body("billing", "2.0.0")).await;
+    assert_eq!(
+        proxy.since(before),
+        vec![
+            format!("POST /{registry}"),
+            format!("GET {point}"),
+            format!("PUT {point}")
+        ]
+    );
+    let row = h.tables().row(registry, "api", "billing").await.unwrap();
+    assert_eq!(row["registeredAt"], "2026-11-25T05:00:00.000Z");
+    assert_eq!(row["version"], "2.0.0");
+
+    // Deleted behind its back: the hint costs one read, then the insert.
+    h.tables().delete(registry, "api", "billing").await;
+    let before = proxy.requests().len();
+    h.register_ok(&body("billing", "2.0.1")).await;
+    assert_eq!(
+        proxy.since(before),
+        vec![format!("GET {point}"), format!("POST /{registry}")]
+    );
+    let row = h.tables().row(registry, "api", "billing").await.unwrap();
+    assert_ne!(row["registeredAt"], "2026-11-25T05:00:00.000Z");
+}
