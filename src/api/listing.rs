@@ -3,12 +3,14 @@
 //!
 //! Two reads run side by side, one on each table with the same key filter, and are joined in memory:
 //! never one health read per service (the recipe's N+1). Both come from the store's short-lived
-//! cache when warm, so a hot discovery or resolve costs no storage round trip.
+//! cache when warm, so a hot discovery or resolve costs no storage round trip. Heartbeats this
+//! process sent since the rows were read are joined too (`store::Beats`): they do not invalidate
+//! the cache, so the newer `lastHeartbeat` (and the expiry it moves) is taken from there.
 
 use super::AppState;
 use crate::domain::{AttributeFilter, Circuit, HealthState, KeySelection, Scope, Standing};
 use crate::error::ApiResult;
-use crate::store::{HealthRecord, ServiceRecord, Stored};
+use crate::store::{Beat, BeatsView, HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -17,6 +19,9 @@ use serde_json::Value;
 pub struct Joined<'a> {
     pub service: &'a ServiceRecord,
     pub health: Option<&'a HealthRecord>,
+    /// A heartbeat this process recorded after the row was read; `None` when the row's own
+    /// `lastHeartbeat` is the newest.
+    pub beat: Option<Beat>,
 }
 
 impl Joined<'_> {
@@ -32,8 +37,20 @@ impl Joined<'_> {
         })
     }
 
+    /// The newest `lastHeartbeat` known: this process's, or the row's (`None`: unreadable).
+    pub fn last_heartbeat(&self) -> Option<DateTime<Utc>> {
+        match &self.beat {
+            Some(beat) => Some(beat.at),
+            None => self.service.last_heartbeat.as_ref().and_then(Stored::value),
+        }
+    }
+
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        crate::domain::expires_at(self.service.ttl_seconds, self.last_heartbeat())
+    }
+
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.service.is_expired(now)
+        self.expires_at().is_some_and(|expires| expires <= now)
     }
 
     /// The row as the domain's selection rules see it.
@@ -74,6 +91,7 @@ pub async fn with_matching_rows<T>(
         state.store.find_services(&selection.keys),
         state.store.find_health(&selection.keys)
     )?;
+    let beats = state.store.beats().view();
     let rows = services
         .iter()
         .filter(|service| match selection.after {
@@ -90,10 +108,21 @@ pub async fn with_matching_rows<T>(
             health: health
                 .get(&(service.partition_key.clone(), service.row_key.clone()))
                 .filter(|h| h.describes(service)),
+            beat: newer_beat(&beats, service),
         })
         .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();
+    drop(beats);
     Ok(use_rows(rows))
+}
+
+/// This process's heartbeat of the row, if it is newer than the row's own (or that is unreadable).
+pub fn newer_beat(beats: &BeatsView<'_>, service: &ServiceRecord) -> Option<Beat> {
+    let beat = beats.get(&service.partition_key, &service.row_key)?;
+    let stored = service.last_heartbeat.as_ref().and_then(Stored::value);
+    stored
+        .is_none_or(|stored| beat.at > stored)
+        .then(|| beat.clone())
 }
 
 /// Tags (all of), metadata `key=value` (each), version (exact).
@@ -222,7 +251,7 @@ struct HealthView {
 impl InstanceView {
     pub fn of(joined: &Joined<'_>, now: DateTime<Utc>) -> Self {
         let service = joined.service;
-        let expires = service.expires_at();
+        let expires = joined.expires_at();
         let text = |stored: &Option<Stored<_>>| stored.as_ref().map(|t| t.text().to_owned());
         InstanceView {
             service_name: service.service_name.clone(),
@@ -233,7 +262,10 @@ impl InstanceView {
             tags: service.tags.clone(),
             metadata: service.metadata.clone(),
             registered_at: text(&service.registered_at),
-            last_heartbeat: text(&service.last_heartbeat),
+            last_heartbeat: match &joined.beat {
+                Some(beat) => Some(beat.text.clone()),
+                None => text(&service.last_heartbeat),
+            },
             health_status: joined.health.map(|h| HealthView {
                 status: h.status.text().to_owned(),
                 last_checked: text(&h.last_checked),
@@ -276,6 +308,7 @@ mod tests {
         let joined = Joined {
             service: &service,
             health: Some(&health),
+            beat: None,
         };
         serde_json::to_value(InstanceView::of(&joined, Utc::now())).unwrap()["healthStatus"].clone()
     }

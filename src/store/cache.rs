@@ -2,8 +2,8 @@
 //! handler answers discovery and resolution without a storage round trip.
 //!
 //! Staleness bound: a cached value is served for at most `ttl` after it was fetched. Writes made by
-//! *this* process (registration, heartbeat, deregistration, a sweep) invalidate every cache before
-//! they return, so a client never reads back older data than it just wrote through the same
+//! *this* process (registration, deregistration, a sweep) invalidate every cache before they
+//! return (heartbeats do not: they are read over the cache, see `beats`), so a client never reads back older data than it just wrote through the same
 //! instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
 //! `ttl`.
 //!
@@ -40,6 +40,12 @@ pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// About how many bytes of memory a cached value holds: what `MAX_BYTES` counts.
 pub trait Weigh {
     fn weight(&self) -> usize;
+
+    /// Whether the value may still be served, beside its TTL and generation: a value that knows
+    /// it went stale earlier (a rendered page whose rows' expiry came) says so here.
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 /// The write counter shared by the caches it invalidates.
@@ -135,8 +141,10 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
     fn fresh(&self, key: &Key) -> Option<Arc<T>> {
         let entries = lock(&self.entries);
         let entry = entries.map.get(key)?;
-        (entry.generation == self.generation.current() && entry.fetched.elapsed() < self.ttl)
-            .then(|| entry.value.clone())
+        (entry.generation == self.generation.current()
+            && entry.fetched.elapsed() < self.ttl
+            && entry.value.is_current())
+        .then(|| entry.value.clone())
     }
 
     fn store(&self, key: Key, entry: Entry<T>) {

@@ -24,13 +24,15 @@
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
 //! - `sweeps`: the last sweep's summary row, beside the lease;
-//! - `cache`: the short-lived read cache; `connection`: configured storage to a Tables client;
+//! - `cache`: the short-lived read cache; `beats`: this process's heartbeats, kept beside it
+//!   rather than invalidating it; `connection`: configured storage to a Tables client;
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
 //! request URLs.
 
 mod batch;
+mod beats;
 mod cache;
 mod connection;
 mod delete;
@@ -45,6 +47,7 @@ mod records;
 mod register;
 mod sweeps;
 
+pub use beats::{Beat, Beats, BeatsView};
 pub use cache::{ReadCache, Weigh};
 pub use error::StoreError;
 pub use identity::ManagedIdentityCredential;
@@ -82,8 +85,10 @@ pub struct Store {
     endpoint: Arc<str>,
     /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
     budget: Duration,
-    /// Bumped by every write of this process; invalidates every cache made from it.
+    /// Bumped by every write of this process but heartbeats; invalidates every cache made from it.
     writes: Generation,
+    /// This process's heartbeats since its cached reads were fetched (see `beats`).
+    beats: Arc<Beats>,
     cache_ttl: Duration,
     services_cache: Arc<ReadCache<Vec<ServiceRecord>, StoreError>>,
     health_cache: Arc<ReadCache<HealthByKey, StoreError>>,
@@ -106,6 +111,7 @@ impl Store {
             budget: settings.timeout,
             services_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
             health_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
+            beats: Arc::new(Beats::new(cache_ttl)),
             cache_ttl,
             writes,
         })
@@ -171,6 +177,11 @@ impl Store {
     /// Every write calls this: this process must never serve a read older than its own write.
     fn forget_reads(&self) {
         self.writes.bump();
+    }
+
+    /// This process's heartbeats, to be read over cached rows (`lastHeartbeat` and expiry).
+    pub fn beats(&self) -> &Arc<Beats> {
+        &self.beats
     }
 
     /// A cache for values computed from this store's reads (a rendered discovery page): same TTL,

@@ -1,14 +1,15 @@
 //! The registrant's writes to the registry: a registration (an insert, or a read of `registeredAt`
-//! and a replace) and a heartbeat (a merge of one property).
+//! and a replace) and a heartbeat (a merge of one property, recorded in `beats` instead of
+//! invalidating the caches).
 //!
 //! Round trips, because where storage is the bottleneck they are the registration rate: a new row
 //! is one insert. A row that exists is a read and a replace: two round trips when this process
 //! knows the row exists (`known`), three when it does not (the insert's 409 says so first). Nothing
 //! else is on the path: no table creation (only after a `TableNotFound`, see `with_tables`), and no
 //! delete of a health row a former holder of the key left behind. That delete used to make a pod
-//! that returns under its old name start as not yet checked; now a health row checked before the
-//! registration's `registeredAt` is ignored wherever rows are joined (`HealthRecord::describes`),
-//! and the sweep's next verdict replaces it.
+//! that returns under its old name start as not yet checked; now a health row with circuit memory
+//! checked before the registration's `registeredAt` is ignored wherever rows are joined
+//! (`HealthRecord::describes`), and the sweep's next verdict replaces it.
 //!
 //! Why a re-registration replaces the row unconditionally (`If-Match: *`) instead of on the ETag it
 //! read: heartbeats change the ETag every few seconds, so a conditional replace of a busy row loses
@@ -204,12 +205,24 @@ impl Store {
                 }
             }))
             .await;
+        let (partition_key, row_key) = (key.partition_key(), key.row_key());
         match result {
-            Ok(true) => self.known.exists(key.partition_key(), &key.row_key()),
-            Ok(false) => self.known.gone(key.partition_key(), &key.row_key()),
-            Err(_) => {}
+            Ok(true) => {
+                self.known.exists(partition_key, &row_key);
+                // Not `forget_reads`: only `lastHeartbeat` moved, and readers see it here.
+                let at = crate::parse_iso(now).unwrap_or_else(chrono::Utc::now);
+                if self.beats.record(partition_key, &row_key, at, now).is_err() {
+                    self.forget_reads();
+                }
+            }
+            // Deleted elsewhere: whatever this process cached of it is out of date.
+            Ok(false) => {
+                self.known.gone(partition_key, &row_key);
+                self.forget_reads();
+            }
+            // A timeout may still have landed: the caches cannot know, so they start over.
+            Err(_) => self.forget_reads(),
         }
-        self.forget_reads();
         result
     }
 }

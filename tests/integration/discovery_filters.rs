@@ -26,7 +26,8 @@ async fn discover_if_none_match(h: &Handler, query: &str, inm: Option<&str>) -> 
     Resp::read(rb.send().await.expect("GET /api/ServiceDiscovery")).await
 }
 
-/// The ETag of a 200 answer: present and of the form `"<hex>"`.
+/// The ETag of a 200 answer: present and of the form `W/"<hex>"` (weak: heartbeats move
+/// `lastHeartbeat` and `expiresAt` in the body, not the tag).
 fn etag_of(r: &Resp) -> String {
     let e = r
         .header("etag")
@@ -36,12 +37,15 @@ fn etag_of(r: &Resp) -> String {
 }
 
 fn assert_etag_form(e: &str) {
+    let opaque = e.strip_prefix("W/").unwrap_or_default();
     assert!(
-        e.len() > 2
-            && e.starts_with('"')
-            && e.ends_with('"')
-            && e[1..e.len() - 1].chars().all(|c| c.is_ascii_hexdigit()),
-        "ETag must be a quoted hex string, got {e:?}"
+        opaque.len() > 2
+            && opaque.starts_with('"')
+            && opaque.ends_with('"')
+            && opaque[1..opaque.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()),
+        "ETag must be a weak quoted hex string, got {e:?}"
     );
 }
 
@@ -572,14 +576,14 @@ async fn etag_and_if_none_match_forwarded() {
     );
     assert_eq!(etag_of(&r2), e1, "the ETag must not depend on timestamp");
 
-    let weak = format!("W/{e1}");
+    let strong = e1.trim_start_matches("W/").to_owned();
     let list = format!("\"0123abcd\", {e1}");
-    let weak_list = format!("\"0123abcd\", W/{e1}");
+    let strong_list = format!("\"0123abcd\", {strong}");
     for inm in [
         e1.as_str(),
-        weak.as_str(),
+        strong.as_str(),
         list.as_str(),
-        weak_list.as_str(),
+        strong_list.as_str(),
         "*",
     ] {
         let r = discover_if_none_match(&h, q, Some(inm)).await;
@@ -606,25 +610,23 @@ async fn etag_and_if_none_match_forwarded() {
         assert_eq!(items(&r.json()).len(), 2);
     }
 
-    // A heartbeat of a returned instance changes it.
+    // A heartbeat of a returned instance moves its `lastHeartbeat` in the body (read back through
+    // this process at once), but not the tag: polling clients are not woken by heartbeats.
+    let before = items(&r1.json())[0]["lastHeartbeat"].clone();
+    wait_until_past_stored(before.as_str().unwrap(), chrono::Duration::zero()).await;
     let hb = heartbeat(
         &h,
         &json!({"serviceName": "et", "serviceType": "api", "instanceId": "a"}),
     )
     .await;
     assert_eq!(hb.status, 200, "{}", hb.text);
-    let r3 = discover_if_none_match(&h, q, Some(&e1)).await;
-    assert_eq!(
-        r3.status, 200,
-        "stale ETag must get the new list: {}",
-        r3.text
-    );
-    let e2 = etag_of(&r3);
-    assert_ne!(
-        e2, e1,
-        "the ETag must change when a returned instance changes"
-    );
-    assert_eq!(discover_if_none_match(&h, q, Some(&e2)).await.status, 304);
+    let beat = hb.json()["lastHeartbeat"].clone();
+    assert_ne!(beat, before);
+    assert_eq!(discover_if_none_match(&h, q, Some(&e1)).await.status, 304);
+    let r3 = discover_if_none_match(&h, q, None).await;
+    assert_eq!(etag_of(&r3), e1, "a heartbeat must not move the ETag");
+    assert_eq!(items(&r3.json())[0]["lastHeartbeat"], beat, "{}", r3.text);
+    let e2 = e1.clone();
 
     // A health row change (a sweep) changes it.
     sweep_summary(&h).await;
@@ -704,9 +706,9 @@ async fn etag_and_if_none_match_in_envelopes() {
     assert_eq!(etag, fwd_etag, "same list, same ETag in both modes");
     assert_eq!(keys(&res.json()), vec!["api/ee/a", "api/ee/b"]);
 
-    let weak = format!("W/{etag}");
+    let strong = etag.trim_start_matches("W/").to_owned();
     let list = format!("\"00ff\", {etag}");
-    for inm in [etag.as_str(), weak.as_str(), list.as_str(), "*"] {
+    for inm in [etag.as_str(), strong.as_str(), list.as_str(), "*"] {
         let e = ReqEnvelope::new("ServiceDiscovery", "GET")
             .query(&[("serviceName", "ee")])
             .header("If-None-Match", inm)
@@ -765,10 +767,99 @@ async fn etag_and_if_none_match_in_envelopes() {
         .query(&[("serviceName", "ee")])
         .header("If-None-Match", &etag)
         .build();
+    let res = envelope_res_value(&h.invoke("ServiceDiscovery", &e).await);
+    assert_eq!(
+        res["statusCode"].as_u64(),
+        Some(304),
+        "a heartbeat keeps it: {res}"
+    );
+
+    // After a change (a re-registration) the old ETag no longer matches.
+    register_instance(&h, "api", "ee", Some("b"), json!({"version": "2.0.0"})).await;
     let res = h.invoke("ServiceDiscovery", &e).await.envelope_res();
     assert_eq!(res.status, 200, "{}", res.raw);
     let new_etag = res.header("ETag").expect("ETag");
     assert_ne!(new_etag, etag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_it_back() {
+    // A long cache TTL: only the page's own knowledge of when its rows lapse can make it flip.
+    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "600000")]).await;
+    register_instance(&h, "api", "ex", Some("a"), json!({})).await;
+    // b lapses in a few seconds (the shortest TTL a registration may ask for); c lapsed long ago.
+    register_instance(&h, "api", "ex", Some("b"), json!({"ttlSeconds": 5})).await;
+    register_instance(&h, "api", "ex", Some("c"), json!({"ttlSeconds": 3600})).await;
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+    set_last_heartbeat(&h, "api", "ex:c", long_ago).await;
+    let q = "serviceName=ex";
+    let first = discover_if_none_match(&h, q, None).await;
+    assert_eq!(
+        keys(&first.json()),
+        vec!["api/ex/a", "api/ex/b"],
+        "{}",
+        first.text
+    );
+    let e1 = etag_of(&first);
+    let expires = items(&first.json())[1]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until_past_stored(&expires, chrono::Duration::zero()).await;
+    // No fixed wait: poll until the page flips (it must by itself, long before the cache TTL).
+    let flipped = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let r = discover_if_none_match(&h, q, Some(&e1)).await;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await
+    .expect("the page must change once b's TTL lapsed");
+    assert_eq!(keys(&flipped.json()), vec!["api/ex/a"], "{}", flipped.text);
+    let e2 = etag_of(&flipped);
+    assert_ne!(e2, e1);
+    assert_eq!(discover_if_none_match(&h, q, Some(&e2)).await.status, 304);
+    let all = "serviceName=ex&includeExpired=true";
+    let shown = discover_if_none_match(&h, all, None).await;
+    let expired: Vec<Value> = items(&shown.json())
+        .iter()
+        .map(|i| i["expired"].clone())
+        .collect();
+    assert_eq!(
+        expired,
+        vec![json!(false), json!(true), json!(true)],
+        "{}",
+        shown.text
+    );
+
+    // A heartbeat through this process revives c at once, however long the cache keeps pages.
+    let hb = heartbeat(
+        &h,
+        &json!({"serviceName": "ex", "serviceType": "api", "instanceId": "c"}),
+    )
+    .await;
+    assert_eq!(hb.status, 200, "{}", hb.text);
+    let back = discover_if_none_match(&h, q, Some(&e2)).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_eq!(keys(&back.json()), vec!["api/ex/a", "api/ex/c"]);
+    assert_eq!(
+        items(&back.json())[1]["lastHeartbeat"],
+        hb.json()["lastHeartbeat"]
+    );
+    assert_ne!(etag_of(&back), e2);
+    let shown = discover_if_none_match(&h, all, None).await;
+    let expired: Vec<Value> = items(&shown.json())
+        .iter()
+        .map(|i| i["expired"].clone())
+        .collect();
+    assert_eq!(
+        expired,
+        vec![json!(false), json!(true), json!(false)],
+        "{}",
+        shown.text
+    );
 }
 
 // ---------------------------------------------------------------------------
