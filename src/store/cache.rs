@@ -11,7 +11,8 @@
 //! an entry filled under an older generation is neither served nor stored. That also covers a read
 //! that raced a write: it started under the old generation, so what it saw is dropped.
 //!
-//! On a miss, one caller per key fetches while the others wait for its result (single flight): when
+//! On a miss, one caller per key fetches while the others wait for its result (single flight, also
+//! with the cache off, where nothing is kept but concurrent callers share one fetch): when
 //! an entry lapses under load, storage sees one query, not one per waiting request. The result,
 //! success *or failure*, reaches every waiter at once: when storage does not answer, N concurrent
 //! requests cost one storage budget, not N in turn. A waiter only joins a fetch that started under
@@ -202,9 +203,9 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if self.ttl.is_zero() {
-            return fetch().await.map(Arc::new);
-        }
+        // With the cache off nothing is kept, but concurrent callers still share the fetch under
+        // way (a whole-registry read held once, not sixteen times); sequential ones each fetch.
+        let off = self.ttl.is_zero();
         let key = digest(key);
         let mut fetch = Some(fetch);
         let mut missed = false;
@@ -213,7 +214,7 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
                 metrics().cache_hit();
                 return Ok(hit);
             }
-            if !missed {
+            if !missed && !off {
                 // Once per call: a waiter whose leader went away looks again, but missed once.
                 missed = true;
                 metrics().cache_miss();
@@ -241,7 +242,7 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
                     let fetched = Instant::now();
                     let result = fetch().await.map(Arc::new);
                     if let Ok(value) = &result {
-                        if self.generation.current() == generation {
+                        if !off && self.generation.current() == generation {
                             let weight = value.weight();
                             let value = value.clone();
                             self.store(

@@ -104,6 +104,30 @@ async fn expired_disabled_and_failed_reads_are_not_served() {
 }
 
 #[tokio::test]
+async fn with_the_cache_off_concurrent_callers_still_share_one_fetch() {
+    let off = ReadCache::<u32, ()>::new(Duration::ZERO, Generation::default());
+    let calls = AtomicUsize::new(0);
+    let all = futures::future::join_all((0..8).map(|_| {
+        off.get_or_fetch("q", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, ()>(7)
+        })
+    }))
+    .await;
+    assert!(all.iter().all(|r| *r.as_ref().unwrap().as_ref() == 7));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Nothing was kept: the next call fetches again.
+    off.get_or_fetch("q", || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, ()>(8)
+    })
+    .await
+    .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_failure_reaches_every_waiter_of_that_fetch_at_once() {
     let cache = ReadCache::<u32, String>::new(Duration::from_secs(60), Generation::default());
     let calls = AtomicUsize::new(0);
