@@ -175,7 +175,7 @@ pub fn app(state: AppState, standalone: bool) -> Router {
                 .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
         .merge(functions::router(state, api.clone(), standalone))
-        .merge(api);
+        .merge(api.layer(api::compression()));
     if let Some(cors) = security.origins.cors_layer() {
         router = router.layer(cors);
     }

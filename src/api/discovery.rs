@@ -294,10 +294,18 @@ pub async fn discover(
     // `{"services":[]…}`: the items go between the brackets.
     let trailer = rest[SERVICES_OPEN.len()..].to_owned();
     let etag = page.etag.clone();
-    let body = Body {
+    let mut body = Body {
         page,
         next: 0,
         trailer: Some(trailer),
+    };
+    // An answer that fits one piece goes out with its length (and is compressed only when large).
+    let first = body.next();
+    let body = match first {
+        Some(Ok(whole)) if body.trailer.is_none() => axum::body::Body::from(whole),
+        first => {
+            axum::body::Body::from_stream(futures::stream::iter(first.into_iter().chain(body)))
+        }
     };
     Ok((
         [
@@ -307,7 +315,7 @@ pub async fn discover(
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        axum::body::Body::from_stream(futures::stream::iter(body)),
+        body,
     )
         .into_response())
 }

@@ -108,6 +108,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Responses at least this long are compressed when the client accepts it; shorter ones cost more
+/// to compress than they save.
+const COMPRESS_FROM_BYTES: u16 = 1024;
+
+/// gzip or brotli for the `/api` routes as clients call them (forwarded or standalone), when the
+/// client's `Accept-Encoding` asks for one, with `Vary: Accept-Encoding`. Not for the envelope
+/// routes: they carry the body as a JSON string, and replay requests through `router` without it.
+/// Level 4 for both: brotli's default (11) spends seconds on a 10,000-service answer. A body of
+/// unknown length (a large discovery page, streamed) is compressed; a 304 has none and is not.
+pub fn compression(
+) -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    tower_http::compression::CompressionLayer::new()
+        .quality(tower_http::CompressionLevel::Precise(4))
+        .compress_when(SizeAbove::new(COMPRESS_FROM_BYTES).and(NotForContentType::IMAGES))
+}
+
 /// Reads at most `MAX_BODY_BYTES` of JSON; a longer body is a 413 whether or not it declared its
 /// length. Any content type is accepted: `curl -d` without `-H 'Content-Type: application/json'`
 /// must work.

@@ -13,6 +13,7 @@ mod auth;
 mod auth_host;
 mod circuit;
 mod cli;
+mod compression;
 mod connector_env;
 mod connector_env_rows;
 mod contention;
