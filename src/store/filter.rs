@@ -10,8 +10,11 @@ fn literal(value: &str) -> String {
 }
 
 /// The `$filter` for a selection. A service name selects the recipe-style row `name` and every
-/// instance row `name:<id>`: a RowKey range, so a service's instances are read in one partition scan
-/// (`;` is the character after `:`).
+/// instance row `name:<id>`: one RowKey range from `name` up to `name;` (`;` is the character
+/// after `:`), so a service's instances are read in one range scan. Not an OR of the point and
+/// the range, which storage evaluates as two (and Azurite row by row). The range also holds names
+/// that only start with `name` and go on with a character below `:` (`name-2`, `name0`):
+/// `admits` drops those after the read.
 pub(super) fn filter_for(selection: &KeySelection) -> Option<String> {
     let mut clauses = Vec::new();
     if let Some(service_type) = &selection.service_type {
@@ -26,14 +29,24 @@ pub(super) fn filter_for(selection: &KeySelection) -> Option<String> {
             literal(&format!("{name}:{instance}"))
         )),
         (Some(name), None) => clauses.push(format!(
-            "(RowKey eq {} or (RowKey gt {} and RowKey lt {}))",
+            "RowKey ge {} and RowKey lt {}",
             literal(name.as_str()),
-            literal(&format!("{name}:")),
             literal(&format!("{name};"))
         )),
         (None, _) => {}
     }
     (!clauses.is_empty()).then(|| clauses.join(" and "))
+}
+
+/// Whether a row the selection's filter returned is one it means: the name range also returns
+/// other names that start with the selected one.
+pub(super) fn admits(selection: &KeySelection, row_key: &str) -> bool {
+    match (&selection.service_name, &selection.instance_id) {
+        (Some(name), None) => row_key
+            .strip_prefix(name.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':')),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -51,8 +64,23 @@ mod tests {
         q.service_name = Some(ServiceName::parse("svc").unwrap());
         assert_eq!(
             filter_for(&q).unwrap(),
-            "(RowKey eq 'svc' or (RowKey gt 'svc:' and RowKey lt 'svc;'))"
+            "RowKey ge 'svc' and RowKey lt 'svc;'"
         );
+        for (row_key, meant) in [
+            ("svc", true),
+            ("svc:pod-1", true),
+            ("svc-2", false),
+            ("svc0", false),
+            ("svc.x", false),
+        ] {
+            assert_eq!(admits(&q, row_key), meant, "{row_key}");
+        }
+        q.service_type = Some(ServiceType::parse("api").unwrap());
+        assert_eq!(
+            filter_for(&q).unwrap(),
+            "PartitionKey eq 'api' and RowKey ge 'svc' and RowKey lt 'svc;'"
+        );
+        q.service_type = None;
         q.instance_id = Some(InstanceId::parse("pod-1").unwrap());
         assert_eq!(filter_for(&q).unwrap(), "RowKey eq 'svc:pod-1'");
         assert_eq!(literal("o'brien"), "'o''brien'");

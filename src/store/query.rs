@@ -1,7 +1,7 @@
 //! Reads by key selection: both tables, each through its read cache, so a warm handler answers a
 //! discovery or a resolve without a storage round trip (see `cache` for the staleness bound).
 
-use super::filter::filter_for;
+use super::filter::{admits, filter_for};
 use super::{HealthByKey, HealthRecord, ServiceRecord, Store, StoreError};
 use crate::domain::KeySelection;
 use azure_data_tables::prelude::TableClient;
@@ -25,6 +25,7 @@ impl Store {
                         ServiceRecord::from_entity,
                     )
                     .await?;
+                rows.retain(|row| admits(selection, &row.row_key));
                 rows.sort_by(|a, b| {
                     (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
                 });
@@ -46,6 +47,7 @@ impl Store {
                     .await?;
                 Ok(rows
                     .into_iter()
+                    .filter(|h| admits(selection, &h.row_key))
                     .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
                     .collect())
             })

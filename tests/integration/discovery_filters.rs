@@ -783,6 +783,23 @@ async fn etag_and_if_none_match_in_envelopes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_selects_its_rows_and_not_names_that_start_with_it() {
+    let h = Handler::start().await;
+    register_instance(&h, "api", "svc", Some("a"), json!({})).await;
+    register_instance(&h, "api", "svc", None, json!({})).await;
+    // Inside the RowKey range `svc` .. `svc;`, but other services.
+    register_instance(&h, "api", "svc-2", None, json!({})).await;
+    register_instance(&h, "api", "svc0", Some("b"), json!({})).await;
+    register_instance(&h, "db", "svc", Some("c"), json!({})).await;
+    let v = h.discover_ok("serviceName=svc").await;
+    assert_eq!(keys(&v), vec!["api/svc/-", "api/svc/a", "db/svc/c"], "{v}");
+    let v = h.discover_ok("serviceType=api&serviceName=svc").await;
+    assert_eq!(keys(&v), vec!["api/svc/-", "api/svc/a"], "{v}");
+    let v = h.discover_ok("serviceName=svc-2").await;
+    assert_eq!(keys(&v), vec!["api/svc-2/-"], "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_it_back() {
     // A long cache TTL: only the page's own knowledge of when its rows lapse can make it flip.
     let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "600000")]).await;
