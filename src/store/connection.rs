@@ -157,10 +157,47 @@ pub(super) fn client(target: Target, timeout: Duration) -> TableServiceClient {
             .max_delay(Duration::from_millis(500))
             .max_total_elapsed(timeout),
     );
-    TableServiceClientBuilder::with_location(target.location, target.credentials)
+    let options = azure_core::ClientOptions::default()
         .transport(azure_core::TransportOptions::new(Arc::new(http)))
         .retry(retry)
+        .per_call_policies(vec![Arc::new(LeanQueries) as Arc<dyn azure_core::Policy>]);
+    TableServiceClientBuilder::with_location(target.location, target.credentials)
+        .client_options(options)
         .build()
+}
+
+/// Asks for `odata=minimalmetadata` on entity queries, where the crate asks for `fullmetadata`
+/// (and offers no option): full metadata repeats an id, an edit link, a type and a type annotation
+/// for every property of every entity, about three times the bytes of the entities themselves
+/// (a 1,000-row read: 1.51 MB against 0.47 MB, issue 13). Minimal metadata keeps `odata.etag` and
+/// the annotations of the types JSON cannot tell apart (Int64, DateTime, Guid, Binary); every
+/// property is read tolerantly of its numeric shape (`properties`), so nothing else changes.
+/// Queries only (a GET on `<table>()`): point reads and writes keep the crate's own headers.
+/// The Accept header is outside Shared Key's string to sign, so signing is unaffected.
+#[derive(Debug)]
+struct LeanQueries;
+
+#[async_trait::async_trait]
+impl azure_core::Policy for LeanQueries {
+    async fn send(
+        &self,
+        ctx: &azure_core::Context,
+        request: &mut azure_core::Request,
+        next: &[Arc<dyn azure_core::Policy>],
+    ) -> azure_core::PolicyResult {
+        if is_entity_query(request.method(), request.url()) {
+            request.insert_header(
+                azure_core::headers::ACCEPT,
+                "application/json;odata=minimalmetadata",
+            );
+        }
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+fn is_entity_query(method: &azure_core::Method, url: &url::Url) -> bool {
+    let path = url.path();
+    *method == azure_core::Method::Get && (path.ends_with("()") || path.ends_with("%28%29"))
 }
 
 #[cfg(test)]
@@ -169,6 +206,23 @@ mod tests {
 
     fn endpoint_of(text: &str) -> Result<String, ConfigError> {
         from_connection_string("STORAGE_CONNECTION_STRING", text).map(|t| t.endpoint)
+    }
+
+    #[test]
+    fn only_entity_queries_ask_for_minimal_metadata() {
+        let get = azure_core::Method::Get;
+        let at = |path: &str| url::Url::parse(&format!("http://127.0.0.1:10002{path}")).unwrap();
+        assert!(is_entity_query(&get, &at("/devstoreaccount1/reg()")));
+        assert!(is_entity_query(&get, &at("/devstoreaccount1/reg%28%29")));
+        assert!(!is_entity_query(
+            &get,
+            &at("/devstoreaccount1/reg(PartitionKey='a',RowKey='b')")
+        ));
+        assert!(!is_entity_query(&get, &at("/devstoreaccount1/Tables")));
+        assert!(!is_entity_query(
+            &azure_core::Method::Post,
+            &at("/devstoreaccount1/reg()")
+        ));
     }
 
     #[test]

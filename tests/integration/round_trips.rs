@@ -107,3 +107,29 @@ async fn a_row_this_process_has_not_seen_costs_one_refused_insert_more() {
     let row = h.tables().row(registry, "api", "billing").await.unwrap();
     assert_ne!(row["registeredAt"], "2026-11-25T05:00:00.000Z");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_ask_for_minimal_metadata_and_read_the_same_rows() {
+    let (h, proxy) = counted_handler().await;
+    h.register_ok(&body("orders", "1.0.0")).await;
+    let sweep = h.sweep().await;
+    assert_eq!(sweep.status, 200, "{}", sweep.text);
+    let before = proxy.requests().len();
+    let v = h.discover_ok("serviceType=api").await;
+    let item = &v["services"][0];
+    assert_eq!(item["serviceName"], "orders");
+    assert_eq!(item["weight"], 100);
+    assert!(item["healthStatus"]["responseTime"].is_i64(), "{v}");
+    let queries: Vec<(String, String)> = proxy.with_accept()[before..]
+        .iter()
+        .filter(|(request, _)| request.starts_with("GET") && request.ends_with("()"))
+        .cloned()
+        .collect();
+    assert_eq!(queries.len(), 2, "one query per table: {queries:?}");
+    for (request, accept) in &queries {
+        assert_eq!(
+            accept, "application/json;odata=minimalmetadata",
+            "{request}"
+        );
+    }
+}

@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex};
 pub struct CountingProxy {
     pub port: u16,
     seen: Arc<Mutex<Vec<String>>>,
+    /// The `Accept` header of each request, beside `seen`.
+    accepts: Arc<Mutex<Vec<String>>>,
+    /// The answers to entity queries (`GET …()`), as text.
+    query_answers: Arc<Mutex<Vec<String>>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -24,15 +28,26 @@ impl CountingProxy {
     /// Forwards to Azurite's table port `upstream`.
     pub async fn start(upstream: u16) -> CountingProxy {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let accepts: Arc<Mutex<Vec<String>>> = Arc::default();
+        let query_answers: Arc<Mutex<Vec<String>>> = Arc::default();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let log = seen.clone();
+        let (log, accept_log, answers) = (seen.clone(), accepts.clone(), query_answers.clone());
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let (client, log) = (client.clone(), log.clone());
-            async move { forward(client, log, upstream, request).await }
+            let (client, log, accept_log) = (client.clone(), log.clone(), accept_log.clone());
+            let answers = answers.clone();
+            async move {
+                let accept = request
+                    .headers()
+                    .get(axum::http::header::ACCEPT)
+                    .map(|v| v.to_str().unwrap_or_default().to_owned())
+                    .unwrap_or_default();
+                accept_log.lock().unwrap().push(accept);
+                forward(client, log, answers, upstream, request).await
+            }
         });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -40,6 +55,8 @@ impl CountingProxy {
         CountingProxy {
             port,
             seen,
+            accepts,
+            query_answers,
             task: Arc::new(task),
         }
     }
@@ -47,6 +64,18 @@ impl CountingProxy {
     /// Everything recorded so far.
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Each request with its `Accept` header.
+    pub fn with_accept(&self) -> Vec<(String, String)> {
+        let seen = self.requests();
+        let accepts = self.accepts.lock().unwrap().clone();
+        seen.into_iter().zip(accepts).collect()
+    }
+
+    /// The answers to entity queries so far.
+    pub fn query_answers(&self) -> Vec<String> {
+        self.query_answers.lock().unwrap().clone()
     }
 
     /// What was recorded after the first `from` requests.
@@ -58,6 +87,7 @@ impl CountingProxy {
 async fn forward(
     client: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
+    answers: Arc<Mutex<Vec<String>>>,
     upstream: u16,
     request: axum::extract::Request,
 ) -> axum::response::Response {
@@ -70,9 +100,9 @@ async fn forward(
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     // The account segment says nothing; drop it so tests compare the table and key part.
     let shown = path.splitn(3, '/').nth(2).unwrap_or_default().to_owned();
-    log.lock()
-        .unwrap()
-        .push(format!("{} /{}", parts.method, percent_decoded(&shown)));
+    let shown = format!("{} /{}", parts.method, percent_decoded(&shown));
+    let query = shown.starts_with("GET") && shown.ends_with("()");
+    log.lock().unwrap().push(shown);
     let mut outgoing = client.request(
         parts.method.clone(),
         format!("http://127.0.0.1:{upstream}{path_and_query}"),
@@ -90,6 +120,12 @@ async fn forward(
         }
     }
     let bytes = answer.bytes().await.unwrap_or_default();
+    if query {
+        answers
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&bytes).into_owned());
+    }
     response.body(axum::body::Body::from(bytes)).unwrap()
 }
 
