@@ -14,6 +14,7 @@ mod arm_sync;
 mod connector;
 mod environment;
 mod identity;
+mod plan;
 mod schedule;
 mod security;
 
@@ -22,6 +23,7 @@ pub use arm_sync::{AppId, ArmSyncSettings, SyncSource};
 pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
+pub use plan::HostingPlan;
 pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
 use std::fmt;
 use std::net::SocketAddr;
@@ -159,6 +161,8 @@ pub struct CacheSettings {
 
 #[derive(Debug, Clone)]
 pub struct HealthSettings {
+    /// `HEALTH_HOSTING_PLAN`: what the probe concurrency defaults to.
+    pub plan: HostingPlan,
     pub probe: ProbeSettings,
     pub targets: TargetSettings,
     pub circuit: CircuitPolicy,
@@ -172,7 +176,7 @@ pub struct HealthSettings {
 pub struct ProbeSettings {
     /// Per probe, unless the registration's `healthCheck.timeoutMs` says otherwise.
     pub timeout: Duration,
-    /// Probes in flight at once.
+    /// Probes in flight at once: `HEALTH_PROBE_CONCURRENCY`, else the plan's default.
     pub concurrency: usize,
     /// Upper bound of each probe's random start delay, so a fleet is not hit in one burst.
     pub jitter: Duration,
@@ -385,11 +389,13 @@ fn health(
     mode: &HostMode,
     storage_timeout: Duration,
 ) -> Result<HealthSettings, ConfigError> {
+    let plan = HostingPlan::read(env)?;
     let probe = ProbeSettings {
         timeout: env.millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?,
-        // 2,500 silent targets at a 5 s timeout take about 50 s at 256 in flight (the 60 s goal for
-        // 10,000 services, a quarter silent); Consumption allows 600 outbound connections.
-        concurrency: env.count("HEALTH_PROBE_CONCURRENCY", 256)? as usize,
+        // A sweep cannot beat silent targets x timeout / concurrency, so the concurrency is as high
+        // as the plan's outbound-connection cap allows with room for storage (`plan`).
+        concurrency: env.count("HEALTH_PROBE_CONCURRENCY", plan.default_probe_concurrency())?
+            as usize,
         jitter: env.millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?,
     };
     let targets = TargetSettings {
@@ -432,6 +438,7 @@ fn health(
         HostMode::Standalone { .. } => Some(schedule::text(env)?),
     };
     Ok(HealthSettings {
+        plan,
         probe,
         targets,
         circuit,

@@ -31,7 +31,8 @@ fn defaults_are_standalone_on_7071() {
         ("ServiceRegistry", "HealthStatus")
     );
     assert_eq!(s.health.probe.timeout, Duration::from_secs(5));
-    assert_eq!(s.health.probe.concurrency, 256);
+    assert_eq!(s.health.plan, HostingPlan::Consumption);
+    assert_eq!(s.health.probe.concurrency, 500);
     assert_eq!(s.storage.cache.ttl, Duration::from_secs(2));
     assert_eq!(s.server.instance_id, "handler");
     assert_eq!(s.health.schedule.as_deref(), Some("0 */5 * * * *"));
@@ -42,6 +43,24 @@ fn defaults_are_standalone_on_7071() {
             ..
         }
     ));
+}
+
+#[test]
+fn the_plan_sets_the_probe_concurrency_unless_it_is_given() {
+    let on = |vars: &[(&str, &str)]| {
+        let mut vars = vars.to_vec();
+        vars.push(("AzureWebJobsStorage", "x"));
+        settings(&vars).unwrap().health.probe.concurrency
+    };
+    assert_eq!(on(&[("HEALTH_HOSTING_PLAN", "premium")]), 1_000);
+    assert_eq!(on(&[("HEALTH_HOSTING_PLAN", "flex-consumption")]), 500);
+    assert_eq!(
+        on(&[
+            ("HEALTH_HOSTING_PLAN", "premium"),
+            ("HEALTH_PROBE_CONCURRENCY", "64")
+        ]),
+        64
+    );
 }
 
 #[test]
@@ -297,6 +316,7 @@ fn bad_values_are_named() {
         ("DEREGISTER_EXPIRED_AFTER_SECONDS", "1.5"),
         ("DISCOVERY_BIND", "localhost"),
         ("HEALTH_ALLOW_LOOPBACK", "yes"),
+        ("HEALTH_HOSTING_PLAN", "elastic-premium"),
     ] {
         let e = settings(&[("AzureWebJobsStorage", "x"), (variable, value)]).unwrap_err();
         assert_eq!(invalid_variable(e), variable, "{variable}={value}");

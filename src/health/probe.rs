@@ -32,7 +32,12 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
         // Each probe's own timeout bounds it (a registration may ask for longer than the
         // default); this is only the ceiling.
         .connect_timeout(MAX_CHECK_TIMEOUT)
-        .pool_max_idle_per_host(1)
+        // No keep-alive: every target is a different host, probed once per sweep, minutes apart,
+        // so a pooled connection would never be reused, only held. Holding one per answered
+        // target (reqwest keeps idle connections 90 s) would put thousands of idle connections
+        // against Consumption's 1,200-connection cap; without a pool each probe's connection
+        // closes as soon as its status line is read, or when its timeout drops it.
+        .pool_max_idle_per_host(0)
         .user_agent(concat!(
             "service-registry-health/",
             env!("CARGO_PKG_VERSION")
@@ -181,5 +186,83 @@ fn describe(error: reqwest::Error) -> String {
             source = inner.source();
         }
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::HealthState;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn loopback_prober(timeout: Duration) -> Prober {
+        let policy = TargetPolicy {
+            allow_loopback: true,
+            ..TargetPolicy::default()
+        };
+        Prober::new(timeout, policy)
+    }
+
+    /// Reads the request, then waits (up to a generous deadline) for the prober to close its end.
+    async fn closed_by_peer(socket: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 4096];
+        let wait = async {
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_silent_targets_connection_is_closed_once_its_timeout_ends_the_probe() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let prober = loopback_prober(Duration::from_millis(200));
+        let (verdict, accepted) = tokio::join!(prober.probe(&url, None), listener.accept());
+        assert_eq!(verdict.state, HealthState::Unhealthy);
+        assert_eq!(verdict.error_message, "no answer within 200 ms");
+        let (mut socket, _) = accepted.unwrap();
+        assert!(
+            closed_by_peer(&mut socket).await,
+            "the timed-out probe must close its connection, not leave it to the target"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answered_probe_keeps_no_idle_connection() {
+        // The target offers keep-alive (HTTP/1.1, a sized body); the prober must still close.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let target = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the prober closed before sending its request");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            closed_by_peer(&mut socket).await
+        });
+        // The prober lives on, as the sweep's does: dropping it would close a pooled connection too.
+        let prober = loopback_prober(Duration::from_secs(5));
+        let verdict = prober.probe(&url, None).await;
+        assert_eq!(verdict.state, HealthState::Healthy);
+        assert!(
+            target.await.unwrap(),
+            "an answered probe's connection must be closed, not pooled"
+        );
+        drop(prober);
     }
 }

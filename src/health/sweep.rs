@@ -1,7 +1,9 @@
 //! One HealthMonitor run: probe every registered service that is due, then record the verdicts.
 //!
 //! Probes run with bounded concurrency (the recipe ran them one by one, so about 60 silent services
-//! used up the 5-minute Consumption timeout); results are written in entity-group transactions.
+//! used up the 5-minute Consumption timeout), `concurrency` of them in flight all the time: a probe
+//! starts the moment another ends, so a sweep takes about silent targets x timeout / concurrency;
+//! results are written in entity-group transactions.
 //! What a probe's result *means* for the recorded status (thresholds, the circuit breaker's backoff)
 //! is `domain::CircuitPolicy`'s decision; this module only reads the previous rows, asks it, and
 //! writes the answer. A storage failure fails the sweep: a sweep that could not record what it
@@ -127,11 +129,22 @@ pub(super) async fn run_sweep(
     };
     // The futures are built up front (they do nothing until polled) rather than in a `map` closure
     // over borrowed rows, which the compiler cannot prove `Send` for the spawned scheduler task.
+    // The jitter is an earliest start counted from when probing begins, not a delay taken after a
+    // slot frees: it spreads the opening burst over the jitter window, and once that window has
+    // passed every slot starts its next probe at once, so the sweep keeps `concurrency` probes in
+    // flight and the jitter costs it at most one window, not one per round of probes.
+    let probes_start = Instant::now();
     let probes: Vec<_> = due
         .into_iter()
         .map(|due| {
             let jitter = jitter_for(&jitter_seed, due.service, settings.probe.jitter);
-            probe_one(due, prober, recording, jitter, stop_starting_at)
+            probe_one(
+                due,
+                prober,
+                recording,
+                probes_start + jitter,
+                stop_starting_at,
+            )
         })
         .collect();
     let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(probes)
@@ -169,16 +182,16 @@ pub(super) async fn run_sweep(
     })
 }
 
-/// Probes one due service after its jitter and works out its new health row; `None` when the start
-/// deadline passed first. The flag says whether the SSRF guard refused the target.
+/// Probes one due service no earlier than `not_before` and works out its new health row; `None`
+/// when the start deadline passed first. The flag says whether the SSRF guard refused the target.
 async fn probe_one(
     due: Due<'_>,
     prober: &Prober,
     recording: Recording<'_>,
-    jitter: Duration,
+    not_before: Instant,
     stop_starting_at: Instant,
 ) -> Option<(HealthRecord, bool)> {
-    tokio::time::sleep(jitter).await;
+    tokio::time::sleep_until(not_before.into()).await;
     if Instant::now() >= stop_starting_at {
         return None;
     }

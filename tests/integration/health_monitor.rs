@@ -402,6 +402,31 @@ async fn probe_concurrency_is_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_in_flight_reach_the_setting_and_never_exceed_it() {
+    // 12 services held 400 ms each by the target, at most 3 in flight: the target counts what it
+    // holds at once (before it answers, so no replacement can overlap), and must see exactly 3:
+    // never more (the bound), and 3 rather than fewer (a probe starts as soon as one ends, no
+    // waiting for a whole batch). Counts, not times, are asserted.
+    let h = Handler::start_with(&[
+        ("HEALTH_PROBE_CONCURRENCY", "3"),
+        ("HEALTH_PROBE_JITTER_MS", "0"),
+    ])
+    .await;
+    let target = HoldingTarget::start(Duration::from_millis(400));
+    for i in 0..12 {
+        register_target(&h, &format!("held-{i:02}"), &target.url).await;
+    }
+    let r = h.sweep().await;
+    assert_eq!(summary(&r), (12, 12, 0, summary(&r).3), "{}", r.text);
+    assert_eq!(target.hits.load(std::sync::atomic::Ordering::SeqCst), 12);
+    assert_eq!(
+        target.most_held_at_once(),
+        3,
+        "HEALTH_PROBE_CONCURRENCY=3 means 3 probes in flight, never more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_sweep_writes_every_row() {
     // 250 services in one partition (more than one entity-group transaction of 100).
     let h = Handler::start_with(&[("HEALTH_PROBE_TIMEOUT_MS", "3000")]).await;

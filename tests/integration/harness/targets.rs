@@ -234,3 +234,52 @@ pub fn closed_port() -> ClosedPort {
         _bound: socket,
     }
 }
+
+/// An HTTP server that holds each request for `hold`, then answers 200 and closes, counting how
+/// many requests it held at the same moment. It stops counting a request *before* answering it,
+/// so a prober cannot start the request that replaces it before the count went down: the most
+/// held at once is exactly the most probes the prober had in flight against it.
+pub struct HoldingTarget {
+    pub url: String,
+    most_held: Arc<AtomicU64>,
+    pub hits: Arc<AtomicU64>,
+}
+
+impl HoldingTarget {
+    pub fn start(hold: Duration) -> HoldingTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (held, most_held, hits) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (held2, most2, hits2) = (held.clone(), most_held.clone(), hits.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (held, most, hits) = (held2.clone(), most2.clone(), hits2.clone());
+                thread::spawn(move || {
+                    read_request_head(&mut stream);
+                    let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    thread::sleep(hold);
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    held.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        HoldingTarget {
+            url: format!("http://127.0.0.1:{port}/health"),
+            most_held,
+            hits,
+        }
+    }
+
+    pub fn most_held_at_once(&self) -> u64 {
+        self.most_held.load(Ordering::SeqCst)
+    }
+}
