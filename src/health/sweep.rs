@@ -12,10 +12,15 @@
 use super::monitor::Inner;
 use super::{Prober, SweepReport};
 use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
+use crate::store::Store;
 use crate::store::{HealthRecord, ServiceRecord, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// Rows per write while probing: one entity-group transaction (at most 100 operations).
+const WRITE_BATCH: usize = 100;
 
 /// Weight of the newest probe in the response-time average the resolver ranks instances by: about
 /// the last five sweeps count.
@@ -147,22 +152,53 @@ pub(super) async fn run_sweep(
             )
         })
         .collect();
-    let results: Vec<Option<(HealthRecord, bool)>> = futures::stream::iter(probes)
-        .buffer_unordered(settings.probe.concurrency.max(1))
-        .collect()
-        .await;
-
-    let skipped_deadline = results.iter().filter(|r| r.is_none()).count();
+    // Verdicts are written while the sweep still probes: a partition's rows go out as soon as they
+    // fill one entity-group transaction, so what is left to write once the last probe ends is at
+    // most one part-filled transaction per partition, and the writes do not stretch the sweep.
+    let mut probing =
+        futures::stream::iter(probes).buffer_unordered(settings.probe.concurrency.max(1));
+    let mut writing = futures::stream::FuturesUnordered::new();
+    let mut filling: HashMap<String, Vec<HealthRecord>> = HashMap::new();
+    let mut records: Vec<HealthRecord> = Vec::new();
+    let (mut skipped_deadline, mut refused, mut write_requests) = (0, 0, 0);
+    loop {
+        tokio::select! {
+            next = probing.next() => match next {
+                None => break,
+                Some(None) => skipped_deadline += 1,
+                Some(Some((record, was_refused))) => {
+                    refused += usize::from(was_refused);
+                    let partition = record.partition_key.clone();
+                    let rows = filling.entry(partition.clone()).or_default();
+                    rows.push(record);
+                    if rows.len() >= WRITE_BATCH {
+                        let rows = filling.remove(&partition).unwrap_or_default();
+                        writing.push(write(store, rows));
+                    }
+                }
+            },
+            Some(written) = writing.next(), if !writing.is_empty() => {
+                let (requests, rows) = written?;
+                write_requests += requests;
+                records.extend(rows);
+            }
+        }
+    }
     if skipped_deadline > 0 {
         tracing::warn!(
             skipped_deadline,
             "sweep start deadline reached; the rest are probed first next time"
         );
     }
-    let probed: Vec<(HealthRecord, bool)> = results.into_iter().flatten().collect();
-    let refused = probed.iter().filter(|(_, refused)| *refused).count();
-    let records: Vec<HealthRecord> = probed.into_iter().map(|(record, _)| record).collect();
-    let write_requests = store.write_health(&records).await?;
+    let rest: Vec<HealthRecord> = filling.into_values().flatten().collect();
+    if !rest.is_empty() {
+        writing.push(write(store, rest));
+    }
+    while let Some(written) = writing.next().await {
+        let (requests, rows) = written?;
+        write_requests += requests;
+        records.extend(rows);
+    }
     let deleted_expired = store.delete_expired(&long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
     let healthy = records.iter().filter(|r| r.is_healthy()).count();
@@ -242,6 +278,15 @@ async fn probe_one(
         }),
     };
     Some((record, verdict.refused))
+}
+
+/// Writes verdicts, handing them back for the sweep's report.
+async fn write(
+    store: &Store,
+    rows: Vec<HealthRecord>,
+) -> Result<(usize, Vec<HealthRecord>), StoreError> {
+    let requests = store.write_health(&rows).await?;
+    Ok((requests, rows))
 }
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.
