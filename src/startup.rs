@@ -71,7 +71,7 @@ impl Application {
             store,
             monitor,
             Security::new(&settings.security),
-            functions::openapi_document(),
+            functions::openapi_document,
         );
         Ok(Application {
             settings,

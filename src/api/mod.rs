@@ -40,20 +40,43 @@ pub struct AppState {
     pub pages: Arc<ReadCache<RenderedPage, ApiError>>,
     /// Who may call: every `/api` route admits its caller through it first.
     pub security: Arc<Security>,
-    /// The OpenAPI document `GET /api/openapi.json` serves, built once at start-up by whoever knows
-    /// every route (`functions::openapi_document`).
-    pub openapi: axum::body::Bytes,
+    /// The OpenAPI document `GET /api/openapi.json` serves.
+    pub openapi: Arc<OpenApiDocument>,
 }
 
 impl AppState {
-    pub fn new(store: Store, monitor: HealthMonitor, security: Security, openapi: Vec<u8>) -> Self {
+    /// `openapi` builds the document; whoever knows every route passes it
+    /// (`functions::openapi_document`).
+    pub fn new(
+        store: Store,
+        monitor: HealthMonitor,
+        security: Security,
+        openapi: fn() -> Vec<u8>,
+    ) -> Self {
         AppState {
             pages: Arc::new(store.derived_cache()),
             store,
             monitor,
             security: Arc::new(security),
-            openapi: openapi.into(),
+            openapi: Arc::new(OpenApiDocument {
+                build: openapi,
+                built: std::sync::OnceLock::new(),
+            }),
         }
+    }
+}
+
+/// The OpenAPI document, built on the first request for it rather than at start-up: generating it
+/// was the largest part of what the handler did before it could answer the host's first `GET /`
+/// (docs/performance.md, "Cold start"), and most processes never serve it.
+pub struct OpenApiDocument {
+    build: fn() -> Vec<u8>,
+    built: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl OpenApiDocument {
+    pub fn bytes(&self) -> axum::body::Bytes {
+        self.built.get_or_init(|| (self.build)().into()).clone()
     }
 }
 

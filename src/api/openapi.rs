@@ -108,7 +108,7 @@ pub fn api_routes() -> utoipa::openapi::OpenApi {
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        state.openapi.clone(),
+        state.openapi.bytes(),
     )
         .into_response()
 }
