@@ -10,7 +10,15 @@
 //! - `targets`: health-check targets on 127.0.0.1: one port answering 200, one 503, one that accepts
 //!   and never answers. Prints the ports as JSON, then serves until killed.
 //!
+//! - `load` (load.rs): the HTTP load generator for the handler and the recipe.
+//! - `direct-merge`, `direct-upsert` (writes.rs): the store's single-write baselines.
+//! - `proxy` (proxy.rs): a counting proxy in front of Azurite (storage requests and bytes).
+//!
 //! Every loop is bounded in count and time and sends traffic to 127.0.0.1 only.
+
+mod load;
+mod proxy;
+mod writes;
 
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::*;
@@ -31,7 +39,15 @@ fn args() -> (String, HashMap<String, String>) {
     let mut flags = HashMap::new();
     while let Some(flag) = raw.next() {
         let name = flag.trim_start_matches("--").to_owned();
-        flags.insert(name, raw.next().unwrap_or_default());
+        let value = raw.next().unwrap_or_default();
+        // A repeated flag (`--header`) keeps every value, one per line.
+        flags
+            .entry(name)
+            .and_modify(|v: &mut String| {
+                v.push('\n');
+                v.push_str(&value);
+            })
+            .or_insert(value);
     }
     (command, flags)
 }
@@ -75,13 +91,20 @@ fn service(flags: &HashMap<String, String>) -> TableServiceClient {
 
 #[tokio::main]
 async fn main() {
+    // Thousands of probe connections (targets) or load connections at once: the hard limit, not
+    // a 1,024 soft one, should be what binds.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (command, flags) = args();
     match command.as_str() {
         "preload" => preload(&flags).await,
         "direct" => direct(&flags).await,
         "targets" => targets(&flags).await,
+        "load" => load::run(&flags).await,
+        "direct-merge" => writes::merge(&flags).await,
+        "direct-upsert" => writes::upsert(&flags).await,
+        "proxy" => proxy::run(&flags).await,
         other => {
-            eprintln!("usage: bench-tool preload|direct|targets --flag value ... (got {other:?})");
+            eprintln!("usage: bench-tool preload|direct|targets|load|direct-merge|direct-upsert|proxy --flag value ... (got {other:?})");
             std::process::exit(2);
         }
     }
@@ -124,20 +147,7 @@ async fn preload(flags: &HashMap<String, String>) {
         };
         format!("http://127.0.0.1:{port}/health/{i}")
     };
-    let instanced: Vec<(String, String, usize)> = flags
-        .get("instanced")
-        .map(|spec| {
-            spec.split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    let (key, count) = s.split_once('=').expect("--instanced type/name=count");
-                    let (t, name) = key.split_once('/').expect("--instanced type/name=count");
-                    let count = count.parse().expect("an instance count");
-                    (t.to_owned(), name.to_owned(), count)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let instanced = instanced(flags);
     let registry = service.table_client(flag::<String>(flags, "table", None));
     let _ = registry.create().await;
     let health_table: Option<String> = flags.get("health-table").cloned();
@@ -247,6 +257,24 @@ async fn preload(flags: &HashMap<String, String>) {
             "seconds": started.elapsed().as_secs_f64(),
         })
     );
+}
+
+/// `--instanced type-1/fleet-0=1000,type-2/trio=3`: (type, name, instance count) of each service.
+fn instanced(flags: &HashMap<String, String>) -> Vec<(String, String, usize)> {
+    flags
+        .get("instanced")
+        .map(|spec| {
+            spec.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    let (key, count) = s.split_once('=').expect("--instanced type/name=count");
+                    let (t, name) = key.split_once('/').expect("--instanced type/name=count");
+                    let count = count.parse().expect("an instance count");
+                    (t.to_owned(), name.to_owned(), count)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A transaction answers 202 even when operations inside it failed: check each one.
@@ -413,11 +441,15 @@ async fn targets(_flags: &HashMap<String, String>) {
         fail,
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nfail",
     );
+    // Silent: read and never answer; a connection is let go only when the prober closes it, so
+    // what is held is what the prober holds open.
     tokio::spawn(async move {
-        let mut held = Vec::new();
         loop {
-            if let Ok((socket, _)) = silent.accept().await {
-                held.push(socket);
+            if let Ok((mut socket, _)) = silent.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
             }
         }
     });
