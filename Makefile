@@ -28,5 +28,5 @@ package:  ## one zip for zip deploy: host.json, every function.json and the stat
 check-package: ## make package, then run the packaged handler in a Debian 11 root against Azurite (root only)
 	./scripts/check-package.sh
 
-bench:    ## benchmarks (bench/run.py): own Azurite, release build, oha; never part of CI
+bench:    ## issue 13 benchmarks (bench/run.py, docs/performance.md): own Azurite, release build; never part of CI
 	python3 bench/run.py
