@@ -32,6 +32,7 @@ MAX_REQUESTS = 200_000  # per load run, on top of the time bound
 CHILDREN = []  # every process we start, stopped at exit whatever happens
 COMMANDS = []  # every command line run, for the results file
 STARTED = time.time()
+LOAD_AT_START = os.getloadavg()  # the machine's load before the benchmark added its own
 # The timer never fires during a benchmark unless a scenario triggers a sweep itself.
 NO_TIMER = {"HEALTH_MONITOR_SCHEDULE": "0 0 0 1 1 *"}
 
@@ -307,5 +308,5 @@ def machine():
         "azurite": json.loads((ROOT / "node_modules" / "azurite" / "package.json").read_text())["version"],
         "data_tables_js": json.loads((ROOT / "node_modules" / "@azure" / "data-tables" / "package.json")
                                      .read_text())["version"],
-        "load_at_start": os.getloadavg(),
+        "load_at_start": LOAD_AT_START, "load_at_end": os.getloadavg(),
     }

@@ -158,8 +158,8 @@ def main():
     out.write_text(json.dumps(report, indent=2))
     m = report["machine"]
     print(f"machine: {m['cores']} cores, {m['memory']}, {m['cpu']}; load average at start "
-          + ", ".join(f"{x:.2f}" for x in m["load_at_start"]) + f", at end "
-          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+          + ", ".join(f"{x:.2f}" for x in m["load_at_start"]) + ", at end "
+          + ", ".join(f"{x:.2f}" for x in m["load_at_end"]))
     print(f"versions: {m['rustc']}; node {m['node']}; azurite {m['azurite']}; @azure/data-tables {m['data_tables_js']}")
     print(f"medians of {RUNS} runs; load runs {SECONDS:g} s each; every system on 127.0.0.1; registration and "
           "uncached discovery through the counting proxy in front of Azurite (all systems alike)")
