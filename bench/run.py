@@ -82,13 +82,13 @@ def fleet_rows(results):
                          f"{hd['rps'] / rc['rps']:.2f}", f"> {t['register_over_recipe']}",
                          verdict(hd["rps"] / rc["rps"], t["register_over_recipe"])))
             rows.append((f"  storage requests, Azurite CPU per registration c={c}",
-                         f"{hd['storage_requests_per_call']:.2f}, {hd['azurite_cpu_ms_per_call']:.2f} ms",
-                         f"recipe {rc['storage_requests_per_call']:.2f}, {rc['azurite_cpu_ms_per_call']:.2f} ms; "
-                         f"direct {dr['storage_requests_per_call']:.2f}, {dr['azurite_cpu_ms_per_call']:.2f} ms",
+                         f"{hd['storage_requests_per_call']:.3f}, {hd['azurite_cpu_ms_per_call']:.2f} ms",
+                         f"recipe {rc['storage_requests_per_call']:.3f}, {rc['azurite_cpu_ms_per_call']:.2f} ms; "
+                         f"direct {dr['storage_requests_per_call']:.3f}, {dr['azurite_cpu_ms_per_call']:.2f} ms",
                          "", "1 request", verdict(hd["storage_requests_per_call"], 1.0, higher_is_better=False)))
         a, ra = g["handler"]["again_c16"], g["recipe"]["again_c16"]
-        rows.append(("re-registrations c=16", f"{a['rps']:.0f}/s, {a['storage_requests_per_call']:.2f} requests",
-                     f"recipe {ra['rps']:.0f}/s, {ra['storage_requests_per_call']:.2f} requests", "",
+        rows.append(("re-registrations c=16", f"{a['rps']:.0f}/s, {a['storage_requests_per_call']:.3f} requests",
+                     f"recipe {ra['rps']:.0f}/s, {ra['storage_requests_per_call']:.3f} requests", "",
                      f"<= {t['reregister_storage_requests']} requests",
                      verdict(a["storage_requests_per_call"], t["reregister_storage_requests"], higher_is_better=False)))
     if "uncached" in results:
