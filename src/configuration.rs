@@ -134,6 +134,9 @@ pub struct StorageSettings {
     pub source: StorageSource,
     pub registry_table: String,
     pub health_table: String,
+    /// The handler's own rows (the sweep lease, the last sweep's summary), kept out of the health
+    /// table so that a health read is services only (`STATE_TABLE`).
+    pub state_table: String,
     /// How long one storage operation may take before it counts as an outage.
     pub timeout: Duration,
     pub cache: CacheSettings,
@@ -373,10 +376,29 @@ fn storage(
             .or_else(|| connection_string(CONNECTION_STRING_VARS[2]))
             .ok_or(ConfigError::NoStorage)?,
     };
+    let registry_table = table_name(env, "REGISTRY_TABLE", "ServiceRegistry")?;
+    let health_table = table_name(env, "HEALTH_TABLE", "HealthStatus")?;
+    let state_table = table_name(env, "STATE_TABLE", "RegistryState")?;
+    // Table names are case-insensitive. The state rows in a table of registrations or health rows
+    // would put back what the state table exists to keep out (an extra row in every read).
+    for (other, name) in [
+        ("REGISTRY_TABLE", &registry_table),
+        ("HEALTH_TABLE", &health_table),
+    ] {
+        if state_table.eq_ignore_ascii_case(name) {
+            return Err(ConfigError::Invalid {
+                variable: "STATE_TABLE".to_owned(),
+                reason: format!(
+                    "{state_table:?} is also {other}; the state table must be a table of its own"
+                ),
+            });
+        }
+    }
     Ok(StorageSettings {
         source,
-        registry_table: table_name(env, "REGISTRY_TABLE", "ServiceRegistry")?,
-        health_table: table_name(env, "HEALTH_TABLE", "HealthStatus")?,
+        registry_table,
+        health_table,
+        state_table,
         timeout,
         cache: CacheSettings {
             ttl: env.millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?,

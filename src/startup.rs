@@ -97,6 +97,7 @@ impl Application {
             storage = without_query(self.state.store.endpoint()),
             registry_table = %self.settings.storage.registry_table,
             health_table = %self.settings.storage.health_table,
+            state_table = %self.settings.storage.state_table,
             schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
             open_files,
             max_connections = self.settings.server.connections.max_connections,

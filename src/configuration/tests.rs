@@ -26,9 +26,10 @@ fn defaults_are_standalone_on_7071() {
     assert_eq!(
         (
             s.storage.registry_table.as_str(),
-            s.storage.health_table.as_str()
+            s.storage.health_table.as_str(),
+            s.storage.state_table.as_str()
         ),
-        ("ServiceRegistry", "HealthStatus")
+        ("ServiceRegistry", "HealthStatus", "RegistryState")
     );
     assert_eq!(s.health.probe.timeout, Duration::from_secs(5));
     assert_eq!(s.health.plan, HostingPlan::Consumption);
@@ -309,6 +310,8 @@ fn probe_targets_from_variables() {
 fn bad_values_are_named() {
     for (variable, value) in [
         ("REGISTRY_TABLE", "bad-name"),
+        ("STATE_TABLE", "~lease"),
+        ("STATE_TABLE", "ab"),
         ("HEALTH_PROBE_TIMEOUT_MS", "0"),
         ("HEALTH_PROBE_CONCURRENCY", "-1"),
         ("HEALTH_FAILURES_TO_UNHEALTHY", "0"),
@@ -321,6 +324,21 @@ fn bad_values_are_named() {
         let e = settings(&[("AzureWebJobsStorage", "x"), (variable, value)]).unwrap_err();
         assert_eq!(invalid_variable(e), variable, "{variable}={value}");
     }
+}
+
+#[test]
+fn the_state_table_is_a_table_of_its_own() {
+    for clash in [
+        vec![("STATE_TABLE", "healthstatus")],
+        vec![("STATE_TABLE", "Reg"), ("REGISTRY_TABLE", "REG")],
+    ] {
+        let mut vars = vec![("AzureWebJobsStorage", "x")];
+        vars.extend(clash.iter().copied());
+        let e = settings(&vars).unwrap_err();
+        assert_eq!(invalid_variable(e), "STATE_TABLE", "{clash:?}");
+    }
+    let s = settings(&[("AzureWebJobsStorage", "x"), ("STATE_TABLE", "Sweeps")]).unwrap();
+    assert_eq!(s.storage.state_table, "Sweeps");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! Under the Functions host the timer is already a singleton (the host holds a blob lease). Several
 //! standalone replicas (Container Apps, Kubernetes) each run their own timer, so before sweeping a
-//! replica claims the row `(~lease, HealthMonitor)` in the HealthStatus table:
+//! replica claims the row `(~lease, HealthMonitor)` in the state table (`STATE_TABLE`, not HealthStatus,
+//! so health reads hold services only):
 //!
 //! - no row yet: insert it; whoever inserts first wins (the others get 409);
 //! - the row already names this tick: someone swept it, stand aside;
@@ -14,8 +15,10 @@
 //! A finished sweep sets `expiresAt` to now (release), keeping `tick`, so the next tick need not
 //! wait for the expiry, which only matters when the holder died mid-sweep.
 //!
-//! `~lease` can never be a service type (types start with a letter or digit), so the row never
-//! meets a registration; the sweep leaves rows whose keys do not parse alone.
+//! Versions before the state table kept this row in HealthStatus. Such a leftover is never read
+//! again (a new replica takes the lease in the state table) and never judged: `~lease` can never be
+//! a service type (types start with a letter or digit), so it never meets a registration, and the
+//! sweep leaves rows whose keys do not parse alone. An operator may delete it.
 
 use super::error::{is_row_missing, is_status};
 use super::{Store, StoreError};
@@ -40,7 +43,7 @@ impl Store {
     pub async fn release_sweep_lease(&self, holder: &str) -> Result<(), StoreError> {
         self.within_budget(async {
             let entity = self
-                .health
+                .state
                 .partition_key_client(LEASE_PARTITION)
                 .entity_client(LEASE_ROW);
             let found = match entity.get::<Map<String, Value>>().await {
@@ -93,12 +96,12 @@ impl Store {
                 "expiresAt": crate::iso(expires),
             });
             let entity = self
-                .health
+                .state
                 .partition_key_client(LEASE_PARTITION)
                 .entity_client(LEASE_ROW);
             let written = match entity.get::<Map<String, Value>>().await {
                 Err(e) if is_row_missing(&e) => {
-                    self.health.insert::<_, Value>(row)?.await.map(|_| ())
+                    self.state.insert::<_, Value>(row)?.await.map(|_| ())
                 }
                 Err(e) => return Err(e.into()),
                 Ok(found) => {

@@ -15,7 +15,8 @@
 //!   in, is where a vanished table is noticed, so the next call recreates it;
 //! - `records` and `properties`: the registry and health rows, decoded once into domain types, and
 //!   how one property is spelled and typed in the table (the only code that knows those rows'
-//!   property names and spellings; the lease and sweep rows are `lease`'s and `sweeps`' own);
+//!   property names and spellings; the lease and sweep rows, in the state table, are `lease`'s
+//!   and `sweeps`' own);
 //! - `filter`: the OData `$filter` built from a key selection;
 //! - `register`: the registrant's writes (the registration retry loop, heartbeats), and `known`,
 //!   the hint of which rows exist that lets a re-registration skip its doomed insert;
@@ -23,7 +24,8 @@
 //! - `query`: reads by key selection, through the read cache;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
-//! - `sweeps`: the last sweep's summary row, beside the lease;
+//! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
+//!   own so that health reads hold services only: 1,000 of them are one page, not two);
 //! - `cache`: the short-lived read cache; `beats`: this process's heartbeats, kept beside it
 //!   rather than invalidating it; `connection`: configured storage to a Tables client;
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
@@ -70,12 +72,15 @@ use std::time::Duration;
 /// Health rows by (PartitionKey, RowKey).
 pub type HealthByKey = HashMap<(String, String), HealthRecord>;
 
-/// The two tables, behind one cheap-to-clone handle.
+/// The three tables (registrations, health rows, the handler's own state rows), behind one
+/// cheap-to-clone handle.
 #[derive(Clone)]
 pub struct Store {
     registry: TableClient,
     health: TableClient,
-    /// Set once both tables are known to exist. Request paths never create tables up front (that
+    /// The sweep lease and the last sweep's row: never read by discovery or the sweep's joins.
+    state: TableClient,
+    /// Set once all three tables are known to exist. Request paths never create tables up front (that
     /// would cost round trips on every call until the background creation finishes): they run,
     /// and only when storage answers `TableNotFound` create the tables and try once more
     /// (`with_tables`), so a handler started while storage was down heals itself when it returns.
@@ -105,6 +110,7 @@ impl Store {
         Ok(Store {
             registry: service.table_client(settings.registry_table.clone()),
             health: service.table_client(settings.health_table.clone()),
+            state: service.table_client(settings.state_table.clone()),
             tables_ready: Arc::new(AtomicBool::new(false)),
             known: Arc::default(),
             endpoint,
@@ -122,7 +128,7 @@ impl Store {
         &self.endpoint
     }
 
-    /// Creates both tables if absent (idempotent: 409 TableAlreadyExists counts as success).
+    /// Creates the three tables if absent (idempotent: 409 TableAlreadyExists counts as success).
     pub async fn ensure_tables(&self) -> Result<(), StoreError> {
         if self.tables_ready.load(Ordering::Acquire) {
             return Ok(());
@@ -158,7 +164,7 @@ impl Store {
     }
 
     async fn create_tables(&self) -> Result<(), StoreError> {
-        for table in [&self.registry, &self.health] {
+        for table in [&self.registry, &self.health, &self.state] {
             match table.create().await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, StatusCode::Conflict) => {}

@@ -1,11 +1,13 @@
-//! The last sweep's summary: one row, `(~sweep, last)`, in the HealthStatus table beside the sweep
+//! The last sweep's summary: one row, `(~sweep, last)`, in the state table beside the sweep
 //! lease, so that what the last sweep did (or why it failed) can be read through the API
 //! (`GET /api/Sweep`) instead of only from the logs.
 //!
 //! Every sweep that ran writes it when it ends, succeeded or failed, whoever triggered it; the last
 //! writer wins. `~sweep` can never be a service type (types start with a letter or digit), so the
 //! row never meets a registration: discovery never joins it, and the sweep leaves it alone like
-//! every row whose keys do not parse (the lease row among them).
+//! every row whose keys do not parse (the lease row among them). That matters for a row an older
+//! version left in HealthStatus, where this row used to live: nothing reads it there any more, and
+//! an operator may delete it.
 //!
 //! Properties: `outcome` (`succeeded` or `failed`), `startedAt` and `finishedAt` (String (time)),
 //! `checkedBy`, `trigger` (`invocation` or `schedule`), `tick` (String (time), schedule only),
@@ -40,7 +42,7 @@ impl Store {
         self.within_budget(async {
             // A sweep may have failed because a table vanished: this recreates it.
             self.ensure_tables().await?;
-            self.health
+            self.state
                 .partition_key_client(SWEEP_PARTITION)
                 .entity_client(SWEEP_ROW)
                 .insert_or_replace(to_entity(record))?
@@ -56,7 +58,7 @@ impl Store {
         self.within_budget(async {
             self.ensure_tables().await?;
             let entity = self
-                .health
+                .state
                 .partition_key_client(SWEEP_PARTITION)
                 .entity_client(SWEEP_ROW);
             match entity.get::<Map<String, Value>>().await {

@@ -381,6 +381,7 @@ fn each_plans_settings_configure_the_handler_for_managed_identity() {
         );
         assert_eq!(parsed.storage.registry_table, "ServiceRegistry", "{plan}");
         assert_eq!(parsed.storage.health_table, "HealthStatus", "{plan}");
+        assert_eq!(parsed.storage.state_table, "RegistryState", "{plan}");
         let synced = parsed.arm_sync.as_ref().map(|s| s.sources.len());
         if plan.ends_with("recipe topology") {
             let sync = parsed

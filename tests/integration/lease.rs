@@ -1,5 +1,5 @@
 //! Standalone replicas share one schedule: exactly one sweeps each tick (the lease row in the
-//! HealthStatus table), whichever fires first, and no tick goes unswept.
+//! state table), whichever fires first, and no tick goes unswept.
 //!
 //! Everything is judged from the replicas' JSON logs (one line per tick handled: swept, or stood
 //! aside), never from how long the test waited, so a loaded machine changes how many ticks the
@@ -21,7 +21,7 @@ const COVERED_TICKS: usize = 3;
 const SWEPT: &str = "health sweep finished";
 const STOOD_ASIDE: &str = "sweep lease held elsewhere; this replica skips the tick";
 
-fn replica(name: &str, tables: Option<(&str, &str)>) -> HandlerConfig {
+fn replica(name: &str, tables: Option<(&str, &str, &str)>) -> HandlerConfig {
     let mut cfg = HandlerConfig::new(Mode::Standalone)
         .env("HEALTH_MONITOR_SCHEDULE", "* * * * * *")
         .env("HEALTH_PROBE_JITTER_MS", "0")
@@ -29,9 +29,10 @@ fn replica(name: &str, tables: Option<(&str, &str)>) -> HandlerConfig {
         // What the lease row's holder is asserted to be.
         .env("HOSTNAME", name)
         .env("RUST_LOG_FORMAT", "json");
-    if let Some((registry, health)) = tables {
+    if let Some((registry, health, state)) = tables {
         cfg.registry_table = registry.to_owned();
         cfg.health_table = health.to_owned();
+        cfg.state_table = state.to_owned();
     }
     cfg
 }
@@ -157,7 +158,7 @@ async fn two_replicas_sweep_each_tick_exactly_once() {
     let mut a = Handler::spawn(replica("replica-a", None)).await;
     let mut b = Handler::spawn(replica(
         "replica-b",
-        Some((&a.registry_table, &a.health_table)),
+        Some((&a.registry_table, &a.health_table, &a.state_table)),
     ))
     .await;
     let target = HttpTarget::status(200);
@@ -241,7 +242,7 @@ async fn two_replicas_sweep_each_tick_exactly_once() {
 
     let lease = a
         .tables()
-        .row(&a.health_table, "~lease", "HealthMonitor")
+        .row(&a.state_table, "~lease", "HealthMonitor")
         .await
         .expect("the lease row");
     let holder = lease["holder"].as_str().unwrap();

@@ -44,6 +44,7 @@ mod ssrf;
 mod ssrf_identity;
 mod standalone;
 mod startup;
+mod state_table;
 mod storage_faults;
 mod sweep_status;
 mod typed_rows;

@@ -180,7 +180,9 @@ async fn creates_tables_and_answers_root_at_once() {
         Duration::from_secs(5),
         Duration::from_millis(100),
         || async {
-            (t.table_exists(&h.registry_table).await && t.table_exists(&h.health_table).await)
+            (t.table_exists(&h.registry_table).await
+                && t.table_exists(&h.health_table).await
+                && t.table_exists(&h.state_table).await)
                 .then_some(())
         },
     )

@@ -1,4 +1,4 @@
-//! The last sweep's summary: stored in the health table's `(~sweep, last)` row, served by
+//! The last sweep's summary: stored in the state table's `(~sweep, last)` row, served by
 //! `GET /api/Sweep` (and its envelope), exactly the counters of the sweep's summary line; a failed
 //! sweep records that it failed and why. The row never shows in discovery and the sweep leaves it
 //! alone.
@@ -70,7 +70,7 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
 
     let row = h
         .tables()
-        .row(&h.health_table, "~sweep", "last")
+        .row(&h.state_table, "~sweep", "last")
         .await
         .expect("the (~sweep, last) row");
     assert_eq!(
@@ -146,8 +146,13 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
     );
     assert_eq!(
         h.tables().all_rows(&h.health_table).await.len(),
-        3,
-        "two services and the summary"
+        2,
+        "the two services, and nothing else"
+    );
+    assert_eq!(
+        h.tables().all_rows(&h.state_table).await.len(),
+        1,
+        "the summary"
     );
 }
 
@@ -196,7 +201,7 @@ async fn a_failed_sweep_records_that_it_failed_and_why() {
     );
     let row = h
         .tables()
-        .row(&h.health_table, "~sweep", "last")
+        .row(&h.state_table, "~sweep", "last")
         .await
         .unwrap();
     assert_eq!(row["outcome"], "failed");
@@ -238,7 +243,7 @@ async fn a_scheduled_sweep_records_its_tick_and_its_replica() {
     // The lease row names the same holder; the summary row sits beside it.
     let lease = h
         .tables()
-        .row(&h.health_table, "~lease", "HealthMonitor")
+        .row(&h.state_table, "~lease", "HealthMonitor")
         .await
         .expect("lease row");
     assert_eq!(lease["holder"], "replica-s");

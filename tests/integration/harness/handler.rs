@@ -28,6 +28,8 @@ pub struct HandlerConfig {
     pub env: Vec<(String, String)>,
     pub registry_table: String,
     pub health_table: String,
+    /// The handler's own rows: the sweep lease and the last sweep's summary.
+    pub state_table: String,
     /// If false, no table-name variables are set.
     pub set_tables: bool,
     /// Extra `/etc/hosts` lines (name, address) the handler alone sees: it then runs in a private
@@ -54,6 +56,7 @@ impl HandlerConfig {
             )],
             registry_table: unique_table("reg"),
             health_table: unique_table("hlt"),
+            state_table: unique_table("st"),
             set_tables: true,
             hosts: vec![],
             open_files_soft: None,
@@ -67,6 +70,7 @@ impl HandlerConfig {
             env: vec![],
             registry_table: unique_table("reg"),
             health_table: unique_table("hlt"),
+            state_table: unique_table("st"),
             set_tables: true,
             hosts: vec![],
             open_files_soft: None,
@@ -96,6 +100,7 @@ pub struct Handler {
     pub base: String,
     pub registry_table: String,
     pub health_table: String,
+    pub state_table: String,
     pub mode: Mode,
     child: Option<Child>,
     stdout_path: PathBuf,
@@ -161,7 +166,8 @@ pub fn spawn_handler_process(cfg: &HandlerConfig, port: u16) -> (Child, PathBuf,
     }
     if cfg.set_tables {
         cmd.env("REGISTRY_TABLE", &cfg.registry_table)
-            .env("HEALTH_TABLE", &cfg.health_table);
+            .env("HEALTH_TABLE", &cfg.health_table)
+            .env("STATE_TABLE", &cfg.state_table);
     }
     // The probe targets tests start live on 127.0.0.1, which the SSRF guard refuses by default.
     cmd.env("HEALTH_ALLOW_LOOPBACK", "true");
@@ -242,6 +248,7 @@ impl Handler {
                 base: format!("http://127.0.0.1:{port}"),
                 registry_table: cfg.registry_table.clone(),
                 health_table: cfg.health_table.clone(),
+                state_table: cfg.state_table.clone(),
                 mode: cfg.mode,
                 child: Some(child),
                 stdout_path,

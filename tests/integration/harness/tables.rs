@@ -60,8 +60,8 @@ impl Tables {
     }
 
     /// Every service's row (every page) as JSON, with odata annotations. Missing table → empty.
-    /// The handler's own rows in the health table, under partitions no service type can have
-    /// (`~lease`, `~sweep`), are left out: `all_rows` has them.
+    /// Rows under partitions no service type can have (`~lease`, `~sweep`: the handler's own,
+    /// which older versions kept in the health table) are left out: `all_rows` has them.
     pub async fn rows(&self, table: &str) -> Vec<Value> {
         let mut rows = self.all_rows(table).await;
         rows.retain(|row| !row["PartitionKey"].as_str().unwrap_or("").starts_with('~'));
