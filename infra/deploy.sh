@@ -208,7 +208,7 @@ host_name="$(output defaultHostName)"
 storage_account="$(output storageAccountName)"
 [[ -n "${function_app}" && -n "${host_name}" ]] || die "the deployment returned no function app name or host name"
 echo "==> function app: ${function_app} (https://${host_name})"
-echo "==> storage account: ${storage_account} (tables ServiceRegistry, HealthStatus)"
+echo "==> storage account: ${storage_account} (tables ServiceRegistry, HealthStatus, RegistryState)"
 
 # --- 2. package ---------------------------------------------------------------------------------
 if command -v make >/dev/null 2>&1; then

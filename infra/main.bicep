@@ -4,7 +4,7 @@
 // By default (Flex Consumption, system-assigned identity) nothing in it holds a secret: the
 // storage account has shared keys off, and the host, the deployment, the handler and telemetry all
 // authenticate with the app's managed identity. The modules:
-//   modules/storage.bicep      the account: the two tables, host storage, the deployment container
+//   modules/storage.bicep      the account: the three tables, host storage, the deployment container
 //   modules/monitoring.bicep   Log Analytics + Application Insights (Entra ID ingestion only)
 //   modules/functionapp.bicep  the plan (FC1, or Y1 for existing apps) and the function app
 //   modules/roles.bicep        the identity's data roles
@@ -91,9 +91,10 @@ var webAppName = '${prefix}-web-${suffix}'
 // app's settings need not wait for the web app.
 var connectorSyncSources = deployRecipeTopology ? '${resourceId('Microsoft.Web/sites', functionAppName)},${resourceId('Microsoft.Web/sites', webAppName)}' : ''
 
-// Must match what the handler reads from REGISTRY_TABLE / HEALTH_TABLE (set below).
+// Must match what the handler reads from REGISTRY_TABLE / HEALTH_TABLE / STATE_TABLE (set below).
 var registryTableName = 'ServiceRegistry'
 var healthTableName = 'HealthStatus'
+var stateTableName = 'RegistryState'
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -108,6 +109,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     registryTableName: registryTableName
     healthTableName: healthTableName
+    stateTableName: stateTableName
   }
 }
 
@@ -140,6 +142,7 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: deploymentContainerName
     registryTableName: registryTableName
     healthTableName: healthTableName
+    stateTableName: stateTableName
     appInsightsName: monitoring.outputs.appInsightsName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

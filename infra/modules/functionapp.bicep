@@ -33,6 +33,7 @@ param tableEndpoint string
 param deploymentContainerName string
 param registryTableName string
 param healthTableName string
+param stateTableName string
 param appInsightsName string
 
 param maximumInstanceCount int
@@ -61,6 +62,7 @@ var handlerAppSettings = {
   AZURE_STORAGETABLE_RESOURCEENDPOINT: tableEndpoint
   REGISTRY_TABLE: registryTableName
   HEALTH_TABLE: healthTableName
+  STATE_TABLE: stateTableName
   RUST_LOG_FORMAT: 'json'
 }
 

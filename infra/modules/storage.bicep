@@ -1,5 +1,6 @@
-// The one storage account: the registry's two tables, the Functions host's own storage and (Flex
-// Consumption) the blob container the app package is deployed to.
+// The one storage account: the registry's three tables (registrations, health rows, the handler's
+// own state rows), the Functions host's own storage and (Flex Consumption) the blob container the
+// app package is deployed to.
 //
 // Keys are off (allowSharedKeyAccess: false) unless the plan is Linux Consumption, whose Azure
 // Files content share and zip deploy can only use an account key; every other client (the
@@ -18,6 +19,8 @@ param deploymentContainerName string
 
 param registryTableName string
 param healthTableName string
+@description('The handler\'s own rows: the sweep lease and the last sweep\'s summary.')
+param stateTableName string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_59:public network access stays on: no virtual network in this template, so callers and the platform reach it over the public endpoint; requests still need an Entra ID token
@@ -85,6 +88,11 @@ resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2
 resource healthTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: healthTableName
+}
+
+resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: stateTableName
 }
 
 output id string = account.id
