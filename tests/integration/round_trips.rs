@@ -9,9 +9,16 @@ use std::time::Duration;
 /// A handler whose storage traffic all goes through a counting proxy, started once its
 /// background table creation is done (so what follows is request-path traffic only).
 async fn counted_handler() -> (Handler, CountingProxy) {
+    counted_handler_with(&[]).await
+}
+
+async fn counted_handler_with(env: &[(&str, &str)]) -> (Handler, CountingProxy) {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    let cfg =
+    let mut cfg =
         HandlerConfig::with_storage(Mode::CustomHandler, &connection_string_for_port(proxy.port));
+    for (name, value) in env {
+        cfg = cfg.env(name, value);
+    }
     let h = Handler::spawn(cfg).await;
     let created = poll_until(
         Duration::from_secs(30),
@@ -22,7 +29,7 @@ async fn counted_handler() -> (Handler, CountingProxy) {
                 .iter()
                 .filter(|r| *r == "POST /Tables")
                 .count();
-            (creates == 2).then_some(())
+            (creates == 3).then_some(())
         },
     )
     .await;
@@ -132,4 +139,68 @@ async fn queries_ask_for_minimal_metadata_and_read_the_same_rows() {
             "{request}"
         );
     }
+}
+
+/// The sweep lease and the last sweep's row live in the state table, so the health rows of 1,000
+/// services are one page (Table Storage pages at 1,000 entities): one GET per table per read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_services_health_is_one_page_per_read() {
+    let (h, proxy) = counted_handler_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let target = HttpTarget::status(200);
+    let rows: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            json!({"PartitionKey": "api", "RowKey": format!("svc-{i:04}"),
+                   "serviceName": format!("svc-{i:04}"), "endpoint": target.url,
+                   "healthEndpoint": target.url, "serviceType": "api", "version": "1.0.0",
+                   "tags": "[]", "metadata": "{}", "registeredAt": "2026-11-25T05:00:00.000Z",
+                   "lastHeartbeat": "2026-11-25T05:30:00.000Z"})
+        })
+        .collect();
+    let tables = h.tables();
+    tables.upsert_batch(&h.registry_table, &rows).await;
+    for round in ["first", "second"] {
+        let sweep = h.sweep().await;
+        assert_eq!(sweep.status, 200, "{round}: {}", sweep.text);
+    }
+    assert_eq!(target.hits(), 2000);
+    assert_eq!(tables.all_rows(&h.health_table).await.len(), 1000);
+    assert_eq!(
+        tables.all_rows(&h.state_table).await.len(),
+        1,
+        "the summary"
+    );
+
+    let reads = |since: usize, table: &str| {
+        proxy
+            .since(since)
+            .into_iter()
+            .filter(|r| *r == format!("GET /{table}()"))
+            .count()
+    };
+    let before = proxy.requests().len();
+    let v = h.discover_ok("").await;
+    assert_eq!(v["count"], 1000);
+    assert!(v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["healthStatus"]["status"] == "healthy"));
+    assert_eq!(
+        (
+            reads(before, &h.registry_table),
+            reads(before, &h.health_table)
+        ),
+        (1, 1),
+        "one page of each table: {:?}",
+        proxy.since(before)
+    );
+    // The sweep reads them the same way.
+    let before = proxy.requests().len();
+    assert_eq!(h.sweep().await.status, 200);
+    assert_eq!(
+        reads(before, &h.health_table),
+        1,
+        "{:?}",
+        proxy.since(before)
+    );
 }
