@@ -20,15 +20,8 @@ need cargo "install Rust with rustup"
 need python3 "Python 3"
 need curl "Debian: curl"
 ensure_azurite
-if [ "${QUICKSTART_IN_NETNS:-}" != 1 ]; then
-  cargo build --locked --bin handler --bin registry
-  need unshare "util-linux"
-  need ip "iproute2"
-  userns=()
-  [ "$(id -u)" = 0 ] || userns=(--map-root-user)
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare "${userns[@]}" --net env QUICKSTART_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
-fi
+[ "${LOOPBACK_NETNS:-}" = 1 ] || cargo build --locked --bin handler --bin registry
+in_loopback_netns "$0" "$@"
 
 scratch="$(mktemp -d)"
 run_pid=""

@@ -42,14 +42,7 @@ handler_bin="$REPO_ROOT/target/debug/handler"
 # The rest runs in a network namespace of its own that holds only loopback: Azurite, the handler
 # and schemathesis talk over its 127.0.0.1, and nothing can leave it, not even the DNS query a
 # probe of a generated host name would make (it fails at once; the name counts as unreachable).
-if [ "${FUZZ_IN_NETNS:-}" != 1 ]; then
-  need unshare "util-linux"
-  need ip "iproute2"
-  userns=()
-  [ "$(id -u)" = 0 ] || userns=(--map-root-user)
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare "${userns[@]}" --net env FUZZ_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
-fi
+in_loopback_netns "$0" "$@"
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

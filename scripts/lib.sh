@@ -86,3 +86,18 @@ ensure_venv() {
   fi
   echo "$venv"
 }
+
+# Re-runs the calling script inside a network namespace of its own that holds only loopback, with lo
+# up, so everything it starts talks over that namespace's 127.0.0.1 and no packet can leave it (not
+# even a DNS query). Call it as `in_loopback_netns "$0" "$@"` after anything that needs the network
+# (builds, installs); it returns only inside the namespace (where LOOPBACK_NETNS=1 is set), so the
+# second run of the script passes straight through it.
+in_loopback_netns() {
+  [ "${LOOPBACK_NETNS:-}" = 1 ] && return 0
+  need unshare "util-linux"
+  need ip "iproute2"
+  local userns=()
+  [ "$(id -u)" = 0 ] || userns=(--map-root-user)
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  exec unshare "${userns[@]}" --net env LOOPBACK_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$@"
+}

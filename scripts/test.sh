@@ -15,16 +15,9 @@ cd "$REPO_ROOT"
 
 need cargo "install Rust with rustup"
 ensure_azurite
-if [ "${TEST_IN_NETNS:-}" != 1 ]; then
+if [ "${LOOPBACK_NETNS:-}" != 1 ]; then
   cargo test --locked --lib --bins --tests --no-run "$@"
-  if [ "${TEST_NETNS:-1}" != 0 ]; then
-    need unshare "util-linux"
-    need ip "iproute2"
-    userns=()
-    [ "$(id -u)" = 0 ] || userns=(--map-root-user)
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    exec unshare "${userns[@]}" --net env TEST_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
-  fi
+  [ "${TEST_NETNS:-1}" = 0 ] || in_loopback_netns "$0" "$@"
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
