@@ -150,6 +150,19 @@ fn redact_bearer(text: &str) -> String {
     out
 }
 
+/// An error and its causes in one line (reqwest's own text is only "error sending request").
+/// Callers redact it (`redact`) before it reaches a log line or a response.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::{never_below_info, redact};

@@ -179,7 +179,7 @@ impl ManagedIdentityCredential {
                 &format!(
                     "{} unreachable: {}",
                     self.endpoint.describe(),
-                    error_chain(&e.without_url())
+                    crate::telemetry::error_chain(&e.without_url())
                 ),
                 &self.endpoint,
             )
@@ -208,18 +208,6 @@ impl ManagedIdentityCredential {
         protocol::parse_token(&body, SystemTime::now())
             .map_err(|reason| format!("{}: {reason}", self.endpoint.describe()))
     }
-}
-
-/// An error and its causes in one line (reqwest's own text is only "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait::async_trait]

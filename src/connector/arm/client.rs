@@ -175,7 +175,7 @@ impl ArmClient {
             .map_err(ListError::Token)?;
         let unreachable = |e: reqwest::Error| ListError::Unreachable {
             path: path.to_owned(),
-            reason: crate::telemetry::redact(&error_chain(&e.without_url())),
+            reason: crate::telemetry::redact(&crate::telemetry::error_chain(&e.without_url())),
         };
         let mut response = self
             .http
@@ -226,17 +226,6 @@ fn error_code(body: &[u8]) -> String {
         })
         .map(|code| format!(": {code}"))
         .unwrap_or_default()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
