@@ -18,7 +18,7 @@
 //!   endpoint and name) are ever written or logged.
 
 use crate::configuration::ConnectorVariables;
-use crate::domain::connector::{discover, Discovery, SOURCE};
+use crate::domain::connector::{discover, Discovery};
 use crate::domain::{linker, InstanceKey, KeySelection, Registration};
 use crate::store::{Store, StoreError};
 
@@ -118,14 +118,13 @@ async fn protected(store: &Store, key: &InstanceKey) -> Result<Option<String>, S
         .iter()
         .find(|row| row.row_key == row_key)
         .and_then(|row| {
-            let field = |name: &str| row.metadata.get(name).and_then(|s| s.as_str());
-            let source = field("source");
-            if source != Some(SOURCE) {
+            if !linker::is_service_connector(&row.metadata) {
+                let source = row.metadata.get("source").and_then(|s| s.as_str());
                 return Some(source.unwrap_or("a manual registration").to_owned());
             }
             // Where the ARM sync also sees this service, its row (with the linker) is kept, so the
             // two do not rewrite each other's row on every sweep.
-            (field("syncedBy") == Some(linker::SYNCED_BY))
+            linker::is_synced(&row.metadata)
                 .then(|| "the sync from Azure Resource Manager".to_owned())
         }))
 }

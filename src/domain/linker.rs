@@ -7,11 +7,11 @@
 //! because they are DNS labels, so the same account always yields the same key (database names,
 //! which are not, keep their case).
 
+use super::connector::SOURCE;
 use super::{Registration, ValidationError};
 use serde_json::{json, Map, Value};
 
-/// The `source` every Service Connector row carries, and the mark of rows this sync created.
-pub const SOURCE: &str = "service-connector";
+/// The mark (`metadata.syncedBy`, beside `source`) of rows this sync created.
 pub const SYNCED_BY: &str = "arm";
 
 /// A linker that names a target this sync can register.
