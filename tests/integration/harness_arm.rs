@@ -11,6 +11,7 @@
 //! `Retry-After`, any status, a malformed body). It checks what ARM would refuse (no bearer token,
 //! a wrong `api-version`) and records every request and token.
 
+use crate::harness::query_of;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -65,15 +66,7 @@ fn error(status: StatusCode, code: &str) -> Response {
 
 async fn serve(State(arm): State<Arc<Arm>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let query: HashMap<String, String> = request
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = query_of(request.uri());
     arm.requests.lock().unwrap().push(
         request
             .uri()
@@ -141,31 +134,10 @@ async fn serve(State(arm): State<Arc<Arm>>, request: Request) -> Response {
                 None => return error(StatusCode::NOT_FOUND, "ResourceNotFound"),
             }
         } else if lower.ends_with("/providers/microsoft.web/sites") {
-            let ids = arm
-                .groups
-                .lock()
-                .unwrap()
-                .get(&lower)
-                .cloned()
-                .unwrap_or_default();
-            (
-                ids.iter()
-                    .map(|id| resource(id, "Microsoft.Web/sites"))
-                    .collect(),
-                SITES_API,
-            )
+            (arm.group_listing(&lower, "Microsoft.Web/sites"), SITES_API)
         } else if lower.ends_with("/providers/microsoft.app/containerapps") {
-            let ids = arm
-                .groups
-                .lock()
-                .unwrap()
-                .get(&lower)
-                .cloned()
-                .unwrap_or_default();
             (
-                ids.iter()
-                    .map(|id| resource(id, "Microsoft.App/containerApps"))
-                    .collect(),
+                arm.group_listing(&lower, "Microsoft.App/containerApps"),
                 CONTAINER_APPS_API,
             )
         } else {
@@ -201,6 +173,15 @@ async fn serve(State(arm): State<Arc<Arm>>, request: Request) -> Response {
 }
 
 /// A tracked resource as the list operations show it (the fields the sync reads, and a few more).
+impl Arm {
+    /// The resources of one type listed in a resource group (the path, lower case, is the key).
+    fn group_listing(&self, path: &str, kind: &str) -> Vec<Value> {
+        let groups = self.groups.lock().unwrap();
+        let ids = groups.get(path).map(Vec::as_slice).unwrap_or_default();
+        ids.iter().map(|id| resource(id, kind)).collect()
+    }
+}
+
 fn resource(id: &str, kind: &str) -> Value {
     json!({"id": id, "name": id.rsplit('/').next().unwrap(), "type": kind, "location": "westeurope"})
 }

@@ -81,15 +81,7 @@ fn jwt(audience: &str, serial: u64, expires_on: u64) -> String {
 
 async fn token_service(State(id): State<Arc<Identity>>, request: Request) -> Response {
     let n = id.hits.fetch_add(1, Ordering::SeqCst) as usize;
-    let query: HashMap<String, String> = request
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = query_of(request.uri());
     id.queries.lock().unwrap().push(query.clone());
     let header = request
         .headers()

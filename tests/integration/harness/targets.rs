@@ -283,3 +283,14 @@ impl HoldingTarget {
         self.most_held.load(Ordering::SeqCst)
     }
 }
+
+/// The query of a request an imitated Azure endpoint received, decoded into name → value.
+pub fn query_of(uri: &axum::http::Uri) -> std::collections::HashMap<String, String> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
