@@ -1,8 +1,11 @@
 """Issue 13's scenarios (fleet scale), each figure beside the store's own rate measured in the same
 run, the ratio, the target and whether it is met.
 
-  heartbeats    N instances heartbeating at 333/s through one handler while clients discover;
-                then heartbeat throughput at concurrency 16 against bench-tool direct-merge
+  heartbeats    N instances heartbeating at 333/s through one handler while clients discover at
+                fixed rates (DISCOVERY_RATES: what polling clients do), latency counted from when
+                each request was due; the same with discovery as fast as it goes (closed loop: a
+                saturated machine's queueing, reported, no target); then heartbeat throughput at
+                concurrency 16 against bench-tool direct-merge
   registration  new registrations at 16 and 64, and re-registrations at 16, through the handler,
                 through the recipe's Node registrar, and as bench-tool direct-upsert: each system
                 on its own fresh Azurite behind the counting proxy (storage requests and Azurite's
@@ -36,6 +39,12 @@ SERVICES = int(os.environ.get("BENCH_SERVICES", "10000"))  # memory, sweep and u
 # HEALTH_PROBE_CONCURRENCY at HEALTH_HOSTING_PLAN=consumption (pinned by configuration's tests).
 PROBE_TIMEOUT_S, PROBE_CONCURRENCY = 5.0, 500
 RECIPE_TABLES = ("ServiceRegistry", "HealthStatus")  # the recipe's names are fixed in its code
+# Discoveries per second during the heartbeats: 1,000 clients polling their service every 10 s, by
+# type and by name, half of them with If-None-Match twice as often, and one whole-registry read a
+# second (a dashboard or an exporter). Fixed rates, so the p99 is a request's latency at that load,
+# not the queue of a machine driven to saturation (the closed-loop run reports that).
+DISCOVERY_RATES = {"by_type": 100, "by_name": 100, "if_none_match": 200, "whole_registry": 1}
+SATURATED_SECONDS = float(os.environ.get("BENCH_SATURATED_SECONDS", "10"))
 
 TARGETS = {
     "heartbeat_hit_ratio": 0.90, "heartbeat_discovery_p99_ms": 5.0, "heartbeat_over_direct": 0.9,
@@ -69,22 +78,34 @@ def bench_heartbeats(results):
     queries = {"by_type": "?serviceType=type-3", "by_name": "?serviceType=type-4&serviceName=fleet-4",
                "whole_registry": ""}
     url = lambda q: f"{handler.base}/api/ServiceDiscovery{q}"
-    mixed = []
+    def mix(etag, seconds, saturated):
+        """Heartbeats at their rate beside the four discoveries: at DISCOVERY_RATES (64 workers
+        each, so a slow answer does not hold the next request back from when it is due), or as
+        fast as 4 connections each (2 for the whole registry) go."""
+        def discovery(q, headers=(), expect="2"):
+            if saturated:
+                connections, rate = (2 if q == "whole_registry" else 4), None
+            else:
+                connections, rate = 64, DISCOVERY_RATES[q]
+            query = queries["by_type" if q == "if_none_match" else q]
+            return lambda: load(url(query), connections, headers=headers, rate=rate, seconds=seconds, expect=expect)
+        return parallel([
+            # 64 workers, so a slow beat does not hold the others back from the rate.
+            ("heartbeat", lambda: load(f"{handler.base}/api/ServiceHeartbeat", 64, method="POST", bodies=bodies,
+                                       rate=HEARTBEAT_RATE, seconds=seconds)),
+            ("by_type", discovery("by_type")),
+            ("by_name", discovery("by_name")),
+            ("whole_registry", discovery("whole_registry")),
+            ("if_none_match", discovery("if_none_match", [f"If-None-Match: {etag}"], "304")),
+        ])
+
+    mixed, saturated = [], []
     for _ in range(RUNS):
         etag = http("GET", url(queries["by_type"]))[1]["etag"]
         for q in queries.values():
             http("GET", url(q))
         hits0, misses0 = handler.cache_counts()
-        m = parallel([
-            # 64 workers, so a slow beat does not hold the others back from the rate.
-            ("heartbeat", lambda: load(f"{handler.base}/api/ServiceHeartbeat", 64, method="POST", bodies=bodies,
-                                       rate=HEARTBEAT_RATE, seconds=HEARTBEAT_SECONDS)),
-            ("by_type", lambda: load(url(queries["by_type"]), 4, seconds=HEARTBEAT_SECONDS)),
-            ("by_name", lambda: load(url(queries["by_name"]), 4, seconds=HEARTBEAT_SECONDS)),
-            ("whole_registry", lambda: load(url(queries["whole_registry"]), 2, seconds=HEARTBEAT_SECONDS)),
-            ("if_none_match", lambda: load(url(queries["by_type"]), 4, headers=[f"If-None-Match: {etag}"],
-                                           seconds=HEARTBEAT_SECONDS, expect="304")),
-        ])
+        m = mix(etag, HEARTBEAT_SECONDS, saturated=False)
         hits1, misses1 = handler.cache_counts()
         hits, misses = hits1 - hits0, misses1 - misses0
         inm = m["if_none_match"]
@@ -98,6 +119,11 @@ def bench_heartbeats(results):
             "loads": m,
         })
         log(f"heartbeats mixed: hit ratio {mixed[-1]['hit_ratio']:.3f}, 304 share {mixed[-1]['not_modified_share']:.3f}")
+        s = mix(etag, SATURATED_SECONDS, saturated=True)
+        saturated.append({f"{q}_{k}": s[q][k] for q in ("by_type", "by_name", "if_none_match", "whole_registry",
+                                                        "heartbeat") for k in ("rps", "p99_ms")}
+                         | {"heartbeat_non_2xx": s["heartbeat"]["non_2xx"], "loads": s})
+        log(f"heartbeats saturated: by_type {s['by_type']['rps']:.0f}/s, p99 {s['by_type']['p99_ms']:.1f} ms")
     spec = instanced_spec(fleets)
     through, direct = [], []
     for _ in range(RUNS):
@@ -105,7 +131,8 @@ def bench_heartbeats(results):
         direct.append(tool("direct-merge", azurite, names, 16, instanced=spec))
     t, d = median_of(through), median_of(direct)
     results["heartbeats"] = {"instances": HEARTBEAT_INSTANCES, "rate": HEARTBEAT_RATE, "seconds": HEARTBEAT_SECONDS,
-                             "mixed": median_of(mixed), "throughput_c16": t, "direct_merge_c16": d,
+                             "mixed": median_of(mixed), "saturated": median_of(saturated),
+                             "discovery_rates": DISCOVERY_RATES, "throughput_c16": t, "direct_merge_c16": d,
                              "ratio": t["rps"] / d["rps"]}
     log(f"heartbeats c16: {t['rps']:.0f}/s vs direct merge {d['rps']:.0f}/s")
     bodies.unlink()

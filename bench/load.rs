@@ -5,9 +5,11 @@
 //! (from a file, line `i % lines`, or a template whose `{i}` is the request's index, so new
 //! registrations are really new), every status counted (304s between real changes), and no
 //! separate tool to build (oha took minutes to compile on a clean clone; this shares the handler's
-//! dependencies). Latency is measured from when a request is sent to when its body has been read,
-//! so body size counts; with `--rate`, a late request is sent late (no coordinated-omission
-//! correction), which the figures state.
+//! dependencies). Latency is measured to when a response's body has been read, so body size
+//! counts; from when the request was sent, or with `--rate` from when it was due: a request that
+//! could not go out on time (every worker still waiting on a slow answer) counts its wait too, so a
+//! stall shows in the tail instead of being hidden by the requests it delayed (coordinated
+//! omission).
 //!
 //! Bounded by `--requests` and `--seconds`, whichever comes first; 127.0.0.1 only.
 
@@ -127,8 +129,10 @@ async fn worker(plan: &Plan, client: &reqwest::Client, next: &AtomicUsize) -> Ta
         if i >= plan.max_requests {
             break;
         }
-        if let Some(rate) = plan.rate {
-            let due = plan.started + Duration::from_secs_f64(i as f64 / rate);
+        let due = plan
+            .rate
+            .map(|rate| plan.started + Duration::from_secs_f64(i as f64 / rate));
+        if let Some(due) = due {
             if due >= plan.deadline {
                 break;
             }
@@ -145,7 +149,7 @@ async fn worker(plan: &Plan, client: &reqwest::Client, next: &AtomicUsize) -> Ta
                 .header("content-type", "application/json")
                 .body(body);
         }
-        let t = Instant::now();
+        let t = due.unwrap_or_else(Instant::now);
         match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();

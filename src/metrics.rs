@@ -72,6 +72,7 @@ pub struct Metrics {
     probes_in_flight: Gauge,
     cache_hits: Counter,
     cache_misses: Counter,
+    cache_refreshes: Counter,
     storage_errors: Family<KindLabel, Counter>,
 }
 
@@ -94,6 +95,7 @@ impl Metrics {
             probes_in_flight: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            cache_refreshes: Counter::default(),
             storage_errors: Family::default(),
         };
         let mut registry = m.registry;
@@ -141,6 +143,11 @@ impl Metrics {
             "cache_misses",
             "Cached reads that had to fetch (or wait for another caller's fetch)",
             m.cache_misses.clone(),
+        );
+        registry.register(
+            "cache_refreshes",
+            "Cached reads and pages read again in the background before they lapsed (refresh ahead)",
+            m.cache_refreshes.clone(),
         );
         registry.register(
             "storage_errors",
@@ -219,6 +226,10 @@ impl Metrics {
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
         let _ = INVOCATION.try_with(|i| i.cache_misses.fetch_add(1, Ordering::Relaxed));
+    }
+
+    pub fn cache_refresh(&self) {
+        self.cache_refreshes.inc();
     }
 
     /// Counts a probe as in flight until the guard drops (a probe cancelled by the sweep's own

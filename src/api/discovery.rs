@@ -71,6 +71,9 @@ pub struct RenderedPage {
     beats: Arc<Beats>,
     /// The newest heartbeat already read into the page.
     beats_seq: u64,
+    /// When the older of the two table reads it was rendered from was fetched: the page lapses
+    /// with its data, not a TTL after it was rendered.
+    read_at: Instant,
 }
 
 /// One item's place in `RenderedPage::text`: `start..heartbeat` the fields before
@@ -173,6 +176,10 @@ impl Weigh for RenderedPage {
             + self.continuation_token.as_ref().map_or(0, String::len)
     }
 
+    fn read_at(&self) -> Option<Instant> {
+        Some(self.read_at)
+    }
+
     fn is_current(&self) -> bool {
         self.stale_at.is_none_or(|at| Instant::now() < at)
             && !self.beats.beaten_since(
@@ -269,10 +276,12 @@ pub async fn discover(
     // The parsed query is the cache key: `code`, order and spelling of the raw string do not matter.
     let page = state
         .pages
-        .get_or_fetch(&format!("{visible}|{query:?}"), || {
-            render(&state, &query, visible)
+        .get_or_fetch(&format!("{visible}|{query:?}"), None, |refreshing| {
+            let (state, query, visible) = (state.clone(), query.clone(), visible.clone());
+            async move { render(&state, &query, &visible, refreshing).await }
         })
-        .await?;
+        .await?
+        .value;
     if if_none_match(&headers, &page.etag) {
         return Ok((
             StatusCode::NOT_MODIFIED,
@@ -321,11 +330,14 @@ pub async fn discover(
 }
 
 /// One page as `visible` may see it: rows outside it are gone before health, fail-open and paging
-/// are judged, so neither the count nor `failedOpen` says anything about them.
+/// are judged, so neither the count nor `failedOpen` says anything about them. A page refreshing
+/// ahead of its TTL (`refreshing`: when the page it replaces was read) is rendered from reads newer
+/// than that one's.
 async fn render(
     state: &AppState,
     query: &DiscoveryQuery,
     visible: &Scope,
+    refreshing: Option<Instant>,
 ) -> ApiResult<RenderedPage> {
     let now = chrono::Utc::now();
     let beats = state.store.beats().clone();
@@ -339,8 +351,9 @@ async fn render(
         // Expired rows are judged here, so that the page knows which ones a heartbeat revives.
         include_expired: true,
         visible,
+        read_after: refreshing,
     };
-    let rendered = with_matching_rows(state, &selection, now, |rows| {
+    let rendered = with_matching_rows(state, &selection, now, |rows, read_at| {
         let mut expired = Vec::new();
         let mut first_lapse: Option<DateTime<Utc>> = None;
         let mut kept = Vec::with_capacity(rows.len());
@@ -379,6 +392,7 @@ async fn render(
             expired,
             beats: beats.clone(),
             beats_seq,
+            read_at,
         })
     })
     .await??;

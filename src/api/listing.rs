@@ -14,6 +14,7 @@ use crate::store::{Beat, BeatsView, HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use std::time::Instant;
 
 /// One registration with its health row, as read.
 pub struct Joined<'a> {
@@ -75,22 +76,29 @@ pub struct Selection<'q> {
     /// Only the services the caller may read (by PartitionKey and the name half of the RowKey,
     /// the same key a write is judged by).
     pub visible: &'q Scope,
+    /// Only rows read from storage after this instant (a page refreshing ahead of its TTL).
+    pub read_after: Option<Instant>,
 }
 
 /// Reads both tables for the selection's keys (from the cache when warm) and hands the joined rows
 /// the caller may see that pass every attribute filter (tags, metadata, version, expiry,
-/// continuation) to `use_rows`, in (serviceType, RowKey) order. Health is left to the caller:
-/// discovery and resolution treat it differently.
+/// continuation) to `use_rows`, in (serviceType, RowKey) order, with when the older of the two
+/// reads was fetched. Health is left to the caller: discovery and resolution treat it differently.
 pub async fn with_matching_rows<T>(
     state: &AppState,
     selection: &Selection<'_>,
     now: DateTime<Utc>,
-    use_rows: impl FnOnce(Vec<Joined<'_>>) -> T,
+    use_rows: impl FnOnce(Vec<Joined<'_>>, Instant) -> T,
 ) -> ApiResult<T> {
     let (services, health) = tokio::try_join!(
-        state.store.find_services(&selection.keys),
-        state.store.find_health(&selection.keys)
+        state
+            .store
+            .find_services(&selection.keys, selection.read_after),
+        state
+            .store
+            .find_health(&selection.keys, selection.read_after)
     )?;
+    let read_at = services.read_at.min(health.read_at);
     let beats = state.store.beats().view();
     let rows = services
         .iter()
@@ -113,7 +121,7 @@ pub async fn with_matching_rows<T>(
         .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();
     drop(beats);
-    Ok(use_rows(rows))
+    Ok(use_rows(rows, read_at))
 }
 
 /// This process's heartbeat of the row, if it is newer than the row's own (or that is unreadable).

@@ -64,9 +64,10 @@ pub async fn resolve(
         include_expired: true,
         // Instances the caller may not read are never its answer.
         visible: caller.read_scope(),
+        read_after: None,
     };
     let now = chrono::Utc::now();
-    let chosen = with_matching_rows(&state, &selection, now, |rows| {
+    let chosen = with_matching_rows(&state, &selection, now, |rows, _read_at| {
         let eligible = eligible(rows.iter().collect(), |joined| joined.standing(now));
         let candidates: Vec<Candidate> = eligible.iter().map(|j| candidate(j)).collect();
         match choose(&candidates, &mut fastrand::Rng::new()) {

@@ -112,7 +112,7 @@ async fn protected(store: &Store, key: &InstanceKey) -> Result<Option<String>, S
         service_name: Some(key.service_name.clone()),
         instance_id: None,
     };
-    let rows = store.find_services(&selection).await?;
+    let rows = store.find_services(&selection, None).await?;
     let row_key = key.row_key();
     Ok(rows
         .iter()

@@ -60,8 +60,8 @@ pub(super) async fn run_sweep(
     let everything = KeySelection::all();
     // Two reads, side by side: the registry and what the last sweeps recorded.
     let (services, previous) = tokio::try_join!(
-        store.find_services(&everything),
-        store.find_health(&everything)
+        store.find_services(&everything, None),
+        store.find_health(&everything, None)
     )?;
 
     let mut due: Vec<Due> = Vec::with_capacity(services.len());

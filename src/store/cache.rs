@@ -1,10 +1,10 @@
 //! A short-lived, per-process cache of table reads (and of what is computed from them), so a warm
 //! handler answers discovery and resolution without a storage round trip.
 //!
-//! Staleness bound: a cached value is served for at most `ttl` after it was fetched. Writes made by
-//! *this* process (registration, deregistration, a sweep) invalidate every cache before they
-//! return (heartbeats do not: they are read over the cache, see `beats`), so a client never reads back older data than it just wrote through the same
-//! instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
+//! Staleness bound: a cached value is served for at most `ttl` after its data was read from
+//! storage. Writes made by *this* process (registration, deregistration, a sweep) invalidate every
+//! cache before they return (heartbeats do not: they are read over the cache, see `beats`), so a
+//! client never reads back older data than it just wrote through the same instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
 //! `ttl`.
 //!
 //! Every cache made from one `Generation` is invalidated together: a write bumps the generation, and
@@ -18,6 +18,19 @@
 //! requests cost one storage budget, not N in turn. A waiter only joins a fetch that started under
 //! the current generation (so a client still reads its own writes), and a fetch whose caller went
 //! away before it finished hands over to one of its waiters.
+//!
+//! Refresh ahead: a hot entry is read again *before* it lapses. The first hit on an entry older than
+//! `REFRESH_AT` of its TTL starts one background fetch (a flight like any other, so concurrent
+//! misses join it) and is served the current value; the new one replaces it when it lands. Under
+//! steady traffic no request waits for storage when an entry ages out, which is what keeps a hot
+//! discovery's tail latency at a lookup's. The staleness bound is unchanged: an entry is never
+//! served past `ttl` after its data was read. A key nobody asks for is not refreshed, so idle keys
+//! cost nothing; a hot key costs one read per `REFRESH_AT × ttl` to `ttl` instead of one per `ttl`.
+//!
+//! Age counts from when the *data* was read, not from when the value was made: a value computed
+//! from cached reads (a rendered page) says when its inputs were read (`Weigh::read_at`), so it
+//! lapses with them, and its refresh asks for inputs read after its own (`read_after`), never
+//! rebuilding itself from reads as old as it is.
 //!
 //! Memory is bounded whatever the callers send: keys are SHA-256 digests of the caller's key text
 //! (a long query costs 32 bytes here), and each cache holds at most `MAX_ENTRIES` entries and
@@ -47,6 +60,47 @@ pub trait Weigh {
     fn is_current(&self) -> bool {
         true
     }
+
+    /// When the storage reads this value was made from were fetched, if earlier than its own
+    /// fetch began (a value computed from cached reads); its age, and so its TTL, counts from here.
+    fn read_at(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// How far into its TTL an entry is before the first hit on it starts a refresh in the background.
+const REFRESH_AT: f64 = 0.75;
+
+/// A value from the cache and when the storage reads behind it were fetched.
+pub struct Read<T> {
+    pub value: Arc<T>,
+    pub read_at: Instant,
+}
+
+impl<T> Clone for Read<T> {
+    fn clone(&self) -> Self {
+        Read {
+            value: self.value.clone(),
+            read_at: self.read_at,
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Read<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Read")
+            .field("value", &self.value)
+            .field("read_at", &self.read_at)
+            .finish()
+    }
+}
+
+impl<T> std::ops::Deref for Read<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
 }
 
 /// The write counter shared by the caches it invalidates.
@@ -65,7 +119,7 @@ impl Generation {
 
 type Key = [u8; 32];
 /// What a fetch ended with, as every waiter receives it: `None` until it ends.
-type Outcome<T, E> = Option<Result<Arc<T>, E>>;
+type Outcome<T, E> = Option<Result<Read<T>, E>>;
 
 pub struct ReadCache<T, E> {
     ttl: Duration,
@@ -82,10 +136,19 @@ struct Entries<T> {
 }
 
 struct Entry<T> {
+    /// When its data was read (`Weigh::read_at`, else when its fetch began).
     fetched: Instant,
     generation: u64,
     weight: usize,
     value: Arc<T>,
+}
+
+/// What `lookup` found for a key.
+enum Found<T> {
+    /// Servable; `refresh` when it is old enough to be read again in the background.
+    Fresh { read: Read<T>, refresh: bool },
+    /// Nothing servable (none, lapsed, invalidated or not current).
+    Missing,
 }
 
 struct Flight<T, E> {
@@ -125,7 +188,11 @@ enum Role<T, E> {
     Wait(watch::Receiver<Outcome<T, E>>),
 }
 
-impl<T: Weigh, E: Clone> ReadCache<T, E> {
+impl<T, E> ReadCache<T, E>
+where
+    T: Weigh + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
     pub fn new(ttl: Duration, generation: Generation) -> Self {
         ReadCache {
             ttl,
@@ -139,13 +206,28 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
         }
     }
 
-    fn fresh(&self, key: &Key) -> Option<Arc<T>> {
+    /// The entry for `key` if it may be served to a caller that wants data read after
+    /// `read_after`, and whether it is due for a refresh.
+    fn lookup(&self, key: &Key, read_after: Option<Instant>) -> Found<T> {
         let entries = lock(&self.entries);
-        let entry = entries.map.get(key)?;
-        (entry.generation == self.generation.current()
-            && entry.fetched.elapsed() < self.ttl
-            && entry.value.is_current())
-        .then(|| entry.value.clone())
+        let Some(entry) = entries.map.get(key) else {
+            return Found::Missing;
+        };
+        let age = entry.fetched.elapsed();
+        let servable = entry.generation == self.generation.current()
+            && age < self.ttl
+            && read_after.is_none_or(|after| entry.fetched > after)
+            && entry.value.is_current();
+        if !servable {
+            return Found::Missing;
+        }
+        Found::Fresh {
+            read: Read {
+                value: entry.value.clone(),
+                read_at: entry.fetched,
+            },
+            refresh: age >= self.ttl.mul_f64(REFRESH_AT),
+        }
     }
 
     fn store(&self, key: Key, entry: Entry<T>) {
@@ -196,25 +278,101 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
         Role::Lead(sender, id)
     }
 
+    /// Starts a background refresh of `key` unless a fetch for it is already under way.
+    fn refresh_ahead<F, Fut>(self: &Arc<Self>, key: Key, replaces: Instant, fetch: F)
+    where
+        F: FnOnce(Option<Instant>) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let generation = self.generation.current();
+        let Role::Lead(sender, id) = self.role(key, generation) else {
+            return;
+        };
+        metrics().cache_refresh();
+        let cache = self.clone();
+        let fetching = fetch(Some(replaces));
+        tokio::spawn(async move {
+            let _ = cache.lead(key, id, generation, sender, fetching).await;
+        });
+    }
+
+    /// Runs the fetch this caller leads, keeps its value (unless a write happened meanwhile) and
+    /// hands the outcome to every waiter.
+    async fn lead(
+        &self,
+        key: Key,
+        id: u64,
+        generation: u64,
+        sender: watch::Sender<Outcome<T, E>>,
+        fetching: impl Future<Output = Result<T, E>>,
+    ) -> Result<Read<T>, E> {
+        let _leading = Leading {
+            cache: self,
+            key,
+            id,
+        };
+        let started = Instant::now();
+        let result = fetching.await.map(|value| {
+            let read_at = value.read_at().map_or(started, |at| at.min(started));
+            Read {
+                value: Arc::new(value),
+                read_at,
+            }
+        });
+        if let Ok(read) = &result {
+            if !self.ttl.is_zero() && self.generation.current() == generation {
+                self.store(
+                    key,
+                    Entry {
+                        fetched: read.read_at,
+                        generation,
+                        weight: read.value.weight(),
+                        value: read.value.clone(),
+                    },
+                );
+            }
+        }
+        sender.send_replace(Some(result.clone()));
+        result
+    }
+
     /// The cached value for `key`, or the result of `fetch` (stored unless a write happened while it
     /// ran). Errors are handed to the callers waiting on that fetch, never cached.
-    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<T>, E>
+    ///
+    /// `read_after`: only a value whose data was read after this instant will do. `fetch` is called
+    /// only on a miss or a refresh; on a refresh it is given the read time of the value it replaces
+    /// (a value computed from cached reads then asks for reads newer than that), and the future it
+    /// returns owns what it needs, since a refresh runs on after the caller is served.
+    pub async fn get_or_fetch<F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        read_after: Option<Instant>,
+        fetch: F,
+    ) -> Result<Read<T>, E>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        F: FnOnce(Option<Instant>) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         // With the cache off nothing is kept, but concurrent callers still share the fetch under
         // way (a whole-registry read held once, not sixteen times); sequential ones each fetch.
         let off = self.ttl.is_zero();
+        // A refresh's own reads run in the background: no caller waits on them, so they count as
+        // neither hits nor misses (the refresh itself is counted where it starts).
+        let counted = read_after.is_none();
         let key = digest(key);
         let mut fetch = Some(fetch);
         let mut missed = false;
         loop {
-            if let Some(hit) = self.fresh(&key) {
-                metrics().cache_hit();
-                return Ok(hit);
+            if let Found::Fresh { read, refresh } = self.lookup(&key, read_after) {
+                if counted {
+                    metrics().cache_hit();
+                }
+                if let (true, Some(fetch)) = (refresh, fetch.take()) {
+                    self.refresh_ahead(key, read.read_at, fetch);
+                }
+                return Ok(read);
             }
-            if !missed && !off {
+            if !missed && !off && counted {
                 // Once per call: a waiter whose leader went away looks again, but missed once.
                 missed = true;
                 metrics().cache_miss();
@@ -231,33 +389,10 @@ impl<T: Weigh, E: Clone> ReadCache<T, E> {
                     Err(_) => continue,
                 },
                 Role::Lead(sender, id) => {
-                    let _leading = Leading {
-                        cache: self,
-                        key,
-                        id,
-                    };
                     let fetch = fetch
                         .take()
                         .expect("only a waiter loops, and it never fetched");
-                    let fetched = Instant::now();
-                    let result = fetch().await.map(Arc::new);
-                    if let Ok(value) = &result {
-                        if !off && self.generation.current() == generation {
-                            let weight = value.weight();
-                            let value = value.clone();
-                            self.store(
-                                key,
-                                Entry {
-                                    fetched,
-                                    generation,
-                                    weight,
-                                    value,
-                                },
-                            );
-                        }
-                    }
-                    sender.send_replace(Some(result.clone()));
-                    return result;
+                    return self.lead(key, id, generation, sender, fetch(None)).await;
                 }
             }
         }

@@ -50,7 +50,7 @@ mod register;
 mod sweeps;
 
 pub use beats::{Beat, Beats, BeatsView};
-pub use cache::{ReadCache, Weigh};
+pub use cache::{Read, ReadCache, Weigh};
 pub use error::StoreError;
 pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
@@ -192,7 +192,11 @@ impl Store {
 
     /// A cache for values computed from this store's reads (a rendered discovery page): same TTL,
     /// and invalidated by the same writes.
-    pub fn derived_cache<T: Weigh, E: Clone>(&self) -> ReadCache<T, E> {
+    pub fn derived_cache<T, E>(&self) -> ReadCache<T, E>
+    where
+        T: Weigh + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
+    {
         ReadCache::new(self.cache_ttl, self.writes.clone())
     }
 

@@ -2,34 +2,40 @@
 //! discovery or a resolve without a storage round trip (see `cache` for the staleness bound).
 
 use super::filter::{admits, filter_for};
-use super::{HealthByKey, HealthRecord, ServiceRecord, Store, StoreError};
+use super::{HealthByKey, HealthRecord, Read, ServiceRecord, Store, StoreError};
 use crate::domain::KeySelection;
 use azure_data_tables::prelude::TableClient;
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use std::sync::Arc;
+use std::time::Instant;
 
 impl Store {
-    /// The registry rows a selection covers, in (PartitionKey, RowKey) order.
+    /// The registry rows a selection covers, in (PartitionKey, RowKey) order. `read_after`: only
+    /// rows read from storage after this instant will do (see `ReadCache::get_or_fetch`).
     pub async fn find_services(
         &self,
         selection: &KeySelection,
-    ) -> Result<Arc<Vec<ServiceRecord>>, StoreError> {
+        read_after: Option<Instant>,
+    ) -> Result<Read<Vec<ServiceRecord>>, StoreError> {
         let filter = filter_for(selection);
+        let key = filter.clone().unwrap_or_default();
         self.services_cache
-            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
-                let mut rows = self
-                    .find(
-                        &self.registry,
-                        filter.as_deref(),
-                        ServiceRecord::from_entity,
-                    )
-                    .await?;
-                rows.retain(|row| admits(selection, &row.row_key));
-                rows.sort_by(|a, b| {
-                    (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
-                });
-                Ok(rows)
+            .get_or_fetch(&key, read_after, |_| {
+                let (store, selection) = (self.clone(), selection.clone());
+                async move {
+                    let mut rows = store
+                        .find(
+                            &store.registry,
+                            filter.as_deref(),
+                            ServiceRecord::from_entity,
+                        )
+                        .await?;
+                    rows.retain(|row| admits(&selection, &row.row_key));
+                    rows.sort_by(|a, b| {
+                        (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
+                    });
+                    Ok(rows)
+                }
             })
             .await
     }
@@ -38,18 +44,23 @@ impl Store {
     pub async fn find_health(
         &self,
         selection: &KeySelection,
-    ) -> Result<Arc<HealthByKey>, StoreError> {
+        read_after: Option<Instant>,
+    ) -> Result<Read<HealthByKey>, StoreError> {
         let filter = filter_for(selection);
+        let key = filter.clone().unwrap_or_default();
         self.health_cache
-            .get_or_fetch(filter.as_deref().unwrap_or_default(), || async {
-                let rows = self
-                    .find(&self.health, filter.as_deref(), HealthRecord::from_entity)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter(|h| admits(selection, &h.row_key))
-                    .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
-                    .collect())
+            .get_or_fetch(&key, read_after, |_| {
+                let (store, selection) = (self.clone(), selection.clone());
+                async move {
+                    let rows = store
+                        .find(&store.health, filter.as_deref(), HealthRecord::from_entity)
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .filter(|h| admits(&selection, &h.row_key))
+                        .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
+                        .collect())
+                }
             })
             .await
     }

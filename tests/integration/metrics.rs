@@ -238,3 +238,61 @@ async fn without_metrics_bind_nothing_else_listens_and_api_has_no_metrics_route(
     assert_eq!(r.status, 404, "{}", r.text);
     assert!(!h.logs().contains("metrics listening"), "{}", h.logs());
 }
+
+/// Refresh ahead (`src/store/cache.rs`): a discovery asked for steadily is read again in the
+/// background before its cache entry lapses, so a write made elsewhere shows up within the TTL
+/// while no discovery in between waits for storage: the miss counter does not move, the refresh
+/// counter does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_asked_for_steadily_is_read_again_before_it_lapses_and_never_misses() {
+    // Refreshes start at 6 s of the 8 s: the polls below (every 100 ms) have 2 s to land one.
+    const TTL_MS: &str = "8000";
+    let metrics_port = free_port();
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let h = Handler::spawn(
+        HandlerConfig::new(Mode::Standalone)
+            .env("METRICS_BIND", &format!("127.0.0.1:{metrics_port}"))
+            .env("DISCOVERY_CACHE_TTL_MS", TTL_MS)
+            .env("HEALTH_MONITOR_SCHEDULE", "0 0 0 1 1 *"),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    crate::instances::register_instance(&h, "api", "first", None, json!({})).await;
+    let query = "?serviceType=api";
+    assert_eq!(h.discover_ok(query).await["count"], 1);
+    let before = scrape(&client, &base).await;
+    // Another replica registers: this process cannot know, only its TTL bounds how long it shows
+    // the old answer.
+    let endpoint = crate::instances::local_endpoint("later");
+    h.tables()
+        .upsert(
+            &h.registry_table,
+            &json!({"PartitionKey": "api", "RowKey": "later", "serviceName": "later",
+                    "serviceType": "api", "endpoint": endpoint, "healthEndpoint": endpoint,
+                    "version": "1.0.0", "tags": "[]", "metadata": "{}",
+                    "registeredAt": "2026-12-01T05:00:00.000Z",
+                    "lastHeartbeat": "2026-12-01T05:00:00.000Z"}),
+        )
+        .await;
+    let seen = poll_until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(100),
+        || async { (h.discover_ok(query).await["count"] == 2).then_some(()) },
+    )
+    .await;
+    assert!(seen.is_some(), "the write made elsewhere never showed up");
+    let after = scrape(&client, &base).await;
+    let moved = |name: &str| after.value(name, &[]) - before.value(name, &[]);
+    assert_eq!(
+        moved("registry_cache_misses_total"),
+        0.0,
+        "every discovery in between was served from the cache"
+    );
+    assert!(moved("registry_cache_hits_total") >= 2.0);
+    // At least the page's (whose render read both tables anew).
+    assert!(
+        moved("registry_cache_refreshes_total") >= 1.0,
+        "{:?}",
+        moved("registry_cache_refreshes_total")
+    );
+}

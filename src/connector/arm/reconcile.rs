@@ -82,7 +82,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     }
 
     let rows = store
-        .find_services(&crate::domain::KeySelection::all())
+        .find_services(&crate::domain::KeySelection::all(), None)
         .await?;
     let existing: HashMap<Key, &ServiceRecord> = rows
         .iter()
