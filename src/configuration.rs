@@ -24,6 +24,7 @@ pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 use environment::Environment;
 pub use identity::{IdentitySettings, IdentitySource};
 pub use plan::HostingPlan;
+use plan::{PROBE_CONCURRENCY_VAR, STORAGE_CONNECTIONS_VAR};
 pub use security::{fetchable, ApiKeyEntry, EntraSettings, SecuritySettings};
 use std::fmt;
 use std::net::SocketAddr;
@@ -139,7 +140,17 @@ pub struct StorageSettings {
     pub state_table: String,
     /// How long one storage operation may take before it counts as an outage.
     pub timeout: Duration,
+    pub connections: StorageConnectionSettings,
     pub cache: CacheSettings,
+}
+
+/// How much of the plan's outbound-connection cap storage may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageConnectionSettings {
+    /// Storage requests in flight at once, and so connections open, per process; also the most
+    /// kept idle (`STORAGE_MAX_CONNECTIONS`, default by `HEALTH_HOSTING_PLAN`). A request waits
+    /// for a slot inside its `STORAGE_TIMEOUT_MS`.
+    pub max: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +237,12 @@ pub enum ConfigError {
     NoStorage,
     #[error("{variable} is invalid: {reason}")]
     Invalid { variable: String, reason: String },
+    /// Two settings each valid alone, not together.
+    #[error("{} and {} together are invalid: {reason}", variables[0], variables[1])]
+    InvalidTogether {
+        variables: [&'static str; 2],
+        reason: String,
+    },
     #[error("cannot read {path}: {reason}; set FUNCTIONS_APP_ROOT_PATH to the folder holding HealthMonitor/, or HEALTH_MONITOR_SCHEDULE")]
     FunctionJsonUnreadable { path: String, reason: String },
     #[error("{path} has no timerTrigger binding with a schedule")]
@@ -255,8 +272,10 @@ impl Settings {
 
     fn read(env: Environment<impl Fn(&str) -> Option<String>>) -> Result<Self, ConfigError> {
         let server = server(&env)?;
-        let storage = storage(&env)?;
-        let mut health = health(&env, &server.mode, storage.timeout)?;
+        let plan = HostingPlan::read(&env)?;
+        let storage = storage(&env, plan)?;
+        let mut health = health(&env, plan, &server.mode, storage.timeout)?;
+        plan.check_connections(&env, health.probe.concurrency, storage.connections.max)?;
         let security = security::security(&env, &server.mode)?;
         let metrics = metrics(&env, &server.mode)?;
         let arm_sync = arm_sync::settings(&env)?;
@@ -347,6 +366,7 @@ fn metrics(
 
 fn storage(
     env: &Environment<impl Fn(&str) -> Option<String>>,
+    plan: HostingPlan,
 ) -> Result<StorageSettings, ConfigError> {
     // Table-specific settings first: on a Function App `AzureWebJobsStorage` always exists (the host
     // needs it), so it must not shadow a managed-identity endpoint configured for the tables.
@@ -400,6 +420,9 @@ fn storage(
         health_table,
         state_table,
         timeout,
+        connections: StorageConnectionSettings {
+            max: env.count(STORAGE_CONNECTIONS_VAR, plan.default_storage_connections())? as usize,
+        },
         cache: CacheSettings {
             ttl: env.millis_or_zero("DISCOVERY_CACHE_TTL_MS", 2_000)?,
         },
@@ -408,16 +431,15 @@ fn storage(
 
 fn health(
     env: &Environment<impl Fn(&str) -> Option<String>>,
+    plan: HostingPlan,
     mode: &HostMode,
     storage_timeout: Duration,
 ) -> Result<HealthSettings, ConfigError> {
-    let plan = HostingPlan::read(env)?;
     let probe = ProbeSettings {
         timeout: env.millis("HEALTH_PROBE_TIMEOUT_MS", 5_000)?,
         // A sweep cannot beat silent targets x timeout / concurrency, so the concurrency is as high
         // as the plan's outbound-connection cap allows with room for storage (`plan`).
-        concurrency: env.count("HEALTH_PROBE_CONCURRENCY", plan.default_probe_concurrency())?
-            as usize,
+        concurrency: env.count(PROBE_CONCURRENCY_VAR, plan.default_probe_concurrency())? as usize,
         jitter: env.millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?,
     };
     let targets = TargetSettings {

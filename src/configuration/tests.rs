@@ -34,6 +34,7 @@ fn defaults_are_standalone_on_7071() {
     assert_eq!(s.health.probe.timeout, Duration::from_secs(5));
     assert_eq!(s.health.plan, HostingPlan::Consumption);
     assert_eq!(s.health.probe.concurrency, 500);
+    assert_eq!(s.storage.connections.max, 100);
     assert_eq!(s.storage.cache.ttl, Duration::from_secs(2));
     assert_eq!(s.server.instance_id, "handler");
     assert_eq!(s.health.schedule.as_deref(), Some("0 */5 * * * *"));
@@ -61,6 +62,73 @@ fn the_plan_sets_the_probe_concurrency_unless_it_is_given() {
             ("HEALTH_PROBE_CONCURRENCY", "64")
         ]),
         64
+    );
+}
+
+#[test]
+fn storage_connections_default_by_plan_and_can_be_set() {
+    let on = |vars: &[(&str, &str)]| {
+        let mut vars = vars.to_vec();
+        vars.push(("AzureWebJobsStorage", "x"));
+        settings(&vars).map(|s| s.storage.connections.max)
+    };
+    assert_eq!(on(&[]), Ok(100));
+    for plan in ["consumption", "flex-consumption", "premium", "dedicated"] {
+        assert_eq!(on(&[("HEALTH_HOSTING_PLAN", plan)]), Ok(100), "{plan}");
+    }
+    assert_eq!(on(&[("STORAGE_MAX_CONNECTIONS", " 2 ")]), Ok(2));
+    // 500 probes + 100 = the 600 Consumption allows: the defaults fit, one more does not.
+    assert!(on(&[("STORAGE_MAX_CONNECTIONS", "101")]).is_err());
+    assert!(on(&[("HEALTH_PROBE_CONCURRENCY", "501")]).is_err());
+    assert_eq!(
+        on(&[
+            ("HEALTH_PROBE_CONCURRENCY", "400"),
+            ("STORAGE_MAX_CONNECTIONS", "200")
+        ]),
+        Ok(200)
+    );
+    // Where no cap is documented, what is set wins.
+    assert_eq!(
+        on(&[
+            ("HEALTH_HOSTING_PLAN", "premium"),
+            ("HEALTH_PROBE_CONCURRENCY", "2000"),
+            ("STORAGE_MAX_CONNECTIONS", "1000")
+        ]),
+        Ok(1000)
+    );
+}
+
+#[test]
+fn a_bad_storage_connection_count_is_named() {
+    for value in ["0", "-1", "many", "1.5"] {
+        let e = settings(&[
+            ("AzureWebJobsStorage", "x"),
+            ("STORAGE_MAX_CONNECTIONS", value),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_variable(e), "STORAGE_MAX_CONNECTIONS", "{value}");
+    }
+}
+
+#[test]
+fn probes_and_storage_over_consumption_s_cap_stop_start_up_naming_both() {
+    let e = settings(&[
+        ("AzureWebJobsStorage", "x"),
+        ("HEALTH_HOSTING_PLAN", "consumption"),
+        ("HEALTH_PROBE_CONCURRENCY", "550"),
+    ])
+    .unwrap_err();
+    match &e {
+        ConfigError::InvalidTogether { variables, .. } => assert_eq!(
+            variables,
+            &["HEALTH_PROBE_CONCURRENCY", "STORAGE_MAX_CONNECTIONS"]
+        ),
+        other => panic!("expected both variables named, got {other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .contains("550 probes (set) + 100 storage connections (the default) = 650"),
+        "{e}"
     );
 }
 
