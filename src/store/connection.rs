@@ -8,6 +8,7 @@
 //! table endpoint and our own credential (`identity`).
 
 use super::identity::ManagedIdentityCredential;
+use super::transport::CappedTransport;
 use crate::configuration::{ConfigError, IdentitySettings, StorageSettings, StorageSource};
 use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
@@ -142,14 +143,20 @@ fn from_managed_identity(
 /// workaround for hyperium/hyper#2312, where a pooled connection could hang a request forever). We
 /// pool: a new TCP (and TLS) connection per storage call roughly doubled discovery latency against
 /// Azurite in `make bench`, and the hang the workaround guards against is bounded here by the request
-/// timeout and by the store's per-operation budget.
-pub(super) fn client(target: Target, timeout: Duration) -> TableServiceClient {
+/// timeout and by the store's per-operation budget. At most `max_connections` requests are in flight
+/// (`transport`), so no more connections are ever open, and no more are kept idle.
+pub(super) fn client(
+    target: Target,
+    timeout: Duration,
+    max_connections: usize,
+) -> TableServiceClient {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2).min(timeout))
         .timeout(timeout)
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(max_connections)
         .build()
         .expect("a reqwest client with rustls and static settings always builds");
+    let http = CappedTransport::new(http, max_connections);
     let retry = azure_core::RetryOptions::exponential(
         azure_core::ExponentialRetryOptions::default()
             .max_retries(2u32)

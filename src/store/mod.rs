@@ -27,7 +27,8 @@
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
 //! - `cache`: the short-lived read cache; `beats`: this process's heartbeats, kept beside it
-//!   rather than invalidating it; `connection`: configured storage to a Tables client;
+//!   rather than invalidating it; `connection`: configured storage to a Tables client, over
+//!   `transport`, which caps the storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
@@ -48,6 +49,7 @@ mod query;
 mod records;
 mod register;
 mod sweeps;
+mod transport;
 
 pub use beats::{Beat, Beats, BeatsView};
 pub use cache::{Read, ReadCache, Weigh};
@@ -104,7 +106,8 @@ impl Store {
     pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
         let target = connection::resolve(settings)?;
         let endpoint: Arc<str> = Arc::from(target.endpoint.as_str());
-        let service: TableServiceClient = connection::client(target, settings.timeout);
+        let service: TableServiceClient =
+            connection::client(target, settings.timeout, settings.connections.max);
         let writes = Generation::default();
         let cache_ttl = settings.cache.ttl;
         Ok(Store {
@@ -201,7 +204,8 @@ impl Store {
     }
 
     /// Bounds an operation by the storage time budget, so a store that accepts connections but never
-    /// answers costs one `STORAGE_TIMEOUT_MS` and a 503, not a multiple of it.
+    /// answers costs one `STORAGE_TIMEOUT_MS` and a 503, not a multiple of it. The wait for a
+    /// storage slot (`transport`) is inside it: a saturated store is a 503 too, not a queue.
     ///
     /// Every operation runs in here, so this is also where a table that vanished under us (deleted,
     /// or an emulator restarted without persistence) is noticed: forget that it existed, so the next

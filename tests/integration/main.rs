@@ -45,6 +45,7 @@ mod ssrf_identity;
 mod standalone;
 mod startup;
 mod state_table;
+mod storage_cap;
 mod storage_faults;
 mod sweep_status;
 mod typed_rows;

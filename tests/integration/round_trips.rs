@@ -14,6 +14,11 @@ async fn counted_handler() -> (Handler, CountingProxy) {
 
 async fn counted_handler_with(env: &[(&str, &str)]) -> (Handler, CountingProxy) {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
+    (handler_behind(&proxy, env).await, proxy)
+}
+
+/// A handler whose storage is `proxy`, once its background table creation is done.
+pub(crate) async fn handler_behind(proxy: &CountingProxy, env: &[(&str, &str)]) -> Handler {
     let mut cfg =
         HandlerConfig::with_storage(Mode::CustomHandler, &connection_string_for_port(proxy.port));
     for (name, value) in env {
@@ -38,7 +43,7 @@ async fn counted_handler_with(env: &[(&str, &str)]) -> (Handler, CountingProxy) 
         "tables not created: {:?}",
         proxy.requests()
     );
-    (h, proxy)
+    h
 }
 
 fn body(name: &str, version: &str) -> serde_json::Value {

@@ -5,7 +5,7 @@ use crate::harness::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn assert_503(r: &Resp, what: &str) {
+pub(crate) fn assert_503(r: &Resp, what: &str) {
     assert_eq!(
         r.status, 503,
         "{what} with storage down must answer 503, got {} {}",

@@ -1,9 +1,15 @@
 //! A counting proxy in front of Azurite (127.0.0.1 only): every request the handler sends to
 //! storage, recorded as `METHOD /table-part-of-the-path` and forwarded unchanged (Shared Key signs
 //! the path and headers, not the host, so the signature still holds). Tests read the count of
-//! storage round trips one API request cost.
+//! storage round trips one API request cost, and the most connections and requests the handler had
+//! open at once (`Peaks`); `start_delayed` holds every request a while first, a store that is slow.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[derive(Clone)]
 pub struct CountingProxy {
@@ -13,7 +19,41 @@ pub struct CountingProxy {
     accepts: Arc<Mutex<Vec<String>>>,
     /// The answers to entity queries (`GET …()`), as text.
     query_answers: Arc<Mutex<Vec<String>>>,
+    connections: Arc<Gauge>,
+    in_flight: Arc<Gauge>,
     task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+/// A count of things open now and the most ever open at once.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    fn open(self: &Arc<Self>) -> GaugeGuard {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        GaugeGuard(self.clone())
+    }
+}
+
+struct GaugeGuard(Arc<Gauge>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The most the handler held open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peaks {
+    /// TCP connections accepted and not yet closed.
+    pub connections: usize,
+    /// Requests received and not yet answered.
+    pub requests: usize,
 }
 
 impl Drop for CountingProxy {
@@ -27,6 +67,13 @@ impl Drop for CountingProxy {
 impl CountingProxy {
     /// Forwards to Azurite's table port `upstream`.
     pub async fn start(upstream: u16) -> CountingProxy {
+        Self::start_delayed(upstream, Duration::ZERO).await
+    }
+
+    /// Forwards each request only after holding it for `delay`.
+    pub async fn start_delayed(upstream: u16, delay: Duration) -> CountingProxy {
+        let connections: Arc<Gauge> = Arc::default();
+        let in_flight: Arc<Gauge> = Arc::default();
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let accepts: Arc<Mutex<Vec<String>>> = Arc::default();
         let query_answers: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -36,10 +83,14 @@ impl CountingProxy {
         let port = listener.local_addr().unwrap().port();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let (log, accept_log, answers) = (seen.clone(), accepts.clone(), query_answers.clone());
+        let requests = in_flight.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let (client, log, accept_log) = (client.clone(), log.clone(), accept_log.clone());
             let answers = answers.clone();
+            let requests = requests.clone();
             async move {
+                let _open = requests.open();
+                tokio::time::sleep(delay).await;
                 let accept = request
                     .headers()
                     .get(axum::http::header::ACCEPT)
@@ -49,6 +100,10 @@ impl CountingProxy {
                 forward(client, log, answers, upstream, request).await
             }
         });
+        let listener = CountedListener {
+            inner: listener,
+            connections: connections.clone(),
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -57,8 +112,23 @@ impl CountingProxy {
             seen,
             accepts,
             query_answers,
+            connections,
+            in_flight,
             task: Arc::new(task),
         }
+    }
+
+    /// The most connections and requests open at once so far.
+    pub fn peaks(&self) -> Peaks {
+        Peaks {
+            connections: self.connections.peak.load(Ordering::SeqCst),
+            requests: self.in_flight.peak.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Requests received and not yet answered, now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.now.load(Ordering::SeqCst)
     }
 
     /// Everything recorded so far.
@@ -134,4 +204,64 @@ fn percent_decoded(text: &str) -> String {
         .replace("%28", "(")
         .replace("%29", ")")
         .replace("%3A", ":")
+}
+
+/// Counts the connections the proxy holds: each accepted stream carries a guard until it closes.
+struct CountedListener {
+    inner: tokio::net::TcpListener,
+    connections: Arc<Gauge>,
+}
+
+impl axum::serve::Listener for CountedListener {
+    type Io = CountedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let guard = self.connections.open();
+        (
+            CountedStream {
+                stream,
+                _guard: guard,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+struct CountedStream {
+    stream: tokio::net::TcpStream,
+    _guard: GaugeGuard,
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }

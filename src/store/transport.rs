@@ -1,0 +1,60 @@
+//! The HTTP transport under the Tables client: reqwest, with at most `STORAGE_MAX_CONNECTIONS`
+//! storage requests in flight per process, so storage never holds more of the plan's outbound
+//! connections than its share (docs/performance.md, "Connection limits per plan").
+//!
+//! A semaphore of our own, because the maintained layers do not bound this: reqwest and
+//! hyper-util's pool limit only the idle connections (`pool_max_idle_per_host`), and reqwest's
+//! `connector_layer` (where tower's concurrency limit would go) bounds connects in progress, not
+//! connections held. Over HTTP/1.1 a request in flight holds one connection, and the pool opens a
+//! new one only when none is idle, so N requests in flight means N connections open, N idle at
+//! most. Not exactly: a request that gets its slot just as the last holder's connection is on its
+//! way back to the pool finds none idle and opens one, which the pool then keeps or closes, so
+//! for a moment the connections can exceed N (docs/performance.md says by how much we saw).
+//!
+//! A slot is held until the response body has been read or dropped, not merely until its headers
+//! arrive: the connection is busy until then. It sits below the crate's retry policy, so each
+//! attempt takes a slot of its own and a retry's back-off holds none. Waiting for a slot happens
+//! inside the caller's storage budget (`Store::within_budget`): a saturated store answers 503 after
+//! one `STORAGE_TIMEOUT_MS`, never an unbounded wait.
+
+use azure_core::error::{Error, ErrorKind};
+use futures::StreamExt;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Debug)]
+pub(super) struct CappedTransport {
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+}
+
+impl CappedTransport {
+    /// `max` is at least 1 (configuration refuses 0).
+    pub fn new(http: reqwest::Client, max: usize) -> Self {
+        CappedTransport {
+            http,
+            slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::HttpClient for CappedTransport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::Request,
+    ) -> azure_core::Result<azure_core::Response> {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::message(ErrorKind::Other, "storage request slots closed"))?;
+        let response = self.http.execute_request(request).await?;
+        let (status, headers, body) = response.deconstruct();
+        // The slot goes with the body: released when the crate has read it to the end or dropped it.
+        let body = body.map(move |chunk| {
+            let _held = &slot;
+            chunk
+        });
+        Ok(azure_core::Response::new(status, headers, Box::pin(body)))
+    }
+}
