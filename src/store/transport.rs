@@ -58,3 +58,52 @@ impl azure_core::HttpClient for CappedTransport {
         Ok(azure_core::Response::new(status, headers, Box::pin(body)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::HttpClient;
+
+    /// A local server whose every answer is `body`: 127.0.0.1 only.
+    async fn serve(body: &'static str) -> url::Url {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().fallback(move || async move { body });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://127.0.0.1:{port}/t()")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_held_until_the_body_is_read_and_then_freed() {
+        let url = serve("x".repeat(64 * 1024).leak()).await;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let transport = CappedTransport::new(http, 1);
+        let request = azure_core::Request::new(url, azure_core::Method::Get);
+
+        let response = transport.execute_request(&request).await.unwrap();
+        assert_eq!(
+            transport.slots.available_permits(),
+            0,
+            "the headers are in, the body is not"
+        );
+        // A second request waits for the slot while the first body is unread.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            transport.execute_request(&request),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second request got a slot");
+
+        let body = response.into_body().collect().await.unwrap();
+        assert_eq!(body.len(), 64 * 1024);
+        assert_eq!(transport.slots.available_permits(), 1);
+
+        // A body dropped unread frees its slot too.
+        let response = transport.execute_request(&request).await.unwrap();
+        assert_eq!(transport.slots.available_permits(), 0);
+        drop(response);
+        assert_eq!(transport.slots.available_permits(), 1);
+    }
+}
