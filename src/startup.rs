@@ -101,6 +101,8 @@ impl Application {
             schedule = self.schedule.as_ref().map(Schedule::as_str).unwrap_or("owned by the Functions host"),
             open_files,
             max_connections = self.settings.server.connections.max_connections,
+            probe_concurrency = self.settings.health.probe.concurrency,
+            storage_max_connections = self.settings.storage.connections.max,
             "handler listening"
         );
         if let Some(sync) = &self.settings.arm_sync {

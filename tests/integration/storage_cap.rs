@@ -26,6 +26,17 @@ async fn a_burst_keeps_to_the_storage_connection_cap_and_every_request_is_answer
         ],
     )
     .await;
+    let said = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async { h.logs().contains("storage_max_connections=2").then_some(()) },
+    )
+    .await;
+    assert!(
+        said.is_some(),
+        "the start-up line names the cap: {}",
+        h.logs()
+    );
     let before = proxy.requests().len();
 
     let names: Vec<String> = (0..CLIENTS).map(|i| format!("burst-{i:02}")).collect();
