@@ -169,3 +169,35 @@ async fn a_request_that_gets_no_storage_slot_within_its_budget_answers_503() {
     assert!(drained.is_some(), "storage requests still in flight");
     h.register_ok(&service("after-the-burst")).await;
 }
+
+/// The sweep's storage calls share the slots: with one, its side-by-side reads and its concurrent
+/// transactions queue for it and the sweep still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_with_one_storage_slot_still_reads_and_writes_everything() {
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    let h = handler_behind(&proxy, &[("STORAGE_MAX_CONNECTIONS", "1")]).await;
+    let target = HttpTarget::status(200);
+    // Three partitions: three transactions, which the sweep writes side by side.
+    for kind in ["api", "worker", "cache"] {
+        for name in ["one", "two"] {
+            h.register_ok(
+                &json!({"serviceName": name, "serviceType": kind, "endpoint": target.url}),
+            )
+            .await;
+        }
+    }
+    let before = proxy.requests().len();
+    let r = h.sweep().await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (probed, healthy, unhealthy, _) =
+        parse_sweep_summary(&logs_of(&r.json())).expect("a sweep summary");
+    assert_eq!((probed, healthy, unhealthy), (6, 6, 0), "{}", r.text);
+    assert_eq!(h.tables().rows(&h.health_table).await.len(), 6);
+    let batches = proxy
+        .since(before)
+        .iter()
+        .filter(|r| r.ends_with("$batch"))
+        .count();
+    assert_eq!(batches, 3, "{:?}", proxy.since(before));
+    assert_eq!(proxy.peaks().requests, 1, "{:?}", proxy.peaks());
+}
