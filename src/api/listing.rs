@@ -10,7 +10,7 @@
 use super::AppState;
 use crate::domain::{AttributeFilter, Circuit, HealthState, KeySelection, Scope, Standing};
 use crate::error::ApiResult;
-use crate::store::{Beat, BeatsView, HealthRecord, ServiceRecord, Stored};
+use crate::store::{Beat, BeatsView, HealthByKey, HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -99,6 +99,38 @@ pub async fn with_matching_rows<T>(
             .find_health(&selection.keys, selection.read_after)
     )?;
     let read_at = services.read_at.min(health.read_at);
+    Ok(cpu_heavy(services.len(), || {
+        join_matching(state, selection, &services, &health, now, |rows| {
+            use_rows(rows, read_at)
+        })
+    }))
+}
+
+/// Past this many rows, joining and rendering is milliseconds of CPU (a 10,000-instance page: tens).
+const HEAVY_ROWS: usize = 500;
+
+/// Runs CPU-bound work over `rows` rows. Heavy work moves off the async worker thread it would
+/// hold (`block_in_place`: the runtime hands that worker's other tasks to a new one), so the
+/// cached discoveries and 304s queued behind it are answered meanwhile, time-sliced by the OS,
+/// instead of waiting for the whole render. Only on the multi-threaded runtime the handler runs.
+fn cpu_heavy<T>(rows: usize, work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if rows >= HEAVY_ROWS && multi_threaded {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+fn join_matching<T>(
+    state: &AppState,
+    selection: &Selection<'_>,
+    services: &[ServiceRecord],
+    health: &HealthByKey,
+    now: DateTime<Utc>,
+    use_rows: impl FnOnce(Vec<Joined<'_>>) -> T,
+) -> T {
     let beats = state.store.beats().view();
     let rows = services
         .iter()
@@ -121,7 +153,7 @@ pub async fn with_matching_rows<T>(
         .filter(|joined| selection.include_expired || !joined.is_expired(now))
         .collect();
     drop(beats);
-    Ok(use_rows(rows, read_at))
+    use_rows(rows)
 }
 
 /// This process's heartbeat of the row, if it is newer than the row's own (or that is unreadable).
