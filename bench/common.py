@@ -8,6 +8,7 @@ every load is bounded in count and time.
 import json
 import os
 import platform
+import shlex
 import socket
 import statistics
 import subprocess
@@ -21,6 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER = ROOT / "target" / "release" / "handler"
+# For profiling: a handler binary to run instead (e.g. a copy linked with its symbols), and a
+# command to start it under. The wrapper must `exec` the handler in its own process (as
+# bench/heaptrack-exec.sh and `valgrind` do), so that the pid the benchmark reads VmHWM from and
+# stops is the handler's. Figures taken under a wrapper measure the wrapper too: profiling only.
+HANDLER = Path(os.environ.get("BENCH_HANDLER", HANDLER))
+HANDLER_WRAPPER = shlex.split(os.environ.get("BENCH_HANDLER_WRAPPER", ""))
 TOOL = ROOT / "target" / "release" / "examples" / "bench-tool"
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
 RECIPE_SERVER = ROOT / "bench" / "recipe_server.js"
@@ -175,7 +182,7 @@ class Handler:
             env["METRICS_BIND"] = f"127.0.0.1:{self.metrics_port}"
         env.update(extra_env or {})
         self.started = time.perf_counter()
-        self.process = spawn([str(HANDLER)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.process = spawn([*HANDLER_WRAPPER, str(HANDLER)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self):

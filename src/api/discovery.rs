@@ -378,6 +378,9 @@ async fn render(
             .iter()
             .map(|joined| Item::render(&mut text, joined, now))
             .collect::<ApiResult<Vec<Item>>>()?;
+        // Held while the page is cached and served: without the slack the doubling left (a
+        // 5 MB whole-registry text grew to an 8 MiB buffer).
+        text.shrink_to_fit();
         let stale_at =
             first_lapse.map(|at| Instant::now() + (at - now).to_std().unwrap_or_default());
         let etag = entity_tag(&text, &items, &page);

@@ -146,7 +146,7 @@ fn join_matching<T>(
         .map(|service| Joined {
             service,
             health: health
-                .get(&(service.partition_key.clone(), service.row_key.clone()))
+                .get(&service.partition_key, &service.row_key)
                 .filter(|h| h.describes(service)),
             beat: newer_beat(&beats, service),
         })

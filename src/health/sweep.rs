@@ -77,7 +77,7 @@ pub(super) async fn run_sweep(
             continue;
         }
         let record = previous
-            .get(&(service.partition_key.clone(), service.row_key.clone()))
+            .get(&service.partition_key, &service.row_key)
             .filter(|h| h.describes(service));
         let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
@@ -159,7 +159,8 @@ pub(super) async fn run_sweep(
         futures::stream::iter(probes).buffer_unordered(settings.probe.concurrency.max(1));
     let mut writing = futures::stream::FuturesUnordered::new();
     let mut filling: HashMap<String, Vec<HealthRecord>> = HashMap::new();
-    let mut records: Vec<HealthRecord> = Vec::new();
+    // Only the counts of what was written are kept: a verdict's row is dropped once it is stored.
+    let (mut probed, mut healthy) = (0, 0);
     let (mut skipped_deadline, mut refused, mut write_requests) = (0, 0, 0);
     loop {
         tokio::select! {
@@ -178,9 +179,10 @@ pub(super) async fn run_sweep(
                 }
             },
             Some(written) = writing.next(), if !writing.is_empty() => {
-                let (requests, rows) = written?;
-                write_requests += requests;
-                records.extend(rows);
+                let written = written?;
+                write_requests += written.requests;
+                probed += written.rows;
+                healthy += written.healthy;
             }
         }
     }
@@ -195,18 +197,18 @@ pub(super) async fn run_sweep(
         writing.push(write(store, rest));
     }
     while let Some(written) = writing.next().await {
-        let (requests, rows) = written?;
-        write_requests += requests;
-        records.extend(rows);
+        let written = written?;
+        write_requests += written.requests;
+        probed += written.rows;
+        healthy += written.healthy;
     }
     let deleted_expired = store.delete_expired(&long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
-    let healthy = records.iter().filter(|r| r.is_healthy()).count();
     let count = |n: usize| n as u64;
     Ok(SweepReport {
-        probed: count(records.len()),
+        probed: count(probed),
         healthy: count(healthy),
-        unhealthy: count(records.len() - healthy),
+        unhealthy: count(probed - healthy),
         duration_ms: started.elapsed().as_millis() as u64,
         write_requests: count(write_requests),
         refused: count(refused),
@@ -232,9 +234,11 @@ async fn probe_one(
         return None;
     }
     let service = due.service;
-    let verdict = prober
-        .probe(&service.health_endpoint, service.health_check.as_ref())
-        .await;
+    // Boxed: the probe's state (the HTTP client's request future, about 1 KiB) then exists only
+    // while it runs, `concurrency` at a time, and not inline in each of the sweep's futures, all
+    // of which are built up front (10,000 services held about 10 MiB of them).
+    let verdict =
+        Box::pin(prober.probe(&service.health_endpoint, service.health_check.as_ref())).await;
     let success = verdict.state == HealthState::Healthy;
     // Every transition of one sweep is dated at its start, so a backoff of five minutes comes due
     // at the next five-minute tick, not one tick later.
@@ -280,13 +284,21 @@ async fn probe_one(
     Some((record, verdict.refused))
 }
 
-/// Writes verdicts, handing them back for the sweep's report.
-async fn write(
-    store: &Store,
-    rows: Vec<HealthRecord>,
-) -> Result<(usize, Vec<HealthRecord>), StoreError> {
+/// What one write stored, for the sweep's report.
+struct Written {
+    requests: usize,
+    rows: usize,
+    healthy: usize,
+}
+
+/// Writes verdicts; the rows are dropped here, only their counts go back to the report.
+async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreError> {
     let requests = store.write_health(&rows).await?;
-    Ok((requests, rows))
+    Ok(Written {
+        requests,
+        rows: rows.len(),
+        healthy: rows.iter().filter(|r| r.is_healthy()).count(),
+    })
 }
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.

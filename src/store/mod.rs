@@ -66,13 +66,11 @@ use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use cache::Generation;
 use error::is_status;
 use known::KnownRows;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Health rows by (PartitionKey, RowKey).
-pub type HealthByKey = HashMap<(String, String), HealthRecord>;
+pub use records::HealthByKey;
 
 /// The three tables (registrations, health rows, the handler's own state rows), behind one
 /// cheap-to-clone handle.

@@ -31,9 +31,14 @@ impl Store {
                         )
                         .await?;
                     rows.retain(|row| admits(&selection, &row.row_key));
-                    rows.sort_by(|a, b| {
+                    // Keys are unique, so an unstable sort gives the same order, without the
+                    // stable sort's scratch copy of the rows (at 10,000 rows about 5 MiB, at the
+                    // peak).
+                    rows.sort_unstable_by(|a, b| {
                         (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
                     });
+                    // Kept for the cache's lifetime: without the slack the doubling left.
+                    rows.shrink_to_fit();
                     Ok(rows)
                 }
             })
@@ -52,14 +57,11 @@ impl Store {
             .get_or_fetch(&key, read_after, |_| {
                 let (store, selection) = (self.clone(), selection.clone());
                 async move {
-                    let rows = store
+                    let mut rows = store
                         .find(&store.health, filter.as_deref(), HealthRecord::from_entity)
                         .await?;
-                    Ok(rows
-                        .into_iter()
-                        .filter(|h| admits(&selection, &h.row_key))
-                        .map(|h| ((h.partition_key.clone(), h.row_key.clone()), h))
-                        .collect())
+                    rows.retain(|h| admits(&selection, &h.row_key));
+                    Ok(HealthByKey::new(rows))
                 }
             })
             .await

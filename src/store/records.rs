@@ -17,7 +17,7 @@ use super::properties::{
     count, decoded, integer, json_text, number, put_double, put_int32, put_spelled, put_text,
     stored, string, Stored,
 };
-use super::{HealthByKey, Weigh};
+use super::Weigh;
 use crate::domain::{Circuit, CircuitState, HealthCheck, HealthState, InstanceKey, DEFAULT_WEIGHT};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -62,14 +62,52 @@ impl Weigh for Vec<ServiceRecord> {
     }
 }
 
+/// Health rows by (PartitionKey, RowKey): one sorted list, looked up by binary search. A map keyed
+/// by cloned key pairs held every key twice and a hash table's slack beside it: at 10,000 services
+/// a few MiB per cached copy, and a sweep or a refresh holds two copies for a moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthByKey {
+    rows: Vec<HealthRecord>,
+}
+
+impl HealthByKey {
+    /// One row per key: of rows with the same keys (which the table cannot hold) the last is kept.
+    pub fn new(mut rows: Vec<HealthRecord>) -> Self {
+        rows.reverse();
+        rows.sort_by(|a, b| HealthRecord::keys(a).cmp(&HealthRecord::keys(b)));
+        rows.dedup_by(|a, b| a.keys() == b.keys());
+        rows.shrink_to_fit();
+        HealthByKey { rows }
+    }
+
+    pub fn get(&self, partition_key: &str, row_key: &str) -> Option<&HealthRecord> {
+        self.rows
+            .binary_search_by(|h| h.keys().cmp(&(partition_key, row_key)))
+            .ok()
+            .map(|at| &self.rows[at])
+    }
+
+    /// In (PartitionKey, RowKey) order.
+    pub fn values(&self) -> impl Iterator<Item = &HealthRecord> {
+        self.rows.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 impl Weigh for HealthByKey {
     fn weight(&self) -> usize {
-        self.iter()
-            .map(|((pk, rk), h)| {
-                std::mem::size_of::<((String, String), HealthRecord)>()
+        self.rows
+            .iter()
+            .map(|h| {
+                std::mem::size_of::<HealthRecord>()
                     + text_weight([
-                        pk.as_str(),
-                        rk,
                         &h.partition_key,
                         &h.row_key,
                         &h.service_name,
@@ -228,6 +266,10 @@ impl ServiceRecord {
 }
 
 impl HealthRecord {
+    fn keys(&self) -> (&str, &str) {
+        (&self.partition_key, &self.row_key)
+    }
+
     pub fn from_entity(entity: &Map<String, Value>) -> Self {
         HealthRecord {
             partition_key: string(entity, "PartitionKey").unwrap_or_default(),
