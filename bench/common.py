@@ -21,7 +21,13 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HANDLER = ROOT / "target" / "release" / "handler"
+# BENCH_BUILD: `glibc` (default) measures `cargo build --release`, the build `make run` and the
+# tests use; `musl` the static binary `make package` ships (infra/package.sh builds it, with musl's
+# own allocator), so the shipped build's memory and speed are measured too.
+BUILD = os.environ.get("BENCH_BUILD", "glibc")
+if BUILD not in ("glibc", "musl"):
+    sys.exit(f"BENCH_BUILD={BUILD!r}: choose glibc or musl")
+HANDLER = ROOT / "target" / ("x86_64-unknown-linux-musl/release" if BUILD == "musl" else "release") / "handler"
 # For profiling: a handler binary to run instead (e.g. a copy linked with its symbols), and a
 # command to start it under. The wrapper must `exec` the handler in its own process (as
 # bench/heaptrack-exec.sh and `valgrind` do), so that the pid the benchmark reads VmHWM from and
@@ -110,8 +116,10 @@ def http(method, url, body=None, headers=None, timeout=600):
 
 
 def build():
-    log("building release handler and bench-tool")
+    log(f"building release handler ({BUILD}) and bench-tool")
     run(["cargo", "build", "--release", "--locked", "--bin", "handler", "--example", "bench-tool"], cwd=ROOT)
+    if BUILD == "musl":
+        run(["infra/package.sh"], cwd=ROOT, stdout=subprocess.DEVNULL)
     run(["bash", "-c", "source scripts/lib.sh && ensure_azurite"], cwd=ROOT)
 
 

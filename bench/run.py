@@ -16,7 +16,9 @@ BENCH_SCENARIOS (comma-separated, default cold_start,heartbeats,registration,unc
 also discovery, instances), BENCH_SERVICES (memory, sweep, uncached; default 10000),
 BENCH_HEARTBEAT_INSTANCES (default 10000), BENCH_HEARTBEAT_SECONDS (default 20),
 BENCH_SATURATED_SECONDS (the closed-loop discovery run beside the heartbeats; default 10),
-BENCH_DISCOVERY_SIZES (issue 4; default 1000,10000).
+BENCH_DISCOVERY_SIZES (issue 4; default 1000,10000), BENCH_BUILD (glibc, the default, or musl: the
+static binary make package ships), and for profiling BENCH_HANDLER (a handler binary to run instead)
+and BENCH_HANDLER_WRAPPER (a command the handler is started under, e.g. bench/heaptrack-exec.sh).
 """
 
 import atexit
@@ -30,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fleet  # noqa: E402
 import issue4  # noqa: E402
-from common import COMMANDS, ROOT, RUNS, SECONDS, STARTED, build, log, machine, stop_children  # noqa: E402
+from common import (BUILD, COMMANDS, HANDLER, HANDLER_WRAPPER, ROOT, RUNS, SECONDS, STARTED, build, log,  # noqa: E402
+                    machine, stop_children)
 
 DEFAULT_SCENARIOS = "cold_start,heartbeats,registration,uncached,memory,sweep"
 SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", DEFAULT_SCENARIOS).split(",") if s]
@@ -155,7 +158,8 @@ def main():
         scenarios[name](results)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
-        "settings": {"runs": RUNS, "seconds_per_load_run": SECONDS, "scenarios": SCENARIOS,
+        "settings": {"runs": RUNS, "seconds_per_load_run": SECONDS, "scenarios": SCENARIOS, "build": BUILD,
+                     "handler": str(HANDLER), "handler_wrapper": HANDLER_WRAPPER,
                      "targets": fleet.TARGETS},
         "results": results, "commands": COMMANDS, "total_seconds": time.time() - STARTED,
     }
@@ -167,6 +171,8 @@ def main():
           + ", ".join(f"{x:.2f}" for x in m["load_at_start"]) + ", at end "
           + ", ".join(f"{x:.2f}" for x in m["load_at_end"]))
     print(f"versions: {m['rustc']}; node {m['node']}; azurite {m['azurite']}; @azure/data-tables {m['data_tables_js']}")
+    print(f"handler: {BUILD} build, {HANDLER.relative_to(ROOT) if HANDLER.is_relative_to(ROOT) else HANDLER}"
+          + (f", under {' '.join(HANDLER_WRAPPER)}" if HANDLER_WRAPPER else ""))
     print(f"medians of {RUNS} runs; load runs {SECONDS:g} s each; every system on 127.0.0.1; registration and "
           "uncached discovery through the counting proxy in front of Azurite (all systems alike)")
     fleet_table = fleet_rows(results)

@@ -10,7 +10,7 @@
 use super::AppState;
 use crate::domain::{AttributeFilter, Circuit, HealthState, KeySelection, Scope, Standing};
 use crate::error::ApiResult;
-use crate::store::{Beat, BeatsView, HealthByKey, HealthRecord, ServiceRecord, Stored};
+use crate::store::{Beat, BeatsView, HealthByKey, HealthRecord, JsonText, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -168,14 +168,16 @@ pub fn newer_beat(beats: &BeatsView<'_>, service: &ServiceRecord) -> Option<Beat
 /// Tags (all of), metadata `key=value` (each), version (exact).
 fn attributes_match(query: &AttributeFilter, service: &ServiceRecord) -> bool {
     let version_ok = query.version.as_ref().is_none_or(|v| *v == service.version);
+    // Stored as text: parsed here, only for a query that filters on them.
+    let tags = (!query.tags.is_empty()).then(|| service.tags.value());
     let tags_ok = query.tags.iter().all(|wanted| {
-        service
-            .tags
-            .as_array()
+        tags.as_ref()
+            .and_then(Value::as_array)
             .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(wanted.as_str())))
     });
+    let metadata = (!query.metadata.is_empty()).then(|| service.metadata.value());
     let metadata_ok = query.metadata.iter().all(|(key, wanted)| {
-        match service.metadata.get(key) {
+        match metadata.as_ref().and_then(|m| m.get(key)) {
             Some(Value::String(text)) => text == wanted,
             // Numbers and booleans compare by their JSON text: `metadata=port=443`.
             Some(other @ (Value::Number(_) | Value::Bool(_))) => {
@@ -203,10 +205,10 @@ pub struct InstanceView {
     version: String,
     /// `[]` when the stored text is not a JSON array.
     #[schema(value_type = Vec<String>)]
-    tags: Value,
+    tags: JsonText,
     /// `{}` when the stored text is not a JSON object.
     #[schema(value_type = Object)]
-    metadata: Value,
+    metadata: JsonText,
     /// As stored (ISO-8601 UTC with milliseconds when this handler or the recipe wrote it).
     #[schema(required = true)]
     registered_at: Option<String>,

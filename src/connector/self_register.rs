@@ -118,13 +118,13 @@ async fn protected(store: &Store, key: &InstanceKey) -> Result<Option<String>, S
         .iter()
         .find(|row| row.row_key == row_key)
         .and_then(|row| {
-            if !linker::is_service_connector(&row.metadata) {
-                let source = row.metadata.get("source").and_then(|s| s.as_str());
+            let metadata = row.metadata.value();
+            if !linker::is_service_connector(&metadata) {
+                let source = metadata.get("source").and_then(|s| s.as_str());
                 return Some(source.unwrap_or("a manual registration").to_owned());
             }
             // Where the ARM sync also sees this service, its row (with the linker) is kept, so the
             // two do not rewrite each other's row on every sweep.
-            linker::is_synced(&row.metadata)
-                .then(|| "the sync from Azure Resource Manager".to_owned())
+            linker::is_synced(&metadata).then(|| "the sync from Azure Resource Manager".to_owned())
         }))
 }

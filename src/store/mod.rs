@@ -56,7 +56,7 @@ pub use cache::{Read, ReadCache, Weigh};
 pub use error::StoreError;
 pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
-pub use properties::Stored;
+pub use properties::{JsonText, Stored};
 pub use records::{HealthRecord, ServiceRecord};
 pub use sweeps::SweepRecord;
 

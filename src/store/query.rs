@@ -6,6 +6,7 @@ use super::{HealthByKey, HealthRecord, Read, ServiceRecord, Store, StoreError};
 use crate::domain::KeySelection;
 use azure_data_tables::prelude::TableClient;
 use futures::StreamExt;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use std::time::Instant;
 
@@ -23,13 +24,8 @@ impl Store {
             .get_or_fetch(&key, read_after, |_| {
                 let (store, selection) = (self.clone(), selection.clone());
                 async move {
-                    let mut rows = store
-                        .find(
-                            &store.registry,
-                            filter.as_deref(),
-                            ServiceRecord::from_entity,
-                        )
-                        .await?;
+                    let mut rows: Vec<ServiceRecord> =
+                        store.find(&store.registry, filter.as_deref()).await?;
                     rows.retain(|row| admits(&selection, &row.row_key));
                     // Keys are unique, so an unstable sort gives the same order, without the
                     // stable sort's scratch copy of the rows (at 10,000 rows about 5 MiB, at the
@@ -57,9 +53,8 @@ impl Store {
             .get_or_fetch(&key, read_after, |_| {
                 let (store, selection) = (self.clone(), selection.clone());
                 async move {
-                    let mut rows = store
-                        .find(&store.health, filter.as_deref(), HealthRecord::from_entity)
-                        .await?;
+                    let mut rows: Vec<HealthRecord> =
+                        store.find(&store.health, filter.as_deref()).await?;
                     rows.retain(|h| admits(&selection, &h.row_key));
                     Ok(HealthByKey::new(rows))
                 }
@@ -67,28 +62,25 @@ impl Store {
             .await
     }
 
-    async fn find<T>(
+    async fn find<T: FromEntity>(
         &self,
         table: &TableClient,
         filter: Option<&str>,
-        read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
-        self.with_tables(|| self.find_once(table, filter, read))
-            .await
+        self.with_tables(|| self.find_once(table, filter)).await
     }
 
-    async fn find_once<T>(
+    async fn find_once<T: FromEntity>(
         &self,
         table: &TableClient,
         filter: Option<&str>,
-        read: fn(&Map<String, Value>) -> T,
     ) -> Result<Vec<T>, StoreError> {
         let mut builder = table.query();
         if let Some(filter) = filter {
             builder = builder.filter(filter.to_owned());
         }
         // Pages of up to 1,000 entities, followed through continuation tokens until the end.
-        let pages = builder.into_stream::<Map<String, Value>>();
+        let pages = builder.into_stream::<Decoded<T>>();
         let mut rows = Vec::new();
         let mut pages = std::pin::pin!(pages);
         // Each page is bounded on its own: a large registry may take many pages, none may hang.
@@ -96,8 +88,36 @@ impl Store {
             .within_budget(async { Ok(pages.next().await.transpose()?) })
             .await?
         {
-            rows.extend(page.entities.iter().map(read));
+            rows.extend(page.entities.into_iter().map(|Decoded(row)| row));
         }
         Ok(rows)
+    }
+}
+
+/// A row type read from query pages.
+trait FromEntity: Send + Sync + 'static {
+    fn from_entity(entity: &Map<String, Value>) -> Self;
+}
+
+impl FromEntity for ServiceRecord {
+    fn from_entity(entity: &Map<String, Value>) -> Self {
+        ServiceRecord::from_entity(entity)
+    }
+}
+
+impl FromEntity for HealthRecord {
+    fn from_entity(entity: &Map<String, Value>) -> Self {
+        HealthRecord::from_entity(entity)
+    }
+}
+
+/// One entity of a page, decoded into its row as the page is parsed: only one entity's property map
+/// exists at a time, not a page of 1,000 of them beside the rows made from them.
+struct Decoded<T>(T);
+
+impl<'de, T: FromEntity> Deserialize<'de> for Decoded<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entity = Map::<String, Value>::deserialize(deserializer)?;
+        Ok(Decoded(T::from_entity(&entity)))
     }
 }

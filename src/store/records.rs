@@ -15,23 +15,12 @@
 
 use super::properties::{
     count, decoded, integer, json_text, number, put_double, put_int32, put_spelled, put_text,
-    stored, string, Stored,
+    stored, string, JsonText, Stored,
 };
 use super::Weigh;
 use crate::domain::{Circuit, CircuitState, HealthCheck, HealthState, InstanceKey, DEFAULT_WEIGHT};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-
-/// About how much memory a JSON value holds (for the read cache's byte bound).
-fn json_weight(value: &Value) -> usize {
-    std::mem::size_of::<Value>()
-        + match value {
-            Value::String(text) => text.len(),
-            Value::Array(items) => items.iter().map(json_weight).sum(),
-            Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_weight(v)).sum(),
-            _ => 0,
-        }
-}
 
 fn text_weight<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
     texts.into_iter().map(str::len).sum()
@@ -53,8 +42,8 @@ impl Weigh for Vec<ServiceRecord> {
                         r.instance_id.as_deref().unwrap_or_default(),
                         r.etag.as_deref().unwrap_or_default(),
                     ])
-                    + json_weight(&r.tags)
-                    + json_weight(&r.metadata)
+                    + r.tags.text().len()
+                    + r.metadata.text().len()
                     // Two kept time texts and a health check's path, about.
                     + 128
             })
@@ -131,8 +120,8 @@ pub struct ServiceRecord {
     pub health_endpoint: String,
     pub service_type: String,
     pub version: String,
-    pub tags: Value,
-    pub metadata: Value,
+    pub tags: JsonText,
+    pub metadata: JsonText,
     /// Kept as stored text too: discovery shows it as written, and a re-registration keeps it.
     pub registered_at: Option<Stored<DateTime<Utc>>>,
     pub last_heartbeat: Option<Stored<DateTime<Utc>>>,
@@ -243,8 +232,8 @@ impl ServiceRecord {
             "healthEndpoint": self.health_endpoint,
             "serviceType": self.service_type,
             "version": self.version,
-            "tags": self.tags.to_string(),
-            "metadata": self.metadata.to_string(),
+            "tags": self.tags.text(),
+            "metadata": self.metadata.text(),
             "registeredAt": self.registered_at.as_ref().map(Stored::text),
             "lastHeartbeat": self.last_heartbeat.as_ref().map(Stored::text),
         });
@@ -420,6 +409,28 @@ mod tests {
     }
 
     #[test]
+    fn health_rows_are_found_by_their_keys_and_the_last_of_a_duplicate_wins() {
+        let row = |pk: &str, rk: &str, status: &str| {
+            HealthRecord::from_entity(&map(json!({
+                "PartitionKey": pk, "RowKey": rk, "status": status})))
+        };
+        let by_key = HealthByKey::new(vec![
+            row("web", "b", "healthy"),
+            row("api", "z", "healthy"),
+            row("api", "a", "healthy"),
+            row("web", "b", "unhealthy"),
+        ]);
+        assert_eq!(by_key.len(), 3);
+        assert_eq!(by_key.get("web", "b").unwrap().status.text(), "unhealthy");
+        assert_eq!(by_key.get("api", "a").unwrap().row_key, "a");
+        assert!(by_key.get("api", "b").is_none());
+        assert!(by_key.get("web", "a").is_none());
+        let order: Vec<_> = by_key.values().map(|h| h.keys()).collect();
+        assert_eq!(order, [("api", "a"), ("api", "z"), ("web", "b")]);
+        assert!(HealthByKey::default().is_empty());
+    }
+
+    #[test]
     fn reads_a_recipe_row() {
         let r = ServiceRecord::from_entity(&map(json!({
             "PartitionKey": "api", "RowKey": "test-api", "serviceName": "test-api",
@@ -428,8 +439,8 @@ mod tests {
             "registeredAt": "2026-01-01T00:00:00.000Z", "lastHeartbeat": "2026-01-01T00:00:00.000Z",
             "Timestamp": "2026-01-01T00:00:00Z", "odata.etag": "W/\"x\""
         })));
-        assert_eq!(r.tags, json!(["a"]));
-        assert_eq!(r.metadata, json!({"port": 443}));
+        assert_eq!(r.tags.value(), json!(["a"]));
+        assert_eq!(r.metadata.value(), json!({"port": 443}));
         assert_eq!(r.health_endpoint, "https://x/h");
         assert_eq!(r.etag.as_deref(), Some("W/\"x\""));
         let written = ServiceRecord::from_entity(r.to_entity().as_object().unwrap());
@@ -442,7 +453,8 @@ mod tests {
             "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
             "tags": "not json", "metadata": "[1,2]"
         })));
-        assert_eq!((r.tags, r.metadata), (json!([]), json!({})));
+        assert_eq!((r.tags.value(), r.metadata.value()), (json!([]), json!({})));
+        assert_eq!((r.tags.text(), r.metadata.text()), ("[]", "{}"));
         assert_eq!(
             (r.service_name.as_str(), r.service_type.as_str()),
             ("r", "p")

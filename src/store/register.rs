@@ -25,7 +25,7 @@
 //! registration's read and its write leave the older `registeredAt` (a window of one round trip).
 
 use super::error::{is_row_missing, is_status};
-use super::{ServiceRecord, Store, StoreError, Stored};
+use super::{JsonText, ServiceRecord, Store, StoreError, Stored};
 use crate::domain::{InstanceKey, Registration};
 use azure_core::StatusCode;
 use azure_data_tables::IfMatchCondition;
@@ -66,8 +66,8 @@ impl Store {
             health_endpoint: registration.health_endpoint.clone(),
             service_type: key.service_type.to_string(),
             version: registration.version.clone(),
-            tags: Value::from(registration.tags.clone()),
-            metadata: Value::Object(registration.metadata.clone()),
+            tags: JsonText::of(&Value::from(registration.tags.clone())),
+            metadata: JsonText::of(&Value::Object(registration.metadata.clone())),
             registered_at: Some(now.clone()),
             last_heartbeat: Some(now.clone()),
             instance_id: key.instance_id.as_ref().map(ToString::to_string),

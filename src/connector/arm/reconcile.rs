@@ -91,7 +91,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     let now = crate::now_iso();
     for (key, registration) in &wanted {
         match existing.get(key) {
-            Some(row) if !linker::is_service_connector(&row.metadata) => {
+            Some(row) if !linker::is_service_connector(&row.metadata.value()) => {
                 report.skipped += 1;
                 tracing::info!(function = "HealthMonitor", service_type = %key.0, service_name = %key.1, "Service Connector sync: key skipped: registered by a person or client (metadata source is not service-connector), so it is left as it is");
             }
@@ -108,7 +108,10 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     }
 
     if listing.complete {
-        for row in rows.iter().filter(|r| linker::is_synced(&r.metadata)) {
+        for row in rows
+            .iter()
+            .filter(|r| linker::is_synced(&r.metadata.value()))
+        {
             let key = (row.partition_key.clone(), row.row_key.clone());
             if wanted.contains_key(&key) || row.instance_id.is_some() {
                 continue;
@@ -118,7 +121,8 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
             };
             if store.deregister(&instance).await? {
                 report.removed += 1;
-                let linker_id = row.metadata.get("linkerId").and_then(|v| v.as_str());
+                let metadata = row.metadata.value();
+                let linker_id = metadata.get("linkerId").and_then(|v| v.as_str());
                 tracing::info!(function = "HealthMonitor", service_type = %key.0, service_name = %key.1, linker = linker_id.unwrap_or(""), "Service Connector sync: removed: its linker is gone");
             }
         }
@@ -130,7 +134,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
 fn same(row: &ServiceRecord, registration: &Registration) -> bool {
     row.endpoint == registration.endpoint
         && row.health_endpoint == registration.health_endpoint
-        && row.metadata == Value::Object(registration.metadata.clone())
+        && row.metadata.value() == Value::Object(registration.metadata.clone())
         && row.health_check == registration.health_check
         && row.version == registration.version
         && row.ttl_seconds.is_none()
