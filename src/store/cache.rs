@@ -69,7 +69,7 @@ pub trait Weigh {
 }
 
 /// How far into its TTL an entry is before the first hit on it starts a refresh in the background.
-const REFRESH_AT: f64 = 0.75;
+const REFRESH_AT: f64 = 0.5;
 
 /// A value from the cache and when the storage reads behind it were fetched.
 pub struct Read<T> {

@@ -245,7 +245,7 @@ async fn without_metrics_bind_nothing_else_listens_and_api_has_no_metrics_route(
 /// counter does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discovery_asked_for_steadily_is_read_again_before_it_lapses_and_never_misses() {
-    // Refreshes start at 6 s of the 8 s: the polls below (every 100 ms) have 2 s to land one.
+    // Refreshes start at 4 s of the 8 s: the polls below (every 100 ms) have 4 s to land one.
     const TTL_MS: &str = "8000";
     let metrics_port = free_port();
     let base = format!("http://127.0.0.1:{metrics_port}");
