@@ -5,26 +5,32 @@ use service_registry::startup::Application;
 use std::process::ExitCode;
 
 // The shipped build is static musl (infra/package.sh), and musl's malloc takes one lock for every
-// thread: measured under `make bench` it served cached whole-registry answers at 0.4x the glibc
-// build's rate. mimalloc gives the throughput back; at its defaults it keeps freed pages for a while
-// and peaked above the 100 MiB memory target, so `main` tells it to return them at once. Figures and
-// the settings tried: docs/performance.md, "The shipped build's allocator". The glibc build (tests,
-// `make run`, `make bench`'s default) keeps glibc's malloc.
+// thread: under `make bench` it served cached whole-registry answers at under half the rate it
+// serves with mimalloc. mimalloc's purge delay decides how long freed pages are kept before they
+// go back to the OS: 10 ms kept every 10,000-service peak under 85 MiB; 0 held 5-11 MiB less at
+// each peak and halved cached throughput; the default, 1000 ms, went over 100 MiB before the
+// latest memory cuts. Figures: docs/performance.md, "The shipped build's allocator". The glibc
+// build (tests, `make run`, `make bench`'s default) keeps glibc's malloc.
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (milliseconds before freed memory goes back to the OS; 10 by
-/// default): the v3 header's enum position, which libmimalloc-sys does not name as a constant.
+/// mimalloc's `mi_option_purge_delay`: its position in the v3 header's enum, which libmimalloc-sys
+/// does not name as a constant.
 #[cfg(target_env = "musl")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Milliseconds mimalloc keeps freed memory before returning it (its default is 1000); set in code
+/// so the package needs no MIMALLOC_* variable.
+#[cfg(target_env = "musl")]
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
 fn main() -> ExitCode {
-    // Before the runtime starts any thread; set in code so the package needs no MIMALLOC_* variable.
+    // Before the runtime starts its threads.
     #[cfg(target_env = "musl")]
     // SAFETY: mi_option_set stores one option value; it has no preconditions.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0)
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS)
     };
     run()
 }
