@@ -72,6 +72,7 @@ pub trait Weigh {
 const REFRESH_AT: f64 = 0.5;
 
 /// A value from the cache and when the storage reads behind it were fetched.
+#[derive(Debug)]
 pub struct Read<T> {
     pub value: Arc<T>,
     pub read_at: Instant,
@@ -83,15 +84,6 @@ impl<T> Clone for Read<T> {
             value: self.value.clone(),
             read_at: self.read_at,
         }
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for Read<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Read")
-            .field("value", &self.value)
-            .field("read_at", &self.read_at)
-            .finish()
     }
 }
 

@@ -2,12 +2,13 @@
 //! discovery or a resolve without a storage round trip (see `cache` for the staleness bound).
 
 use super::filter::{admits, filter_for};
-use super::{HealthByKey, HealthRecord, Read, ServiceRecord, Store, StoreError};
+use super::{HealthByKey, HealthRecord, Read, ReadCache, ServiceRecord, Store, StoreError, Weigh};
 use crate::domain::KeySelection;
 use azure_data_tables::prelude::TableClient;
 use futures::StreamExt;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::Instant;
 
 impl Store {
@@ -18,27 +19,23 @@ impl Store {
         selection: &KeySelection,
         read_after: Option<Instant>,
     ) -> Result<Read<Vec<ServiceRecord>>, StoreError> {
-        let filter = filter_for(selection);
-        let key = filter.clone().unwrap_or_default();
-        self.services_cache
-            .get_or_fetch(&key, read_after, |_| {
-                let (store, selection) = (self.clone(), selection.clone());
-                async move {
-                    let mut rows: Vec<ServiceRecord> =
-                        store.find(&store.registry, filter.as_deref()).await?;
-                    rows.retain(|row| admits(&selection, &row.row_key));
-                    // Keys are unique, so an unstable sort gives the same order, without the
-                    // stable sort's scratch copy of the rows (at 10,000 rows about 5 MiB, at the
-                    // peak).
-                    rows.sort_unstable_by(|a, b| {
-                        (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
-                    });
-                    // Kept for the cache's lifetime: without the slack the doubling left.
-                    rows.shrink_to_fit();
-                    Ok(rows)
-                }
-            })
-            .await
+        self.read_through(
+            &self.services_cache,
+            |store| &store.registry,
+            selection,
+            read_after,
+            |mut rows: Vec<ServiceRecord>| {
+                // Keys are unique, so an unstable sort gives the same order, without the stable
+                // sort's scratch copy of the rows (at 10,000 rows about 5 MiB, at the peak).
+                rows.sort_unstable_by(|a, b| {
+                    (&a.partition_key, &a.row_key).cmp(&(&b.partition_key, &b.row_key))
+                });
+                // Kept for the cache's lifetime: without the slack the doubling left.
+                rows.shrink_to_fit();
+                rows
+            },
+        )
+        .await
     }
 
     /// The health rows for the same selection: one query, not one request per service.
@@ -47,16 +44,38 @@ impl Store {
         selection: &KeySelection,
         read_after: Option<Instant>,
     ) -> Result<Read<HealthByKey>, StoreError> {
+        self.read_through(
+            &self.health_cache,
+            |store| &store.health,
+            selection,
+            read_after,
+            HealthByKey::new,
+        )
+        .await
+    }
+
+    /// One table's rows for a selection through its cache: the rows the key filter selects, less
+    /// those the filter's range only brushes (`admits`), made into the cached value by `finish`.
+    async fn read_through<T: FromEntity, V>(
+        &self,
+        cache: &Arc<ReadCache<V, StoreError>>,
+        table: fn(&Store) -> &TableClient,
+        selection: &KeySelection,
+        read_after: Option<Instant>,
+        finish: fn(Vec<T>) -> V,
+    ) -> Result<Read<V>, StoreError>
+    where
+        V: Weigh + Send + Sync + 'static,
+    {
         let filter = filter_for(selection);
-        let key = filter.clone().unwrap_or_default();
-        self.health_cache
-            .get_or_fetch(&key, read_after, |_| {
-                let (store, selection) = (self.clone(), selection.clone());
+        cache
+            .get_or_fetch(filter.as_deref().unwrap_or_default(), read_after, |_| {
+                // Owned copies only on a miss or a refresh: the fetch may outlive this call.
+                let (store, selection, filter) = (self.clone(), selection.clone(), filter.clone());
                 async move {
-                    let mut rows: Vec<HealthRecord> =
-                        store.find(&store.health, filter.as_deref()).await?;
-                    rows.retain(|h| admits(&selection, &h.row_key));
-                    Ok(HealthByKey::new(rows))
+                    let mut rows: Vec<T> = store.find(table(&store), filter.as_deref()).await?;
+                    rows.retain(|row| admits(&selection, row.row_key()));
+                    Ok(finish(rows))
                 }
             })
             .await
@@ -97,17 +116,26 @@ impl Store {
 /// A row type read from query pages.
 trait FromEntity: Send + Sync + 'static {
     fn from_entity(entity: &Map<String, Value>) -> Self;
+    fn row_key(&self) -> &str;
 }
 
 impl FromEntity for ServiceRecord {
     fn from_entity(entity: &Map<String, Value>) -> Self {
         ServiceRecord::from_entity(entity)
     }
+
+    fn row_key(&self) -> &str {
+        &self.row_key
+    }
 }
 
 impl FromEntity for HealthRecord {
     fn from_entity(entity: &Map<String, Value>) -> Self {
         HealthRecord::from_entity(entity)
+    }
+
+    fn row_key(&self) -> &str {
+        &self.row_key
     }
 }
 
