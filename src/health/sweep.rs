@@ -160,8 +160,8 @@ pub(super) async fn run_sweep(
     let mut writing = futures::stream::FuturesUnordered::new();
     let mut filling: HashMap<String, Vec<HealthRecord>> = HashMap::new();
     // Only the counts of what was written are kept: a verdict's row is dropped once it is stored.
-    let (mut probed, mut healthy) = (0, 0);
-    let (mut skipped_deadline, mut refused, mut write_requests) = (0, 0, 0);
+    let mut written = Written::default();
+    let (mut skipped_deadline, mut refused) = (0, 0);
     loop {
         tokio::select! {
             next = probing.next() => match next {
@@ -178,12 +178,7 @@ pub(super) async fn run_sweep(
                     }
                 }
             },
-            Some(written) = writing.next(), if !writing.is_empty() => {
-                let written = written?;
-                write_requests += written.requests;
-                probed += written.rows;
-                healthy += written.healthy;
-            }
+            Some(write) = writing.next(), if !writing.is_empty() => written.add(write?),
         }
     }
     if skipped_deadline > 0 {
@@ -196,21 +191,18 @@ pub(super) async fn run_sweep(
     if !rest.is_empty() {
         writing.push(write(store, rest));
     }
-    while let Some(written) = writing.next().await {
-        let written = written?;
-        write_requests += written.requests;
-        probed += written.rows;
-        healthy += written.healthy;
+    while let Some(write) = writing.next().await {
+        written.add(write?);
     }
     let deleted_expired = store.delete_expired(&long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
     let count = |n: usize| n as u64;
     Ok(SweepReport {
-        probed: count(probed),
-        healthy: count(healthy),
-        unhealthy: count(probed - healthy),
+        probed: count(written.rows),
+        healthy: count(written.healthy),
+        unhealthy: count(written.rows - written.healthy),
         duration_ms: started.elapsed().as_millis() as u64,
-        write_requests: count(write_requests),
+        write_requests: count(written.requests),
         refused: count(refused),
         skipped: count(skipped),
         skipped_deadline: count(skipped_deadline),
@@ -284,11 +276,20 @@ async fn probe_one(
     Some((record, verdict.refused))
 }
 
-/// What one write stored, for the sweep's report.
+/// What writes stored, for the sweep's report: one write's, or the sum so far.
+#[derive(Default)]
 struct Written {
     requests: usize,
     rows: usize,
     healthy: usize,
+}
+
+impl Written {
+    fn add(&mut self, other: Written) {
+        self.requests += other.requests;
+        self.rows += other.rows;
+        self.healthy += other.healthy;
+    }
 }
 
 /// Writes verdicts; the rows are dropped here, only their counts go back to the report.
