@@ -4,9 +4,8 @@ use service_registry::configuration::Settings;
 use service_registry::startup::Application;
 use std::process::ExitCode;
 
-// The shipped build is static musl (infra/package.sh), and musl's malloc takes one lock for every
-// thread: under `make bench` it served cached whole-registry answers at under half the rate it
-// serves with mimalloc. mimalloc's purge delay decides how long freed pages are kept before they
+// The shipped build is static musl (infra/package.sh), and with musl's own malloc `make bench`
+// served cached whole-registry answers at under half the rate it serves with mimalloc. mimalloc's purge delay decides how long freed pages are kept before they
 // go back to the OS: 10 ms kept every 10,000-service peak under 85 MiB; 0 held 5-11 MiB less at
 // each peak and halved cached throughput; the default, 1000 ms, went over 100 MiB before the
 // latest memory cuts. Figures: docs/performance.md, "The shipped build's allocator". The glibc

@@ -840,12 +840,8 @@ async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_i
     assert_eq!(discover_if_none_match(&h, q, Some(&e2)).await.status, 304);
     let all = "serviceName=ex&includeExpired=true";
     let shown = discover_if_none_match(&h, all, None).await;
-    let expired: Vec<Value> = items(&shown.json())
-        .iter()
-        .map(|i| i["expired"].clone())
-        .collect();
     assert_eq!(
-        expired,
+        expired_flags(&shown.json()),
         vec![json!(false), json!(true), json!(true)],
         "{}",
         shown.text
@@ -867,16 +863,20 @@ async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_i
     );
     assert_ne!(etag_of(&back), e2);
     let shown = discover_if_none_match(&h, all, None).await;
-    let expired: Vec<Value> = items(&shown.json())
-        .iter()
-        .map(|i| i["expired"].clone())
-        .collect();
     assert_eq!(
-        expired,
+        expired_flags(&shown.json()),
         vec![json!(false), json!(true), json!(false)],
         "{}",
         shown.text
     );
+}
+
+/// Each listed instance's `expired`, in order.
+fn expired_flags(body: &Value) -> Vec<Value> {
+    items(body)
+        .into_iter()
+        .map(|i| i["expired"].clone())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
