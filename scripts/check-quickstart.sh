@@ -19,8 +19,11 @@ cd "$REPO_ROOT"
 need cargo "install Rust with rustup"
 need python3 "Python 3"
 need curl "Debian: curl"
-ensure_azurite
-[ "${LOOPBACK_NETNS:-}" = 1 ] || cargo build --locked --bin handler --bin registry
+need jq "Debian: jq"
+if [ "${LOOPBACK_NETNS:-}" != 1 ]; then
+  "$REPO_ROOT/scripts/prepare.sh" azurite
+  cargo build --locked --bin handler --bin registry
+fi
 in_loopback_netns "$0" "$@"
 
 scratch="$(mktemp -d)"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # checkov over infra/ (the Bicep templates), offline. Installs the pinned checkov
-# (scripts/checkov-requirements.txt) into a venv cached under ~/.cache/service-registry/, once per
-# version of that file, and runs it with .checkov.yaml. Exit status: checkov's (1 when a check fails).
+# (scripts/checkov-requirements.txt) with scripts/prepare.sh into a venv under PYTHON_TOOLS_DIR (by default
+# ~/.cache/service-registry/), once per version of that file, and runs it with .checkov.yaml. Exit status: checkov's (1 when a check fails).
 # What this proves and what it does not: infra/README.md ("Checked offline").
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-venv="$(ensure_venv checkov "$REPO_ROOT/scripts/checkov-requirements.txt")"
+"$REPO_ROOT/scripts/prepare.sh" checkov
+venv="$(tool_venv checkov "$REPO_ROOT/scripts/checkov-requirements.txt")"
 
 # No Bridgecrew/Prisma account: nothing is uploaded, and --skip-download (in .checkov.yaml) keeps
 # it from fetching guidelines. The JSON copy of the results gives the counts, and the parsing

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the real handler from its own OpenAPI document with the pinned schemathesis
-# (scripts/fuzz-requirements.txt, installed once per version of that file into a venv cached under
-# ~/.cache/service-registry/). Checks: no 5xx (not_a_server_error), and every response conforms to
+# (scripts/fuzz-requirements.txt, installed by scripts/prepare.sh once per version of that file into a venv
+# under PYTHON_TOOLS_DIR, by default ~/.cache/service-registry/). Checks: no 5xx (not_a_server_error), and every response conforms to
 # the document (status code documented, content type, headers, body schema). Exit status:
 # schemathesis's (non-zero when a check fails). CI runs it after `make test` (.ci/run).
 #
@@ -32,9 +32,8 @@ cd "$REPO_ROOT"
 need python3 "Python 3.9 or newer, with the venv module (Debian: python3-venv)"
 need cargo "install Rust with rustup"
 need sha256sum "coreutils"
-ensure_azurite
-
-venv="$(ensure_venv schemathesis "$REPO_ROOT/scripts/fuzz-requirements.txt" --no-deps)"
+"$REPO_ROOT/scripts/prepare.sh" azurite fuzz
+venv="$(tool_venv schemathesis "$REPO_ROOT/scripts/fuzz-requirements.txt")"
 
 cargo build --locked --bin handler
 handler_bin="$REPO_ROOT/target/debug/handler"

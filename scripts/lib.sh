@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the project's scripts: install the tools they need (Azurite from the lockfile, pinned
-# Debian packages) and start or stop Azurite. Sourced, not run.
+# Debian packages, pinned Python venvs) or find them installed, wait for ports, and enter the
+# loopback-only network namespace. Sourced, not run. What gets installed when: scripts/prepare.sh.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 AZURITE_TABLE="$REPO_ROOT/node_modules/.bin/azurite-table"
@@ -48,6 +49,10 @@ ensure_azurite() {
   need npm "it comes with Node.js"
   if [ ! -x "$AZURITE_TABLE" ] || [ ! -f "$REPO_ROOT/node_modules/@azure/data-tables/package.json" ] \
     || [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
+    if [ "${LOOPBACK_NETNS:-}" = 1 ]; then
+      echo "error: Azurite is not installed (node_modules/); run 'make prepare' (scripts/prepare.sh) first" >&2
+      exit 1
+    fi
     echo "installing Azurite and the recipe's packages from package-lock.json (npm ci)..."
     (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
@@ -68,21 +73,41 @@ port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# A Python venv holding exactly the pinned packages of requirements file $2, made once per version
-# of that file under the machine's cache (~/.cache/service-registry/$1-<hash>, which CI keeps
-# between runs) and reused after that. Further arguments go to pip install (e.g. --no-deps when the
-# file pins every dependency). Prints the venv's path; progress goes to stderr.
-ensure_venv() {
+# Where the pinned Python tools live, one venv per tool and version of its requirements file:
+# PYTHON_TOOLS_DIR, by default the machine's cache (~/.cache/service-registry/). CI points it at a
+# fresh, empty directory on every run, so a missing install step fails CI instead of hiding.
+PYTHON_TOOLS_DIR="${PYTHON_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/service-registry}"
+
+# The venv of tool $1 for requirements file $2 (whether or not it is installed yet).
+venv_path() {
+  echo "$PYTHON_TOOLS_DIR/$1-$(sha256sum "$2" | cut -c1-12)"
+}
+
+# Installs the venv of tool $1 with exactly the pinned packages of requirements file $2, once per
+# version of that file. Further arguments go to pip install (e.g. --no-deps when the file pins
+# every dependency). Only scripts/prepare.sh calls it: it needs the network.
+install_venv() {
   local name=$1 requirements=$2 venv
   shift 2
   need python3 "Python 3.9 or newer, with the venv module (Debian: python3-venv)"
-  venv="${XDG_CACHE_HOME:-$HOME/.cache}/service-registry/$name-$(sha256sum "$requirements" | cut -c1-12)"
+  venv="$(venv_path "$name" "$requirements")"
+  [ -f "$venv/.installed" ] && return 0
+  echo "installing the pinned packages of ${requirements#"$REPO_ROOT"/} into $venv (once)..."
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$@" -r "$requirements"
+  touch "$venv/.installed"
+}
+
+# Prints the path of tool $1's venv (requirements file $2), installed by scripts/prepare.sh. Never
+# installs: the checks that use a venv run inside the loopback-only namespace, where there is no
+# network, so a missing tool fails at once with the step to run.
+tool_venv() {
+  local venv
+  venv="$(venv_path "$1" "$2")"
   if [ ! -f "$venv/.installed" ]; then
-    echo "installing the pinned packages of ${requirements#"$REPO_ROOT"/} into $venv (once)..." >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$@" -r "$requirements" >&2
-    touch "$venv/.installed"
+    echo "error: the pinned $1 tools are not installed ($venv); run 'make prepare' (scripts/prepare.sh) first" >&2
+    exit 1
   fi
   echo "$venv"
 }
