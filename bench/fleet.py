@@ -1,4 +1,4 @@
-"""Issue 13's scenarios (fleet scale), each figure beside the store's own rate measured in the same
+"""The fleet-scale scenarios, each figure beside the store's own rate measured in the same
 run, the ratio, the target and whether it is met.
 
   heartbeats    N instances heartbeating at 333/s through one handler while clients discover at

@@ -4,10 +4,10 @@
 It builds a release `handler` and `bench-tool` (bench/tool.rs: preload, the load generator, the
 store's direct baselines, probe targets, a counting proxy), installs Azurite with the project's
 pinned npm packages, starts a fresh Azurite for each scenario (one per system where systems are
-compared), and prints one table: every figure of issue 13 beside the store's direct rate (or the
+compared), and prints one table: every fleet-scale figure beside the store's direct rate (or the
 recipe's) measured in the same run, the ratio, the target and whether it is met, each the median
-of BENCH_RUNS runs; then the machine and versions. Scenarios: bench/fleet.py (issue 13, the
-default) and bench/issue4.py (discovery and instances, when asked for).
+of BENCH_RUNS runs; then the machine and versions. Scenarios: bench/fleet.py (fleet scale, the
+default) and bench/discovery.py (discovery and instances, when asked for).
 
 Only 127.0.0.1 is ever contacted. Every load is bounded in count and time. Results: the table on
 stdout and bench/results/<UTC timestamp>.json with the machine, versions, command lines and every
@@ -17,7 +17,7 @@ also discovery, instances), BENCH_SERVICES (memory, sweep, uncached; default 100
 BENCH_HEARTBEAT_INSTANCES (default 10000), BENCH_HEARTBEAT_SECONDS (default 15),
 BENCH_WITH_WHOLE_SECONDS (the same with a whole-registry reader added; default 10),
 BENCH_SATURATED_SECONDS (the closed-loop discovery run beside the heartbeats; default 5),
-BENCH_DISCOVERY_SIZES (issue 4; default 1000,10000), BENCH_BUILD (glibc, the default, or musl: the
+BENCH_DISCOVERY_SIZES (discovery; default 1000,10000), BENCH_BUILD (glibc, the default, or musl: the
 static binary make package ships), and for profiling BENCH_HANDLER (a handler binary to run instead)
 and BENCH_HANDLER_WRAPPER (a command the handler is started under, e.g. bench/heaptrack-exec.sh).
 """
@@ -32,7 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fleet  # noqa: E402
-import issue4  # noqa: E402
+import discovery  # noqa: E402
 from common import (BUILD, COMMANDS, HANDLER, HANDLER_WRAPPER, ROOT, RUNS, SECONDS, STARTED, build, log,  # noqa: E402
                     machine, stop_children)
 
@@ -151,7 +151,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     atexit.register(stop_children)
     build()
-    scenarios = fleet.SCENARIOS | issue4.SCENARIOS
+    scenarios = fleet.SCENARIOS | discovery.SCENARIOS
     unknown = [s for s in SCENARIOS if s not in scenarios]
     if unknown:
         sys.exit(f"unknown BENCH_SCENARIOS {unknown}; choose from {sorted(scenarios)}")
@@ -183,7 +183,7 @@ def main():
     fleet_table = fleet_rows(results)
     if fleet_table:
         print(render(fleet_table, ("figure", "measured", "baseline (same run)", "ratio", "target", "met")))
-    old = issue4.rows(results)
+    old = discovery.rows(results)
     if old:
         print()
         print(render(old, ("scenario", "throughput /s", "p50 ms", "p99 ms", "note")))

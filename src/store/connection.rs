@@ -176,7 +176,7 @@ pub(super) fn client(
 /// Asks for `odata=minimalmetadata` on entity queries, where the crate asks for `fullmetadata`
 /// (and offers no option): full metadata repeats an id, an edit link, a type and a type annotation
 /// for every property of every entity, about three times the bytes of the entities themselves
-/// (a 1,000-row read: 1.51 MB against 0.47 MB, issue 13). Minimal metadata keeps `odata.etag` and
+/// (a 1,000-row read: 1.51 MB against 0.47 MB, measured with make bench). Minimal metadata keeps `odata.etag` and
 /// the annotations of the types JSON cannot tell apart (Int64, DateTime, Guid, Binary); every
 /// property is read tolerantly of its numeric shape (`properties`), so nothing else changes.
 /// Queries only (a GET on `<table>()`): point reads and writes keep the crate's own headers.

@@ -1,4 +1,4 @@
-"""Issue 4's scenarios (discovery and instances), kept for comparison and run only when asked
+"""The discovery and instances scenarios, kept for comparison and run only when asked
 (`BENCH_SCENARIOS=discovery,instances`): each discovery query against bench-tool direct at 1,000 and
 10,000 services, and warm against uncached discovery and resolution of services with 1,000
 instances, with If-None-Match.
@@ -20,7 +20,7 @@ DISCOVERY_SIZES = [int(n) for n in os.environ.get("BENCH_DISCOVERY_SIZES", "1000
 INSTANCE_TOTAL = 10_000
 INSTANCE_FLEETS = [(f"type-{t}", f"fleet-{t}", 1000) for t in (1, 3, 5, 7, 9)]
 INSTANCE_SMALL = ("type-2", "trio", 3)
-# Issue 4's targets: warm discovery by serviceName and warm resolve answer with p99 under 10 ms and
+# Their targets: warm discovery by serviceName and warm resolve answer with p99 under 10 ms and
 # at least 10x the uncached throughput; a 304 is at least 5x cheaper than the full 200 (judged on
 # both throughput and p50 at concurrency 16, where the handler is saturated).
 INSTANCE_TARGETS = {"warm_p99_ms_below": 10.0, "warm_over_uncached_rps_at_least": 10.0,
