@@ -8,6 +8,23 @@ fn handler_cache_off() -> Vec<(&'static str, &'static str)> {
     vec![("DISCOVERY_CACHE_TTL_MS", "0")]
 }
 
+/// The example in docs/testing.md ("Adding a test"), kept running so it stays true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_keeps_an_instance_listed_and_probed() {
+    let h = Handler::start().await;
+    let target = HttpTarget::status(200);
+    let orders = json!({"serviceName": "orders", "serviceType": "api", "instanceId": "pod-1"});
+    let mut body = orders.clone();
+    body["endpoint"] = json!(target.url);
+    h.register_ok(&body).await;
+    let r = h.heartbeat(&orders).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.sweep_report().await.healthy, 1);
+    let rows = h.tables().rows(&h.registry_table).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(keys(&h.discover_ok("").await), vec!["api/orders/pod-1"]);
+}
+
 // ---------------------------------------------------------------------------
 // Registration with instance ids
 // ---------------------------------------------------------------------------
