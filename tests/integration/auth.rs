@@ -1,4 +1,4 @@
-//! Issue 10, items 1-3, standalone: API keys, roles, scopes, the manual sweep for admins, no
+//! Authentication standalone: API keys, roles, scopes, the manual sweep for admins, no
 //! envelopes, the log line, and the refusal to start open on a reachable address.
 
 use crate::harness::*;

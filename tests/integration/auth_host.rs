@@ -1,4 +1,4 @@
-//! Issue 10, items 1-2 under the Functions host: authentication is opt-in beside the host's
+//! API keys and tokens under the Functions host: authentication is opt-in beside the host's
 //! function keys, envelopes are authenticated by the headers inside them, the timer stays the
 //! host's, and App Service's `X-MS-CLIENT-PRINCIPAL` counts only when trusted.
 

@@ -1,4 +1,4 @@
-//! Issue 12, item 4: the `registry` client binary against the real handler (standalone, with API
+//! The `registry` client binary against the real handler (standalone, with API
 //! keys as docs/security.md's overview configures them): each command's output and exit code in
 //! both formats, both ways of sending a key, `watch` seeing a registration appear, and the agent's
 //! whole lifecycle across a registry restart.

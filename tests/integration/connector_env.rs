@@ -1,4 +1,4 @@
-//! Service Connector self-registration (issue 14, item 1): a handler started with
+//! Service Connector self-registration: a handler started with
 //! `SERVICE_CONNECTOR_SELF_REGISTER=true` and this app's Service Connector variables in every
 //! documented form registers each connected service, as the shared convention shapes its row, and
 //! the sweep probes them. The targets are local listeners on 127.0.0.1 and ::1 that count

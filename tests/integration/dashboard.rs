@@ -1,4 +1,4 @@
-//! Issue 12, item 3: the dashboard. The page's own headers here; what a browser shows, in headless
+//! The dashboard. The page's own headers here; what a browser shows, in headless
 //! Chromium (scripts/check-dashboard.sh): a healthy and a failing local target, one sweep, the
 //! page with the admin key entered, its filters and its conditional refresh, and a screenshot
 //! under target/ci-artifacts/.

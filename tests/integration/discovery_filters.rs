@@ -1,4 +1,4 @@
-//! Issue 4 discovery: tags/metadata/version/instanceId filters, limit + continuationToken paging,
+//! Discovery's options: tags/metadata/version/instanceId filters, limit + continuationToken paging,
 //! failOpen, includeExpired, ETag / If-None-Match (forwarded and envelope), and the read cache.
 
 use crate::harness::*;

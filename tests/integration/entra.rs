@@ -1,4 +1,4 @@
-//! Issue 10, item 1: Microsoft Entra ID access tokens, checked against a tenant the test plays on
+//! Microsoft Entra ID access tokens, checked against a tenant the test plays on
 //! 127.0.0.1 (its own RSA keys, metadata and JWKS; `harness::entra`).
 
 use crate::harness::entra::*;

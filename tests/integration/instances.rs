@@ -1,4 +1,4 @@
-//! Issue 4: instance ids, TTL, weight and health-check options on registration; heartbeat;
+//! Instances: instance ids, TTL, weight and health-check options on registration; heartbeat;
 //! expiry in discovery and deletion by the sweep; deregistration; the function.json files.
 
 use crate::harness::*;

@@ -1,4 +1,4 @@
-//! Issue 4 resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
+//! The resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
 //! to weight / cost. Statistical checks run 1,000-2,000 local calls.
 //!
 //! The expected shares are worked out by hand from the rule docs/api.md documents (a draw in

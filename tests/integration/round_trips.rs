@@ -1,5 +1,5 @@
 //! Storage round trips per API request, counted by a proxy in front of Azurite: where storage is
-//! the bottleneck, these counts are the registration and heartbeat rates (issue 13, item 3).
+//! the bottleneck, these counts are the registration and heartbeat rates.
 
 use crate::harness::*;
 use serde_json::json;

@@ -1,7 +1,6 @@
 //! `STORAGE_MAX_CONNECTIONS`: a burst of API requests never puts more storage requests or
 //! connections in flight than the setting allows (counted by a proxy in front of Azurite), and a
-//! request that cannot get a slot within its storage budget answers 503 with `Retry-After`
-//! (issue 13, item 2).
+//! request that cannot get a slot within its storage budget answers 503 with `Retry-After`.
 
 use crate::harness::*;
 use serde_json::json;
