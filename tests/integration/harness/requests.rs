@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 impl Handler {
     // --- forwarded HTTP, as the host forwards it ---
 
+    /// A request as the host forwards it (its invocation-id, host-version and user-agent headers);
+    /// the caller adds a body and sends it.
     pub fn forwarded(
         &self,
         method: reqwest::Method,
@@ -40,6 +42,7 @@ impl Handler {
         Resp::read(resp).await
     }
 
+    /// POST /api/ServiceRegistrar with `body`.
     pub async fn register(&self, body: &Value) -> Resp {
         self.register_raw(body.to_string()).await
     }
@@ -80,6 +83,7 @@ impl Handler {
         r.json()
     }
 
+    /// Any route as the host forwards it, with an optional JSON body.
     pub async fn request(
         &self,
         method: reqwest::Method,
@@ -113,10 +117,12 @@ impl Handler {
 
     // --- envelopes, as the host sends them with forwarding off ---
 
+    /// POST /`function` with an invocation envelope, as the host sends it with forwarding off.
     pub async fn invoke(&self, function: &str, envelope: &Value) -> Resp {
         self.invoke_raw(function, envelope.to_string()).await
     }
 
+    /// `invoke` with a body the test wrote itself (malformed envelopes included).
     pub async fn invoke_raw(&self, function: &str, body: String) -> Resp {
         let resp = self
             .client

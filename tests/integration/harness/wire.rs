@@ -5,10 +5,9 @@
 use super::{assert_iso_utc, parse_iso};
 use serde_json::{json, Value};
 
-/// Keys of one discovery item: the recipe's ten plus the five instance fields (`healthCheck`
+/// Keys of one discovery item: the five instance fields, then the recipe's ten (`healthCheck`
 /// comes along only when the registration set one).
 pub const ITEM_KEYS: &[&str] = &[
-    // Instance fields, beside the recipe's (healthCheck only when the registration set one).
     "instanceId",
     "weight",
     "ttlSeconds",
@@ -124,6 +123,7 @@ pub fn local_endpoint(tag: &str) -> String {
     format!("http://127.0.0.1:1/{tag}")
 }
 
+/// `t` as the handler stores times: RFC 3339 in UTC with milliseconds (`2026-11-25T05:00:00.123Z`).
 pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -209,6 +209,7 @@ pub fn key_of(s: &Value) -> String {
     )
 }
 
+/// `key_of` every item of a discovery body, in order, after checking its shape (`items`).
 pub fn keys(v: &Value) -> Vec<String> {
     items(v).iter().map(key_of).collect()
 }
