@@ -52,15 +52,6 @@ impl SlowTarget {
     }
 }
 
-async fn resolve(h: &Handler, query: &str) -> Resp {
-    h.request(
-        reqwest::Method::GET,
-        &format!("/api/ServiceResolver?{query}"),
-        None,
-    )
-    .await
-}
-
 /// Check a 200 resolver body; returns (the chosen item, candidates).
 fn resolved(r: &Resp) -> (Value, u64) {
     assert_eq!(r.status, 200, "resolver: {} {}", r.status, r.text);
@@ -80,7 +71,7 @@ fn resolved(r: &Resp) -> (Value, u64) {
 /// Resolve `n` times (16 at a time); returns picks per instanceId and the set of candidate counts.
 async fn tally(h: &Handler, query: &str, n: usize) -> (HashMap<String, u64>, Vec<u64>) {
     let results: Vec<Resp> = futures::stream::iter(0..n)
-        .map(|_| resolve(h, query))
+        .map(|_| h.resolve(query))
         .buffer_unordered(16)
         .collect()
         .await;
@@ -284,7 +275,7 @@ async fn unhealthy_instance_is_never_chosen() {
         .deregister("serviceName=mixed&serviceType=api&instanceId=fresh")
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    resolve(&h, "serviceName=mixed")
+    h.resolve("serviceName=mixed")
         .await
         .assert_error(404, Some("serviceName"));
 }
@@ -414,14 +405,14 @@ async fn nothing_eligible_is_404() {
         ("HEALTH_PROBE_JITTER_MS", "0"),
     ])
     .await;
-    resolve(&h, "serviceName=ghost")
+    h.resolve("serviceName=ghost")
         .await
         .assert_error(404, Some("serviceName"));
 
     // Weight 0 only.
     h.register_instance("api", "zero", Some("z"), json!({"weight": 0}))
         .await;
-    resolve(&h, "serviceName=zero")
+    h.resolve("serviceName=zero")
         .await
         .assert_error(404, Some("serviceName"));
 
@@ -434,7 +425,7 @@ async fn nothing_eligible_is_404() {
         chrono::Utc::now() - chrono::Duration::seconds(60),
     )
     .await;
-    resolve(&h, "serviceName=old")
+    h.resolve("serviceName=old")
         .await
         .assert_error(404, Some("serviceName"));
 
@@ -464,7 +455,7 @@ async fn nothing_eligible_is_404() {
             .unwrap()["status"],
         "unhealthy"
     );
-    resolve(&h, "serviceName=sick")
+    h.resolve("serviceName=sick")
         .await
         .assert_error(404, Some("serviceName"));
 
@@ -482,9 +473,12 @@ async fn nothing_eligible_is_404() {
         "serviceName=tagged&metadata=zone=1",
         "serviceName=tagged&serviceType=db",
     ] {
-        resolve(&h, q).await.assert_error(404, Some("serviceName"));
+        h.resolve(q).await.assert_error(404, Some("serviceName"));
     }
-    let (inst, _) = resolved(&resolve(&h, "serviceName=tagged&tags=blue&version=1.0.0").await);
+    let (inst, _) = resolved(
+        &h.resolve("serviceName=tagged&tags=blue&version=1.0.0")
+            .await,
+    );
     assert_eq!(inst["instanceId"], "t");
 }
 
@@ -534,7 +528,7 @@ async fn resolver_filters_and_bad_input() {
         3,
         "three equal instances all get picked: {picks:?}"
     );
-    let (inst, _) = resolved(&resolve(&h, "serviceName=flt&tags=canary").await);
+    let (inst, _) = resolved(&h.resolve("serviceName=flt&tags=canary").await);
     assert_eq!(inst["serviceName"], "flt");
     assert_eq!(inst["serviceType"], "api");
     assert_eq!(inst["endpoint"], json!(up.url));
@@ -557,7 +551,7 @@ async fn resolver_filters_and_bad_input() {
             h.request(reqwest::Method::GET, "/api/ServiceResolver", None)
                 .await
         } else {
-            resolve(&h, q).await
+            h.resolve(q).await
         };
         let v = r.assert_error(400, Some(field));
         assert!(v.get("instance").is_none(), "?{q}: {v}");

@@ -1,7 +1,8 @@
 //! What a test sends the handler, as `Handler` methods: forwarded HTTP as the host forwards it
-//! (registration, discovery, heartbeat, deregistration, any route with or without a key), the
-//! envelopes as the host sends them with forwarding off, and the sweep with its report. Also the
-//! one write a test makes behind the handler's back to age a registration.
+//! (registration, discovery, the resolver, heartbeat, deregistration, any route with or without a
+//! key), the envelopes as the host sends them with forwarding off, the sweep with its report, and
+//! `GET /api/Sweep`. Also the one write a test makes behind the handler's back: aging a
+//! registration.
 
 use super::{
     bearer, iso, local_endpoint, logs_of, sweep_report, timer_envelope, timer_info_object, Handler,
@@ -70,6 +71,16 @@ impl Handler {
             .await
             .expect("GET /api/ServiceDiscovery");
         Resp::read(resp).await
+    }
+
+    /// GET /api/ServiceResolver?`query`.
+    pub async fn resolve(&self, query: &str) -> Resp {
+        self.request(
+            reqwest::Method::GET,
+            &format!("/api/ServiceResolver?{query}"),
+            None,
+        )
+        .await
     }
 
     /// Discovery that must succeed; returns the parsed body.
