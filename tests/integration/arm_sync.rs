@@ -1,4 +1,4 @@
-//! The Service Connector sync against the ARM imitation (`harness_arm`) and the managed-identity
+//! The Service Connector sync against the ARM imitation (`harness::arm`) and the managed-identity
 //! imitation, with the real handler and Azurite: what each sweep adds, keeps, skips and removes,
 //! across paging, throttling and failures (docs/arm-sync.md).
 //!
@@ -6,9 +6,9 @@
 //! to probe them, which fails at once in the loopback-only namespace `make test` runs the suite
 //! in. Nothing here depends on those probes' results, and these tests must never run outside it.
 
+use crate::harness::arm::{linker, ArmServer, Fault};
+use crate::harness::identity::{assert_no_secrets, IdentityEndpoint, Reply};
 use crate::harness::*;
-use crate::harness_arm::{linker, ArmServer, Fault};
-use crate::harness_identity::{assert_no_secrets, IdentityEndpoint, Reply};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -545,7 +545,7 @@ async fn where_self_registration_and_the_sync_see_one_service_the_syncs_row_stay
         )],
     );
     // Start-up's self-registration comes first and writes its own row.
-    s.h.wait_for_log(crate::connector_env::DONE, Duration::from_secs(30))
+    s.h.wait_for_log(SELF_REGISTERED, Duration::from_secs(30))
         .await;
     let first = s.row("redis", "c1").await.expect("self-registered row");
     assert_eq!(metadata(&first)["variable"], "AZURE_REDIS_HOST");

@@ -1,68 +1,14 @@
-//! Issue 10, items 1-3, standalone: API keys, roles, scopes, the manual sweep for admins, no
+//! Authentication standalone: API keys, roles, scopes, the manual sweep for admins, no
 //! envelopes, the log line, and the refusal to start open on a reachable address.
 
 use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-pub const READER: &str = "rk-3f9a1c0d7e2b4a6c8e0f1a3b5c7d9e1f";
-pub const WRITER: &str = "wk-8b2d4f6a0c1e3a5c7e9b1d3f5a7c9e0b";
-pub const PREFIXED: &str = "pk-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d";
-pub const ADMIN: &str = "ak-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-pub fn sha256_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The key table these tests run with: a reader of everything, a writer for type `api`, a writer
-/// for names starting with `orders-` in any type, and an admin.
-pub fn key_lines() -> String {
-    format!(
-        "reader read * {}\nwriter write api {}\nprefixed write *:orders-* {}\nops admin * {}",
-        sha256_hex(READER),
-        sha256_hex(WRITER),
-        sha256_hex(PREFIXED),
-        sha256_hex(ADMIN)
-    )
-}
-
-pub fn bearer(key: &str) -> String {
-    format!("Bearer {key}")
-}
-
-async fn with_keys() -> Handler {
-    Handler::spawn(HandlerConfig::new(Mode::Standalone).env("REGISTRY_API_KEYS", &key_lines()))
-        .await
-}
-
-pub async fn call(
-    h: &Handler,
-    method: Method,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> Resp {
-    let auth = key.map(bearer);
-    let mut headers = vec![];
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth.as_str()));
-    }
-    h.send(method, path, &headers, body.map(|b| b.to_string()))
-        .await
-}
-
-fn service(service_type: &str, name: &str) -> Value {
-    json!({"serviceName": name, "serviceType": service_type, "endpoint": "https://x.example.com"})
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_every_function_is_401_and_nothing_is_written() {
-    let h = with_keys().await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
     let requests: Vec<(Method, &str, Option<Value>)> = vec![
         (
             Method::POST,
@@ -84,7 +30,7 @@ async fn without_credentials_every_function_is_401_and_nothing_is_written() {
         ),
     ];
     for (method, path, body) in &requests {
-        let r = call(&h, method.clone(), path, None, body.clone()).await;
+        let r = h.call(method.clone(), path, None, body.clone()).await;
         r.assert_error(401, Some("Authorization"));
         assert_eq!(
             r.header("www-authenticate").as_deref(),
@@ -92,14 +38,14 @@ async fn without_credentials_every_function_is_401_and_nothing_is_written() {
             "{method} {path}"
         );
         // A key that is not ours, and a scheme we do not take: refused as presented credentials.
-        let r = call(
-            &h,
-            method.clone(),
-            path,
-            Some("not-a-key-of-ours"),
-            body.clone(),
-        )
-        .await;
+        let r = h
+            .call(
+                method.clone(),
+                path,
+                Some("not-a-key-of-ours"),
+                body.clone(),
+            )
+            .await;
         r.assert_error(401, Some("Authorization"));
         assert!(
             r.header("www-authenticate")
@@ -119,23 +65,24 @@ async fn without_credentials_every_function_is_401_and_nothing_is_written() {
     }
     assert!(h.tables().rows(&h.registry_table).await.is_empty());
     // Readiness and unknown routes are nobody's secret.
-    assert_eq!(call(&h, Method::GET, "/", None, None).await.status, 200);
-    call(&h, Method::GET, "/api/Nope", None, None)
+    assert_eq!(h.call(Method::GET, "/", None, None).await.status, 200);
+    h.call(Method::GET, "/api/Nope", None, None)
         .await
         .assert_error(404, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_decide_reads_writes_and_the_manual_sweep() {
-    let h = with_keys().await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
     let target = HttpTarget::status(200);
     let svc = json!({"serviceName": "web", "serviceType": "api", "endpoint": target.url});
 
     // Reader: reads, but cannot write or sweep.
-    let r = call(&h, Method::GET, "/api/ServiceDiscovery", Some(READER), None).await;
+    let r = h
+        .call(Method::GET, "/api/ServiceDiscovery", Some(READER), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    call(
-        &h,
+    h.call(
         Method::POST,
         "/api/ServiceRegistrar",
         Some(READER),
@@ -145,57 +92,47 @@ async fn roles_decide_reads_writes_and_the_manual_sweep() {
     .assert_error(403, Some("serviceType"));
     assert!(h.tables().rows(&h.registry_table).await.is_empty());
     let sweep = Some(timer_envelope(timer_info_object()));
-    call(
-        &h,
-        Method::POST,
-        "/HealthMonitor",
-        Some(READER),
-        sweep.clone(),
-    )
-    .await
-    .assert_error(403, None);
+    h.call(Method::POST, "/HealthMonitor", Some(READER), sweep.clone())
+        .await
+        .assert_error(403, None);
 
     // Writer: writes its type and reads it back, but is no admin.
-    let r = call(
-        &h,
-        Method::POST,
-        "/api/ServiceRegistrar",
-        Some(WRITER),
-        Some(svc.clone()),
-    )
-    .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/ServiceRegistrar",
+            Some(WRITER),
+            Some(svc.clone()),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = call(
-        &h,
-        Method::POST,
-        "/api/ServiceHeartbeat",
-        Some(WRITER),
-        Some(json!({"serviceName": "web", "serviceType": "api"})),
-    )
-    .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/ServiceHeartbeat",
+            Some(WRITER),
+            Some(json!({"serviceName": "web", "serviceType": "api"})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = call(
-        &h,
-        Method::GET,
-        "/api/ServiceResolver?serviceName=web",
-        Some(WRITER),
-        None,
-    )
-    .await;
+    let r = h
+        .call(
+            Method::GET,
+            "/api/ServiceResolver?serviceName=web",
+            Some(WRITER),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    call(
-        &h,
-        Method::POST,
-        "/HealthMonitor",
-        Some(WRITER),
-        sweep.clone(),
-    )
-    .await
-    .assert_error(403, None);
+    h.call(Method::POST, "/HealthMonitor", Some(WRITER), sweep.clone())
+        .await
+        .assert_error(403, None);
     assert_eq!(target.hits(), 0, "no sweep ran for a non-admin");
 
     // Admin: the manual sweep runs and probes.
-    let r = call(&h, Method::POST, "/HealthMonitor", Some(ADMIN), sweep).await;
+    let r = h
+        .call(Method::POST, "/HealthMonitor", Some(ADMIN), sweep)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let report = sweep_report(&logs_of(&r.json())).expect("a summary");
     assert_eq!((report.probed, report.healthy), (1, 1), "{}", r.text);
@@ -204,24 +141,23 @@ async fn roles_decide_reads_writes_and_the_manual_sweep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_writer_cannot_touch_other_types_or_names() {
-    let h = with_keys().await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
     for (t, n) in [("db", "main"), ("api", "web"), ("db", "orders-db")] {
-        let r = call(
-            &h,
-            Method::POST,
-            "/api/ServiceRegistrar",
-            Some(ADMIN),
-            Some(service(t, n)),
-        )
-        .await;
+        let r = h
+            .call(
+                Method::POST,
+                "/api/ServiceRegistrar",
+                Some(ADMIN),
+                Some(service(t, n)),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let tables = h.tables();
     let before = tables.row(&h.registry_table, "db", "main").await.unwrap();
 
     // Writer for `api`: not `db`, by register, deregister or heartbeat.
-    call(
-        &h,
+    h.call(
         Method::POST,
         "/api/ServiceRegistrar",
         Some(WRITER),
@@ -229,8 +165,7 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     )
     .await
     .assert_error(403, Some("serviceType"));
-    call(
-        &h,
+    h.call(
         Method::DELETE,
         "/api/ServiceRegistrar?serviceType=db&serviceName=main",
         Some(WRITER),
@@ -238,8 +173,7 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     )
     .await
     .assert_error(403, Some("serviceType"));
-    call(
-        &h,
+    h.call(
         Method::POST,
         "/api/ServiceHeartbeat",
         Some(WRITER),
@@ -252,17 +186,16 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     assert_eq!(after["endpoint"], before["endpoint"]);
 
     // Writer for `*:orders-*`: names with that prefix in any type, nothing else.
-    let r = call(
-        &h,
-        Method::POST,
-        "/api/ServiceRegistrar",
-        Some(PREFIXED),
-        Some(service("queue", "orders-eu")),
-    )
-    .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/ServiceRegistrar",
+            Some(PREFIXED),
+            Some(service("queue", "orders-eu")),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    call(
-        &h,
+    h.call(
         Method::POST,
         "/api/ServiceRegistrar",
         Some(PREFIXED),
@@ -270,14 +203,14 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     )
     .await
     .assert_error(403, Some("serviceName"));
-    let r = call(
-        &h,
-        Method::DELETE,
-        "/api/ServiceRegistrar?serviceType=db&serviceName=orders-db",
-        Some(PREFIXED),
-        None,
-    )
-    .await;
+    let r = h
+        .call(
+            Method::DELETE,
+            "/api/ServiceRegistrar?serviceType=db&serviceName=orders-db",
+            Some(PREFIXED),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Reads are filtered to the scope, and a query naming only what is outside it is a 403.
@@ -295,21 +228,19 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
             })
             .collect()
     };
-    let r = call(&h, Method::GET, "/api/ServiceDiscovery", Some(WRITER), None).await;
+    let r = h
+        .call(Method::GET, "/api/ServiceDiscovery", Some(WRITER), None)
+        .await;
     assert_eq!(names(&r.json()), ["api:web"], "{}", r.text);
-    let r = call(
-        &h,
-        Method::GET,
-        "/api/ServiceDiscovery",
-        Some(PREFIXED),
-        None,
-    )
-    .await;
+    let r = h
+        .call(Method::GET, "/api/ServiceDiscovery", Some(PREFIXED), None)
+        .await;
     assert_eq!(names(&r.json()), ["queue:orders-eu"], "{}", r.text);
-    let r = call(&h, Method::GET, "/api/ServiceDiscovery", Some(READER), None).await;
+    let r = h
+        .call(Method::GET, "/api/ServiceDiscovery", Some(READER), None)
+        .await;
     assert_eq!(r.json()["count"], 3, "{}", r.text);
-    call(
-        &h,
+    h.call(
         Method::GET,
         "/api/ServiceDiscovery?serviceType=db",
         Some(WRITER),
@@ -317,8 +248,7 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     )
     .await
     .assert_error(403, Some("serviceType"));
-    call(
-        &h,
+    h.call(
         Method::GET,
         "/api/ServiceResolver?serviceType=db&serviceName=main",
         Some(WRITER),
@@ -327,8 +257,7 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     .await
     .assert_error(403, Some("serviceType"));
     // Without a type the name may exist in the writer's type; here it does not, so: not found.
-    call(
-        &h,
+    h.call(
         Method::GET,
         "/api/ServiceResolver?serviceName=main",
         Some(WRITER),
@@ -336,20 +265,20 @@ async fn a_scoped_writer_cannot_touch_other_types_or_names() {
     )
     .await
     .assert_error(404, Some("serviceName"));
-    let r = call(
-        &h,
-        Method::GET,
-        "/api/ServiceResolver?serviceName=main",
-        Some(READER),
-        None,
-    )
-    .await;
+    let r = h
+        .call(
+            Method::GET,
+            "/api/ServiceResolver?serviceName=main",
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_functions_key_carries_a_key_the_same_way() {
-    let h = with_keys().await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
     let r = h
         .send(
             Method::POST,
@@ -396,14 +325,14 @@ async fn the_log_line_names_the_caller_and_the_decision_never_the_key() {
             (Some("some-guess"), 401, "-", "unauthenticated"),
         ];
         for (key, status, _, _) in expected {
-            let r = call(
-                &h,
-                Method::POST,
-                "/api/ServiceRegistrar",
-                key,
-                Some(service("api", "logged")),
-            )
-            .await;
+            let r = h
+                .call(
+                    Method::POST,
+                    "/api/ServiceRegistrar",
+                    key,
+                    Some(service("api", "logged")),
+                )
+                .await;
             assert_eq!(r.status, status, "{}", r.text);
         }
         let lines = poll_until(
@@ -438,15 +367,15 @@ async fn the_log_line_names_the_caller_and_the_decision_never_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_serves_no_envelopes_but_the_manual_sweep() {
-    let h = with_keys().await;
-    let r = call(
-        &h,
-        Method::POST,
-        "/api/ServiceRegistrar",
-        Some(ADMIN),
-        Some(service("api", "kept")),
-    )
-    .await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/ServiceRegistrar",
+            Some(ADMIN),
+            Some(service("api", "kept")),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let delete = ReqEnvelope::new("ServiceRegistrar", "DELETE")
         .query(&[("serviceType", "api"), ("serviceName", "kept")])
@@ -459,14 +388,14 @@ async fn standalone_serves_no_envelopes_but_the_manual_sweep() {
         "ServiceResolver",
     ] {
         for key in [None, Some(ADMIN)] {
-            let r = call(
-                &h,
-                Method::POST,
-                &format!("/{function}"),
-                key,
-                Some(delete.clone()),
-            )
-            .await;
+            let r = h
+                .call(
+                    Method::POST,
+                    &format!("/{function}"),
+                    key,
+                    Some(delete.clone()),
+                )
+                .await;
             r.assert_error(404, None);
         }
     }

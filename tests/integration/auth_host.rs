@@ -1,8 +1,7 @@
-//! Issue 10, items 1-2 under the Functions host: authentication is opt-in beside the host's
+//! API keys and tokens under the Functions host: authentication is opt-in beside the host's
 //! function keys, envelopes are authenticated by the headers inside them, the timer stays the
 //! host's, and App Service's `X-MS-CLIENT-PRINCIPAL` counts only when trusted.
 
-use crate::auth::{bearer, call, key_lines, ADMIN, READER, WRITER};
 use crate::harness::*;
 use base64::Engine;
 use reqwest::Method;
@@ -30,11 +29,6 @@ fn principal(roles: &[&str]) -> String {
     base64::engine::general_purpose::STANDARD.encode(value.to_string())
 }
 
-fn service(service_type: &str, name: &str) -> String {
-    json!({"serviceName": name, "serviceType": service_type, "endpoint": "https://x.example.com"})
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_host_keys_are_opt_in_and_checked_inside_envelopes_too() {
     let h = Handler::start_with(&[("REGISTRY_API_KEYS", &key_lines())]).await;
@@ -44,7 +38,7 @@ async fn under_the_host_keys_are_opt_in_and_checked_inside_envelopes_too() {
             Method::POST,
             "/api/ServiceRegistrar",
             &[("x-functions-key", FUNCTION_KEY)],
-            Some(service("api", "h")),
+            Some(service("api", "h").to_string()),
         )
         .await;
     r.assert_error(401, Some("x-functions-key"));
@@ -57,7 +51,7 @@ async fn under_the_host_keys_are_opt_in_and_checked_inside_envelopes_too() {
                 ("x-functions-key", FUNCTION_KEY),
                 ("Authorization", &bearer(WRITER)),
             ],
-            Some(service("api", "h")),
+            Some(service("api", "h").to_string()),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -102,7 +96,9 @@ async fn under_the_host_keys_are_opt_in_and_checked_inside_envelopes_too() {
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "{}", r.text);
     // Admin keys do not open anything else under the host.
-    let r = call(&h, Method::GET, "/api/ServiceDiscovery", Some(ADMIN), None).await;
+    let r = h
+        .call(Method::GET, "/api/ServiceDiscovery", Some(ADMIN), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -124,7 +120,7 @@ async fn the_platform_principal_counts_only_when_trusted() {
         Method::POST,
         "/api/ServiceRegistrar",
         &[("X-MS-CLIENT-PRINCIPAL", &reader)],
-        Some(service("api", "p")),
+        Some(service("api", "p").to_string()),
     )
     .await
     .assert_error(403, Some("serviceType"));
@@ -134,7 +130,7 @@ async fn the_platform_principal_counts_only_when_trusted() {
             Method::POST,
             "/api/ServiceRegistrar",
             &[("X-MS-CLIENT-PRINCIPAL", &writer)],
-            Some(service("api", "p")),
+            Some(service("api", "p").to_string()),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -142,7 +138,7 @@ async fn the_platform_principal_counts_only_when_trusted() {
         Method::POST,
         "/api/ServiceRegistrar",
         &[("X-MS-CLIENT-PRINCIPAL", &writer)],
-        Some(service("db", "p")),
+        Some(service("db", "p").to_string()),
     )
     .await
     .assert_error(403, Some("serviceType"));

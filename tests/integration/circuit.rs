@@ -62,11 +62,8 @@ fn stored_time(row: &Value, name: &str) -> DateTime<Utc> {
 }
 
 /// Sweeps once and returns (its report, the service's health row).
-async fn sweep(h: &Handler) -> (SweepReport, Value) {
-    let r = h.sweep().await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let logs = logs_of(&r.json());
-    let summary = sweep_report(&logs).unwrap_or_else(|| panic!("no summary in {logs:?}"));
+async fn sweep_and_row(h: &Handler) -> (SweepReport, Value) {
+    let summary = h.sweep_report().await;
     let rows = h.tables().rows(&h.health_table).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     (summary, rows[0].clone())
@@ -95,7 +92,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
         .await;
 
     // First ever probe decides at once: a new service is not hidden for three sweeps.
-    let (_, row) = sweep(&h).await;
+    let (_, row) = sweep_and_row(&h).await;
     assert_eq!(
         (row["status"].clone(), row["circuit"].clone()),
         (json!("healthy"), json!("closed"))
@@ -106,7 +103,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     // Two failures: still healthy (default threshold 3), counting.
     target.set(503);
     for expected in 1..=2 {
-        let (_, row) = sweep(&h).await;
+        let (_, row) = sweep_and_row(&h).await;
         assert_eq!(
             row["status"], "healthy",
             "failure {expected} must not flip it: {row}"
@@ -121,7 +118,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     assert_eq!(healthy_only_names(&h).await, vec!["flappy"]);
 
     // The third opens the circuit: unhealthy, isolated from healthyOnly, transition recorded.
-    let (_, row) = sweep(&h).await;
+    let (_, row) = sweep_and_row(&h).await;
     assert_eq!(
         (row["status"].clone(), row["circuit"].clone()),
         (json!("unhealthy"), json!("open"))
@@ -144,7 +141,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     // before nextProbeAt, one that probed it may have started after.
     target.set(200);
     let sent = Utc::now();
-    let (summary, row) = sweep(&h).await;
+    let (summary, row) = sweep_and_row(&h).await;
     let answered = Utc::now();
     let trial = if summary.skipped == 1 {
         assert_eq!((summary.probed, summary.skipped), (0, 1), "{summary:?}");
@@ -158,7 +155,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
         );
         // After the backoff (by the stored time, not a guessed duration), the next sweep is the trial.
         wait_until_past(next_probe_at).await;
-        sweep(&h).await.1
+        sweep_and_row(&h).await.1
     } else {
         // Only a machine too slow to send the next sweep within 1.5 s ends up here.
         assert!(
@@ -177,7 +174,7 @@ async fn thresholds_damp_flapping_and_the_circuit_isolates_then_restores() {
     assert!(healthy_only_names(&h).await.is_empty());
 
     // The second consecutive success (default threshold 2) closes it and restores the service.
-    let (_, row) = sweep(&h).await;
+    let (_, row) = sweep_and_row(&h).await;
     assert_eq!(
         (row["status"].clone(), row["circuit"].clone()),
         (json!("healthy"), json!("closed"))
@@ -207,7 +204,7 @@ async fn a_failed_half_open_trial_reopens_with_a_longer_backoff() {
     h.register_ok(&json!({"serviceName": "down", "endpoint": target.url}))
         .await;
 
-    let (_, row) = sweep(&h).await;
+    let (_, row) = sweep_and_row(&h).await;
     assert_eq!(row["circuit"], "open");
     assert_eq!(row["openTrials"], 0);
     let first_next = stored_time(&row, "nextProbeAt");
@@ -218,7 +215,7 @@ async fn a_failed_half_open_trial_reopens_with_a_longer_backoff() {
     );
     wait_until_past(first_next).await;
     let sent = to_millis(Utc::now());
-    let (_, row) = sweep(&h).await;
+    let (_, row) = sweep_and_row(&h).await;
     assert_eq!(row["circuit"], "open", "the trial failed: {row}");
     assert_eq!(row["openTrials"], 1, "{row}");
     let checked = stored_time(&row, "lastChecked");

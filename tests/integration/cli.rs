@@ -1,18 +1,13 @@
-//! Issue 12, item 4: the `registry` client binary against the real handler (standalone, with API
+//! The `registry` client binary against the real handler (standalone, with API
 //! keys as docs/security.md's overview configures them): each command's output and exit code in
 //! both formats, both ways of sending a key, `watch` seeing a registration appear, and the agent's
 //! whole lifecycle across a registry restart.
 
-use crate::auth::{key_lines, READER, WRITER};
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const BUDGET: Duration = Duration::from_secs(30);
-
-fn with_keys() -> HandlerConfig {
-    HandlerConfig::new(Mode::Standalone).env("REGISTRY_API_KEYS", &key_lines())
-}
 
 fn json_line(text: &str) -> Value {
     serde_json::from_str(text.trim())
@@ -21,7 +16,7 @@ fn json_line(text: &str) -> Value {
 
 #[tokio::test]
 async fn commands_print_answers_and_exit_codes_with_a_key_or_a_token() {
-    let h = Handler::spawn(with_keys()).await;
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
     let url = h.base.as_str();
     let key = [("REGISTRY_URL", url), ("REGISTRY_KEY", WRITER)];
     let token = [("REGISTRY_URL", url), ("REGISTRY_TOKEN", WRITER)];
@@ -341,7 +336,7 @@ fn heartbeat_of(row: &Option<Value>) -> Option<String> {
 /// deregisters and exits 0.
 #[tokio::test]
 async fn agent_survives_a_registry_restart_and_deregisters_on_sigterm() {
-    let cfg = with_keys();
+    let cfg = HandlerConfig::with_keys();
     let mut h = Handler::spawn(cfg.clone()).await;
     let tables = h.tables();
     let agent = CliProcess::spawn(

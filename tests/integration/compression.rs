@@ -2,7 +2,6 @@
 //! `Vary: Accept-Encoding`; 304s, small answers and invocation envelopes are not.
 
 use crate::harness::*;
-use crate::instances::{items, register_instance};
 use serde_json::{json, Value};
 use std::io::Read;
 
@@ -32,7 +31,8 @@ fn without_timestamp(mut v: Value) -> Value {
 async fn large_answers_are_compressed_when_asked_and_304s_and_envelopes_never() {
     let h = Handler::start().await;
     for i in 0..40 {
-        register_instance(&h, "api", "big", Some(&format!("pod-{i}")), json!({})).await;
+        h.register_instance("api", "big", Some(&format!("pod-{i}")), json!({}))
+            .await;
     }
     let plain = discover_with(&h, "serviceName=big", &[]).await;
     assert_eq!(plain.status(), 200);

@@ -1,4 +1,4 @@
-//! Service Connector self-registration (issue 14, item 1): a handler started with
+//! Service Connector self-registration: a handler started with
 //! `SERVICE_CONNECTOR_SELF_REGISTER=true` and this app's Service Connector variables in every
 //! documented form registers each connected service, as the shared convention shapes its row, and
 //! the sweep probes them. The targets are local listeners on 127.0.0.1 and ::1 that count
@@ -10,8 +10,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-pub(crate) const DONE: &str = "Service Connector self-registration: found";
 
 /// A listener on [::1] that counts accepts (the harness's `TcpTarget` is IPv4).
 struct V6Target {
@@ -33,55 +31,6 @@ impl V6Target {
             }
         });
         V6Target { port, accepted }
-    }
-}
-
-/// (PartitionKey, RowKey) → the row's properties, without the two times.
-pub(crate) fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
-    rows.iter()
-        .map(|row| {
-            let key = format!(
-                "{}/{}",
-                row["PartitionKey"].as_str().unwrap(),
-                row["RowKey"].as_str().unwrap()
-            );
-            let mut props = user_properties(row);
-            props.remove("registeredAt");
-            props.remove("lastHeartbeat");
-            (key, Value::Object(props))
-        })
-        .collect()
-}
-
-/// The row self-registration writes for one target (every property but the two times).
-pub(crate) fn expected_row(
-    kind: &str,
-    name: &str,
-    endpoint: &str,
-    auth: &str,
-    variable: &str,
-) -> (String, Value) {
-    let mut row = json!({
-        "serviceName": name,
-        "endpoint": endpoint,
-        "healthEndpoint": endpoint,
-        "serviceType": kind,
-        "version": "1.0.0",
-        "tags": "[]",
-        "metadata": json!({"source": "service-connector", "authType": auth, "variable": variable}).to_string(),
-    });
-    if endpoint.starts_with("http") {
-        row["healthCheck"] = json!(json!({"kind": "tcp"}).to_string());
-    }
-    (format!("{kind}/{name}"), row)
-}
-
-pub(crate) fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
-    for secret in secrets {
-        assert!(
-            !text.contains(secret),
-            "{what} holds the secret {secret:?}:\n{text}"
-        );
     }
 }
 
@@ -170,7 +119,9 @@ async fn every_form_is_registered_probed_and_kept_idempotent() {
     tables.upsert(&cfg.registry_table, &manual_row).await;
 
     let h = Handler::spawn(cfg).await;
-    let logs = h.wait_for_log(DONE, Duration::from_secs(30)).await;
+    let logs = h
+        .wait_for_log(SELF_REGISTERED, Duration::from_secs(30))
+        .await;
     assert!(
         logs.contains("found 19, registered 18, skipped 3, kept 1"),
         "{logs}"

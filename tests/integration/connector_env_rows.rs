@@ -2,7 +2,6 @@
 //! (registered at start-up only and never swept, so none of these names is ever resolved or
 //! contacted, in the suite's namespace or out of it), and a storage fault at start-up.
 
-use crate::connector_env::{assert_no_secret, expected_row, rows_by_key, DONE};
 use crate::harness::*;
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
@@ -35,7 +34,9 @@ async fn rows_for_public_host_names() {
         cfg = cfg.env(k, v);
     }
     let h = Handler::spawn(cfg).await;
-    let logs = h.wait_for_log(DONE, Duration::from_secs(30)).await;
+    let logs = h
+        .wait_for_log(SELF_REGISTERED, Duration::from_secs(30))
+        .await;
     assert!(
         logs.contains("found 12, registered 12, skipped 0, kept 0"),
         "{logs}"
@@ -160,7 +161,9 @@ async fn a_storage_fault_is_logged_and_the_next_sweep_registers() {
     let mut h = Handler::spawn(cfg).await;
     h.wait_for_log("stopped by a storage fault", Duration::from_secs(30))
         .await;
-    let logs = h.wait_for_log(DONE, Duration::from_secs(30)).await;
+    let logs = h
+        .wait_for_log(SELF_REGISTERED, Duration::from_secs(30))
+        .await;
     assert!(logs.contains("found 1, registered 0"), "{logs}");
     assert!(
         h.try_exit_status().is_none(),

@@ -1,4 +1,4 @@
-//! Issue 10, item 3: a web page on another site cannot act through a visitor's browser. A browser
+//! CORS: a web page on another site cannot act through a visitor's browser. A browser
 //! sends `Origin` with every cross-site request, the `text/plain` POSTs it sends without a
 //! preflight included; only configured origins get through, and only they get CORS answers.
 //! (The origins are header values only: no packet leaves 127.0.0.1.)

@@ -1,9 +1,8 @@
-//! Issue 12, item 3: the dashboard. The page's own headers here; what a browser shows, in headless
+//! The dashboard. The page's own headers here; what a browser shows, in headless
 //! Chromium (scripts/check-dashboard.sh): a healthy and a failing local target, one sweep, the
 //! page with the admin key entered, its filters and its conditional refresh, and a screenshot
 //! under target/ci-artifacts/.
 
-use crate::auth::{bearer, key_lines, ADMIN, READER};
 use crate::harness::*;
 use reqwest::Method;
 use serde_json::json;
@@ -13,10 +12,10 @@ use std::time::{Duration, Instant};
 /// Chromium's first install (apt-get) and Playwright's venv included, on a loaded 2-core machine.
 const BROWSER_BUDGET: Duration = Duration::from_secs(300);
 
-async fn with_keys() -> Handler {
+/// A handler with the keyed tests' keys that marks a target unhealthy at its first failure.
+async fn handler() -> Handler {
     Handler::spawn(
-        HandlerConfig::new(Mode::Standalone)
-            .env("REGISTRY_API_KEYS", &key_lines())
+        HandlerConfig::with_keys()
             .env("HEALTH_ALLOW_LOOPBACK", "true")
             .env("HEALTH_FAILURES_TO_UNHEALTHY", "1"),
     )
@@ -25,7 +24,7 @@ async fn with_keys() -> Handler {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_needs_no_key_and_allows_only_its_own_script_and_style() {
-    let h = with_keys().await;
+    let h = handler().await;
     let r = h.send(Method::GET, "/api/Dashboard", &[], None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -68,7 +67,7 @@ async fn the_page_needs_no_key_and_allows_only_its_own_script_and_style() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_health_reasons_and_filters() {
-    let h = with_keys().await;
+    let h = handler().await;
     let up = HttpTarget::status(200);
     let down = HttpTarget::status(503);
     let admin = bearer(ADMIN);

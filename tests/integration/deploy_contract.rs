@@ -17,6 +17,7 @@
 //!
 //! No process is started and nothing is sent anywhere: the Bicep is read as text.
 
+use crate::harness::manifest_dir;
 use service_registry::configuration::{
     Settings, StorageSource, CONNECTION_STRING_VARS, RESOURCE_ENDPOINT_VAR,
 };
@@ -85,17 +86,13 @@ const FLEX_DEPRECATED: &[&str] = &[
     "ENABLE_ORYX_BUILD",
 ];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 fn bicep_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![repo().join("infra")];
+    let mut dirs = vec![manifest_dir().join("infra")];
     while let Some(dir) = dirs.pop() {
         for entry in fs::read_dir(&dir).expect("infra/ is readable") {
             let path = entry.expect("directory entry").path();
@@ -223,7 +220,7 @@ fn placeholder_value(bicep: &str, vars: &BTreeMap<String, String>) -> String {
 /// Every variable name the handler reads: the names in the configuration module (its tests left
 /// out) and the storage variables it exports.
 fn handler_settings() -> BTreeSet<String> {
-    let dir = repo().join("src");
+    let dir = manifest_dir().join("src");
     let mut files = vec![dir.join("configuration.rs")];
     for entry in fs::read_dir(dir.join("configuration")).expect("src/configuration/") {
         let path = entry.expect("entry").path();
@@ -258,7 +255,7 @@ fn handler_settings() -> BTreeSet<String> {
 }
 
 fn deploy_sh_settings() -> Vec<String> {
-    let text = read(&repo().join("infra/deploy.sh"));
+    let text = read(&manifest_dir().join("infra/deploy.sh"));
     let block = text
         .split("# handler-settings:begin")
         .nth(1)
@@ -419,7 +416,7 @@ fn each_plans_settings_configure_the_handler_for_managed_identity() {
             );
         }
     }
-    let flex_config = read(&repo().join("infra/modules/functionapp.bicep"));
+    let flex_config = read(&manifest_dir().join("infra/modules/functionapp.bicep"));
     assert!(
         flex_config.contains("name: 'custom'"),
         "functionAppConfig.runtime must name the custom handler runtime"
@@ -461,8 +458,8 @@ fn deploy_sh_passes_on_handler_settings_only_and_every_one_is_accounted_for() {
 
 #[test]
 fn every_function_folder_is_packaged_and_documented() {
-    let root = repo();
-    let mut folders: Vec<String> = fs::read_dir(&root)
+    let root = manifest_dir();
+    let mut folders: Vec<String> = fs::read_dir(root)
         .expect("repository root")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("function.json").is_file())
@@ -511,7 +508,7 @@ fn placeholder_values_keep_literals_and_hide_expressions() {
 #[test]
 fn the_sync_reads_both_apps_linkers_with_reader_on_those_apps_only() {
     const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
-    let topology = read(&repo().join("infra/modules/topology.bicep"));
+    let topology = read(&manifest_dir().join("infra/modules/topology.bicep"));
     let reader_var = format!("var reader = '{READER}'");
     assert!(
         topology.contains(&reader_var),
@@ -569,7 +566,7 @@ fn the_sync_reads_both_apps_linkers_with_reader_on_those_apps_only() {
     assert!(topology.contains("resource functionApp 'Microsoft.Web/sites@"));
     assert!(topology.contains("resource webApp 'Microsoft.Web/sites@"));
 
-    let main = read(&repo().join("infra/main.bicep"));
+    let main = read(&manifest_dir().join("infra/main.bicep"));
     let sources = main
         .lines()
         .find(|l| l.starts_with("var connectorSyncSources = "))
@@ -580,7 +577,7 @@ fn the_sync_reads_both_apps_linkers_with_reader_on_those_apps_only() {
     );
     assert!(main.contains("connectorSyncSources: connectorSyncSources"));
     assert!(main.contains("webAppName: webAppName"));
-    let function_app = read(&repo().join("infra/modules/functionapp.bicep"));
+    let function_app = read(&manifest_dir().join("infra/modules/functionapp.bicep"));
     assert!(function_app.contains("empty(connectorSyncSources) ? {} : connectorSyncAppSettings"));
     assert_eq!(
         settings_blocks()["connectorSyncAppSettings"]

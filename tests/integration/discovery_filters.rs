@@ -1,11 +1,7 @@
-//! Issue 4 discovery: tags/metadata/version/instanceId filters, limit + continuationToken paging,
+//! Discovery's options: tags/metadata/version/instanceId filters, limit + continuationToken paging,
 //! failOpen, includeExpired, ETag / If-None-Match (forwarded and envelope), and the read cache.
 
 use crate::harness::*;
-use crate::instances::{
-    heartbeat, items, key_of, keys, local_endpoint, register_instance, set_last_heartbeat,
-    sweep_summary,
-};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -54,8 +50,7 @@ fn assert_etag_form(e: &str) {
 // ---------------------------------------------------------------------------
 
 async fn seed_shop(h: &Handler) {
-    register_instance(
-        h,
+    h.register_instance(
         "blue",
         "shop",
         Some("a"),
@@ -63,8 +58,7 @@ async fn seed_shop(h: &Handler) {
                "version": "1.2.0"}),
     )
     .await;
-    register_instance(
-        h,
+    h.register_instance(
         "blue",
         "shop",
         Some("b"),
@@ -72,8 +66,7 @@ async fn seed_shop(h: &Handler) {
                "version": "1.2.0-beta"}),
     )
     .await;
-    register_instance(
-        h,
+    h.register_instance(
         "blue",
         "shop",
         Some("c"),
@@ -81,16 +74,14 @@ async fn seed_shop(h: &Handler) {
                "version": "1.2"}),
     )
     .await;
-    register_instance(
-        h,
+    h.register_instance(
         "green",
         "shop",
         Some("d"),
         json!({"tags": ["prod", "eu"], "metadata": {"region": "eastus"}, "version": "1.2.0"}),
     )
     .await;
-    register_instance(
-        h,
+    h.register_instance(
         "green",
         "cart",
         None,
@@ -314,7 +305,8 @@ async fn limit_and_continuation_token_visit_every_instance_once() {
         } else {
             json!(["even"])
         };
-        register_instance(&h, t, "pg", Some(&id), json!({"tags": tags})).await;
+        h.register_instance(t, "pg", Some(&id), json!({"tags": tags}))
+            .await;
         expected.push(format!("{t}/pg/{id}"));
     }
     expected.sort();
@@ -416,10 +408,13 @@ async fn fail_open_returns_unhealthy_instances_only_when_none_is_healthy() {
     let h = Handler::start().await;
     let up = HttpTarget::status(200);
     let down = HttpTarget::status(503);
-    register_instance(&h, "api", "good", Some("g1"), json!({"endpoint": up.url})).await;
-    register_instance(&h, "api", "bad", Some("b1"), json!({"endpoint": down.url})).await;
-    register_instance(&h, "api", "bad", Some("b2"), json!({"endpoint": down.url})).await;
-    sweep_summary(&h).await;
+    h.register_instance("api", "good", Some("g1"), json!({"endpoint": up.url}))
+        .await;
+    h.register_instance("api", "bad", Some("b1"), json!({"endpoint": down.url}))
+        .await;
+    h.register_instance("api", "bad", Some("b2"), json!({"endpoint": down.url}))
+        .await;
+    h.sweep_report().await;
     let tables = h.tables();
     assert_eq!(
         tables.row(&h.health_table, "api", "good:g1").await.unwrap()["status"],
@@ -509,11 +504,12 @@ async fn fail_open_returns_unhealthy_instances_only_when_none_is_healthy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_expired_lists_lapsed_instances_flagged() {
     let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
-    register_instance(&h, "api", "ex", Some("live"), json!({"ttlSeconds": 600})).await;
-    register_instance(&h, "api", "ex", Some("dead"), json!({"ttlSeconds": 5})).await;
-    register_instance(&h, "api", "ex", None, json!({})).await;
-    set_last_heartbeat(
-        &h,
+    h.register_instance("api", "ex", Some("live"), json!({"ttlSeconds": 600}))
+        .await;
+    h.register_instance("api", "ex", Some("dead"), json!({"ttlSeconds": 5}))
+        .await;
+    h.register_instance("api", "ex", None, json!({})).await;
+    h.set_last_heartbeat(
         "api",
         "ex:dead",
         chrono::Utc::now() - chrono::Duration::seconds(60),
@@ -554,8 +550,10 @@ async fn include_expired_lists_lapsed_instances_flagged() {
 async fn etag_and_if_none_match_forwarded() {
     let h = Handler::start().await;
     let up = HttpTarget::status(200);
-    register_instance(&h, "api", "et", Some("a"), json!({"endpoint": up.url})).await;
-    register_instance(&h, "api", "et", Some("b"), json!({"endpoint": up.url})).await;
+    h.register_instance("api", "et", Some("a"), json!({"endpoint": up.url}))
+        .await;
+    h.register_instance("api", "et", Some("b"), json!({"endpoint": up.url}))
+        .await;
     let q = "serviceName=et";
 
     let r1 = discover_if_none_match(&h, q, None).await;
@@ -614,11 +612,9 @@ async fn etag_and_if_none_match_forwarded() {
     // this process at once), but not the tag: polling clients are not woken by heartbeats.
     let before = items(&r1.json())[0]["lastHeartbeat"].clone();
     wait_until_past_stored(before.as_str().unwrap(), chrono::Duration::zero()).await;
-    let hb = heartbeat(
-        &h,
-        &json!({"serviceName": "et", "serviceType": "api", "instanceId": "a"}),
-    )
-    .await;
+    let hb = h
+        .heartbeat(&json!({"serviceName": "et", "serviceType": "api", "instanceId": "a"}))
+        .await;
     assert_eq!(hb.status, 200, "{}", hb.text);
     let beat = hb.json()["lastHeartbeat"].clone();
     assert_ne!(beat, before);
@@ -629,7 +625,7 @@ async fn etag_and_if_none_match_forwarded() {
     let e2 = e1.clone();
 
     // A health row change (a sweep) changes it.
-    sweep_summary(&h).await;
+    h.sweep_report().await;
     let r4 = discover_if_none_match(&h, q, Some(&e2)).await;
     assert_eq!(r4.status, 200, "{}", r4.text);
     let e3 = etag_of(&r4);
@@ -639,7 +635,8 @@ async fn etag_and_if_none_match_forwarded() {
     );
 
     // A new instance joining the result changes it; an instance leaving too.
-    register_instance(&h, "api", "et", Some("c"), json!({"endpoint": up.url})).await;
+    h.register_instance("api", "et", Some("c"), json!({"endpoint": up.url}))
+        .await;
     let r5 = discover_if_none_match(&h, q, Some(&e3)).await;
     assert_eq!(r5.status, 200, "{}", r5.text);
     let e4 = etag_of(&r5);
@@ -686,8 +683,8 @@ fn envelope_header(res: &Value, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etag_and_if_none_match_in_envelopes() {
     let h = Handler::start().await;
-    register_instance(&h, "api", "ee", Some("a"), json!({})).await;
-    register_instance(&h, "api", "ee", Some("b"), json!({})).await;
+    h.register_instance("api", "ee", Some("a"), json!({})).await;
+    h.register_instance("api", "ee", Some("b"), json!({})).await;
 
     let fwd = discover_if_none_match(&h, "serviceName=ee", None).await;
     assert_eq!(fwd.status, 200);
@@ -775,7 +772,8 @@ async fn etag_and_if_none_match_in_envelopes() {
     );
 
     // After a change (a re-registration) the old ETag no longer matches.
-    register_instance(&h, "api", "ee", Some("b"), json!({"version": "2.0.0"})).await;
+    h.register_instance("api", "ee", Some("b"), json!({"version": "2.0.0"}))
+        .await;
     let res = h.invoke("ServiceDiscovery", &e).await.envelope_res();
     assert_eq!(res.status, 200, "{}", res.raw);
     let new_etag = res.header("ETag").expect("ETag");
@@ -785,12 +783,14 @@ async fn etag_and_if_none_match_in_envelopes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_selects_its_rows_and_not_names_that_start_with_it() {
     let h = Handler::start().await;
-    register_instance(&h, "api", "svc", Some("a"), json!({})).await;
-    register_instance(&h, "api", "svc", None, json!({})).await;
+    h.register_instance("api", "svc", Some("a"), json!({}))
+        .await;
+    h.register_instance("api", "svc", None, json!({})).await;
     // Inside the RowKey range `svc` .. `svc;`, but other services.
-    register_instance(&h, "api", "svc-2", None, json!({})).await;
-    register_instance(&h, "api", "svc0", Some("b"), json!({})).await;
-    register_instance(&h, "db", "svc", Some("c"), json!({})).await;
+    h.register_instance("api", "svc-2", None, json!({})).await;
+    h.register_instance("api", "svc0", Some("b"), json!({}))
+        .await;
+    h.register_instance("db", "svc", Some("c"), json!({})).await;
     let v = h.discover_ok("serviceName=svc").await;
     assert_eq!(keys(&v), vec!["api/svc/-", "api/svc/a", "db/svc/c"], "{v}");
     let v = h.discover_ok("serviceType=api&serviceName=svc").await;
@@ -803,12 +803,14 @@ async fn a_name_selects_its_rows_and_not_names_that_start_with_it() {
 async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_it_back() {
     // A long cache TTL: only the page's own knowledge of when its rows lapse can make it flip.
     let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "600000")]).await;
-    register_instance(&h, "api", "ex", Some("a"), json!({})).await;
+    h.register_instance("api", "ex", Some("a"), json!({})).await;
     // b lapses in a few seconds (the shortest TTL a registration may ask for); c lapsed long ago.
-    register_instance(&h, "api", "ex", Some("b"), json!({"ttlSeconds": 5})).await;
-    register_instance(&h, "api", "ex", Some("c"), json!({"ttlSeconds": 3600})).await;
+    h.register_instance("api", "ex", Some("b"), json!({"ttlSeconds": 5}))
+        .await;
+    h.register_instance("api", "ex", Some("c"), json!({"ttlSeconds": 3600}))
+        .await;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
-    set_last_heartbeat(&h, "api", "ex:c", long_ago).await;
+    h.set_last_heartbeat("api", "ex:c", long_ago).await;
     let q = "serviceName=ex";
     let first = discover_if_none_match(&h, q, None).await;
     assert_eq!(
@@ -848,11 +850,9 @@ async fn expiry_moves_the_etag_on_time_and_a_heartbeat_of_an_expired_row_moves_i
     );
 
     // A heartbeat through this process revives c at once, however long the cache keeps pages.
-    let hb = heartbeat(
-        &h,
-        &json!({"serviceName": "ex", "serviceType": "api", "instanceId": "c"}),
-    )
-    .await;
+    let hb = h
+        .heartbeat(&json!({"serviceName": "ex", "serviceType": "api", "instanceId": "c"}))
+        .await;
     assert_eq!(hb.status, 200, "{}", hb.text);
     let back = discover_if_none_match(&h, q, Some(&e2)).await;
     assert_eq!(back.status, 200, "{}", back.text);
@@ -905,10 +905,10 @@ async fn cache_shows_own_writes_at_once() {
     let up = HttpTarget::status(200);
     assert_eq!(h.discover_ok("").await["count"], 0);
 
-    register_instance(&h, "api", "own", Some("a"), json!({"endpoint": up.url})).await;
+    h.register_instance("api", "own", Some("a"), json!({"endpoint": up.url}))
+        .await;
     assert_eq!(keys(&h.discover_ok("").await), vec!["api/own/a"]);
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "own",
         Some("b"),
@@ -920,8 +920,7 @@ async fn cache_shows_own_writes_at_once() {
     assert_eq!(items(&v)[1]["weight"], 4);
 
     // Re-registration.
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "own",
         Some("b"),
@@ -933,11 +932,9 @@ async fn cache_shows_own_writes_at_once() {
     // Heartbeat.
     let before = items(&h.discover_ok("").await)[0]["lastHeartbeat"].clone();
     wait_until_past_stored(before.as_str().unwrap(), chrono::Duration::zero()).await;
-    let hb = heartbeat(
-        &h,
-        &json!({"serviceName": "own", "serviceType": "api", "instanceId": "a"}),
-    )
-    .await;
+    let hb = h
+        .heartbeat(&json!({"serviceName": "own", "serviceType": "api", "instanceId": "a"}))
+        .await;
     assert_eq!(hb.status, 200, "{}", hb.text);
     let after = items(&h.discover_ok("").await)[0]["lastHeartbeat"].clone();
     assert_ne!(after, before, "own heartbeat must be visible at once");
@@ -950,7 +947,7 @@ async fn cache_shows_own_writes_at_once() {
     assert!(items(&h.discover_ok("").await)
         .iter()
         .all(|s| s["healthStatus"].is_null()));
-    sweep_summary(&h).await;
+    h.sweep_report().await;
     let v = h.discover_ok("healthyOnly=true").await;
     assert_eq!(keys(&v), vec!["api/own/a", "api/own/b"]);
     assert!(items(&v)
@@ -977,7 +974,9 @@ async fn cache_shows_own_writes_at_once() {
 async fn cache_hides_foreign_writes_for_its_ttl_only() {
     // A long TTL: a row written straight into the table stays invisible.
     let cached = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "600000")]).await;
-    register_instance(&cached, "api", "mine", None, json!({})).await;
+    cached
+        .register_instance("api", "mine", None, json!({}))
+        .await;
     let q = "serviceType=api";
     let v = cached.discover_ok(q).await;
     assert_eq!(keys(&v), vec!["api/mine/-"]);
@@ -1052,7 +1051,7 @@ async fn cache_hides_foreign_writes_for_its_ttl_only() {
 async fn cache_expires_after_its_ttl() {
     const TTL: Duration = Duration::from_millis(400);
     let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "400")]).await;
-    register_instance(&h, "api", "first", None, json!({})).await;
+    h.register_instance("api", "first", None, json!({})).await;
     assert_eq!(h.discover_ok("").await["count"], 1);
     // The cached answer was read from storage before this moment, so it has expired for any
     // request sent later than TTL after it (whatever the machine's speed).

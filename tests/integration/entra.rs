@@ -1,9 +1,8 @@
-//! Issue 10, item 1: Microsoft Entra ID access tokens, checked against a tenant the test plays on
-//! 127.0.0.1 (its own RSA keys, metadata and JWKS; `harness_entra`).
+//! Microsoft Entra ID access tokens, checked against a tenant the test plays on
+//! 127.0.0.1 (its own RSA keys, metadata and JWKS; `harness::entra`).
 
-use crate::auth::{bearer, key_lines, WRITER};
+use crate::harness::entra::*;
 use crate::harness::*;
-use crate::harness_entra::*;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -34,10 +33,6 @@ async fn with_token(
         body.map(|b| b.to_string()),
     )
     .await
-}
-
-fn service(service_type: &str, name: &str) -> Value {
-    json!({"serviceName": name, "serviceType": service_type, "endpoint": "https://x.example.com"})
 }
 
 fn b64(value: &Value) -> String {
@@ -114,7 +109,7 @@ async fn app_roles_in_a_valid_token_decide_what_it_may_do() {
 async fn every_kind_of_bad_token_is_refused_with_401() {
     let tenant = TestTenant::start();
     let h = handler(&tenant, &[]).await;
-    let (published, unpublished) = keys();
+    let (published, unpublished) = signing_keys();
     let now = chrono::Utc::now().timestamp();
     let with = |changes: Value| {
         let mut claims = tenant.claims(&["Registry.Admin"]);
@@ -221,7 +216,7 @@ async fn an_unknown_kid_refreshes_the_keys_at_most_once_per_interval() {
     let current = tenant.token(&["Registry.Read"]);
     let r = with_token(&h, Method::GET, "/api/ServiceDiscovery", &current, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let next = sign(&keys().1, &tenant.claims(&["Registry.Read"]));
+    let next = sign(&signing_keys().1, &tenant.claims(&["Registry.Read"]));
     with_token(&h, Method::GET, "/api/ServiceDiscovery", &next, None)
         .await
         .assert_error(401, Some("Authorization"));
@@ -247,7 +242,7 @@ async fn an_unknown_kid_refreshes_the_keys_at_most_once_per_interval() {
 
     // Bounded: 40 concurrent tokens with a kid nobody publishes.
     let forged = sign_with_kid(
-        &keys().1,
+        &signing_keys().1,
         "never-published",
         &tenant.claims(&["Registry.Read"]),
     );

@@ -1,6 +1,5 @@
 //! Custom-handler invocation envelopes (forwarding off) and secret hygiene.
 
-use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 

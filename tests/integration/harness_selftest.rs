@@ -76,10 +76,13 @@ fn sweep_summary_parser() {
         ..Default::default()
     };
     let logs = vec!["something".to_string(), report.summary()];
-    assert_eq!(parse_sweep_summary(&logs), Some((3, 1, 2, 2051)));
+    assert_eq!(
+        sweep_report(&logs).map(|r| (r.probed, r.healthy, r.unhealthy, r.duration_ms)),
+        Some((3, 1, 2, 2051))
+    );
     assert_eq!(sweep_report(&logs), Some(report));
     assert_eq!(
-        parse_sweep_summary(&["HealthMonitor sweep: probed 3".to_string()]),
+        sweep_report(&["HealthMonitor sweep: probed 3".to_string()]),
         None
     );
 }

@@ -1,6 +1,5 @@
 //! HealthMonitor timer envelope: probes, HealthStatus rows, timeouts and concurrency.
 
-use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ async fn register_target(h: &Handler, name: &str, url: &str) {
         .await;
 }
 
-fn summary(res: &Resp) -> (u64, u64, u64, u64) {
+fn summary(res: &Resp) -> SweepReport {
     assert_eq!(
         res.status, 200,
         "timer envelope must answer HTTP 200: {} {}",
@@ -25,7 +24,7 @@ fn summary(res: &Resp) -> (u64, u64, u64, u64) {
         "a timer has no output bindings: {v}"
     );
     let logs = logs_of(&v);
-    parse_sweep_summary(&logs).unwrap_or_else(|| {
+    sweep_report(&logs).unwrap_or_else(|| {
         panic!("Logs must hold `HealthMonitor sweep: probed N, healthy H, unhealthy U, duration_ms D`: {v}")
     })
 }
@@ -83,7 +82,12 @@ async fn sweep_three_targets_writes_health_rows() {
     let started = Instant::now();
     let r = h.sweep().await;
     let elapsed = started.elapsed();
-    let (probed, healthy, unhealthy, _d) = summary(&r);
+    let SweepReport {
+        probed,
+        healthy,
+        unhealthy,
+        ..
+    } = summary(&r);
     assert_eq!(
         (probed, healthy, unhealthy),
         (3, 1, 2),
@@ -175,7 +179,7 @@ async fn sweep_three_targets_writes_health_rows() {
     )
     .await;
     let r = h.sweep().await;
-    assert_eq!(summary(&r).0, 3);
+    assert_eq!(summary(&r).probed, 3);
     let rows2 = h.tables().rows(&h.health_table).await;
     assert_eq!(rows2.len(), 3);
     let ok2 = rows2.iter().find(|r| r["RowKey"] == "ok").unwrap();
@@ -222,7 +226,12 @@ async fn timer_envelope_variants_are_accepted() {
         let before = ok.hits();
         let r = h.invoke("HealthMonitor", &timer_envelope(timer)).await;
         assert_eq!(r.status, 200, "variant {name}: {} {}", r.status, r.text);
-        let (p, hh, u, _) = summary(&r);
+        let SweepReport {
+            probed: p,
+            healthy: hh,
+            unhealthy: u,
+            ..
+        } = summary(&r);
         assert_eq!((p, hh, u), (1, 1, 0), "variant {name}: {}", r.text);
         assert!(ok.hits() > before, "variant {name} did not probe");
     }
@@ -246,7 +255,12 @@ async fn silent_targets_are_probed_concurrently() {
     let started = Instant::now();
     let r = h.sweep().await;
     let elapsed = started.elapsed();
-    let (p, hh, u, _) = summary(&r);
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = summary(&r);
     assert_eq!((p, hh, u), (5, 1, 4), "{}", r.text);
     // Sequential probing would hold one connection at a time for 2 s each; concurrent probing
     // holds all four at once, which the server saw (no clock involved).
@@ -313,7 +327,12 @@ async fn tcp_redirect_and_status_rules() {
         .await;
 
     let r = h.sweep().await;
-    let (p, hh, u, _) = summary(&r);
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = summary(&r);
     let rows = h.tables().rows(&h.health_table).await;
     let status = |n: &str| -> (String, String) {
         let row = rows
@@ -367,7 +386,12 @@ async fn tcp_redirect_and_status_rules() {
 async fn empty_registry_sweep() {
     let h = Handler::start().await;
     let r = h.sweep().await;
-    let (p, hh, u, _) = summary(&r);
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = summary(&r);
     assert_eq!((p, hh, u), (0, 0, 0));
     assert!(h.tables().rows(&h.health_table).await.is_empty());
 }
@@ -387,7 +411,7 @@ async fn probe_concurrency_is_bounded() {
     let t0 = Instant::now();
     let r = h.sweep().await;
     let took = t0.elapsed();
-    assert_eq!(summary(&r).0, 4);
+    assert_eq!(summary(&r).probed, 4);
     // Not all four at once: a timeout cannot expire early, so two waves take two timeouts.
     assert!(
         took >= Duration::from_millis(1900),
@@ -417,7 +441,13 @@ async fn probes_in_flight_reach_the_setting_and_never_exceed_it() {
         register_target(&h, &format!("held-{i:02}"), &target.url).await;
     }
     let r = h.sweep().await;
-    assert_eq!(summary(&r), (12, 12, 0, summary(&r).3), "{}", r.text);
+    let report = summary(&r);
+    assert_eq!(
+        (report.probed, report.healthy, report.unhealthy),
+        (12, 12, 0),
+        "{}",
+        r.text
+    );
     assert_eq!(target.hits.load(std::sync::atomic::Ordering::SeqCst), 12);
     assert_eq!(
         target.most_held_at_once(),
@@ -449,7 +479,12 @@ async fn large_sweep_writes_every_row() {
         .collect();
     t.upsert_batch(&h.registry_table, &rows).await;
     let r = h.sweep().await;
-    let (p, hh, u, _) = summary(&r);
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = summary(&r);
     assert_eq!((p, hh, u), (250, 250, 0), "{}", r.text);
     let health = t.rows(&h.health_table).await;
     assert_eq!(health.len(), 250);
@@ -479,7 +514,7 @@ async fn sweep_stops_starting_probes_at_its_deadline_and_catches_up_next_time() 
     }
     let r = h.sweep().await;
     assert_eq!(
-        summary(&r).0,
+        summary(&r).probed,
         1,
         "one probe started before the deadline: {}",
         r.text
@@ -501,7 +536,7 @@ async fn sweep_stops_starting_probes_at_its_deadline_and_catches_up_next_time() 
 
     // Never-checked services go first next time, so the two skipped ones are not starved.
     let r = h.sweep().await;
-    assert_eq!(summary(&r).0, 1, "{}", r.text);
+    assert_eq!(summary(&r).probed, 1, "{}", r.text);
     assert_eq!(silent.connections().await, 2);
     let rows = h.tables().rows(&h.health_table).await;
     assert_eq!(

@@ -1,200 +1,28 @@
-//! Issue 4: instance ids, TTL, weight and health-check options on registration; heartbeat;
+//! Instances: instance ids, TTL, weight and health-check options on registration; heartbeat;
 //! expiry in discovery and deletion by the sweep; deregistration; the function.json files.
-//!
-//! The helpers marked `pub` are shared with `discovery_filters.rs` and `resolver.rs`.
 
 use crate::harness::*;
 use serde_json::{json, Value};
 
-/// Keys of one discovery item (the recipe's ten plus the five instance fields), shared with
-/// `discovery.rs`.
-pub use crate::discovery::SERVICE_KEYS as ITEM_KEYS;
-
-/// An endpoint on 127.0.0.1 where nothing listens (never contacted unless a test sweeps).
-pub fn local_endpoint(tag: &str) -> String {
-    format!("http://127.0.0.1:1/{tag}")
-}
-
-pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Check one discovery item's shape (exactly `ITEM_KEYS`, typed as the contract says).
-pub fn assert_item_shape(s: &Value) {
-    let obj = s
-        .as_object()
-        .unwrap_or_else(|| panic!("service item is not an object: {s}"));
-    // Exactly the contract's keys; `healthCheck` may come along when the registration set one.
-    let mut keys: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| *k != "healthCheck")
-        .collect();
-    keys.sort();
-    let mut expected = ITEM_KEYS.to_vec();
-    expected.sort();
-    assert_eq!(keys, expected, "keys of a discovery item: {s}");
-    assert!(s["tags"].is_array(), "tags must be an array: {s}");
-    assert!(s["metadata"].is_object(), "metadata must be an object: {s}");
-    assert!(
-        s["instanceId"].is_null() || s["instanceId"].is_string(),
-        "instanceId must be a string or null: {s}"
-    );
-    assert!(s["weight"].is_u64(), "weight must be an integer: {s}");
-    assert!(
-        s["ttlSeconds"].is_null() || s["ttlSeconds"].is_u64(),
-        "ttlSeconds must be an integer or null: {s}"
-    );
-    match &s["expiresAt"] {
-        Value::Null => assert!(
-            s["ttlSeconds"].is_null(),
-            "expiresAt null with a ttlSeconds: {s}"
-        ),
-        Value::String(e) => assert_iso_utc(e),
-        other => panic!("expiresAt must be an ISO string or null, got {other}: {s}"),
-    }
-    assert!(s["expired"].is_boolean(), "expired must be a bool: {s}");
-    assert!(
-        s["healthStatus"].is_null() || s["healthStatus"].is_object(),
-        "healthStatus must be null or an object: {s}"
-    );
-}
-
-/// Check the top-level discovery shape and every item; returns the items.
-pub fn items(v: &Value) -> Vec<Value> {
-    let obj = v
-        .as_object()
-        .unwrap_or_else(|| panic!("discovery body is not an object: {v}"));
-    for k in ["services", "count", "timestamp"] {
-        assert!(obj.contains_key(k), "discovery body lacks {k}: {v}");
-    }
-    for k in obj.keys() {
-        assert!(
-            matches!(
-                k.as_str(),
-                "services" | "count" | "timestamp" | "failedOpen" | "continuationToken"
-            ),
-            "unexpected top-level key {k} in discovery body: {v}"
-        );
-    }
-    assert_iso_utc(v["timestamp"].as_str().expect("timestamp string"));
-    let services = v["services"].as_array().expect("services array").clone();
-    assert_eq!(
-        v["count"].as_u64(),
-        Some(services.len() as u64),
-        "count must equal services.len(): {v}"
-    );
-    for s in &services {
-        assert_item_shape(s);
-    }
-    services
-}
-
-/// `type/name/instanceId` (`-` for no instance id) of one item.
-pub fn key_of(s: &Value) -> String {
-    format!(
-        "{}/{}/{}",
-        s["serviceType"].as_str().unwrap_or("?"),
-        s["serviceName"].as_str().unwrap_or("?"),
-        s["instanceId"].as_str().unwrap_or("-")
-    )
-}
-
-pub fn keys(v: &Value) -> Vec<String> {
-    items(v).iter().map(key_of).collect()
-}
-
-/// Register `name` (type `service_type`, instance `instance`) with extra body fields merged in.
-pub async fn register_instance(
-    h: &Handler,
-    service_type: &str,
-    name: &str,
-    instance: Option<&str>,
-    extra: Value,
-) -> Value {
-    let mut body = json!({
-        "serviceName": name,
-        "serviceType": service_type,
-        "endpoint": local_endpoint(name),
-    });
-    if let Some(i) = instance {
-        body["instanceId"] = json!(i);
-    }
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = h.register(&body).await;
-    assert_eq!(r.status, 200, "registration of {body} failed: {}", r.text);
-    r.json()
-}
-
-/// Rewrite one registry row's `lastHeartbeat` directly in the table (all other properties kept).
-pub async fn set_last_heartbeat(
-    h: &Handler,
-    pk: &str,
-    rk: &str,
-    when: chrono::DateTime<chrono::Utc>,
-) {
-    let tables = h.tables();
-    let row = tables
-        .row(&h.registry_table, pk, rk)
-        .await
-        .unwrap_or_else(|| panic!("no registry row ({pk}, {rk}) to age"));
-    let mut entity = serde_json::Map::new();
-    for (k, v) in row.as_object().unwrap() {
-        if k.starts_with("odata.") || k == "Timestamp" || k == "Timestamp@odata.type" {
-            continue;
-        }
-        entity.insert(k.clone(), v.clone());
-    }
-    entity.insert("lastHeartbeat".into(), json!(iso(when)));
-    tables
-        .upsert(&h.registry_table, &Value::Object(entity))
-        .await;
-}
-
-/// The value of an integer property stored as Edm.Int32 (no Int64/Double/String annotation).
-pub fn int32_prop(row: &Value, key: &str) -> i64 {
-    let ann = row.get(format!("{key}@odata.type")).and_then(Value::as_str);
-    assert!(
-        ann.is_none() || ann == Some("Edm.Int32"),
-        "{key} must be stored as Int32, found annotation {ann:?}: {row}"
-    );
-    row[key]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{key} must be an integer property: {row}"))
-}
-
-pub async fn heartbeat(h: &Handler, body: &Value) -> Resp {
-    h.request(
-        reqwest::Method::POST,
-        "/api/ServiceHeartbeat",
-        Some(body.to_string()),
-    )
-    .await
-}
-
-pub async fn deregister(h: &Handler, query: &str) -> Resp {
-    h.request(
-        reqwest::Method::DELETE,
-        &format!("/api/ServiceRegistrar?{query}"),
-        None,
-    )
-    .await
-}
-
-/// Run one sweep and return its report, read back from the summary line in its Logs.
-pub async fn sweep_summary(h: &Handler) -> SweepReport {
-    let r = h.sweep().await;
-    assert_eq!(r.status, 200, "sweep failed: {}", r.text);
-    let logs = logs_of(&r.json());
-    sweep_report(&logs).unwrap_or_else(|| panic!("no sweep summary in {logs:?}"))
-}
-
 fn handler_cache_off() -> Vec<(&'static str, &'static str)> {
     vec![("DISCOVERY_CACHE_TTL_MS", "0")]
+}
+
+/// The example in docs/testing.md ("Adding a test"), kept running so it stays true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_keeps_an_instance_listed_and_probed() {
+    let h = Handler::start().await;
+    let target = HttpTarget::status(200);
+    let orders = json!({"serviceName": "orders", "serviceType": "api", "instanceId": "pod-1"});
+    let mut body = orders.clone();
+    body["endpoint"] = json!(target.url);
+    h.register_ok(&body).await;
+    let r = h.heartbeat(&orders).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.sweep_report().await.healthy, 1);
+    let rows = h.tables().rows(&h.registry_table).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(keys(&h.discover_ok("").await), vec!["api/orders/pod-1"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -231,14 +59,17 @@ async fn instance_registration_keys_rows_by_name_and_instance() {
         r.json(),
         json!({"message": "Service registered successfully", "serviceId": "api:web", "instanceId": "a"})
     );
-    let b = register_instance(&h, "api", "web", Some("b"), json!({})).await;
+    let b = h
+        .register_instance("api", "web", Some("b"), json!({}))
+        .await;
     assert_eq!(
         b,
         json!({"message": "Service registered successfully", "serviceId": "api:web", "instanceId": "b"})
     );
     // Neighbours whose names share a prefix with "web".
-    register_instance(&h, "api", "web2", None, json!({})).await;
-    register_instance(&h, "api", "web-x", Some("a"), json!({})).await;
+    h.register_instance("api", "web2", None, json!({})).await;
+    h.register_instance("api", "web-x", Some("a"), json!({}))
+        .await;
 
     let tables = h.tables();
     let rows = tables
@@ -348,9 +179,11 @@ async fn instance_registration_keys_rows_by_name_and_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_reregistration_keeps_registered_at_and_touches_only_that_row() {
     let h = Handler::start().await;
-    register_instance(&h, "api", "svc", None, json!({})).await;
-    register_instance(&h, "api", "svc", Some("i1"), json!({"weight": 5})).await;
-    register_instance(&h, "api", "svc", Some("i2"), json!({})).await;
+    h.register_instance("api", "svc", None, json!({})).await;
+    h.register_instance("api", "svc", Some("i1"), json!({"weight": 5}))
+        .await;
+    h.register_instance("api", "svc", Some("i2"), json!({}))
+        .await;
     let tables = h.tables();
     let before_plain = tables.row(&h.registry_table, "api", "svc").await.unwrap();
     let before_i1 = tables
@@ -368,8 +201,7 @@ async fn instance_reregistration_keeps_registered_at_and_touches_only_that_row()
     )
     .await;
 
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "svc",
         Some("i1"),
@@ -722,23 +554,21 @@ async fn instance_fields_are_validated_and_refusals_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_moves_only_last_heartbeat() {
     let h = Handler::start().await;
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "hb",
         None,
         json!({"tags": ["x"], "metadata": {"k": "v"}, "version": "2.0.0"}),
     )
     .await;
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "hb",
         Some("n1"),
         json!({"ttlSeconds": 30, "weight": 3}),
     )
     .await;
-    register_instance(&h, "other", "hb2", None, json!({})).await;
+    h.register_instance("other", "hb2", None, json!({})).await;
     let tables = h.tables();
     let before_plain = tables.row(&h.registry_table, "api", "hb").await.unwrap();
     let before_n1 = tables.row(&h.registry_table, "api", "hb:n1").await.unwrap();
@@ -752,7 +582,9 @@ async fn heartbeat_moves_only_last_heartbeat() {
 
     // Plain row.
     let sent = chrono::Utc::now();
-    let r = heartbeat(&h, &json!({"serviceName": "hb", "serviceType": "api"})).await;
+    let r = h
+        .heartbeat(&json!({"serviceName": "hb", "serviceType": "api"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.assert_json_content_type();
     let v = r.json();
@@ -789,11 +621,9 @@ async fn heartbeat_moves_only_last_heartbeat() {
     );
 
     // Instance row.
-    let r = heartbeat(
-        &h,
-        &json!({"serviceName": "hb", "serviceType": "api", "instanceId": "n1"}),
-    )
-    .await;
+    let r = h
+        .heartbeat(&json!({"serviceName": "hb", "serviceType": "api", "instanceId": "n1"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -834,8 +664,9 @@ async fn heartbeat_moves_only_last_heartbeat() {
     );
 
     // serviceType defaults to `default`.
-    register_instance(&h, "default", "dflt", None, json!({})).await;
-    let r = heartbeat(&h, &json!({"serviceName": "dflt"})).await;
+    h.register_instance("default", "dflt", None, json!({}))
+        .await;
+    let r = h.heartbeat(&json!({"serviceName": "dflt"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["serviceId"], "default:dflt");
 
@@ -860,8 +691,9 @@ async fn heartbeat_moves_only_last_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_for_unknown_is_404_and_bad_input_is_400() {
     let h = Handler::start().await;
-    register_instance(&h, "api", "known", None, json!({})).await;
-    register_instance(&h, "api", "known", Some("k1"), json!({})).await;
+    h.register_instance("api", "known", None, json!({})).await;
+    h.register_instance("api", "known", Some("k1"), json!({}))
+        .await;
     let tables = h.tables();
     let before = tables.rows(&h.registry_table).await;
 
@@ -872,7 +704,7 @@ async fn heartbeat_for_unknown_is_404_and_bad_input_is_400() {
         json!({"serviceName": "known", "serviceType": "api", "instanceId": "k2"}),
         json!({"serviceName": "unknown", "serviceType": "api", "instanceId": "k1"}),
     ] {
-        heartbeat(&h, &body)
+        h.heartbeat(&body)
             .await
             .assert_error(404, Some("serviceName"));
     }
@@ -942,13 +774,16 @@ async fn heartbeat_for_unknown_is_404_and_bad_input_is_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_lapse_hides_instances_until_a_heartbeat() {
     let h = Handler::start_with(&handler_cache_off()).await;
-    register_instance(&h, "api", "eph", Some("old"), json!({"ttlSeconds": 5})).await;
-    register_instance(&h, "api", "eph", Some("new"), json!({"ttlSeconds": 600})).await;
-    register_instance(&h, "api", "eph", Some("forever"), json!({})).await;
+    h.register_instance("api", "eph", Some("old"), json!({"ttlSeconds": 5}))
+        .await;
+    h.register_instance("api", "eph", Some("new"), json!({"ttlSeconds": 600}))
+        .await;
+    h.register_instance("api", "eph", Some("forever"), json!({}))
+        .await;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    set_last_heartbeat(&h, "api", "eph:old", long_ago).await;
+    h.set_last_heartbeat("api", "eph:old", long_ago).await;
     // Without a TTL a stale heartbeat never expires.
-    set_last_heartbeat(&h, "api", "eph:forever", long_ago).await;
+    h.set_last_heartbeat("api", "eph:forever", long_ago).await;
 
     let v = h.discover_ok("serviceName=eph").await;
     assert_eq!(keys(&v), vec!["api/eph/forever", "api/eph/new"]);
@@ -988,11 +823,9 @@ async fn ttl_lapse_hides_instances_until_a_heartbeat() {
         .assert_error(400, Some("includeExpired"));
 
     // A heartbeat brings it back.
-    let r = heartbeat(
-        &h,
-        &json!({"serviceName": "eph", "serviceType": "api", "instanceId": "old"}),
-    )
-    .await;
+    let r = h
+        .heartbeat(&json!({"serviceName": "eph", "serviceType": "api", "instanceId": "old"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = h.discover_ok("serviceName=eph").await;
     assert_eq!(
@@ -1017,10 +850,9 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
         if let Some(t) = ttl {
             extra["ttlSeconds"] = json!(t);
         }
-        register_instance(&h, "api", "sw", Some(id), extra).await;
+        h.register_instance("api", "sw", Some(id), extra).await;
     }
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "sw",
         None,
@@ -1028,17 +860,17 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
     )
     .await;
     // First sweep: every service gets a health row.
-    let first = sweep_summary(&h).await;
+    let first = h.sweep_report().await;
     assert_eq!(first.deleted_expired, 0, "{first:?}");
     let tables = h.tables();
     assert_eq!(tables.rows(&h.health_table).await.len(), 4);
 
     let long_ago = chrono::Utc::now() - chrono::Duration::minutes(10);
-    set_last_heartbeat(&h, "api", "sw:gone", long_ago).await;
-    set_last_heartbeat(&h, "api", "sw:nottl", long_ago).await;
-    set_last_heartbeat(&h, "api", "sw", long_ago).await;
+    h.set_last_heartbeat("api", "sw:gone", long_ago).await;
+    h.set_last_heartbeat("api", "sw:nottl", long_ago).await;
+    h.set_last_heartbeat("api", "sw", long_ago).await;
 
-    let second = sweep_summary(&h).await;
+    let second = h.sweep_report().await;
     assert_eq!(second.deleted_expired, 2, "{second:?}");
     let mut reg: Vec<String> = tables
         .rows(&h.registry_table)
@@ -1067,7 +899,7 @@ async fn sweep_deletes_expired_rows_with_zero_grace() {
     let v = h.discover_ok("serviceName=sw&includeExpired=true").await;
     assert_eq!(keys(&v), vec!["api/sw/fresh", "api/sw/nottl"]);
 
-    let third = sweep_summary(&h).await;
+    let third = h.sweep_report().await;
     assert_eq!(third.deleted_expired, 0, "{third:?}");
 }
 
@@ -1076,8 +908,7 @@ async fn sweep_keeps_expired_rows_within_the_default_grace() {
     let h = Handler::start_with(&handler_cache_off()).await;
     let target = HttpTarget::status(200);
     for id in ["recent", "ancient"] {
-        register_instance(
-            &h,
+        h.register_instance(
             "api",
             "gr",
             Some(id),
@@ -1087,22 +918,16 @@ async fn sweep_keeps_expired_rows_within_the_default_grace() {
     }
     let now = chrono::Utc::now();
     // Expired 5 minutes ago: inside the 600 s grace. Expired 15 minutes ago: past it.
-    set_last_heartbeat(
-        &h,
-        "api",
-        "gr:recent",
-        now - chrono::Duration::seconds(5 + 300),
-    )
-    .await;
-    set_last_heartbeat(
-        &h,
+    h.set_last_heartbeat("api", "gr:recent", now - chrono::Duration::seconds(5 + 300))
+        .await;
+    h.set_last_heartbeat(
         "api",
         "gr:ancient",
         now - chrono::Duration::seconds(5 + 900),
     )
     .await;
 
-    let summary = sweep_summary(&h).await;
+    let summary = h.sweep_report().await;
     assert_eq!(summary.deleted_expired, 1, "{summary:?}");
     let tables = h.tables();
     let reg: Vec<String> = tables
@@ -1138,17 +963,21 @@ async fn deregistration_removes_exactly_that_key_from_both_tables() {
     let h = Handler::start().await;
     let target = HttpTarget::status(200);
     let ep = json!({"endpoint": target.url});
-    register_instance(&h, "api", "dr", None, ep.clone()).await;
-    register_instance(&h, "api", "dr", Some("a"), ep.clone()).await;
-    register_instance(&h, "api", "dr", Some("b"), ep.clone()).await;
-    register_instance(&h, "db", "dr", Some("a"), ep.clone()).await;
-    sweep_summary(&h).await;
+    h.register_instance("api", "dr", None, ep.clone()).await;
+    h.register_instance("api", "dr", Some("a"), ep.clone())
+        .await;
+    h.register_instance("api", "dr", Some("b"), ep.clone())
+        .await;
+    h.register_instance("db", "dr", Some("a"), ep.clone()).await;
+    h.sweep_report().await;
     let tables = h.tables();
     assert_eq!(tables.rows(&h.health_table).await.len(), 4);
     // Prime the discovery cache, so the next read proves the delete invalidated it.
     assert_eq!(h.discover_ok("serviceName=dr").await["count"], 4);
 
-    let r = deregister(&h, "serviceName=dr&serviceType=api&instanceId=a").await;
+    let r = h
+        .deregister("serviceName=dr&serviceType=api&instanceId=a")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.assert_json_content_type();
     assert_eq!(
@@ -1184,7 +1013,7 @@ async fn deregistration_removes_exactly_that_key_from_both_tables() {
     );
 
     // Without instanceId: only RowKey = serviceName.
-    let r = deregister(&h, "serviceName=dr&serviceType=api").await;
+    let r = h.deregister("serviceName=dr&serviceType=api").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.json(),
@@ -1200,10 +1029,10 @@ async fn deregistration_removes_exactly_that_key_from_both_tables() {
     );
 
     // Again: 404, nothing else touched.
-    deregister(&h, "serviceName=dr&serviceType=api")
+    h.deregister("serviceName=dr&serviceType=api")
         .await
         .assert_error(404, Some("serviceName"));
-    deregister(&h, "serviceName=dr&serviceType=api&instanceId=a")
+    h.deregister("serviceName=dr&serviceType=api&instanceId=a")
         .await
         .assert_error(404, Some("serviceName"));
 
@@ -1239,8 +1068,9 @@ async fn deregistration_removes_exactly_that_key_from_both_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deregistration_validates_and_defaults_the_type() {
     let h = Handler::start().await;
-    register_instance(&h, "default", "dd", None, json!({})).await;
-    register_instance(&h, "default", "dd", Some("x"), json!({})).await;
+    h.register_instance("default", "dd", None, json!({})).await;
+    h.register_instance("default", "dd", Some("x"), json!({}))
+        .await;
     let tables = h.tables();
 
     for (q, status, field) in [
@@ -1259,14 +1089,14 @@ async fn deregistration_validates_and_defaults_the_type() {
         ("serviceName=dd&serviceType=api", 404, "serviceName"),
         ("serviceName=dd&instanceId=y", 404, "serviceName"),
     ] {
-        let r = deregister(&h, q).await;
+        let r = h.deregister(q).await;
         assert_eq!(r.status, status, "DELETE ?{q}: {}", r.text);
         r.assert_error(status, Some(field));
     }
     assert_eq!(tables.rows(&h.registry_table).await.len(), 2);
 
     // serviceType defaults to `default`.
-    let r = deregister(&h, "serviceName=dd&instanceId=x").await;
+    let r = h.deregister("serviceName=dd&instanceId=x").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.json(),
@@ -1345,17 +1175,14 @@ fn function_json_files_declare_the_new_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_instance_id_on_a_write_is_refused_not_read_as_absent() {
     let h = Handler::start().await;
-    register_instance(&h, "api", "orders", None, json!({})).await;
+    h.register_instance("api", "orders", None, json!({})).await;
     // `instanceId=$POD` with `$POD` unset must not act on the service-level row.
-    deregister(&h, "serviceType=api&serviceName=orders&instanceId=")
+    h.deregister("serviceType=api&serviceName=orders&instanceId=")
         .await
         .assert_error(400, Some("instanceId"));
-    heartbeat(
-        &h,
-        &json!({"serviceType": "api", "serviceName": "orders", "instanceId": ""}),
-    )
-    .await
-    .assert_error(400, Some("instanceId"));
+    h.heartbeat(&json!({"serviceType": "api", "serviceName": "orders", "instanceId": ""}))
+        .await
+        .assert_error(400, Some("instanceId"));
     assert!(h
         .tables()
         .row(&h.registry_table, "api", "orders")
@@ -1377,8 +1204,7 @@ async fn health_rows_never_outlive_their_registration() {
     let down = HttpTarget::status(503);
     let up = HttpTarget::status(200);
     for (instance, target) in [("pod-0", &down), ("pod-1", &up)] {
-        register_instance(
-            &h,
+        h.register_instance(
             "api",
             "web",
             Some(instance),
@@ -1386,7 +1212,7 @@ async fn health_rows_never_outlive_their_registration() {
         )
         .await;
     }
-    assert_eq!(sweep_summary(&h).await.deleted_orphans, 0);
+    assert_eq!(h.sweep_report().await.deleted_orphans, 0);
     let tables = h.tables();
     assert_eq!(
         tables
@@ -1402,7 +1228,8 @@ async fn health_rows_never_outlive_their_registration() {
         .row(&h.registry_table, "api", "web:pod-1")
         .await
         .unwrap();
-    deregister(&h, "serviceType=api&serviceName=web&instanceId=pod-1").await;
+    h.deregister("serviceType=api&serviceName=web&instanceId=pod-1")
+        .await;
     let mut stale = row.clone();
     stale["status"] = json!("healthy");
     tables
@@ -1413,7 +1240,7 @@ async fn health_rows_never_outlive_their_registration() {
                     "responseTime": 3, "errorMessage": ""}),
         )
         .await;
-    let report = sweep_summary(&h).await;
+    let report = h.sweep_report().await;
     assert_eq!(report.deleted_orphans, 1, "{report:?}");
     assert!(tables
         .row(&h.health_table, "api", "web:pod-1")
@@ -1432,13 +1259,14 @@ async fn health_rows_never_outlive_their_registration() {
                     "nextProbeAt": "2099-01-01T00:00:00.000Z", "responseTime": 5000, "errorMessage": "x"}),
         )
         .await;
-    register_instance(&h, "api", "web", Some("pod-2"), json!({"endpoint": up.url})).await;
+    h.register_instance("api", "web", Some("pod-2"), json!({"endpoint": up.url}))
+        .await;
     let v = h
         .discover_ok("serviceType=api&serviceName=web&instanceId=pod-2")
         .await;
     assert_eq!(v["services"][0]["healthStatus"], Value::Null);
     let hits = up.hits();
-    let report = sweep_summary(&h).await;
+    let report = h.sweep_report().await;
     assert_eq!(report.deleted_orphans, 0, "{report:?}");
     assert!(
         up.hits() > hits,
@@ -1454,14 +1282,8 @@ async fn health_rows_never_outlive_their_registration() {
         .await;
     assert_eq!(v["services"][0]["healthStatus"]["status"], "healthy", "{v}");
     // Re-registering an existing instance keeps its health history.
-    register_instance(
-        &h,
-        "api",
-        "web",
-        Some("pod-0"),
-        json!({"endpoint": down.url}),
-    )
-    .await;
+    h.register_instance("api", "web", Some("pod-0"), json!({"endpoint": down.url}))
+        .await;
     assert!(tables
         .row(&h.health_table, "api", "web:pod-0")
         .await

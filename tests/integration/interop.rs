@@ -4,7 +4,6 @@
 //! the rows its functions would write, which lets them pin exact values (times, odd Edm types).
 //! `recipe.rs` runs the recipe's own `index.js` on Node against the same Azurite.
 
-use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 
@@ -214,7 +213,12 @@ async fn sweep_tolerates_rows_from_other_clients() {
         r.text
     );
     let v = r.json();
-    let (p, hh, u, _) = parse_sweep_summary(&logs_of(&v)).expect("summary line");
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = sweep_report(&logs_of(&v)).expect("summary line");
     assert_eq!((p, hh, u), (2, 1, 1), "{v}");
     let nohe = t
         .row(&h.health_table, "x", "nohe")

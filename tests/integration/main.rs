@@ -3,9 +3,6 @@
 //! Run with `cargo test --test integration` (needs `npm ci` for node_modules/.bin/azurite-table).
 
 mod harness;
-mod harness_arm;
-mod harness_entra;
-mod harness_identity;
 mod harness_selftest;
 
 mod arm_sync;

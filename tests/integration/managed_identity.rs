@@ -1,6 +1,6 @@
 //! Managed identity end to end: the handler gets its tokens from an imitation of App Service's
 //! identity endpoint and signs table requests with them; a recording proxy shows which token reached
-//! the table endpoint, and Azurite in OAuth mode behind it checks each one (`harness_identity`).
+//! the table endpoint, and Azurite in OAuth mode behind it checks each one (`harness::identity`).
 //!
 //! Shown here: the token reaching storage and the rows written with it; `client_id` sent for a
 //! user-assigned identity and not for the system-assigned one; one token request for many table
@@ -9,8 +9,8 @@
 //! the token nor the header secret in the handler's output. The instance metadata fallback is not
 //! contacted here (its protocol is unit-tested in `store::identity`).
 
+use crate::harness::identity::*;
 use crate::harness::*;
-use crate::harness_identity::*;
 use serde_json::json;
 use std::time::Duration;
 

@@ -257,13 +257,13 @@ async fn a_discovery_asked_for_steadily_is_read_again_before_it_lapses_and_never
     )
     .await;
     let client = reqwest::Client::new();
-    crate::instances::register_instance(&h, "api", "first", None, json!({})).await;
+    h.register_instance("api", "first", None, json!({})).await;
     let query = "?serviceType=api";
     assert_eq!(h.discover_ok(query).await["count"], 1);
     let before = scrape(&client, &base).await;
     // Another replica registers: this process cannot know, only its TTL bounds how long it shows
     // the old answer.
-    let endpoint = crate::instances::local_endpoint("later");
+    let endpoint = local_endpoint("later");
     h.tables()
         .upsert(
             &h.registry_table,

@@ -5,16 +5,11 @@
 
 use crate::harness::*;
 use serde_json::Value;
-use std::path::Path;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// (folder, public route under /api/ for HTTP functions, methods) from every `*/function.json`.
 fn functions() -> Vec<(String, Option<String>, Vec<String>)> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(repo()).unwrap() {
+    for entry in std::fs::read_dir(manifest_dir()).unwrap() {
         let dir = entry.unwrap().path();
         let Ok(text) = std::fs::read_to_string(dir.join("function.json")) else {
             continue;
@@ -134,12 +129,12 @@ async fn the_document_is_valid_openapi_and_the_readme_examples_agree_with_it() {
     let (text, _) = served(&h).await;
     let file = scratch_dir("openapi").join("openapi.json");
     std::fs::write(&file, &text).unwrap();
-    let script = repo().join("scripts/check-openapi.sh");
+    let script = manifest_dir().join("scripts/check-openapi.sh");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(script)
             .arg(&file)
-            .arg(repo().join("README.md"))
-            .arg(repo().join("docs/api.md"))
+            .arg(manifest_dir().join("README.md"))
+            .arg(manifest_dir().join("docs/api.md"))
             .output()
             .expect("run scripts/check-openapi.sh")
     })

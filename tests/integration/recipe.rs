@@ -5,7 +5,6 @@
 //! interop.rs imitates the recipe's rows to pin exact values; this test runs the real thing, so a
 //! difference in how the Node SDK puts rows on the wire (types, annotations, key casing) shows.
 
-use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -246,7 +245,9 @@ async fn the_recipes_own_functions_and_the_handler_read_each_others_rows() {
     // rows it writes.
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let (probed, healthy, _, _) = parse_sweep_summary(&logs_of(&r.json())).expect("summary");
+    let SweepReport {
+        probed, healthy, ..
+    } = sweep_report(&logs_of(&r.json())).expect("summary");
     assert_eq!((probed, healthy), (2, 2), "{}", r.text);
     let ours = tables.row(HEALTH, "api", "rust-api").await.unwrap();
     assert_eq!(ours["circuit"], "closed", "{ours}");

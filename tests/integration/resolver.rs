@@ -1,4 +1,4 @@
-//! Issue 4 resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
+//! The resolver: GET /api/ServiceResolver picks one eligible instance at random in proportion
 //! to weight / cost. Statistical checks run 1,000-2,000 local calls.
 //!
 //! The expected shares are worked out by hand from the rule docs/api.md documents (a draw in
@@ -8,9 +8,6 @@
 //! would only check the handler against itself.
 
 use crate::harness::*;
-use crate::instances::{
-    assert_item_shape, deregister, items, register_instance, set_last_heartbeat, sweep_summary,
-};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -55,15 +52,6 @@ impl SlowTarget {
     }
 }
 
-async fn resolve(h: &Handler, query: &str) -> Resp {
-    h.request(
-        reqwest::Method::GET,
-        &format!("/api/ServiceResolver?{query}"),
-        None,
-    )
-    .await
-}
-
 /// Check a 200 resolver body; returns (the chosen item, candidates).
 fn resolved(r: &Resp) -> (Value, u64) {
     assert_eq!(r.status, 200, "resolver: {} {}", r.status, r.text);
@@ -83,7 +71,7 @@ fn resolved(r: &Resp) -> (Value, u64) {
 /// Resolve `n` times (16 at a time); returns picks per instanceId and the set of candidate counts.
 async fn tally(h: &Handler, query: &str, n: usize) -> (HashMap<String, u64>, Vec<u64>) {
     let results: Vec<Resp> = futures::stream::iter(0..n)
-        .map(|_| resolve(h, query))
+        .map(|_| h.resolve(query))
         .buffer_unordered(16)
         .collect()
         .await;
@@ -158,23 +146,21 @@ async fn weights_split_traffic_proportionally() {
     .await;
     let t1 = HttpTarget::status(200);
     let t3 = HttpTarget::status(200);
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "pool",
         Some("w1"),
         json!({"endpoint": t1.url, "weight": 1}),
     )
     .await;
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "pool",
         Some("w3"),
         json!({"endpoint": t3.url, "weight": 3}),
     )
     .await;
-    sweep_summary(&h).await;
+    h.sweep_report().await;
     let v = h.discover_ok("serviceName=pool&healthyOnly=true").await;
     let s = items(&v);
     assert_eq!(s.len(), 2, "both instances healthy after the sweep: {v}");
@@ -234,16 +220,16 @@ async fn unhealthy_instance_is_never_chosen() {
     .await;
     let up = HttpTarget::status(200);
     let down = HttpTarget::status(503);
-    register_instance(&h, "api", "mixed", Some("up"), json!({"endpoint": up.url})).await;
-    register_instance(
-        &h,
+    h.register_instance("api", "mixed", Some("up"), json!({"endpoint": up.url}))
+        .await;
+    h.register_instance(
         "api",
         "mixed",
         Some("down"),
         json!({"endpoint": down.url, "weight": 1000}),
     )
     .await;
-    sweep_summary(&h).await;
+    h.sweep_report().await;
     let tables = h.tables();
     assert_eq!(
         tables
@@ -269,29 +255,27 @@ async fn unhealthy_instance_is_never_chosen() {
     assert_eq!(candidates, vec![1]);
 
     // A never-checked instance is not eligible while a healthy one exists.
-    register_instance(
-        &h,
-        "api",
-        "mixed",
-        Some("fresh"),
-        json!({"endpoint": up.url}),
-    )
-    .await;
+    h.register_instance("api", "mixed", Some("fresh"), json!({"endpoint": up.url}))
+        .await;
     let (picks, candidates) = tally(&h, "serviceName=mixed", 300).await;
     assert_eq!(picks, HashMap::from([("up".to_string(), 300)]));
     assert_eq!(candidates, vec![1]);
 
     // With no healthy one left, the never-checked one is; the unhealthy one still is not.
-    let r = deregister(&h, "serviceName=mixed&serviceType=api&instanceId=up").await;
+    let r = h
+        .deregister("serviceName=mixed&serviceType=api&instanceId=up")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let (picks, candidates) = tally(&h, "serviceName=mixed", 300).await;
     assert_eq!(picks, HashMap::from([("fresh".to_string(), 300)]));
     assert_eq!(candidates, vec![1]);
 
     // Only the unhealthy one left: nothing eligible.
-    let r = deregister(&h, "serviceName=mixed&serviceType=api&instanceId=fresh").await;
+    let r = h
+        .deregister("serviceName=mixed&serviceType=api&instanceId=fresh")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    resolve(&h, "serviceName=mixed")
+    h.resolve("serviceName=mixed")
         .await
         .assert_error(404, Some("serviceName"));
 }
@@ -306,23 +290,11 @@ async fn slow_instance_gets_less_traffic() {
     .await;
     let fast = HttpTarget::status(200);
     let slow = SlowTarget::start(Duration::from_millis(150));
-    register_instance(
-        &h,
-        "api",
-        "lat",
-        Some("fast"),
-        json!({"endpoint": fast.url}),
-    )
-    .await;
-    register_instance(
-        &h,
-        "api",
-        "lat",
-        Some("slow"),
-        json!({"endpoint": slow.url}),
-    )
-    .await;
-    sweep_summary(&h).await;
+    h.register_instance("api", "lat", Some("fast"), json!({"endpoint": fast.url}))
+        .await;
+    h.register_instance("api", "lat", Some("slow"), json!({"endpoint": slow.url}))
+        .await;
+    h.sweep_report().await;
     let v = h.discover_ok("serviceName=lat&healthyOnly=true").await;
     let s = items(&v);
     assert_eq!(s.len(), 2, "both healthy: {v}");
@@ -383,7 +355,8 @@ async fn slow_instance_gets_less_traffic() {
 async fn failures_and_recipe_rows_are_costed_as_documented() {
     let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
     for instance in ["steady", "failing", "recipe"] {
-        register_instance(&h, "api", "cost", Some(instance), json!({})).await;
+        h.register_instance("api", "cost", Some(instance), json!({}))
+            .await;
     }
     // Costs: steady (5 + 25) x (1 + 0) = 30; failing, still healthy after two failed probes,
     // (5 + 25) x (1 + 2) = 90; recipe, responseTime 5 and no average, (5 + 25) x 1 = 30.
@@ -432,32 +405,35 @@ async fn nothing_eligible_is_404() {
         ("HEALTH_PROBE_JITTER_MS", "0"),
     ])
     .await;
-    resolve(&h, "serviceName=ghost")
+    h.resolve("serviceName=ghost")
         .await
         .assert_error(404, Some("serviceName"));
 
     // Weight 0 only.
-    register_instance(&h, "api", "zero", Some("z"), json!({"weight": 0})).await;
-    resolve(&h, "serviceName=zero")
+    h.register_instance("api", "zero", Some("z"), json!({"weight": 0}))
+        .await;
+    h.resolve("serviceName=zero")
         .await
         .assert_error(404, Some("serviceName"));
 
     // Expired only.
-    register_instance(&h, "api", "old", Some("o"), json!({"ttlSeconds": 5})).await;
-    set_last_heartbeat(
-        &h,
+    h.register_instance("api", "old", Some("o"), json!({"ttlSeconds": 5}))
+        .await;
+    h.set_last_heartbeat(
         "api",
         "old:o",
         chrono::Utc::now() - chrono::Duration::seconds(60),
     )
     .await;
-    resolve(&h, "serviceName=old")
+    h.resolve("serviceName=old")
         .await
         .assert_error(404, Some("serviceName"));
 
     // Weight 0 never chosen beside an eligible one; an expired one neither.
-    register_instance(&h, "api", "zero", Some("one"), json!({"weight": 1})).await;
-    register_instance(&h, "api", "old", Some("live"), json!({"ttlSeconds": 600})).await;
+    h.register_instance("api", "zero", Some("one"), json!({"weight": 1}))
+        .await;
+    h.register_instance("api", "old", Some("live"), json!({"ttlSeconds": 600}))
+        .await;
     let (picks, candidates) = tally(&h, "serviceName=zero", 200).await;
     assert_eq!(picks, HashMap::from([("one".to_string(), 200)]));
     assert_eq!(candidates, vec![1]);
@@ -467,9 +443,11 @@ async fn nothing_eligible_is_404() {
 
     // Unhealthy only.
     let down = HttpTarget::status(503);
-    register_instance(&h, "api", "sick", Some("s1"), json!({"endpoint": down.url})).await;
-    register_instance(&h, "api", "sick", Some("s2"), json!({"endpoint": down.url})).await;
-    sweep_summary(&h).await;
+    h.register_instance("api", "sick", Some("s1"), json!({"endpoint": down.url}))
+        .await;
+    h.register_instance("api", "sick", Some("s2"), json!({"endpoint": down.url}))
+        .await;
+    h.sweep_report().await;
     assert_eq!(
         h.tables()
             .row(&h.health_table, "api", "sick:s1")
@@ -477,13 +455,12 @@ async fn nothing_eligible_is_404() {
             .unwrap()["status"],
         "unhealthy"
     );
-    resolve(&h, "serviceName=sick")
+    h.resolve("serviceName=sick")
         .await
         .assert_error(404, Some("serviceName"));
 
     // Filters that match nothing.
-    register_instance(
-        &h,
+    h.register_instance(
         "api",
         "tagged",
         Some("t"),
@@ -496,9 +473,12 @@ async fn nothing_eligible_is_404() {
         "serviceName=tagged&metadata=zone=1",
         "serviceName=tagged&serviceType=db",
     ] {
-        resolve(&h, q).await.assert_error(404, Some("serviceName"));
+        h.resolve(q).await.assert_error(404, Some("serviceName"));
     }
-    let (inst, _) = resolved(&resolve(&h, "serviceName=tagged&tags=blue&version=1.0.0").await);
+    let (inst, _) = resolved(
+        &h.resolve("serviceName=tagged&tags=blue&version=1.0.0")
+            .await,
+    );
     assert_eq!(inst["instanceId"], "t");
 }
 
@@ -506,31 +486,26 @@ async fn nothing_eligible_is_404() {
 async fn resolver_filters_and_bad_input() {
     let h = Handler::start_with(&[("HEALTH_PROBE_JITTER_MS", "0")]).await;
     let up = HttpTarget::status(200);
-    register_instance(
-        &h,
-        "api",
+    h.register_instance("api",
         "flt",
         Some("a"),
         json!({"endpoint": up.url, "tags": ["canary"], "version": "2.0.0", "metadata": {"zone": 1}}),
     )
     .await;
-    register_instance(
-        &h,
-        "api",
+    h.register_instance("api",
         "flt",
         Some("b"),
         json!({"endpoint": up.url, "tags": ["stable"], "version": "1.0.0", "metadata": {"zone": 2}}),
     )
     .await;
-    register_instance(
-        &h,
+    h.register_instance(
         "db",
         "flt",
         Some("c"),
         json!({"endpoint": up.url, "version": "3.0.0"}),
     )
     .await;
-    sweep_summary(&h).await;
+    h.sweep_report().await;
 
     for (q, want) in [
         ("serviceName=flt&tags=canary", "a"),
@@ -553,7 +528,7 @@ async fn resolver_filters_and_bad_input() {
         3,
         "three equal instances all get picked: {picks:?}"
     );
-    let (inst, _) = resolved(&resolve(&h, "serviceName=flt&tags=canary").await);
+    let (inst, _) = resolved(&h.resolve("serviceName=flt&tags=canary").await);
     assert_eq!(inst["serviceName"], "flt");
     assert_eq!(inst["serviceType"], "api");
     assert_eq!(inst["endpoint"], json!(up.url));
@@ -576,7 +551,7 @@ async fn resolver_filters_and_bad_input() {
             h.request(reqwest::Method::GET, "/api/ServiceResolver", None)
                 .await
         } else {
-            resolve(&h, q).await
+            h.resolve(q).await
         };
         let v = r.assert_error(400, Some(field));
         assert!(v.get("instance").is_none(), "?{q}: {v}");

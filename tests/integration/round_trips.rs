@@ -1,10 +1,8 @@
 //! Storage round trips per API request, counted by a proxy in front of Azurite: where storage is
-//! the bottleneck, these counts are the registration and heartbeat rates (issue 13, item 3).
+//! the bottleneck, these counts are the registration and heartbeat rates.
 
 use crate::harness::*;
-use crate::instances::heartbeat;
 use serde_json::json;
-use std::time::Duration;
 
 /// A handler whose storage traffic all goes through a counting proxy, started once its
 /// background table creation is done (so what follows is request-path traffic only).
@@ -14,36 +12,7 @@ async fn counted_handler() -> (Handler, CountingProxy) {
 
 async fn counted_handler_with(env: &[(&str, &str)]) -> (Handler, CountingProxy) {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    (handler_behind(&proxy, env).await, proxy)
-}
-
-/// A handler whose storage is `proxy`, once its background table creation is done.
-pub(crate) async fn handler_behind(proxy: &CountingProxy, env: &[(&str, &str)]) -> Handler {
-    let mut cfg =
-        HandlerConfig::with_storage(Mode::CustomHandler, &connection_string_for_port(proxy.port));
-    for (name, value) in env {
-        cfg = cfg.env(name, value);
-    }
-    let h = Handler::spawn(cfg).await;
-    let created = poll_until(
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async {
-            let creates = proxy
-                .requests()
-                .iter()
-                .filter(|r| *r == "POST /Tables")
-                .count();
-            (creates == 3).then_some(())
-        },
-    )
-    .await;
-    assert!(
-        created.is_some(),
-        "tables not created: {:?}",
-        proxy.requests()
-    );
-    h
+    (Handler::behind(&proxy, env).await, proxy)
 }
 
 fn body(name: &str, version: &str) -> serde_json::Value {
@@ -74,7 +43,9 @@ async fn a_new_registration_is_one_insert_and_a_re_registration_a_read_and_a_rep
 
     // One small write: a merge of `lastHeartbeat`.
     let before = proxy.requests().len();
-    let r = heartbeat(&h, &json!({"serviceName": "orders", "serviceType": "api"})).await;
+    let r = h
+        .heartbeat(&json!({"serviceName": "orders", "serviceType": "api"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(proxy.since(before), vec![format!("MERGE {point}")]);
 }

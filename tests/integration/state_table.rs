@@ -26,23 +26,13 @@ fn pair(pk: &str, rk: &str) -> (String, String) {
     (pk.to_owned(), rk.to_owned())
 }
 
-async fn last_sweep(h: &Handler) -> Value {
-    let r = h.request(reqwest::Method::GET, "/api/Sweep", None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.assert_json_content_type();
-    let v = r.json();
-    let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(fields, vec!["lastSweep"], "{v}");
-    v["lastSweep"].clone()
-}
-
 /// Polls `GET /api/Sweep` until a scheduled sweep by `holder` probed exactly `probed` services.
 async fn scheduled_sweep_that_probed(h: &Handler, holder: &str, probed: u64) -> Value {
     poll_until(
         Duration::from_secs(20),
         Duration::from_millis(200),
         || async {
-            let shown = last_sweep(h).await;
+            let shown = h.last_sweep().await;
             (shown["checkedBy"] == holder
                 && shown["trigger"] == "schedule"
                 && shown["counters"]["probed"] == probed)

@@ -1,15 +1,12 @@
 //! `STORAGE_MAX_CONNECTIONS`: a burst of API requests never puts more storage requests or
 //! connections in flight than the setting allows (counted by a proxy in front of Azurite), and a
-//! request that cannot get a slot within its storage budget answers 503 with `Retry-After`
-//! (issue 13, item 2).
+//! request that cannot get a slot within its storage budget answers 503 with `Retry-After`.
 
 use crate::harness::*;
-use crate::round_trips::handler_behind;
-use crate::storage_faults::assert_503;
 use serde_json::json;
 use std::time::Duration;
 
-fn service(name: &str) -> serde_json::Value {
+fn service_at_port_9(name: &str) -> serde_json::Value {
     json!({"serviceName": name, "serviceType": "api", "endpoint": "http://127.0.0.1:9/"})
 }
 
@@ -18,7 +15,7 @@ async fn a_burst_keeps_to_the_storage_connection_cap_and_every_request_is_answer
     const CLIENTS: usize = 24;
     let proxy = CountingProxy::start(Azurite::shared().port).await;
     // No read cache, so every discovery is a storage read of its own.
-    let h = handler_behind(
+    let h = Handler::behind(
         &proxy,
         &[
             ("STORAGE_MAX_CONNECTIONS", "2"),
@@ -40,7 +37,7 @@ async fn a_burst_keeps_to_the_storage_connection_cap_and_every_request_is_answer
     let before = proxy.requests().len();
 
     let names: Vec<String> = (0..CLIENTS).map(|i| format!("burst-{i:02}")).collect();
-    let bodies: Vec<_> = names.iter().map(|n| service(n)).collect();
+    let bodies: Vec<_> = names.iter().map(|n| service_at_port_9(n)).collect();
     let registrations = futures::future::join_all(bodies.iter().map(|b| h.register(b)));
     // Each a different read, so none shares another's storage request (single flight).
     let queries: Vec<String> = names
@@ -104,7 +101,7 @@ async fn a_request_that_gets_no_storage_slot_within_its_budget_answers_503() {
     const CLIENTS: usize = 10;
     let proxy =
         CountingProxy::start_delayed(Azurite::shared().port, Duration::from_millis(600)).await;
-    let h = handler_behind(
+    let h = Handler::behind(
         &proxy,
         &[
             ("STORAGE_MAX_CONNECTIONS", "1"),
@@ -122,13 +119,13 @@ async fn a_request_that_gets_no_storage_slot_within_its_budget_answers_503() {
     let before = proxy.requests().len();
 
     let names: Vec<String> = (0..CLIENTS).map(|i| format!("queued-{i}")).collect();
-    let bodies: Vec<_> = names.iter().map(|n| service(n)).collect();
+    let bodies: Vec<_> = names.iter().map(|n| service_at_port_9(n)).collect();
     let answers = futures::future::join_all(bodies.iter().map(|b| h.register(b))).await;
 
     let mut refused = 0;
     for (name, r) in names.iter().zip(&answers) {
         if r.status == 503 {
-            assert_503(r, name);
+            r.assert_503(name);
             refused += 1;
         } else {
             assert_eq!(r.status, 200, "{name}: {}", r.text);
@@ -167,7 +164,7 @@ async fn a_request_that_gets_no_storage_slot_within_its_budget_answers_503() {
     )
     .await;
     assert!(drained.is_some(), "storage requests still in flight");
-    h.register_ok(&service("after-the-burst")).await;
+    h.register_ok(&service_at_port_9("after-the-burst")).await;
 }
 
 /// The sweep's storage calls share the slots: with one, its side-by-side reads and its concurrent
@@ -175,7 +172,7 @@ async fn a_request_that_gets_no_storage_slot_within_its_budget_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_with_one_storage_slot_still_reads_and_writes_everything() {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    let h = handler_behind(&proxy, &[("STORAGE_MAX_CONNECTIONS", "1")]).await;
+    let h = Handler::behind(&proxy, &[("STORAGE_MAX_CONNECTIONS", "1")]).await;
     let target = HttpTarget::status(200);
     // Three partitions: three transactions, which the sweep writes side by side.
     for kind in ["api", "worker", "cache"] {
@@ -189,8 +186,12 @@ async fn a_sweep_with_one_storage_slot_still_reads_and_writes_everything() {
     let before = proxy.requests().len();
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let (probed, healthy, unhealthy, _) =
-        parse_sweep_summary(&logs_of(&r.json())).expect("a sweep summary");
+    let SweepReport {
+        probed,
+        healthy,
+        unhealthy,
+        ..
+    } = sweep_report(&logs_of(&r.json())).expect("a sweep summary");
     assert_eq!((probed, healthy, unhealthy), (6, 6, 0), "{}", r.text);
     assert_eq!(h.tables().rows(&h.health_table).await.len(), 6);
     let batches = proxy

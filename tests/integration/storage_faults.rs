@@ -5,24 +5,6 @@ use crate::harness::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-pub(crate) fn assert_503(r: &Resp, what: &str) {
-    assert_eq!(
-        r.status, 503,
-        "{what} with storage down must answer 503, got {} {}",
-        r.status, r.text
-    );
-    r.assert_json_content_type();
-    assert_error_body(&r.json(), None);
-    let ra = r
-        .header("retry-after")
-        .unwrap_or_else(|| panic!("{what}: 503 without Retry-After header"));
-    let secs: u64 = ra
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{what}: Retry-After must be seconds, got {ra:?}"));
-    assert!((1..=3600).contains(&secs), "{what}: Retry-After {secs}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_and_recovery() {
     let az = Azurite::private();
@@ -44,18 +26,18 @@ async fn storage_outage_and_recovery() {
         .register(&json!({"serviceName": "during", "serviceType": "api", "endpoint": target.url}))
         .await;
     let took = t0.elapsed();
-    assert_503(&r, "registration");
+    r.assert_503("registration");
     assert!(took < limit, "registration with storage down took {took:?}");
 
     let t0 = Instant::now();
     let r = h.discover("").await;
     let took = t0.elapsed();
-    assert_503(&r, "discovery");
+    r.assert_503("discovery");
     assert!(took < limit, "discovery with storage down took {took:?}");
 
     let t0 = Instant::now();
     let r = h.discover("serviceType=api&healthyOnly=true").await;
-    assert_503(&r, "filtered discovery");
+    r.assert_503("filtered discovery");
     assert!(t0.elapsed() < limit);
 
     // Validation still comes first (no storage needed for a 400).
@@ -104,7 +86,7 @@ async fn storage_outage_and_recovery() {
         "the storage error must be in Logs: {v}"
     );
     assert!(
-        !matches!(parse_sweep_summary(&logs), Some((p, _, _, _)) if p > 0),
+        !matches!(sweep_report(&logs), Some(report) if report.probed > 0),
         "a failed sweep must not report probes as done: {v}"
     );
 
@@ -163,7 +145,12 @@ async fn storage_outage_and_recovery() {
     );
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let (p, hh, u, _) = parse_sweep_summary(&logs_of(&r.json())).expect("summary");
+    let SweepReport {
+        probed: p,
+        healthy: hh,
+        unhealthy: u,
+        ..
+    } = sweep_report(&logs_of(&r.json())).expect("summary");
     assert_eq!((p, hh, u), (2, 2, 0));
     assert!(h.try_exit_status().is_none());
 }
@@ -191,7 +178,7 @@ async fn a_failed_read_reaches_every_waiter_at_once() {
         let bound = Duration::from_millis(3 * BUDGET_MS + 2000);
         let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
         for (r, took) in &answers {
-            assert_503(r, "discovery with silent storage");
+            r.assert_503("discovery with silent storage");
             assert!(
                 *took < bound,
                 "{query}: a 503 took {took:?} (bound {bound:?}); all: {:?}",

@@ -9,23 +9,6 @@ use service_registry::health::SweepReport;
 
 const SECRET: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq";
 
-async fn last_sweep(h: &Handler) -> Value {
-    let r = h.request(reqwest::Method::GET, "/api/Sweep", None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.assert_json_content_type();
-    let v = r.json();
-    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(keys, vec!["lastSweep"], "{v}");
-    v["lastSweep"].clone()
-}
-
-/// Sweeps through the timer envelope; the report its summary line states.
-async fn sweep(h: &Handler) -> SweepReport {
-    let r = h.sweep().await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    sweep_report(&logs_of(&r.json())).unwrap_or_else(|| panic!("no summary: {}", r.text))
-}
-
 /// The counters as the row stores them: Int64, each under its summary-line name.
 fn stored_counters(row: &Value) -> Value {
     let counters: serde_json::Map<String, Value> = SweepReport::COUNTERS
@@ -53,14 +36,14 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
         ("HEALTH_PROBE_TIMEOUT_MS", "1000"),
     ])
     .await;
-    assert_eq!(last_sweep(&h).await, Value::Null, "no sweep yet");
+    assert_eq!(h.last_sweep().await, Value::Null, "no sweep yet");
 
     let (up, down) = (HttpTarget::status(200), HttpTarget::status(503));
     for (name, target) in [("up", &up), ("down", &down)] {
         h.register_ok(&json!({"serviceName": name, "serviceType": "api", "endpoint": target.url}))
             .await;
     }
-    let report = sweep(&h).await;
+    let report = h.sweep_report().await;
     assert_eq!(
         (report.probed, report.healthy, report.unhealthy),
         (2, 1, 1),
@@ -87,7 +70,7 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
         "{row}"
     );
 
-    let shown = last_sweep(&h).await;
+    let shown = h.last_sweep().await;
     assert_eq!(
         shown["counters"],
         serde_json::to_value(&report).unwrap(),
@@ -129,13 +112,13 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
     // The row is the handler's own: never listed, never judged an orphan or an invalid row.
     let v = h.discover_ok("").await;
     assert_eq!(v["count"], 2, "{v}");
-    let again = sweep(&h).await;
+    let again = h.sweep_report().await;
     assert_eq!(
         (again.deleted_orphans, again.invalid_rows),
         (0, 0),
         "{again:?}"
     );
-    let shown_again = last_sweep(&h).await;
+    let shown_again = h.last_sweep().await;
     assert_eq!(
         shown_again["counters"],
         serde_json::to_value(&again).unwrap()
@@ -167,8 +150,8 @@ async fn a_failed_sweep_records_that_it_failed_and_why() {
     let up = HttpTarget::status(200);
     h.register_ok(&json!({"serviceName": "up", "endpoint": up.url}))
         .await;
-    sweep(&h).await;
-    assert_eq!(last_sweep(&h).await["outcome"], "succeeded");
+    h.sweep_report().await;
+    assert_eq!(h.last_sweep().await["outcome"], "succeeded");
 
     h.tables().delete_table(&h.registry_table).await;
     let r = h.sweep().await;
@@ -184,7 +167,7 @@ async fn a_failed_sweep_records_that_it_failed_and_why() {
         .unwrap_or_else(|| panic!("no failure line: {logs:?}"))
         .to_owned();
 
-    let shown = last_sweep(&h).await;
+    let shown = h.last_sweep().await;
     assert_eq!(shown["outcome"], "failed", "{shown}");
     assert_eq!(
         shown["error"],
@@ -221,7 +204,7 @@ async fn a_scheduled_sweep_records_its_tick_and_its_replica() {
         std::time::Duration::from_secs(20),
         std::time::Duration::from_millis(200),
         || async {
-            let shown = last_sweep(&h).await;
+            let shown = h.last_sweep().await;
             (!shown.is_null()).then_some(shown)
         },
     )
@@ -251,19 +234,18 @@ async fn a_scheduled_sweep_records_its_tick_and_its_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_sweep_is_for_admins() {
-    use crate::auth::{call, key_lines, ADMIN, READER};
-    let h =
-        Handler::spawn(HandlerConfig::new(Mode::Standalone).env("REGISTRY_API_KEYS", &key_lines()))
-            .await;
-    call(&h, reqwest::Method::GET, "/api/Sweep", None, None)
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
+    h.call(reqwest::Method::GET, "/api/Sweep", None, None)
         .await
         .assert_error(401, Some("Authorization"));
     // A reader of every service still may not see the sweep's counts: like the manual sweep, an
     // admin's business.
-    call(&h, reqwest::Method::GET, "/api/Sweep", Some(READER), None)
+    h.call(reqwest::Method::GET, "/api/Sweep", Some(READER), None)
         .await
         .assert_error(403, None);
-    let r = call(&h, reqwest::Method::GET, "/api/Sweep", Some(ADMIN), None).await;
+    let r = h
+        .call(reqwest::Method::GET, "/api/Sweep", Some(ADMIN), None)
+        .await;
     assert_eq!(
         (r.status, r.json()),
         (200, json!({"lastSweep": null})),

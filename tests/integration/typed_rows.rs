@@ -2,7 +2,6 @@
 //! written whatever its value; and text it cannot decode in a row another client wrote is shown as
 //! stored and counts as absent for every rule.
 
-use crate::discovery::assert_discovery_shape;
 use crate::harness::*;
 use serde_json::{json, Value};
 
@@ -176,7 +175,9 @@ async fn undecodable_text_is_shown_as_stored_and_judged_as_absent() {
     // ...and to the sweep it is never checked: probed, and its first result taken at once.
     let r = h.sweep().await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let (probed, healthy, _, _) = parse_sweep_summary(&logs_of(&r.json())).expect("summary");
+    let SweepReport {
+        probed, healthy, ..
+    } = sweep_report(&logs_of(&r.json())).expect("summary");
     assert_eq!((probed, healthy), (2, 2), "{}", r.text);
     let row = t.row(&h.health_table, "typed", "odd").await.unwrap();
     assert_eq!(

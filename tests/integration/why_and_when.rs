@@ -5,12 +5,6 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 
-async fn sweep_ok(h: &Handler) {
-    let r = h.sweep().await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(sweep_report(&logs_of(&r.json())).is_some(), "{}", r.text);
-}
-
 fn health_of(v: &Value) -> Value {
     let services = v["services"].as_array().expect("services");
     assert_eq!(services.len(), 1, "{v}");
@@ -33,7 +27,7 @@ async fn discovery_and_the_resolvers_404_show_the_error_and_the_next_probe() {
     h.register_ok(&registration(&up.url)).await;
 
     // Healthy: no errorMessage (it is empty in the row), no nextProbeAt.
-    sweep_ok(&h).await;
+    h.sweep_report().await;
     let health = health_of(&h.discover_ok("serviceName=orders").await);
     assert_eq!(
         (health["status"].clone(), health["circuit"].clone()),
@@ -51,7 +45,7 @@ async fn discovery_and_the_resolvers_404_show_the_error_and_the_next_probe() {
     // Re-registering the same key keeps its health. One failure: still healthy and closed (the
     // threshold is two), but the reason is shown at once.
     h.register_ok(&registration(&down.url)).await;
-    sweep_ok(&h).await;
+    h.sweep_report().await;
     let health = health_of(&h.discover_ok("serviceName=orders").await);
     assert_eq!(
         (
@@ -68,7 +62,7 @@ async fn discovery_and_the_resolvers_404_show_the_error_and_the_next_probe() {
     );
 
     // The second failure opens the circuit: nextProbeAt is the sweep's start plus the backoff.
-    sweep_ok(&h).await;
+    h.sweep_report().await;
     let v = h.discover_ok("serviceName=orders").await;
     let health = health_of(&v);
     assert_eq!(

@@ -3,7 +3,9 @@
 //! the path and headers, not the host, so the signature still holds). Tests read the count of
 //! storage round trips one API request cost, and the most connections and requests the handler had
 //! open at once (`Peaks`); `start_delayed` holds every request a while first, a store that is slow.
+//! `Handler::behind` starts a handler whose storage is such a proxy.
 
+use super::{connection_string_for_port, poll_until, Handler, HandlerConfig, Mode};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -151,6 +153,40 @@ impl CountingProxy {
     /// What was recorded after the first `from` requests.
     pub fn since(&self, from: usize) -> Vec<String> {
         self.requests().split_off(from)
+    }
+}
+
+impl Handler {
+    /// A handler whose storage is `proxy` (plus `env`), once its background table creation is
+    /// done, so what the proxy records next is request-path traffic only.
+    pub async fn behind(proxy: &CountingProxy, env: &[(&str, &str)]) -> Handler {
+        let mut cfg = HandlerConfig::with_storage(
+            Mode::CustomHandler,
+            &connection_string_for_port(proxy.port),
+        );
+        for (name, value) in env {
+            cfg = cfg.env(name, value);
+        }
+        let h = Handler::spawn(cfg).await;
+        let created = poll_until(
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || async {
+                let creates = proxy
+                    .requests()
+                    .iter()
+                    .filter(|r| *r == "POST /Tables")
+                    .count();
+                (creates == 3).then_some(())
+            },
+        )
+        .await;
+        assert!(
+            created.is_some(),
+            "tables not created: {:?}",
+            proxy.requests()
+        );
+        h
     }
 }
 

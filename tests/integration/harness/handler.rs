@@ -1,11 +1,11 @@
 //! The `handler` process: its configuration (the whole environment it gets), start-up and
-//! readiness as the Functions host waits for it, and requests as the host forwards or wraps them.
+//! readiness as the Functions host waits for it, restart, exit and logs. What a test sends it is in
+//! `requests`.
 
 use super::{
-    clean_command, free_port, manifest_dir, poll_until, scratch_dir, spawn_in_group,
-    timer_envelope, timer_info_object, unique_table, Azurite, Resp, Tables, HOST_VERSION,
+    clean_command, free_port, manifest_dir, poll_until, scratch_dir, spawn_in_group, unique_table,
+    Azurite, Tables,
 };
-use serde_json::Value;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
@@ -384,137 +384,6 @@ impl Handler {
 
     pub fn tables(&self) -> Tables {
         Azurite::shared().tables()
-    }
-
-    // --- forwarded HTTP, as the host forwards it ---
-
-    pub fn forwarded(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-    ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path_and_query))
-            .header("x-ms-invocation-id", uuid::Uuid::new_v4().to_string())
-            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
-            .header(
-                "X-Azure-Functions-InvocationId",
-                uuid::Uuid::new_v4().to_string(),
-            )
-            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
-    }
-
-    /// POST /api/ServiceRegistrar with a raw body and Content-Type application/json.
-    pub async fn register_raw(&self, body: impl Into<reqwest::Body>) -> Resp {
-        let resp = self
-            .forwarded(reqwest::Method::POST, "/api/ServiceRegistrar")
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("POST /api/ServiceRegistrar");
-        Resp::read(resp).await
-    }
-
-    pub async fn register(&self, body: &Value) -> Resp {
-        self.register_raw(body.to_string()).await
-    }
-
-    /// Register and assert success.
-    pub async fn register_ok(&self, body: &Value) {
-        let r = self.register(body).await;
-        assert_eq!(
-            r.status, 200,
-            "registration of {body} failed: {} {}",
-            r.status, r.text
-        );
-    }
-
-    /// GET /api/ServiceDiscovery with a raw query string ("" or "serviceType=api&...").
-    pub async fn discover(&self, query: &str) -> Resp {
-        let pq = if query.is_empty() {
-            "/api/ServiceDiscovery".to_string()
-        } else {
-            format!("/api/ServiceDiscovery?{query}")
-        };
-        let resp = self
-            .forwarded(reqwest::Method::GET, &pq)
-            .send()
-            .await
-            .expect("GET /api/ServiceDiscovery");
-        Resp::read(resp).await
-    }
-
-    /// Discovery that must succeed; returns the parsed body.
-    pub async fn discover_ok(&self, query: &str) -> Value {
-        let r = self.discover(query).await;
-        assert_eq!(
-            r.status, 200,
-            "discovery ?{query} failed: {} {}",
-            r.status, r.text
-        );
-        r.json()
-    }
-
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        body: Option<String>,
-    ) -> Resp {
-        let mut rb = self.forwarded(method, path_and_query);
-        if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/json").body(b);
-        }
-        Resp::read(rb.send().await.expect("request")).await
-    }
-
-    /// A request with exactly these headers (credentials, `Origin`, …) and an optional body.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> Resp {
-        let mut rb = self.client.request(method, self.url(path_and_query));
-        for (name, value) in headers {
-            rb = rb.header(*name, *value);
-        }
-        if let Some(b) = body {
-            rb = rb.body(b);
-        }
-        Resp::read(rb.send().await.expect("request")).await
-    }
-
-    // --- envelopes, as the host sends them with forwarding off ---
-
-    pub async fn invoke(&self, function: &str, envelope: &Value) -> Resp {
-        self.invoke_raw(function, envelope.to_string()).await
-    }
-
-    pub async fn invoke_raw(&self, function: &str, body: String) -> Resp {
-        let resp = self
-            .client
-            .post(self.url(&format!("/{function}")))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
-            .header(
-                "X-Azure-Functions-InvocationId",
-                uuid::Uuid::new_v4().to_string(),
-            )
-            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
-            .body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST /{function}: {e}"));
-        Resp::read(resp).await
-    }
-
-    /// Run one HealthMonitor sweep via the timer envelope (object form).
-    pub async fn sweep(&self) -> Resp {
-        self.invoke("HealthMonitor", &timer_envelope(timer_info_object()))
-            .await
     }
 }
 

@@ -1,7 +1,8 @@
-//! Answers as the tests read them: a forwarded response, an invocation envelope's reply, and the
-//! error body every route shares.
+//! Answers as the tests read them: a forwarded response, an invocation envelope's reply, the
+//! error body every route shares, and the sweep's report in an invocation's Logs.
 
 use serde_json::Value;
+use service_registry::health::SweepReport;
 
 /// A response read fully.
 #[derive(Debug, Clone)]
@@ -59,6 +60,26 @@ impl Resp {
         let v = self.json();
         assert_error_body(&v, field);
         v
+    }
+
+    /// Assert the answer of a request storage could not serve: 503, the JSON error body, and a
+    /// `Retry-After` of 1 s to an hour. `what` names the request in the failure message.
+    pub fn assert_503(&self, what: &str) {
+        assert_eq!(
+            self.status, 503,
+            "{what} with storage down must answer 503, got {} {}",
+            self.status, self.text
+        );
+        self.assert_json_content_type();
+        assert_error_body(&self.json(), None);
+        let ra = self
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("{what}: 503 without Retry-After header"));
+        let secs: u64 = ra
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what}: Retry-After must be seconds, got {ra:?}"));
+        assert!((1..=3600).contains(&secs), "{what}: Retry-After {secs}");
     }
 
     /// Parse an envelope reply: HTTP 200, JSON, Outputs.res present. Returns (statusCode, body text, headers).
@@ -170,4 +191,10 @@ pub fn assert_error_body(v: &Value, field: Option<&str>) {
             "error body should name field {f:?}: {v}"
         );
     }
+}
+
+/// The sweep's report, read back by name from the summary line in an invocation's Logs: the one
+/// way a test reads what a sweep did (`Handler::sweep_report` sweeps and reads it in one step).
+pub fn sweep_report(logs: &[String]) -> Option<SweepReport> {
+    logs.iter().find_map(|line| SweepReport::from_summary(line))
 }

@@ -2,8 +2,6 @@
 //! only), the OpenID metadata document and the key set (JWKS) served from a small local server
 //! that counts its hits, and access tokens signed as the tenant would sign them.
 
-#![allow(dead_code)]
-
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -42,7 +40,7 @@ fn make_key(kid: &str) -> TestKey {
 
 /// The tenant's current key, and a second one (for rotation and for keys the tenant does not
 /// publish). Made on first use, in parallel.
-pub fn keys() -> &'static (TestKey, TestKey) {
+pub fn signing_keys() -> &'static (TestKey, TestKey) {
     static KEYS: OnceLock<(TestKey, TestKey)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let second = thread::spawn(|| make_key("test-key-2"));
@@ -69,7 +67,7 @@ impl TestTenant {
         let tenant = TestTenant {
             port,
             issuer: format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
-            published: Arc::new(Mutex::new(vec![keys().0.jwk.clone()])),
+            published: Arc::new(Mutex::new(vec![signing_keys().0.jwk.clone()])),
             metadata_hits: Arc::new(AtomicU64::new(0)),
             jwks_hits: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicBool::new(false)),
@@ -129,7 +127,8 @@ impl TestTenant {
 
     /// Publish both keys (a rotation in progress).
     pub fn publish_both(&self) {
-        *self.published.lock().unwrap() = vec![keys().0.jwk.clone(), keys().1.jwk.clone()];
+        *self.published.lock().unwrap() =
+            vec![signing_keys().0.jwk.clone(), signing_keys().1.jwk.clone()];
     }
 
     pub fn set_down(&self, down: bool) {
@@ -162,7 +161,7 @@ impl TestTenant {
 
     /// A valid token with these app roles, signed with the published key.
     pub fn token(&self, roles: &[&str]) -> String {
-        sign(&keys().0, &self.claims(roles))
+        sign(&signing_keys().0, &self.claims(roles))
     }
 }
 

@@ -11,7 +11,7 @@
 //! `Retry-After`, any status, a malformed body). It checks what ARM would refuse (no bearer token,
 //! a wrong `api-version`) and records every request and token.
 
-use crate::harness::query_of;
+use super::query_of;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -13,7 +13,7 @@
 //! The tokens are unsigned JWTs that Azurite's basic check accepts; each carries its serial number,
 //! so a test can tell which one reached the table endpoint.
 
-use crate::harness::*;
+use super::*;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
