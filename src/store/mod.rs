@@ -105,10 +105,10 @@ pub struct Store {
 impl Store {
     /// Builds the clients. No network traffic: the handler must answer the host's `GET /` at once.
     pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
-        let target = connection::resolve(settings)?;
-        let endpoint: Arc<str> = Arc::from(target.endpoint.as_str());
+        let storage = connection::resolve(settings)?;
+        let endpoint: Arc<str> = Arc::from(storage.endpoint.as_str());
         let service: TableServiceClient =
-            connection::client(target, settings.timeout, settings.connections.max);
+            connection::client(storage, settings.timeout, settings.connections.max);
         let writes = Generation::default();
         let cache_ttl = settings.cache.ttl;
         Ok(Store {
