@@ -28,8 +28,9 @@
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
 //! - `cache`: the short-lived read cache; `heartbeats`: this process's heartbeats, kept beside it
-//!   rather than invalidating it, and the rule that lays them over cached rows; `connection`: configured storage to a Tables client, over
-//!   `transport`, which caps the storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
+//!   rather than invalidating it, and the rule that lays them over cached rows;
+//!   `connection`: configured storage to a Tables client, over `transport`, which caps the
+//!   storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
