@@ -7,6 +7,7 @@
 mod dashboard;
 mod discovery;
 mod heartbeat;
+mod instance_view;
 mod limits;
 mod listing;
 pub mod openapi;

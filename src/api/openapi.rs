@@ -18,7 +18,7 @@ pub(super) use inputs::{
     DeregistrationParams, DiscoveryParams, HeartbeatRequest, RegistrationRequest, ResolverParams,
 };
 
-use super::listing::InstanceView;
+use super::instance_view::InstanceView;
 use super::AppState;
 use crate::error::{ErrorBody, RETRY_AFTER_SECONDS};
 use axum::extract::State;

@@ -6,7 +6,8 @@
 //! discovery shows them, so the caller sees why (each one's health and `errorMessage`, when its
 //! open circuit is tried next, expiry, weight) without a second request.
 
-use super::listing::{with_matching_rows, InstanceView, Joined, Selection};
+use super::instance_view::InstanceView;
+use super::listing::cpu_heavy;
 use super::openapi::{
     BadRequest, Forbidden, InternalError, NoEligibleInstance, ResolverParams, StorageUnavailable,
     Unauthorized,
@@ -15,6 +16,7 @@ use super::AppState;
 use crate::domain::{choose, eligible, Candidate, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Caller;
+use crate::store::{InstanceRow, ListingQuery};
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde::Serialize;
@@ -56,8 +58,8 @@ pub async fn resolve(
     let query = ResolveQuery::from_query_string(raw.as_deref().unwrap_or_default())?;
     let keys = query.keys.keys();
     caller.may_select(&keys)?;
-    let selection = Selection {
-        keys,
+    let listing_query = ListingQuery {
+        keys: &keys,
         attributes: &query.attributes,
         after: None,
         // Expired rows too: expiry is part of eligibility, which the domain judges.
@@ -67,19 +69,20 @@ pub async fn resolve(
         read_after: None,
     };
     let now = chrono::Utc::now();
-    let chosen = with_matching_rows(&state, &selection, now, |rows, _read_at| {
-        let eligible = eligible(rows.iter().collect(), |joined| joined.standing(now));
+    let listing = state.store.select(&listing_query).await?;
+    let chosen = cpu_heavy(listing.rows_read(), || {
+        let rows = listing.rows(now);
+        let eligible = eligible(rows.iter().collect(), |row| row.standing(now));
         let candidates: Vec<Candidate> = eligible.iter().map(|j| candidate(j)).collect();
         match choose(&candidates, &mut fastrand::Rng::new()) {
             Some(index) => Ok((InstanceView::of(eligible[index], now), eligible.len())),
             // Only now, so a successful resolve of a large service renders one item, not all.
             None => Err(rows
                 .iter()
-                .map(|j| InstanceView::of(j, now))
+                .map(|row| InstanceView::of(row, now))
                 .collect::<Vec<_>>()),
         }
-    })
-    .await?;
+    });
     let (instance, candidates) = chosen.map_err(|judged| ApiError::NoEligibleInstance {
         message: format!(
             "service {}:{} has no healthy instance to resolve",
@@ -95,10 +98,10 @@ pub async fn resolve(
     }))
 }
 
-fn candidate(joined: &Joined<'_>) -> Candidate {
-    let health = joined.health;
+fn candidate(row: &InstanceRow<'_>) -> Candidate {
+    let health = row.health;
     Candidate {
-        weight: joined.service.weight_or_default(),
+        weight: row.service.weight_or_default(),
         response_time_ms: health
             .and_then(|h| h.response_time_ewma.or(h.response_time.map(|ms| ms as f64)))
             .unwrap_or(0.0),

@@ -3,8 +3,9 @@
 //!
 //! Staleness bound: a cached value is served for at most `ttl` after its data was read from
 //! storage. Writes made by *this* process (registration, deregistration, a sweep) invalidate every
-//! cache before they return (heartbeats do not: they are read over the cache, see `beats`), so a
-//! client never reads back older data than it just wrote through the same instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
+//! cache before they return (heartbeats do not: they are laid over the cached rows, see
+//! `heartbeats`), so a client never reads back older data than it just wrote through the same
+//! instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
 //! `ttl`.
 //!
 //! Every cache made from one `Generation` is invalidated together: a write bumps the generation, and
@@ -28,13 +29,13 @@
 //! cost nothing; a hot key costs one read per `REFRESH_AT × ttl` to `ttl` instead of one per `ttl`.
 //!
 //! Age counts from when the *data* was read, not from when the value was made: a value computed
-//! from cached reads (a rendered page) says when its inputs were read (`Weigh::read_at`), so it
+//! from cached reads (a rendered page) says when its inputs were read (`Cacheable::read_at`), so it
 //! lapses with them, and its refresh asks for inputs read after its own (`read_after`), never
 //! rebuilding itself from reads as old as it is.
 //!
 //! Memory is bounded whatever the callers send: keys are SHA-256 digests of the caller's key text
 //! (a long query costs 32 bytes here), and each cache holds at most `MAX_ENTRIES` entries and
-//! `MAX_BYTES` of values by their estimated `Weigh::weight`.
+//! `MAX_BYTES` of values by their estimated `Cacheable::weight`.
 
 use crate::metrics::metrics;
 use sha2::{Digest, Sha256};
@@ -47,12 +48,13 @@ use tokio::sync::watch;
 
 /// More distinct keys than this in one cache empties it rather than letting it grow.
 const MAX_ENTRIES: usize = 4096;
-/// The most value bytes one cache keeps (by `Weigh::weight`); a value heavier than this is served
+/// The most value bytes one cache keeps (by `Cacheable::weight`); a value heavier than this is served
 /// but not kept.
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// About how many bytes of memory a cached value holds: what `MAX_BYTES` counts.
-pub trait Weigh {
+/// What the cache asks of a value it keeps: its size, and whether (and since when) it is fresh.
+pub trait Cacheable {
+    /// About how many bytes of memory the value holds: what `MAX_BYTES` counts.
     fn weight(&self) -> usize;
 
     /// Whether the value may still be served, beside its TTL and generation: a value that knows
@@ -71,23 +73,24 @@ pub trait Weigh {
 /// How far into its TTL an entry is before the first hit on it starts a refresh in the background.
 const REFRESH_AT: f64 = 0.5;
 
-/// A value from the cache and when the storage reads behind it were fetched.
+/// A value as a cache hands it out (from an entry or a fetch just made), with when the storage
+/// reads behind it were fetched.
 #[derive(Debug)]
-pub struct Read<T> {
+pub struct Fetched<T> {
     pub value: Arc<T>,
     pub read_at: Instant,
 }
 
-impl<T> Clone for Read<T> {
+impl<T> Clone for Fetched<T> {
     fn clone(&self) -> Self {
-        Read {
+        Fetched {
             value: self.value.clone(),
             read_at: self.read_at,
         }
     }
 }
 
-impl<T> std::ops::Deref for Read<T> {
+impl<T> std::ops::Deref for Fetched<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -111,7 +114,7 @@ impl Generation {
 
 type Key = [u8; 32];
 /// What a fetch ended with, as every waiter receives it: `None` until it ends.
-type Outcome<T, E> = Option<Result<Read<T>, E>>;
+type Outcome<T, E> = Option<Result<Fetched<T>, E>>;
 
 pub struct ReadCache<T, E> {
     ttl: Duration,
@@ -128,7 +131,7 @@ struct Entries<T> {
 }
 
 struct Entry<T> {
-    /// When its data was read (`Weigh::read_at`, else when its fetch began).
+    /// When its data was read (`Cacheable::read_at`, else when its fetch began).
     fetched: Instant,
     generation: u64,
     weight: usize,
@@ -138,7 +141,7 @@ struct Entry<T> {
 /// What `lookup` found for a key.
 enum Found<T> {
     /// Servable; `refresh` when it is old enough to be read again in the background.
-    Fresh { read: Read<T>, refresh: bool },
+    Fresh { read: Fetched<T>, refresh: bool },
     /// Nothing servable (none, lapsed, invalidated or not current).
     Missing,
 }
@@ -182,7 +185,7 @@ enum Role<T, E> {
 
 impl<T, E> ReadCache<T, E>
 where
-    T: Weigh + Send + Sync + 'static,
+    T: Cacheable + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
     pub fn new(ttl: Duration, generation: Generation) -> Self {
@@ -214,7 +217,7 @@ where
             return Found::Missing;
         }
         Found::Fresh {
-            read: Read {
+            read: Fetched {
                 value: entry.value.clone(),
                 read_at: entry.fetched,
             },
@@ -297,7 +300,7 @@ where
         generation: u64,
         sender: watch::Sender<Outcome<T, E>>,
         fetching: impl Future<Output = Result<T, E>>,
-    ) -> Result<Read<T>, E> {
+    ) -> Result<Fetched<T>, E> {
         let _leading = Leading {
             cache: self,
             key,
@@ -306,7 +309,7 @@ where
         let started = Instant::now();
         let result = fetching.await.map(|value| {
             let read_at = value.read_at().map_or(started, |at| at.min(started));
-            Read {
+            Fetched {
                 value: Arc::new(value),
                 read_at,
             }
@@ -340,7 +343,7 @@ where
         key: &str,
         read_after: Option<Instant>,
         fetch: F,
-    ) -> Result<Read<T>, E>
+    ) -> Result<Fetched<T>, E>
     where
         F: FnOnce(Option<Instant>) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,

@@ -22,15 +22,16 @@ const EMULATOR_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const EMULATOR_TABLE_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
 
-/// The account, its table endpoint and how to authenticate: everything the client needs.
-pub(super) struct Target {
+/// The storage account as configured: its table endpoint and how to authenticate, everything the
+/// client needs.
+pub(super) struct StorageEndpoint {
     pub location: CloudLocation,
     pub credentials: StorageCredentials,
     /// For the start-up log line: the endpoint, which carries no secret.
     pub endpoint: String,
 }
 
-pub(super) fn resolve(settings: &StorageSettings) -> Result<Target, ConfigError> {
+pub(super) fn resolve(settings: &StorageSettings) -> Result<StorageEndpoint, ConfigError> {
     match &settings.source {
         StorageSource::ConnectionString { variable, value } => {
             from_connection_string(variable, value.expose())
@@ -48,7 +49,7 @@ fn invalid(variable: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigError> {
+fn from_connection_string(variable: &str, text: &str) -> Result<StorageEndpoint, ConfigError> {
     // The crate's parse errors quote the offending pair, which may be the key: say only that it failed.
     let parsed = ConnectionString::new(text).map_err(|_| {
         invalid(
@@ -58,7 +59,7 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
     })?;
 
     if parsed.use_development_storage == Some(true) {
-        return Ok(Target {
+        return Ok(StorageEndpoint {
             location: CloudLocation::Custom {
                 account: EMULATOR_ACCOUNT.to_owned(),
                 uri: EMULATOR_TABLE_ENDPOINT.to_owned(),
@@ -98,7 +99,7 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
     let credentials = parsed
         .storage_credentials()
         .map_err(|_| invalid(variable, "has no AccountKey or SharedAccessSignature"))?;
-    Ok(Target {
+    Ok(StorageEndpoint {
         location: CloudLocation::Custom {
             account,
             uri: endpoint.clone(),
@@ -114,7 +115,7 @@ fn from_connection_string(variable: &str, text: &str) -> Result<Target, ConfigEr
 fn from_managed_identity(
     endpoint: &str,
     identity: &IdentitySettings,
-) -> Result<Target, ConfigError> {
+) -> Result<StorageEndpoint, ConfigError> {
     let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let url =
@@ -126,7 +127,7 @@ fn from_managed_identity(
         .ok_or_else(|| invalid(variable, "has no account host name"))?
         .to_owned();
     let credential: Arc<dyn TokenCredential> = Arc::new(ManagedIdentityCredential::new(identity));
-    Ok(Target {
+    Ok(StorageEndpoint {
         location: CloudLocation::Custom {
             account,
             uri: endpoint.clone(),
@@ -146,7 +147,7 @@ fn from_managed_identity(
 /// timeout and by the store's per-operation budget. At most `max_connections` requests are in flight
 /// (`transport`), so no more connections are ever open, and no more are kept idle.
 pub(super) fn client(
-    target: Target,
+    storage: StorageEndpoint,
     timeout: Duration,
     max_connections: usize,
 ) -> TableServiceClient {
@@ -168,7 +169,7 @@ pub(super) fn client(
         .transport(azure_core::TransportOptions::new(Arc::new(http)))
         .retry(retry)
         .per_call_policies(vec![Arc::new(LeanQueries) as Arc<dyn azure_core::Policy>]);
-    TableServiceClientBuilder::with_location(target.location, target.credentials)
+    TableServiceClientBuilder::with_location(storage.location, storage.credentials)
         .client_options(options)
         .build()
 }

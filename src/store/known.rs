@@ -11,9 +11,9 @@ use std::sync::Mutex;
 const MAX_ROWS: usize = 50_000;
 
 #[derive(Default)]
-pub(super) struct KnownRows(Mutex<HashSet<(String, String)>>);
+pub(super) struct ExistingRowsHint(Mutex<HashSet<(String, String)>>);
 
-impl KnownRows {
+impl ExistingRowsHint {
     fn rows(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -43,7 +43,7 @@ mod tests {
 
     #[test]
     fn remembers_forgets_and_stays_bounded() {
-        let known = KnownRows::default();
+        let known = ExistingRowsHint::default();
         assert!(!known.contains("api", "a"));
         known.exists("api", "a");
         assert!(known.contains("api", "a"));

@@ -21,29 +21,32 @@
 //! - `register`: the registrant's writes (the registration retry loop, heartbeats), and `known`,
 //!   the hint of which rows exist that lets a re-registration skip its doomed insert;
 //! - `delete`: deregistration and the sweep's conditional deletes;
-//! - `query`: reads by key selection, through the read cache;
+//! - `query`: reads by key selection, through the read cache; `listing`: what discovery and the
+//!   resolver read, both tables joined with this process's heartbeats laid over them;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
-//! - `cache`: the short-lived read cache; `beats`: this process's heartbeats, kept beside it
-//!   rather than invalidating it; `connection`: configured storage to a Tables client, over
-//!   `transport`, which caps the storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
+//! - `cache`: the short-lived read cache; `heartbeats`: this process's heartbeats, kept beside it
+//!   rather than invalidating it, and the rule that lays them over cached rows;
+//!   `connection`: configured storage to a Tables client, over `transport`, which caps the
+//!   storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
 //!   `identity`: the managed-identity credential that client signs with when there is no secret.
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
 //! request URLs.
 
 mod batch;
-mod beats;
 mod cache;
 mod connection;
 mod delete;
 mod error;
 mod filter;
+mod heartbeats;
 mod identity;
 mod known;
 mod lease;
+mod listing;
 mod properties;
 mod query;
 mod records;
@@ -51,11 +54,12 @@ mod register;
 mod sweeps;
 mod transport;
 
-pub use beats::{Beat, Beats, BeatsView};
-pub use cache::{Read, ReadCache, Weigh};
+pub use cache::{Cacheable, Fetched, ReadCache};
 pub use error::StoreError;
+pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};
 pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
+pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};
 pub use records::{HealthRecord, ServiceRecord};
 pub use sweeps::SweepRecord;
@@ -65,7 +69,7 @@ use azure_core::StatusCode;
 use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use cache::Generation;
 use error::is_status;
-use known::KnownRows;
+use known::ExistingRowsHint;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,14 +90,14 @@ pub struct Store {
     /// (`with_tables`), so a handler started while storage was down heals itself when it returns.
     tables_ready: Arc<AtomicBool>,
     /// Rows this process has seen exist: where a re-registration starts (see `register`).
-    known: Arc<KnownRows>,
+    known: Arc<ExistingRowsHint>,
     endpoint: Arc<str>,
     /// The time one operation may take, retries and table creation included (`STORAGE_TIMEOUT_MS`).
     budget: Duration,
     /// Bumped by every write of this process but heartbeats; invalidates every cache made from it.
     writes: Generation,
-    /// This process's heartbeats since its cached reads were fetched (see `beats`).
-    beats: Arc<Beats>,
+    /// This process's heartbeats since its cached reads were fetched (see `heartbeats`).
+    heartbeats: Arc<RecentHeartbeats>,
     cache_ttl: Duration,
     services_cache: Arc<ReadCache<Vec<ServiceRecord>, StoreError>>,
     health_cache: Arc<ReadCache<HealthByKey, StoreError>>,
@@ -102,10 +106,10 @@ pub struct Store {
 impl Store {
     /// Builds the clients. No network traffic: the handler must answer the host's `GET /` at once.
     pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
-        let target = connection::resolve(settings)?;
-        let endpoint: Arc<str> = Arc::from(target.endpoint.as_str());
+        let storage = connection::resolve(settings)?;
+        let endpoint: Arc<str> = Arc::from(storage.endpoint.as_str());
         let service: TableServiceClient =
-            connection::client(target, settings.timeout, settings.connections.max);
+            connection::client(storage, settings.timeout, settings.connections.max);
         let writes = Generation::default();
         let cache_ttl = settings.cache.ttl;
         Ok(Store {
@@ -118,7 +122,7 @@ impl Store {
             budget: settings.timeout,
             services_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
             health_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
-            beats: Arc::new(Beats::new(cache_ttl)),
+            heartbeats: Arc::new(RecentHeartbeats::new(cache_ttl)),
             cache_ttl,
             writes,
         })
@@ -186,16 +190,11 @@ impl Store {
         self.writes.bump();
     }
 
-    /// This process's heartbeats, to be read over cached rows (`lastHeartbeat` and expiry).
-    pub fn beats(&self) -> &Arc<Beats> {
-        &self.beats
-    }
-
     /// A cache for values computed from this store's reads (a rendered discovery page): same TTL,
     /// and invalidated by the same writes.
     pub fn derived_cache<T, E>(&self) -> ReadCache<T, E>
     where
-        T: Weigh + Send + Sync + 'static,
+        T: Cacheable + Send + Sync + 'static,
         E: Clone + Send + Sync + 'static,
     {
         ReadCache::new(self.cache_ttl, self.writes.clone())

@@ -2,7 +2,9 @@
 //! discovery or a resolve without a storage round trip (see `cache` for the staleness bound).
 
 use super::filter::{admits, filter_for};
-use super::{HealthByKey, HealthRecord, Read, ReadCache, ServiceRecord, Store, StoreError, Weigh};
+use super::{
+    Cacheable, Fetched, HealthByKey, HealthRecord, ReadCache, ServiceRecord, Store, StoreError,
+};
 use crate::domain::KeySelection;
 use azure_data_tables::prelude::TableClient;
 use futures::StreamExt;
@@ -18,7 +20,7 @@ impl Store {
         &self,
         selection: &KeySelection,
         read_after: Option<Instant>,
-    ) -> Result<Read<Vec<ServiceRecord>>, StoreError> {
+    ) -> Result<Fetched<Vec<ServiceRecord>>, StoreError> {
         self.read_through(
             &self.services_cache,
             |store| &store.registry,
@@ -43,7 +45,7 @@ impl Store {
         &self,
         selection: &KeySelection,
         read_after: Option<Instant>,
-    ) -> Result<Read<HealthByKey>, StoreError> {
+    ) -> Result<Fetched<HealthByKey>, StoreError> {
         self.read_through(
             &self.health_cache,
             |store| &store.health,
@@ -63,9 +65,9 @@ impl Store {
         selection: &KeySelection,
         read_after: Option<Instant>,
         finish: fn(Vec<T>) -> V,
-    ) -> Result<Read<V>, StoreError>
+    ) -> Result<Fetched<V>, StoreError>
     where
-        V: Weigh + Send + Sync + 'static,
+        V: Cacheable + Send + Sync + 'static,
     {
         let filter = filter_for(selection);
         cache

@@ -17,7 +17,7 @@ use super::properties::{
     count, decoded, integer, json_text, number, put_double, put_int32, put_spelled, put_text,
     stored, string, JsonText, Stored,
 };
-use super::Weigh;
+use super::Cacheable;
 use crate::domain::{Circuit, CircuitState, HealthCheck, HealthState, InstanceKey, DEFAULT_WEIGHT};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -26,7 +26,7 @@ fn text_weight<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
     texts.into_iter().map(str::len).sum()
 }
 
-impl Weigh for Vec<ServiceRecord> {
+impl Cacheable for Vec<ServiceRecord> {
     fn weight(&self) -> usize {
         self.iter()
             .map(|r| {
@@ -90,7 +90,7 @@ impl HealthByKey {
     }
 }
 
-impl Weigh for HealthByKey {
+impl Cacheable for HealthByKey {
     fn weight(&self) -> usize {
         self.rows
             .iter()

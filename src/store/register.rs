@@ -1,5 +1,5 @@
 //! The registrant's writes to the registry: a registration (an insert, or a read of `registeredAt`
-//! and a replace) and a heartbeat (a merge of one property, recorded in `beats` instead of
+//! and a replace) and a heartbeat (a merge of one property, recorded in `heartbeats` instead of
 //! invalidating the caches).
 //!
 //! Round trips, because where storage is the bottleneck they are the registration rate: a new row
@@ -211,7 +211,11 @@ impl Store {
                 self.known.exists(partition_key, &row_key);
                 // Not `forget_reads`: only `lastHeartbeat` moved, and readers see it here.
                 let at = crate::parse_iso(now).unwrap_or_else(chrono::Utc::now);
-                if self.beats.record(partition_key, &row_key, at, now).is_err() {
+                if self
+                    .heartbeats
+                    .record(partition_key, &row_key, at, now)
+                    .is_err()
+                {
                     self.forget_reads();
                 }
             }

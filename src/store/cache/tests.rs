@@ -1,7 +1,7 @@
 use super::*;
 use std::sync::atomic::AtomicUsize;
 
-impl Weigh for u32 {
+impl Cacheable for u32 {
     fn weight(&self) -> usize {
         *self as usize
     }
@@ -280,7 +280,7 @@ struct Aged {
     read_at: Option<Instant>,
 }
 
-impl Weigh for Aged {
+impl Cacheable for Aged {
     fn weight(&self) -> usize {
         1
     }
