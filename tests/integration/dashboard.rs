@@ -9,7 +9,7 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Chromium's first install (apt-get) and Playwright's venv included, on a loaded 2-core machine.
+/// Chromium on a loaded 2-core machine (installed beforehand by scripts/prepare.sh, never here).
 const BROWSER_BUDGET: Duration = Duration::from_secs(300);
 
 /// A handler with the keyed tests' keys that marks a target unhealthy at its first failure.
