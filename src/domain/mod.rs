@@ -13,7 +13,6 @@ mod expiry;
 mod fields;
 mod health;
 mod keys;
-pub mod linker;
 mod query;
 mod registration;
 mod resolve_query;
