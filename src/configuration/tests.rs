@@ -1,5 +1,7 @@
 use super::*;
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     let mut map: HashMap<String, String> = vars
@@ -365,7 +367,7 @@ fn probe_targets_from_variables() {
         Some(("127.0.0.1".into(), 41234))
     );
     let defaults = settings(&[("AzureWebJobsStorage", "x")]).unwrap();
-    assert_eq!(defaults.health.targets, TargetSettings::default());
+    assert_eq!(defaults.health.targets, ProbeGuardSettings::default());
     let e = settings(&[
         ("AzureWebJobsStorage", "x"),
         ("HEALTH_ALLOW_CIDRS", "10.0.0.0/33"),

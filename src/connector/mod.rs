@@ -5,7 +5,8 @@
 //!   `domain::connector`; docs/service-connector.md); it runs once at start-up and before each
 //!   sweep's probes.
 //! - `arm` lists the Service Connector linkers of configured apps in Azure Resource Manager (the
-//!   mapping is `domain::linker`; docs/arm-sync.md); it runs before each sweep's probes.
+//!   resource-ID mapping is `domain::connector`'s; docs/arm-sync.md); it runs before each sweep's
+//!   probes.
 //!
 //! Both run under `health::HealthMonitor`, inside the sweep's lease, so one replica does it.
 

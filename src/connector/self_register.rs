@@ -18,8 +18,8 @@
 //!   endpoint and name) are ever written or logged.
 
 use crate::configuration::ConnectorVariables;
-use crate::domain::connector::{discover, Discovery};
-use crate::domain::{linker, InstanceKey, KeySelection, Registration};
+use crate::domain::connector::{discover, is_service_connector, is_synced, Discovery};
+use crate::domain::{InstanceKey, KeySelection, Registration};
 use crate::store::{Store, StoreError};
 
 /// What one run did, for its log line and the tests.
@@ -35,11 +35,14 @@ pub struct SelfRegistrationReport {
     pub failed: Option<String>,
 }
 
-/// Registers every target the variables name; never fails (see the module comment).
+/// Registers every connection the variables name; never fails (see the module comment).
 pub async fn run(store: &Store, variables: &ConnectorVariables) -> SelfRegistrationReport {
-    let Discovery { targets, skipped } = discover(variables.expose());
+    let Discovery {
+        connections,
+        skipped,
+    } = discover(variables.expose());
     let mut report = SelfRegistrationReport {
-        found: targets.len(),
+        found: connections.len(),
         ..Default::default()
     };
     for skip in skipped {
@@ -49,16 +52,16 @@ pub async fn run(store: &Store, variables: &ConnectorVariables) -> SelfRegistrat
             .push(format!("{} ({})", skip.variable, skip.reason));
     }
     let now = crate::now_iso();
-    for target in targets {
-        let registration = match Registration::parse(&target.registration_body()) {
+    for connection in connections {
+        let registration = match Registration::parse(&connection.registration_body()) {
             Ok(registration) => registration,
             Err(e) => {
                 // The field names what was wrong; the message may quote the value, so it stays out.
                 let reason = format!("gives a {} that is not valid", e.field);
-                tracing::warn!(variable = %target.variable, reason = %reason, "Service Connector variable skipped");
+                tracing::warn!(variable = %connection.variable, reason = %reason, "Service Connector variable skipped");
                 report
                     .skipped
-                    .push(format!("{} ({reason})", target.variable));
+                    .push(format!("{} ({reason})", connection.variable));
                 continue;
             }
         };
@@ -67,7 +70,7 @@ pub async fn run(store: &Store, variables: &ConnectorVariables) -> SelfRegistrat
                 let key = registration.key.service_id();
                 tracing::info!(
                     key = %key,
-                    variable = %target.variable,
+                    variable = %connection.variable,
                     source = %source,
                     "Service Connector target not registered: the key is already registered by someone else, whose row is kept"
                 );
@@ -119,12 +122,12 @@ async fn protected(store: &Store, key: &InstanceKey) -> Result<Option<String>, S
         .find(|row| row.row_key == row_key)
         .and_then(|row| {
             let metadata = row.metadata.value();
-            if !linker::is_service_connector(&metadata) {
+            if !is_service_connector(&metadata) {
                 let source = metadata.get("source").and_then(|s| s.as_str());
                 return Some(source.unwrap_or("a manual registration").to_owned());
             }
             // Where the ARM sync also sees this service, its row (with the linker) is kept, so the
             // two do not rewrite each other's row on every sweep.
-            linker::is_synced(&metadata).then(|| "the sync from Azure Resource Manager".to_owned())
+            is_synced(&metadata).then(|| "the sync from Azure Resource Manager".to_owned())
         }))
 }

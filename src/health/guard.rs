@@ -15,7 +15,7 @@
 
 pub use super::identity::IdentityEndpoint;
 use super::identity::IDENTITY;
-use crate::configuration::TargetSettings;
+use crate::configuration::ProbeGuardSettings;
 use crate::domain::Endpoint;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -42,8 +42,8 @@ pub struct TargetPolicy {
     pub identity: Option<IdentityEndpoint>,
 }
 
-impl From<&TargetSettings> for TargetPolicy {
-    fn from(settings: &TargetSettings) -> Self {
+impl From<&ProbeGuardSettings> for TargetPolicy {
+    fn from(settings: &ProbeGuardSettings) -> Self {
         TargetPolicy {
             allow_loopback: settings.allow_loopback,
             allow: settings.allow.clone(),

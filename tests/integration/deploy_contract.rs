@@ -1,7 +1,7 @@
 //! The deployment contract, checked offline: what infra/ deploys must fit what the handler reads.
 //!
 //! - every app setting the Bicep writes (the `var *AppSettings = {…}` objects in infra/) is read by
-//!   the handler (a name in src/configuration.rs or src/configuration/*.rs) or by the Functions
+//!   the handler (a name in src/configuration/*.rs) or by the Functions
 //!   host (the commented allow-list below);
 //! - each plan's settings give the handler a valid configuration: `Settings::from_lookup` over them
 //!   succeeds and picks managed identity for the tables, with JSON logs on;
@@ -221,7 +221,7 @@ fn placeholder_value(bicep: &str, vars: &BTreeMap<String, String>) -> String {
 /// out) and the storage variables it exports.
 fn handler_settings() -> BTreeSet<String> {
     let dir = manifest_dir().join("src");
-    let mut files = vec![dir.join("configuration.rs")];
+    let mut files = Vec::new();
     for entry in fs::read_dir(dir.join("configuration")).expect("src/configuration/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {

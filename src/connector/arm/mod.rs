@@ -1,9 +1,10 @@
 //! The Service Connector sync (docs/arm-sync.md): on each sweep, before the probes and under the
 //! sweep's lease, ask Azure Resource Manager for the linkers of every configured source, register
-//! each linker's target as `domain::linker` maps it, and remove the rows an earlier sync created
+//! each linker's target as `domain::connector` maps it, and remove the rows an earlier sync created
 //! whose linker is gone.
 //!
 //! - `client`: ARM's paged list operations, throttling and failures;
+//! - `linkers`: a listed linker's JSON, and the registration it makes;
 //! - `reconcile`: the listing against the registry's rows (what is added, kept, skipped, removed);
 //! - this file: the sources (a resource group expands to its sites and container apps), the
 //!   deadline over the whole round, and the one log line that reports it.
@@ -11,6 +12,7 @@
 //! A round never fails the sweep it runs in: its outcome is logged and the sweep goes on.
 
 mod client;
+mod linkers;
 mod reconcile;
 
 pub use client::ListError;

@@ -12,8 +12,9 @@
 //! What this gives up: a person registering the same key between this round's read and its write
 //! is overwritten once (the store has no conditional register; the next manual registration wins).
 
+use super::linkers::{self, Skip};
 use super::Listing;
-use crate::domain::linker::{self, Skip};
+use crate::domain::connector::{is_service_connector, is_synced};
 use crate::domain::{InstanceKey, Registration, ServiceName, ServiceType};
 use crate::store::{ServiceRecord, Store, StoreError};
 use serde_json::Value;
@@ -53,7 +54,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     let mut report = SyncReport::default();
     let mut wanted: BTreeMap<Key, Registration> = BTreeMap::new();
     for (source, item) in &listing.linkers {
-        let linker = match linker::parse_linker(item) {
+        let linker = match linkers::parse_linker(item) {
             Ok(linker) => linker,
             Err(Skip::Malformed(reason)) => {
                 report.skipped += 1;
@@ -66,7 +67,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
                 continue;
             }
         };
-        match linker::registration(&linker, source.as_str()) {
+        match linkers::registration(&linker, source.as_str()) {
             Ok(registration) => {
                 let key = (
                     registration.key.partition_key().to_owned(),
@@ -91,7 +92,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     let now = crate::now_iso();
     for (key, registration) in &wanted {
         match existing.get(key) {
-            Some(row) if !linker::is_service_connector(&row.metadata.value()) => {
+            Some(row) if !is_service_connector(&row.metadata.value()) => {
                 report.skipped += 1;
                 tracing::info!(function = "HealthMonitor", service_type = %key.0, service_name = %key.1, "Service Connector sync: key skipped: registered by a person or client (metadata source is not service-connector), so it is left as it is");
             }
@@ -108,10 +109,7 @@ pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport
     }
 
     if listing.complete {
-        for row in rows
-            .iter()
-            .filter(|r| linker::is_synced(&r.metadata.value()))
-        {
+        for row in rows.iter().filter(|r| is_synced(&r.metadata.value())) {
             let key = (row.partition_key.clone(), row.row_key.clone());
             if wanted.contains_key(&key) || row.instance_id.is_some() {
                 continue;

@@ -5,7 +5,7 @@
 //! `user@tcp(x:3306)/db?…`), and libpq's keywords (`host=x port=5432 dbname=…`).
 
 use super::values::{self, get, host_port, pairs, port, secrets_of, Host, Located, Why};
-use super::{Field, Group, Read, TargetKind};
+use super::{Field, Group, Read, ServiceKind};
 
 pub(super) fn read<'a>(group: &Group<'a>) -> Read<'a> {
     if group.first(&[Field::Server, Field::Host]).is_some() {
@@ -31,7 +31,7 @@ pub(super) fn host_with_port_variable<'a>(group: &Group<'a>, hosts: &[Field]) ->
             Err(why) => return Read::Malformed(port_name, why),
         }
     }
-    if group.kind != TargetKind::Redis {
+    if group.kind != ServiceKind::Redis {
         located.database = group
             .first(&[Field::Database, Field::Name, Field::DbName])
             .map(|(_, db)| db.trim().to_owned());
@@ -39,7 +39,7 @@ pub(super) fn host_with_port_variable<'a>(group: &Group<'a>, hosts: &[Field]) ->
     Read::Found(name, located)
 }
 
-fn connection_string(kind: TargetKind, text: &str) -> Result<Located, Why> {
+fn connection_string(kind: ServiceKind, text: &str) -> Result<Located, Why> {
     let text = text.trim();
     let lower = text.to_ascii_lowercase();
     if let Some(rest) = lower
@@ -57,7 +57,7 @@ fn connection_string(kind: TargetKind, text: &str) -> Result<Located, Why> {
     {
         return url_form(text);
     }
-    if kind == TargetKind::MySql && lower.contains("tcp(") {
+    if kind == ServiceKind::MySql && lower.contains("tcp(") {
         return go_mysql(text);
     }
     if !text.contains(';') && lower.contains("host=") {

@@ -1,27 +1,39 @@
-//! Self-registration's pure half: which of this app's environment variables Service Connector
-//! set, and which backing service each one points at (docs/service-connector.md has the variables,
-//! their forms and the learn.microsoft.com pages they come from).
+//! Service Connector's pure half: the one table of the kinds of backing service it connects an
+//! app to (`kinds.rs`), the row each becomes (`service.rs`), and the two ways of finding them:
+//!
+//! - self-registration: which of this app's environment variables Service Connector set, and which
+//!   backing service each one points at (docs/service-connector.md has the variables, their forms
+//!   and the learn.microsoft.com pages they come from); this file, `names.rs` and one reader per
+//!   family of kinds;
+//! - the ARM sync: which backing service a linker's target resource ID names (`resource_id.rs`,
+//!   docs/arm-sync.md); ARM's wire shapes are `connector::arm`'s.
 //!
 //! Service Connector names a connection's variables `AZURE_<TYPE>_<FIELD>`, and a second
 //! connection to the same kind of target `AZURE_<TYPE>_<CONNECTION>_<FIELD>`; the variables of one
 //! connection are read together (a host beside its port and database). Each connection becomes one
-//! `Target`, shaped by the shared convention (`serviceType`, `serviceName`, `endpoint`, check and
-//! metadata, the same row the ARM sync writes for the same service), or one `Skipped` that names
+//! `Connection` (a `BackingService` and how the app signs in to it), or one `Skipped` that names
 //! the variable and never its value. The values are read for host, port and database only; the
-//! secrets some of them carry are used for nothing but the check that none reached a target.
+//! secrets some of them carry are used for nothing but the check that none reached a registration.
 
 mod databases;
 mod endpoints;
+mod kinds;
 mod messaging;
 mod names;
 mod redis;
+mod resource_id;
+mod service;
 mod storage;
 mod values;
 
+use kinds::Reader;
+pub use kinds::ServiceKind;
 use names::classify;
 use names::Field;
-pub use names::{default_variable_names, is_candidate, TargetKind};
-use serde_json::{json, Value};
+pub use names::{default_variable_names, is_candidate};
+pub use resource_id::service_of;
+use serde_json::Value;
+pub use service::{is_service_connector, is_synced, BackingService, SOURCE, SYNCED_BY};
 use values::{Located, Why};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,41 +53,24 @@ impl AuthType {
     }
 }
 
-/// One connected service, as the shared convention shapes it.
+/// One connection read from the variables: the service, and how the app signs in to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub kind: TargetKind,
-    pub service_name: String,
-    pub endpoint: String,
+pub struct Connection {
+    pub service: BackingService,
     pub auth: AuthType,
     /// The variable it was read from (its name only).
     pub variable: String,
 }
 
-impl Target {
+impl Connection {
     /// The registration a client would POST for it.
     pub fn registration_body(&self) -> Value {
-        let mut body = json!({
-            "serviceName": self.service_name,
-            "serviceType": self.kind.service_type(),
-            "endpoint": self.endpoint,
-            "metadata": {
-                "source": SOURCE,
-                "authType": self.auth.as_str(),
-                "variable": self.variable,
-            },
-        });
-        if self.kind.is_https() {
-            body["healthCheck"] = json!({"kind": "tcp"});
-        }
-        body
+        self.service
+            .registration_body(self.auth.as_str(), &[("variable", &self.variable)])
     }
 }
 
-/// `metadata.source` of every row discovery writes: the mark that it may replace the row.
-pub const SOURCE: &str = "service-connector";
-
-/// A variable that did not become a target, and why (never its value).
+/// A variable that did not become a connection, and why (never its value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub variable: String,
@@ -84,13 +79,13 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Discovery {
-    pub targets: Vec<Target>,
+    pub connections: Vec<Connection>,
     pub skipped: Vec<Skipped>,
 }
 
 /// The variables of one connection, by field: (name, value).
 struct Group<'a> {
-    kind: TargetKind,
+    kind: ServiceKind,
     fields: Vec<(Field, &'a str, &'a str)>,
 }
 
@@ -108,9 +103,9 @@ impl<'a> Group<'a> {
     }
 }
 
-/// Reads every connection among `variables` (name, value) into a target or a skip.
+/// Reads every connection among `variables` (name, value) into a `Connection` or a skip.
 pub fn discover<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> Discovery {
-    let mut groups: Vec<((TargetKind, String), Group)> = Vec::new();
+    let mut groups: Vec<((ServiceKind, String), Group)> = Vec::new();
     let mut sorted: Vec<(&str, &str)> = variables
         .into_iter()
         .filter(|(_, value)| !value.trim().is_empty())
@@ -144,17 +139,17 @@ pub fn discover<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     let mut discovery = Discovery::default();
     for (_, group) in &groups {
         match read_group(group) {
-            Ok(target) => {
-                let duplicate = discovery
-                    .targets
-                    .iter()
-                    .find(|t| t.kind == target.kind && t.service_name == target.service_name);
+            Ok(connection) => {
+                let duplicate = discovery.connections.iter().find(|c| {
+                    c.service.kind == connection.service.kind
+                        && c.service.service_name == connection.service.service_name
+                });
                 match duplicate {
                     Some(first) => discovery.skipped.push(Skipped {
-                        variable: target.variable,
+                        variable: connection.variable,
                         reason: format!("names the same service as {}", first.variable),
                     }),
-                    None => discovery.targets.push(target),
+                    None => discovery.connections.push(connection),
                 }
             }
             Err(skipped) => discovery.skipped.push(skipped),
@@ -163,19 +158,17 @@ pub fn discover<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     discovery
 }
 
-fn read_group(group: &Group) -> Result<Target, Skipped> {
+fn read_group(group: &Group) -> Result<Connection, Skipped> {
     let skip = |variable: &str, why: Why| Skipped {
         variable: variable.to_owned(),
         reason: why.to_owned(),
     };
-    let located = match group.kind {
-        TargetKind::StorageTable | TargetKind::StorageBlob | TargetKind::StorageQueue => {
-            storage::read(group)
-        }
-        TargetKind::KeyVault | TargetKind::Cosmos => endpoints::read(group),
-        TargetKind::ServiceBus | TargetKind::EventHubs => messaging::read(group),
-        TargetKind::Redis => redis::read(group),
-        TargetKind::Sql | TargetKind::PostgreSql | TargetKind::MySql => databases::read(group),
+    let located = match group.kind.row().reader {
+        Reader::Storage { service } => storage::read(group, service),
+        Reader::Endpoint => endpoints::read(group),
+        Reader::Messaging => messaging::read(group),
+        Reader::Redis => redis::read(group),
+        Reader::Database => databases::read(group),
     };
     let (variable, mut located) = match located {
         Read::Found(variable, located) => (variable, located),
@@ -193,11 +186,11 @@ fn read_group(group: &Group) -> Result<Target, Skipped> {
         located.secret = true;
         located.secrets.push(password.to_owned());
     }
-    let target = shape(group.kind, variable, &located);
+    let connection = shape(group.kind, variable, &located);
     // Belt and braces: a secret found anywhere in what goes to the table means the value was
     // misread, so nothing of it is registered. Short secrets are not judged (they would match by
     // chance), but a short secret is also no host: `Host::parse` sees to the rest.
-    let text = target.registration_body().to_string();
+    let text = connection.registration_body().to_string();
     if located
         .secrets
         .iter()
@@ -205,15 +198,15 @@ fn read_group(group: &Group) -> Result<Target, Skipped> {
     {
         return Err(skip(variable, "could not be read without its secret"));
     }
-    Ok(target)
+    Ok(connection)
 }
 
 /// What a family's reader made of a connection.
 enum Read<'a> {
-    /// Where the target is, and the variable that said so.
+    /// Where the service is, and the variable that said so.
     Found(&'a str, Located),
     Malformed(&'a str, Why),
-    /// None of the variables that say where a target is.
+    /// None of the variables that say where a service is.
     Nothing,
 }
 
@@ -226,12 +219,9 @@ impl<'a> Read<'a> {
     }
 }
 
-/// The shared convention: name, endpoint and auth from where the target is.
-fn shape(kind: TargetKind, variable: &str, located: &Located) -> Target {
-    let storage = matches!(
-        kind,
-        TargetKind::StorageTable | TargetKind::StorageBlob | TargetKind::StorageQueue
-    );
+/// The shared convention: name, endpoint and auth from where the service is.
+fn shape(kind: ServiceKind, variable: &str, located: &Located) -> Connection {
+    let storage = matches!(kind.row().reader, Reader::Storage { .. });
     // Only a storage emulator's path names the account; Redis's `/0` is a database index.
     let hinted = located
         .name_hint
@@ -247,27 +237,17 @@ fn shape(kind: TargetKind, variable: &str, located: &Located) -> Target {
         .map(|db| format!("{server}.{db}"))
         .filter(|name| crate::domain::ServiceName::parse(name).is_ok())
         .unwrap_or(server);
-    let host = located.host.to_url_text();
-    let endpoint = if kind.is_https() {
-        let (scheme, default) = if located.plain_http {
-            ("http", 80)
-        } else {
-            ("https", 443)
-        };
-        match located.port.filter(|p| *p != default) {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        }
-    } else {
-        format!(
-            "tcp://{host}:{}",
-            located.port.unwrap_or(kind.default_port())
-        )
-    };
-    Target {
-        kind,
-        service_name,
-        endpoint,
+    let endpoint = kind.endpoint(
+        &located.host.to_url_text(),
+        located.port,
+        located.plain_http,
+    );
+    Connection {
+        service: BackingService {
+            kind,
+            service_name,
+            endpoint,
+        },
         auth: if located.secret {
             AuthType::Secret
         } else {

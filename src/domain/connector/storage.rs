@@ -3,24 +3,20 @@
 //! with its own `TableEndpoint=`/`BlobEndpoint=`/`QueueEndpoint=`).
 
 use super::values::{self, get, pairs, secrets_of, Host, Located, Why};
-use super::{Field, Group, Read, TargetKind};
+use super::{Field, Group, Read};
 
-pub(super) fn read<'a>(group: &Group<'a>) -> Read<'a> {
+/// `service`: which of the account's endpoints (`table`, `blob`, `queue`), from the kind's row.
+pub(super) fn read<'a>(group: &Group<'a>, service: &str) -> Read<'a> {
     if let Some((name, value)) = group.get(Field::ResourceEndpoint) {
         return Read::from(name, values::http_url(value));
     }
     if let Some((name, value)) = group.get(Field::ConnectionString) {
-        return Read::from(name, connection_string(group.kind, value));
+        return Read::from(name, connection_string(service, value));
     }
     Read::Nothing
 }
 
-fn connection_string(kind: TargetKind, text: &str) -> Result<Located, Why> {
-    let service = match kind {
-        TargetKind::StorageTable => "table",
-        TargetKind::StorageBlob => "blob",
-        _ => "queue",
-    };
+fn connection_string(service: &str, text: &str) -> Result<Located, Why> {
     let pairs = pairs(text, ';').ok_or("is not a connection string of key=value pairs")?;
     if get(&pairs, &["usedevelopmentstorage"]).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err("is a development-storage connection string, which names no account endpoint");

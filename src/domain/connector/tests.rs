@@ -3,35 +3,41 @@
 use super::*;
 use serde_json::json;
 
-fn one(vars: &[(&str, &str)]) -> Target {
+fn one(vars: &[(&str, &str)]) -> Connection {
     let found = discover(vars.iter().copied());
     assert!(found.skipped.is_empty(), "{vars:?}: {:?}", found.skipped);
-    assert_eq!(found.targets.len(), 1, "{vars:?}: {:?}", found.targets);
-    found.targets.into_iter().next().unwrap()
+    assert_eq!(
+        found.connections.len(),
+        1,
+        "{vars:?}: {:?}",
+        found.connections
+    );
+    found.connections.into_iter().next().unwrap()
 }
 
-/// (serviceType, serviceName, endpoint, authType) of the one target.
+/// (serviceType, serviceName, endpoint, authType) of the one connection.
 fn shape_of(vars: &[(&str, &str)]) -> (&'static str, String, String, &'static str) {
     let t = one(vars);
     (
-        t.kind.service_type(),
-        t.service_name,
-        t.endpoint,
+        t.service.kind.service_type(),
+        t.service.service_name,
+        t.service.endpoint,
         t.auth.as_str(),
     )
 }
 
 fn skipped(vars: &[(&str, &str)]) -> Vec<Skipped> {
     let found = discover(vars.iter().copied());
-    assert!(found.targets.is_empty(), "{vars:?}: {:?}", found.targets);
+    assert!(
+        found.connections.is_empty(),
+        "{vars:?}: {:?}",
+        found.connections
+    );
     found.skipped
 }
 
 fn s(a: &str, b: &str, c: &str, d: &'static str) -> (&'static str, String, String, &'static str) {
-    let kind = TargetKind::ALL
-        .iter()
-        .find(|k| k.service_type() == a)
-        .unwrap();
+    let kind = ServiceKind::all().find(|k| k.service_type() == a).unwrap();
     (kind.service_type(), b.to_owned(), c.to_owned(), d)
 }
 
@@ -289,12 +295,12 @@ fn a_second_connection_has_its_name_in_the_variable() {
     ]);
     assert!(found.skipped.is_empty(), "{:?}", found.skipped);
     let rows: Vec<(&str, &str, &str)> = found
-        .targets
+        .connections
         .iter()
         .map(|t| {
             (
-                t.kind.service_type(),
-                t.service_name.as_str(),
+                t.service.kind.service_type(),
+                t.service.service_name.as_str(),
                 t.variable.as_str(),
             )
         })
@@ -403,8 +409,8 @@ fn no_secret_reaches_any_field_of_a_registration() {
     ];
     let found = discover(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     assert!(found.skipped.is_empty(), "{:?}", found.skipped);
-    assert_eq!(found.targets.len(), 12);
-    for target in &found.targets {
+    assert_eq!(found.connections.len(), 12);
+    for target in &found.connections {
         let text = target.registration_body().to_string();
         assert!(!text.contains(secret), "{text}");
         assert_eq!(target.auth, AuthType::Secret, "{text}");

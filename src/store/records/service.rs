@@ -1,0 +1,211 @@
+//! ServiceRegistry's rows: `ServiceRecord`, read tolerantly from any client's entity and written as
+//! the recipe writes it (plus the instance properties a registration gave), and its cache weight.
+
+use super::text_weight;
+use crate::domain::{HealthCheck, InstanceKey, DEFAULT_WEIGHT};
+use crate::store::properties::{
+    count, integer, json_text, put_int32, stored, string, JsonText, Stored,
+};
+use crate::store::Cacheable;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+/// One ServiceRegistry row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRecord {
+    pub partition_key: String,
+    pub row_key: String,
+    pub service_name: String,
+    pub endpoint: String,
+    pub health_endpoint: String,
+    pub service_type: String,
+    pub version: String,
+    pub tags: JsonText,
+    pub metadata: JsonText,
+    /// Kept as stored text too: discovery shows it as written, and a re-registration keeps it.
+    pub registered_at: Option<Stored<DateTime<Utc>>>,
+    pub last_heartbeat: Option<Stored<DateTime<Utc>>>,
+    // Beside the recipe's properties, each written only when the registration gave it, so a
+    // recipe-style registration writes a recipe-identical row.
+    pub instance_id: Option<String>,
+    pub ttl_seconds: Option<i64>,
+    pub weight: Option<u32>,
+    pub health_check: Option<HealthCheck>,
+    /// The row's version as read (`odata.etag`), for conditional deletes; never written.
+    pub etag: Option<String>,
+}
+
+impl ServiceRecord {
+    pub fn from_entity(entity: &Map<String, Value>) -> Self {
+        let partition_key = string(entity, "PartitionKey").unwrap_or_default();
+        let row_key = string(entity, "RowKey").unwrap_or_default();
+        let endpoint = string(entity, "endpoint").unwrap_or_default();
+        ServiceRecord {
+            service_name: string(entity, "serviceName").unwrap_or_else(|| row_key.clone()),
+            health_endpoint: string(entity, "healthEndpoint")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| endpoint.clone()),
+            service_type: string(entity, "serviceType").unwrap_or_else(|| partition_key.clone()),
+            version: string(entity, "version").unwrap_or_default(),
+            tags: json_text(entity, "tags", json!([])),
+            metadata: json_text(entity, "metadata", json!({})),
+            registered_at: stored(entity, "registeredAt"),
+            last_heartbeat: stored(entity, "lastHeartbeat"),
+            instance_id: string(entity, "instanceId"),
+            ttl_seconds: integer(entity, "ttlSeconds").filter(|n| *n > 0),
+            weight: count(entity, "weight"),
+            health_check: string(entity, "healthCheck")
+                .as_deref()
+                .and_then(HealthCheck::from_stored),
+            etag: string(entity, "odata.etag"),
+            endpoint,
+            partition_key,
+            row_key,
+        }
+    }
+
+    /// The row's keys, if they are keys this handler can safely address (see `InstanceKey`).
+    pub fn key(&self) -> Option<InstanceKey> {
+        InstanceKey::from_stored(&self.partition_key, &self.row_key).ok()
+    }
+
+    pub fn weight_or_default(&self) -> u32 {
+        self.weight.unwrap_or(DEFAULT_WEIGHT)
+    }
+
+    /// When the registration lapses (`None`: no TTL, or a heartbeat that cannot be read).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        let heartbeat = self.last_heartbeat.as_ref().and_then(Stored::value);
+        crate::domain::expires_at(self.ttl_seconds, heartbeat)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        let heartbeat = self.last_heartbeat.as_ref().and_then(Stored::value);
+        crate::domain::is_expired(self.ttl_seconds, heartbeat, now)
+    }
+
+    /// The merge a heartbeat sends: the keys and `lastHeartbeat`, nothing else.
+    pub(in crate::store) fn heartbeat_entity(key: &InstanceKey, now: &str) -> Value {
+        json!({
+            "PartitionKey": key.partition_key(),
+            "RowKey": key.row_key(),
+            "lastHeartbeat": now,
+        })
+    }
+
+    /// The entity as the recipe writes it (the two keys and nine string properties), plus the
+    /// instance properties a registration gave.
+    pub fn to_entity(&self) -> Value {
+        let mut entity = json!({
+            "PartitionKey": self.partition_key,
+            "RowKey": self.row_key,
+            "serviceName": self.service_name,
+            "endpoint": self.endpoint,
+            "healthEndpoint": self.health_endpoint,
+            "serviceType": self.service_type,
+            "version": self.version,
+            "tags": self.tags.text(),
+            "metadata": self.metadata.text(),
+            "registeredAt": self.registered_at.as_ref().map(Stored::text),
+            "lastHeartbeat": self.last_heartbeat.as_ref().map(Stored::text),
+        });
+        let extra = entity.as_object_mut().expect("a JSON object literal");
+        if let Some(instance_id) = &self.instance_id {
+            extra.insert("instanceId".into(), instance_id.clone().into());
+        }
+        if let Some(ttl) = self.ttl_seconds {
+            put_int32(extra, "ttlSeconds", ttl);
+        }
+        if let Some(weight) = self.weight {
+            put_int32(extra, "weight", i64::from(weight));
+        }
+        if let Some(check) = &self.health_check {
+            extra.insert("healthCheck".into(), check.to_json().to_string().into());
+        }
+        entity
+    }
+}
+
+impl Cacheable for Vec<ServiceRecord> {
+    fn weight(&self) -> usize {
+        self.iter()
+            .map(|r| {
+                std::mem::size_of::<ServiceRecord>()
+                    + text_weight([
+                        r.partition_key.as_str(),
+                        &r.row_key,
+                        &r.service_name,
+                        &r.endpoint,
+                        &r.health_endpoint,
+                        &r.service_type,
+                        &r.version,
+                        r.instance_id.as_deref().unwrap_or_default(),
+                        r.etag.as_deref().unwrap_or_default(),
+                    ])
+                    + r.tags.text().len()
+                    + r.metadata.text().len()
+                    // Two kept time texts and a health check's path, about.
+                    + 128
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn reads_a_recipe_row() {
+        let r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "api", "RowKey": "test-api", "serviceName": "test-api",
+            "endpoint": "https://x", "healthEndpoint": "https://x/h", "serviceType": "api",
+            "version": "1.0.0", "tags": "[\"a\"]", "metadata": "{\"port\":443}",
+            "registeredAt": "2026-01-01T00:00:00.000Z", "lastHeartbeat": "2026-01-01T00:00:00.000Z",
+            "Timestamp": "2026-01-01T00:00:00Z", "odata.etag": "W/\"x\""
+        })));
+        assert_eq!(r.tags.value(), json!(["a"]));
+        assert_eq!(r.metadata.value(), json!({"port": 443}));
+        assert_eq!(r.health_endpoint, "https://x/h");
+        assert_eq!(r.etag.as_deref(), Some("W/\"x\""));
+        let written = ServiceRecord::from_entity(r.to_entity().as_object().unwrap());
+        assert_eq!(written, ServiceRecord { etag: None, ..r });
+    }
+
+    #[test]
+    fn malformed_json_text_and_missing_properties_do_not_fail() {
+        let r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
+            "tags": "not json", "metadata": "[1,2]"
+        })));
+        assert_eq!((r.tags.value(), r.metadata.value()), (json!([]), json!({})));
+        assert_eq!((r.tags.text(), r.metadata.text()), ("[]", "{}"));
+        assert_eq!(
+            (r.service_name.as_str(), r.service_type.as_str()),
+            ("r", "p")
+        );
+        assert_eq!(r.health_endpoint, "http://e");
+    }
+
+    #[test]
+    fn unreadable_times_are_kept_as_text_and_count_as_absent() {
+        let r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
+            "registeredAt": "last week", "lastHeartbeat": "yesterday", "ttlSeconds": 30
+        })));
+        assert_eq!(
+            r.registered_at.as_ref().map(Stored::text),
+            Some("last week")
+        );
+        // An unreadable heartbeat is fresh: the row never expires.
+        assert_eq!(r.expires_at(), None);
+        assert!(!r.is_expired(DateTime::<Utc>::MAX_UTC));
+        // Written back as it was read.
+        assert_eq!(r.to_entity()["registeredAt"], "last week");
+    }
+}
