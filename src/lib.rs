@@ -4,11 +4,13 @@
 //! and a timer sweeps health checks (`HealthMonitor`). The layers (`docs/architecture.md` has their
 //! data flows, the tables and the key rules):
 //!
-//! - `functions`: the Functions host protocol only (invocation envelopes ↔ plain requests);
+//! - `host`: the Functions host protocol only (invocation envelopes ↔ plain requests);
 //! - `api`: thin HTTP handlers, one file per function;
 //! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
 //! - `health`: probes and the bounded-concurrency sweep;
 //! - `store`: the two tables, the only module that knows the Tables crate;
+//! - `identity`: the managed-identity credential the store's table client and the ARM client sign
+//!   with when there is no secret;
 //! - `connector`: Service Connector discovery: self-registration from this app's variables, and the
 //!   sync from Azure Resource Manager's linkers;
 //! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
@@ -22,8 +24,9 @@ pub mod configuration;
 pub mod connector;
 pub mod domain;
 pub mod error;
-pub mod functions;
 pub mod health;
+pub mod host;
+pub mod identity;
 pub mod metrics;
 pub mod scheduler;
 pub mod security;

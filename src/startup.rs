@@ -8,8 +8,8 @@
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::connector::arm::ArmSync;
-use crate::functions;
 use crate::health::{HealthMonitor, SweepTrigger};
+use crate::host;
 use crate::metrics::metrics;
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
@@ -71,7 +71,7 @@ impl Application {
             store,
             monitor,
             Security::new(&settings.security),
-            functions::openapi_document,
+            host::openapi_document,
         );
         Ok(Application {
             settings,
@@ -177,7 +177,7 @@ pub fn app(state: AppState, standalone: bool) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) })
                 .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
-        .merge(functions::router(state, api.clone(), standalone))
+        .merge(host::router(state, api.clone(), standalone))
         .merge(api.layer(api::compression()));
     if let Some(cors) = security.origins.cors_layer() {
         router = router.layer(cors);
@@ -213,7 +213,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    metrics().request(functions::function_name(&path), status, elapsed);
+    metrics().request(host::function_name(&path), status, elapsed);
     if path == "/" {
         // The host polls `GET /` every 25 ms while starting us: keep it out of the info log.
         tracing::debug!(status, "readiness probe");

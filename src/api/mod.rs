@@ -2,7 +2,7 @@
 //!
 //! Handlers parse input into domain types, call the store, and shape the response; every failure is
 //! an `ApiError` returned with `?`. These routes serve forwarded requests (`/api/<Function>`) directly
-//! and invocation envelopes through `functions`, which replays them here.
+//! and invocation envelopes through `host`, which replays them here.
 
 mod dashboard;
 mod discovery;
@@ -46,7 +46,7 @@ pub struct AppState {
 
 impl AppState {
     /// `openapi` builds the document; whoever knows every route passes it
-    /// (`functions::openapi_document`).
+    /// (`host::openapi_document`).
     pub fn new(
         store: Store,
         monitor: HealthMonitor,

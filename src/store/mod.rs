@@ -28,8 +28,8 @@
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
 //! - `cache`: the short-lived read cache; `beats`: this process's heartbeats, kept beside it
 //!   rather than invalidating it; `connection`: configured storage to a Tables client, over
-//!   `transport`, which caps the storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
-//!   `identity`: the managed-identity credential that client signs with when there is no secret.
+//!   `transport`, which caps the storage requests in flight (`STORAGE_MAX_CONNECTIONS`); with no
+//!   secret, that client signs with the managed-identity credential (`crate::identity`).
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
 //! request URLs.
@@ -41,7 +41,6 @@ mod connection;
 mod delete;
 mod error;
 mod filter;
-mod identity;
 mod known;
 mod lease;
 mod properties;
@@ -54,7 +53,6 @@ mod transport;
 pub use beats::{Beat, Beats, BeatsView};
 pub use cache::{Read, ReadCache, Weigh};
 pub use error::StoreError;
-pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
 pub use properties::{JsonText, Stored};
 pub use records::{HealthRecord, ServiceRecord};
