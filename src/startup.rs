@@ -8,15 +8,16 @@
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::connector::arm::ArmSync;
+use crate::error::ApiError;
 use crate::health::{HealthMonitor, SweepTrigger};
 use crate::host;
-use crate::metrics::metrics;
+use crate::metrics::{self, metrics};
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
 use crate::serve;
-use crate::store::Store;
+use crate::store::{observe_caches, CacheObserver, Store};
 use axum::extract::Request;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -48,6 +49,7 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        observe_caches(&CacheMetrics);
         let store = Store::connect(&settings.storage)?;
         // The schedule is checked now, so a typo stops start-up instead of silently never sweeping.
         let schedule = settings
@@ -137,14 +139,9 @@ impl Application {
             let mut stop = shutdown_rx.clone();
             let connections = self.settings.server.connections;
             tokio::spawn(async move {
-                serve::serve(
-                    listener,
-                    crate::metrics::router(),
-                    connections,
-                    async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    },
-                )
+                serve::serve(listener, metrics_router(), connections, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
                 .await;
             });
         }
@@ -189,6 +186,38 @@ pub fn app(state: AppState, standalone: bool) -> Router {
         ))
         .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))
+}
+
+/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's. Scrapes are not
+/// counted as requests: they would be most of them.
+fn metrics_router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics().encode(),
+                )
+            })
+            .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
+        )
+        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+}
+
+/// The store's read caches count their hits, misses and refreshes into the process metrics.
+struct CacheMetrics;
+
+impl CacheObserver for CacheMetrics {
+    fn hit(&self) {
+        metrics().cache_hit();
+    }
+    fn miss(&self) {
+        metrics().cache_miss();
+    }
+    fn refresh(&self) {
+        metrics().cache_refresh();
+    }
 }
 
 /// One structured line per request: function, method, status, duration, invocation id, and the

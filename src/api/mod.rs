@@ -26,7 +26,7 @@ use discovery::RenderedPage;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use limits::{refuse_oversized, MAX_HEADER_COUNT};
+pub use limits::refuse_oversized;
 
 /// Largest registration body we read (the contract's 413 limit); far under Table Storage's limits.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

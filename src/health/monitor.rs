@@ -22,6 +22,7 @@ use crate::metrics::metrics;
 use crate::store::{LeaseOutcome, Store, StoreError, SweepRecord};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 pub enum SweepTrigger {
@@ -142,7 +143,10 @@ impl HealthMonitor {
         match &result {
             Ok(SweepOutcome::Ran(report)) => {
                 report.log_finished(&tick_of(trigger));
-                metrics().sweep_succeeded(report);
+                metrics().sweep_succeeded(
+                    Duration::from_millis(report.duration_ms),
+                    &report.named_counters(),
+                );
                 self.record(trigger, started_at, Ok(report)).await;
             }
             Ok(SweepOutcome::LeaseHeldBy(holder)) => {
@@ -156,7 +160,7 @@ impl HealthMonitor {
             }
             Ok(SweepOutcome::AlreadyRunning) => {}
             Err(e) => {
-                metrics().sweep_failed(e);
+                metrics().sweep_failed(e.kind());
                 tracing::error!(function = "HealthMonitor", error = %e, "health sweep failed");
                 self.record(trigger, started_at, Err(e)).await;
             }

@@ -51,7 +51,7 @@ mod sweeps;
 mod transport;
 
 pub use beats::{Beat, Beats, BeatsView};
-pub use cache::{Read, ReadCache, Weigh};
+pub use cache::{observe_caches, CacheObserver, Read, ReadCache, Weigh};
 pub use error::StoreError;
 pub use lease::LeaseOutcome;
 pub use properties::{JsonText, Stored};
