@@ -13,6 +13,7 @@
 //!   with when there is no secret;
 //! - `connector`: Service Connector discovery: self-registration from this app's variables, and the
 //!   sync from Azure Resource Manager's linkers;
+//! - `sweep_job`: what a HealthMonitor trigger runs: Service Connector discovery, then the sweep;
 //! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
 //!   which browser origin, in front of every function;
 //! - `configuration`, `telemetry`, `scheduler`, `startup`, `serve` (the server loop and its
@@ -33,6 +34,7 @@ pub mod security;
 pub mod serve;
 pub mod startup;
 pub mod store;
+pub mod sweep_job;
 pub mod telemetry;
 
 /// Now, as the recipe's `new Date().toISOString()` writes it: UTC with milliseconds and `Z`.

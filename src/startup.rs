@@ -16,6 +16,7 @@ use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
 use crate::serve;
 use crate::store::{observe_caches, CacheObserver, Store};
+use crate::sweep_job::SweepJob;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -62,16 +63,17 @@ impl Application {
             .arm_sync
             .as_ref()
             .map(|s| ArmSync::new(s, store.clone()));
-        let monitor = HealthMonitor::new(
+        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let sweep_job = SweepJob::new(
+            monitor.clone(),
             store.clone(),
-            &settings.health,
-            &settings.server,
             &settings.connector,
-        )
-        .with_arm_sync(arm_sync);
+            arm_sync,
+        );
         let state = AppState::new(
             store,
             monitor,
+            sweep_job,
             Security::new(&settings.security),
             host::openapi_document,
         );
@@ -119,8 +121,8 @@ impl Application {
         tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));
         if self.settings.connector.self_register {
             // In the background, like table creation: readiness never waits for storage.
-            let monitor = self.state.monitor.clone();
-            tokio::spawn(async move { monitor.register_connections().await });
+            let job = self.state.sweep_job.clone();
+            tokio::spawn(async move { job.register_connections().await });
         }
         if let Some(schedule) = self.schedule {
             tokio::spawn(run_schedule(
@@ -301,8 +303,8 @@ async fn run_schedule(schedule: Schedule, state: AppState, mut shutdown: watch::
         }
         // Errors are logged inside; the next tick tries again.
         let _ = state
-            .monitor
-            .sweep_once(SweepTrigger::Scheduled { tick: next })
+            .sweep_job
+            .run(SweepTrigger::Scheduled { tick: next })
             .await;
     }
 }

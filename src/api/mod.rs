@@ -19,6 +19,7 @@ use crate::health::HealthMonitor;
 use crate::security::{self, Security};
 use crate::serve::BodyTimedOut;
 use crate::store::{ReadCache, Store};
+use crate::sweep_job::SweepJob;
 use axum::http::Method;
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,8 +35,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    /// Sweeps (the timer, manual runs) and the SSRF policy registration applies up front.
+    /// The SSRF policy registration applies up front (its prober's).
     pub monitor: HealthMonitor,
+    /// What the timer and manual runs trigger: Service Connector discovery, then the sweep.
+    pub sweep_job: SweepJob,
     /// Rendered discovery pages, invalidated with the store's read cache.
     pub pages: Arc<ReadCache<RenderedPage, ApiError>>,
     /// Who may call: every `/api` route admits its caller through it first.
@@ -50,6 +53,7 @@ impl AppState {
     pub fn new(
         store: Store,
         monitor: HealthMonitor,
+        sweep_job: SweepJob,
         security: Security,
         openapi: fn() -> Vec<u8>,
     ) -> Self {
@@ -57,6 +61,7 @@ impl AppState {
             pages: Arc::new(store.derived_cache()),
             store,
             monitor,
+            sweep_job,
             security: Arc::new(security),
             openapi: Arc::new(OpenApiDocument {
                 build: openapi,
