@@ -81,7 +81,7 @@ pub struct Settings {
 pub struct ServerSettings {
     pub mode: HostMode,
     /// Who this process is: recorded as `checkedBy` and as the sweep lease's holder.
-    pub instance_id: String,
+    pub process_name: String,
     pub connections: ConnectionSettings,
 }
 
@@ -319,7 +319,7 @@ fn server(
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7071))),
         },
     };
-    let instance_id = env
+    let process_name = env
         .first_of(&[
             "WEBSITE_INSTANCE_ID",
             "CONTAINER_APP_REPLICA_NAME",
@@ -336,7 +336,7 @@ fn server(
     };
     Ok(ServerSettings {
         mode,
-        instance_id,
+        process_name,
         connections,
     })
 }

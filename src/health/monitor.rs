@@ -91,7 +91,7 @@ impl HealthMonitor {
                 store,
                 prober,
                 settings: settings.clone(),
-                checked_by: server.instance_id.clone(),
+                checked_by: server.process_name.clone(),
                 use_lease: server.mode.is_standalone(),
                 lock: tokio::sync::Mutex::new(()),
             }),
