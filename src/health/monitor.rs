@@ -1,5 +1,5 @@
 //! `HealthMonitor`: the one owner of sweeping. Whoever asks for a sweep (the host's timer envelope,
-//! our own scheduler, a manual invocation: each through `crate::sweep_job`) calls `sweep_once`, which
+//! our own scheduler, a manual invocation: each through the sweep job) calls `sweep_once`, which
 //! holds everything that decides whether and how a sweep runs: the in-process lock, the standalone
 //! lease, the sweep itself, and the log line that reports it.
 //!
