@@ -174,7 +174,7 @@ impl From<ValidationError> for ApiError {
 /// redacted detail travels on (to the log line), never the crate error it keeps.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        crate::metrics::metrics().storage_error(&e);
+        crate::metrics::metrics().storage_error(e.kind());
         let detail = e.detail().to_owned();
         match e {
             StoreError::Unavailable { .. } => ApiError::StorageUnavailable(detail),

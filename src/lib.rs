@@ -4,13 +4,16 @@
 //! and a timer sweeps health checks (`HealthMonitor`). The layers (`docs/architecture.md` has their
 //! data flows, the tables and the key rules):
 //!
-//! - `functions`: the Functions host protocol only (invocation envelopes ↔ plain requests);
+//! - `host`: the Functions host protocol only (invocation envelopes ↔ plain requests);
 //! - `api`: thin HTTP handlers, one file per function;
 //! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
 //! - `health`: probes and the bounded-concurrency sweep;
 //! - `store`: the two tables, the only module that knows the Tables crate;
+//! - `identity`: the managed-identity credential the store's table client and the ARM client sign
+//!   with when there is no secret;
 //! - `connector`: Service Connector discovery: self-registration from this app's variables, and the
 //!   sync from Azure Resource Manager's linkers;
+//! - `sweep_job`: what a HealthMonitor trigger runs: Service Connector discovery, then the sweep;
 //! - `security`: who is calling (API keys, Entra ID tokens, the platform's principal) and from
 //!   which browser origin, in front of every function;
 //! - `configuration`, `telemetry`, `scheduler`, `startup`, `serve` (the server loop and its
@@ -22,14 +25,16 @@ pub mod configuration;
 pub mod connector;
 pub mod domain;
 pub mod error;
-pub mod functions;
 pub mod health;
+pub mod host;
+pub mod identity;
 pub mod metrics;
 pub mod scheduler;
 pub mod security;
 pub mod serve;
 pub mod startup;
 pub mod store;
+pub mod sweep_job;
 pub mod telemetry;
 
 /// Now, as the recipe's `new Date().toISOString()` writes it: UTC with milliseconds and `Z`.

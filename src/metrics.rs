@@ -8,13 +8,12 @@
 //!
 //! Labels are bounded: `function` is one of the known function names (else `other`), `status` an
 //! HTTP status, `outcome`/`kind`/`counter` fixed words, so no caller can grow the series.
+//!
+//! A leaf: callers hand in plain labels (`StoreError::kind()`, the sweep's counter names), so this
+//! file imports nothing of the crate and every layer may count into it. The `/metrics` listener's
+//! routes are start-up's (`startup`), and the store's cache reports through a hook start-up
+//! installs, so the store does not know this file either.
 
-use crate::error::ApiError;
-use crate::health::SweepReport;
-use crate::store::StoreError;
-use axum::http::{header, Method};
-use axum::routing::get;
-use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,6 +51,7 @@ struct CounterLabel {
     counter: &'static str,
 }
 
+/// `StoreError::kind`'s words: their series exist from the start, at 0.
 const STORAGE_ERROR_KINDS: [&str; 3] = ["unavailable", "unexpected", "contended"];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -173,21 +173,19 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn sweep_succeeded(&self, report: &SweepReport) {
+    /// A sweep that ran to its end: its duration, and its summary counters by name (a counter
+    /// named `duration_ms` is the duration again, kept only in the histogram).
+    pub fn sweep_succeeded(&self, duration: Duration, counters: &[(&'static str, u64)]) {
         self.sweeps
             .get_or_create(&OutcomeLabel {
                 outcome: "succeeded",
             })
             .inc();
-        self.sweep_seconds
-            .observe(Duration::from_millis(report.duration_ms).as_secs_f64());
-        for (name, value) in report.counters() {
-            if name == "duration_ms" {
+        self.sweep_seconds.observe(duration.as_secs_f64());
+        for &(counter, value) in counters {
+            if counter == "duration_ms" {
                 continue; // the histogram above
             }
-            let Some(counter) = SweepReport::COUNTERS.iter().find(|c| **c == name) else {
-                continue;
-            };
             let label = CounterLabel { counter };
             self.sweep_counters.get_or_create(&label).inc_by(value);
             self.last_sweep
@@ -196,11 +194,12 @@ impl Metrics {
         }
     }
 
-    pub fn sweep_failed(&self, error: &StoreError) {
+    /// A sweep that storage failed; `kind` is the storage error's (`StoreError::kind`).
+    pub fn sweep_failed(&self, kind: &'static str) {
         self.sweeps
             .get_or_create(&OutcomeLabel { outcome: "failed" })
             .inc();
-        self.storage_error(error);
+        self.storage_error(kind);
     }
 
     pub fn sweep_skipped(&self) {
@@ -209,12 +208,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn storage_error(&self, error: &StoreError) {
-        let kind: &'static str = match error {
-            StoreError::Unavailable { .. } => "unavailable",
-            StoreError::Unexpected { .. } => "unexpected",
-            StoreError::Contended { .. } => "contended",
-        };
+    /// A storage failure that reached a caller; `kind` is one of `STORAGE_ERROR_KINDS`
+    /// (`StoreError::kind`).
+    pub fn storage_error(&self, kind: &'static str) {
         self.storage_errors.get_or_create(&KindLabel { kind }).inc();
     }
 
@@ -305,18 +301,6 @@ pub async fn counting_invocation<F: Future>(work: F) -> (F::Output, InvocationCo
 /// The content type of `encode`'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's. Scrapes are not
-/// counted as requests: they would be most of them.
-pub fn router() -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|| async { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics().encode()) })
-                .fallback(|method: Method| async move { crate::api::not_allowed(method, "GET") }),
-        )
-        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,15 +335,14 @@ mod tests {
     #[test]
     fn a_sweep_sets_its_counters_and_the_duration() {
         let m = Metrics::new();
-        let report = SweepReport {
-            probed: 3,
-            healthy: 2,
-            unhealthy: 1,
-            duration_ms: 40,
-            ..SweepReport::default()
-        };
-        m.sweep_succeeded(&report);
-        m.sweep_succeeded(&report);
+        let counters = [
+            ("probed", 3),
+            ("healthy", 2),
+            ("unhealthy", 1),
+            ("duration_ms", 40),
+        ];
+        m.sweep_succeeded(Duration::from_millis(40), &counters);
+        m.sweep_succeeded(Duration::from_millis(40), &counters);
         let text = m.encode();
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(

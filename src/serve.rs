@@ -18,7 +18,6 @@
 //! Shutdown is graceful as before: stop accepting, let in-flight requests finish, close idle
 //! connections.
 
-use crate::api;
 use crate::configuration::ConnectionSettings;
 use axum::body::{Body, Bytes};
 use axum::Router;
@@ -36,6 +35,10 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Headers in one request (Kestrel's `MaxRequestHeaderCount`): the API answers more with a JSON 431
+/// (`api::refuse_oversized`), and hyper's own cap is set above it so that answer is the one given.
+pub const MAX_HEADER_COUNT: usize = 100;
 
 /// Raises the soft open-file limit to the hard one; returns the limit now in force.
 pub fn raise_open_file_limit() -> Option<u64> {
@@ -61,7 +64,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
         // Past hyper's own limit it answers a bodyless 431; above ours, so ours (JSON) binds.
-        .max_headers(api::MAX_HEADER_COUNT * 10);
+        .max_headers(MAX_HEADER_COUNT * 10);
     let body_timeout = settings.body_timeout;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -8,15 +8,17 @@
 use crate::api::{self, AppState};
 use crate::configuration::{ConfigError, HostMode, Settings};
 use crate::connector::arm::ArmSync;
-use crate::functions;
+use crate::error::ApiError;
 use crate::health::{HealthMonitor, SweepTrigger};
-use crate::metrics::metrics;
+use crate::host;
+use crate::metrics::{self, metrics};
 use crate::scheduler::{Schedule, ScheduleError};
 use crate::security::{self, AuthRecord, Security};
 use crate::serve;
-use crate::store::Store;
+use crate::store::{observe_caches, CacheObserver, Store};
+use crate::sweep_job::SweepJob;
 use axum::extract::Request;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -48,6 +50,7 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        observe_caches(&CacheMetrics);
         let store = Store::connect(&settings.storage)?;
         // The schedule is checked now, so a typo stops start-up instead of silently never sweeping.
         let schedule = settings
@@ -60,18 +63,19 @@ impl Application {
             .arm_sync
             .as_ref()
             .map(|s| ArmSync::new(s, store.clone()));
-        let monitor = HealthMonitor::new(
+        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let sweep_job = SweepJob::new(
+            monitor.clone(),
             store.clone(),
-            &settings.health,
-            &settings.server,
             &settings.connector,
-        )
-        .with_arm_sync(arm_sync);
+            arm_sync,
+        );
         let state = AppState::new(
             store,
             monitor,
+            sweep_job,
             Security::new(&settings.security),
-            functions::openapi_document,
+            host::openapi_document,
         );
         Ok(Application {
             settings,
@@ -117,8 +121,8 @@ impl Application {
         tokio::spawn(create_tables(self.state.clone(), shutdown_rx.clone()));
         if self.settings.connector.self_register {
             // In the background, like table creation: readiness never waits for storage.
-            let monitor = self.state.monitor.clone();
-            tokio::spawn(async move { monitor.register_connections().await });
+            let job = self.state.sweep_job.clone();
+            tokio::spawn(async move { job.register_connections().await });
         }
         if let Some(schedule) = self.schedule {
             tokio::spawn(run_schedule(
@@ -137,14 +141,9 @@ impl Application {
             let mut stop = shutdown_rx.clone();
             let connections = self.settings.server.connections;
             tokio::spawn(async move {
-                serve::serve(
-                    listener,
-                    crate::metrics::router(),
-                    connections,
-                    async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    },
-                )
+                serve::serve(listener, metrics_router(), connections, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
                 .await;
             });
         }
@@ -177,7 +176,7 @@ pub fn app(state: AppState, standalone: bool) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) })
                 .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
-        .merge(functions::router(state, api.clone(), standalone))
+        .merge(host::router(state, api.clone(), standalone))
         .merge(api.layer(api::compression()));
     if let Some(cors) = security.origins.cors_layer() {
         router = router.layer(cors);
@@ -189,6 +188,38 @@ pub fn app(state: AppState, standalone: bool) -> Router {
         ))
         .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))
+}
+
+/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's. Scrapes are not
+/// counted as requests: they would be most of them.
+fn metrics_router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics().encode(),
+                )
+            })
+            .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
+        )
+        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+}
+
+/// The store's read caches count their hits, misses and refreshes into the process metrics.
+struct CacheMetrics;
+
+impl CacheObserver for CacheMetrics {
+    fn hit(&self) {
+        metrics().cache_hit();
+    }
+    fn miss(&self) {
+        metrics().cache_miss();
+    }
+    fn refresh(&self) {
+        metrics().cache_refresh();
+    }
 }
 
 /// One structured line per request: function, method, status, duration, invocation id, and the
@@ -213,7 +244,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    metrics().request(functions::function_name(&path), status, elapsed);
+    metrics().request(host::function_name(&path), status, elapsed);
     if path == "/" {
         // The host polls `GET /` every 25 ms while starting us: keep it out of the info log.
         tracing::debug!(status, "readiness probe");
@@ -272,8 +303,8 @@ async fn run_schedule(schedule: Schedule, state: AppState, mut shutdown: watch::
         }
         // Errors are logged inside; the next tick tries again.
         let _ = state
-            .monitor
-            .sweep_once(SweepTrigger::Scheduled { tick: next })
+            .sweep_job
+            .run(SweepTrigger::Scheduled { tick: next })
             .await;
     }
 }

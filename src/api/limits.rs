@@ -9,6 +9,7 @@
 //! request; nothing lets that answer be JSON, so ours are set inside them.
 
 use crate::error::ApiError;
+use crate::serve::MAX_HEADER_COUNT;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,8 +18,6 @@ use axum::response::{IntoResponse, Response};
 pub const MAX_URI_BYTES: usize = 4096;
 /// Every header's name and value, plus 4 bytes of framing each.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-/// Headers in one request (Kestrel's `MaxRequestHeaderCount`).
-pub const MAX_HEADER_COUNT: usize = 100;
 
 /// The middleware: a JSON 414 or 431, or the request goes on.
 pub async fn refuse_oversized(request: Request, next: Next) -> Response {

@@ -2,7 +2,7 @@
 //!
 //! Handlers parse input into domain types, call the store, and shape the response; every failure is
 //! an `ApiError` returned with `?`. These routes serve forwarded requests (`/api/<Function>`) directly
-//! and invocation envelopes through `functions`, which replays them here.
+//! and invocation envelopes through `host`, which replays them here.
 
 mod dashboard;
 mod discovery;
@@ -20,6 +20,7 @@ use crate::health::HealthMonitor;
 use crate::security::{self, Security};
 use crate::serve::BodyTimedOut;
 use crate::store::{ReadCache, Store};
+use crate::sweep_job::SweepJob;
 use axum::http::Method;
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,7 +28,7 @@ use discovery::RenderedPage;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use limits::{refuse_oversized, MAX_HEADER_COUNT};
+pub use limits::refuse_oversized;
 
 /// Largest registration body we read (the contract's 413 limit); far under Table Storage's limits.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,8 +36,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    /// Sweeps (the timer, manual runs) and the SSRF policy registration applies up front.
+    /// The SSRF policy registration applies up front (its prober's).
     pub monitor: HealthMonitor,
+    /// What the timer and manual runs trigger: Service Connector discovery, then the sweep.
+    pub sweep_job: SweepJob,
     /// Rendered discovery pages, invalidated with the store's read cache.
     pub pages: Arc<ReadCache<RenderedPage, ApiError>>,
     /// Who may call: every `/api` route admits its caller through it first.
@@ -47,10 +50,11 @@ pub struct AppState {
 
 impl AppState {
     /// `openapi` builds the document; whoever knows every route passes it
-    /// (`functions::openapi_document`).
+    /// (`host::openapi_document`).
     pub fn new(
         store: Store,
         monitor: HealthMonitor,
+        sweep_job: SweepJob,
         security: Security,
         openapi: fn() -> Vec<u8>,
     ) -> Self {
@@ -58,6 +62,7 @@ impl AppState {
             pages: Arc::new(store.derived_cache()),
             store,
             monitor,
+            sweep_job,
             security: Arc::new(security),
             openapi: Arc::new(OpenApiDocument {
                 build: openapi,

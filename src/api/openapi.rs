@@ -4,7 +4,7 @@
 //! Generated, not written: each handler carries its `#[utoipa::path]` (route, parameters, body,
 //! every status it can answer), the response types derive their schemas from the structs they
 //! serialise, and the inputs are described in `openapi/inputs.rs` (checked against the parsers by
-//! the tests below). `functions` adds its own routes (the envelopes, `GET /`) to `api_routes()`;
+//! the tests below). `host` adds its own routes (the envelopes, `GET /`) to `api_routes()`;
 //! start-up builds that document once and hands it to `AppState`, so every request is answered
 //! with the same bytes.
 //!
@@ -86,7 +86,7 @@ except `POST /HealthMonitor`, which a standalone handler serves to admins (the m
 )]
 struct ApiDoc;
 
-/// The `/api` routes, their schemas and the security schemes: the document `functions` completes.
+/// The `/api` routes, their schemas and the security schemes: the document `host` completes.
 pub fn api_routes() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

@@ -27,7 +27,7 @@ pub struct SweepStatus {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LastSweep {
-    outcome: SweepOutcome,
+    outcome: LastSweepOutcome,
     /// When the sweep started: every circuit transition it recorded is dated at this instant.
     started_at: String,
     /// When it ended (failed or not).
@@ -35,7 +35,7 @@ struct LastSweep {
     /// The process that swept (`WEBSITE_INSTANCE_ID`, `CONTAINER_APP_REPLICA_NAME`, `HOSTNAME`, else
     /// `handler`), as in the health rows' `checkedBy`.
     checked_by: String,
-    trigger: SweepTrigger,
+    trigger: LastSweepTrigger,
     /// The timer occurrence swept, for `trigger` `schedule` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -50,10 +50,12 @@ struct LastSweep {
     error: Option<String>,
 }
 
+// Named apart from `health::SweepOutcome` (did a trigger sweep at all); its schema keeps its name.
 /// Whether the sweep ran to its end.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum SweepOutcome {
+#[schema(as = SweepOutcome)]
+enum LastSweepOutcome {
     /// Every due service was probed (or left for the next sweep by the deadline) and every verdict
     /// written: `counters` holds the summary.
     Succeeded,
@@ -64,9 +66,12 @@ enum SweepOutcome {
 /// What started the sweep: `invocation`, a timer envelope (`POST /HealthMonitor`: the Functions
 /// host's timer, or a manual run); `schedule`, this process's own timer (standalone mode), for the
 /// occurrence in `tick`.
+// Named apart from `health::SweepTrigger` (the runtime trigger, with its tick); its schema keeps
+// its name.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum SweepTrigger {
+#[schema(as = SweepTrigger)]
+enum LastSweepTrigger {
     Invocation,
     Schedule,
 }
@@ -75,11 +80,11 @@ impl From<SweepRecord> for LastSweep {
     fn from(record: SweepRecord) -> Self {
         let (outcome, counters, error) = match record.result {
             Ok(counters) => (
-                SweepOutcome::Succeeded,
+                LastSweepOutcome::Succeeded,
                 SweepReport::from_counters(&counters),
                 None,
             ),
-            Err(reason) => (SweepOutcome::Failed, None, Some(reason)),
+            Err(reason) => (LastSweepOutcome::Failed, None, Some(reason)),
         };
         LastSweep {
             outcome,
@@ -87,8 +92,8 @@ impl From<SweepRecord> for LastSweep {
             finished_at: record.finished_at,
             checked_by: record.checked_by,
             trigger: match record.tick {
-                Some(_) => SweepTrigger::Schedule,
-                None => SweepTrigger::Invocation,
+                Some(_) => LastSweepTrigger::Schedule,
+                None => LastSweepTrigger::Invocation,
             },
             tick: record.tick,
             counters,

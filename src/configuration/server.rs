@@ -13,7 +13,7 @@ const PORT_VARS: [&str; 2] = ["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWOR
 pub struct ServerSettings {
     pub mode: HostMode,
     /// Who this process is: recorded as `checkedBy` and as the sweep lease's holder.
-    pub instance_id: String,
+    pub process_name: String,
     pub connections: ConnectionSettings,
 }
 
@@ -68,7 +68,7 @@ pub(super) fn settings(
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7071))),
         },
     };
-    let instance_id = env
+    let process_name = env
         .first_of(&[
             "WEBSITE_INSTANCE_ID",
             "CONTAINER_APP_REPLICA_NAME",
@@ -85,7 +85,7 @@ pub(super) fn settings(
     };
     Ok(ServerSettings {
         mode,
-        instance_id,
+        process_name,
         connections,
     })
 }

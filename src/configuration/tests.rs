@@ -38,7 +38,7 @@ fn defaults_are_standalone_on_7071() {
     assert_eq!(s.health.probe.concurrency, 500);
     assert_eq!(s.storage.connections.max, 100);
     assert_eq!(s.storage.cache.ttl, Duration::from_secs(2));
-    assert_eq!(s.server.instance_id, "handler");
+    assert_eq!(s.server.process_name, "handler");
     assert_eq!(s.health.schedule.as_deref(), Some("0 */5 * * * *"));
     assert!(matches!(
         s.storage.source,

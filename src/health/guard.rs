@@ -4,7 +4,7 @@
 //! able to reach the cloud metadata service (169.254.169.254), Azure's wireserver (168.63.129.16),
 //! the app's own managed-identity endpoint (`IDENTITY_ENDPOINT`) or, unless configured, the
 //! checker's own loopback. The decision is made on the **resolved** address and the port that will
-//! be connected to (`resolve` looks names up and the prober connects only to what it allowed), so a
+//! be connected to (`lookup` looks names up and the prober connects only to what it allowed), so a
 //! host name that resolves, or later rebinds, to a refused address is refused too. Private ranges
 //! are allowed by default: VNet services live there.
 //!

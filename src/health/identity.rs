@@ -2,7 +2,7 @@
 //! address and port a registered target must never reach, because it hands out the app's tokens.
 //!
 //! Its host may be an IP literal, `localhost` (every loopback address), or a name; a name is judged
-//! by every address it has resolved to since start-up (`resolve::refresh_identity` looks it up
+//! by every address it has resolved to since start-up (`lookup::refresh_identity` looks it up
 //! again, about once a second), and while nothing is known of it, everything at its port is
 //! refused. Only its port is refused: the same address at another port is an ordinary target.
 
@@ -24,7 +24,7 @@ pub struct IdentityEndpoint {
     pub(super) host: String,
     pub(super) port: u16,
     /// What `host` stands for: the address itself for an IP literal, every loopback address for
-    /// `localhost`, else whatever it resolved to so far (`resolve::refresh_identity` adds to it).
+    /// `localhost`, else whatever it resolved to so far (`lookup::refresh_identity` adds to it).
     kind: IdentityHost,
 }
 

@@ -1,14 +1,14 @@
 //! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity` for the
-//! managed-identity endpoint and `resolve` for the lookups it judges), the sweep that runs them over
+//! managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs them over
 //! the whole registry (`sweep`), what a sweep reports (`report`), and the one type that owns
 //! sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
 mod guard;
 mod identity;
+mod lookup;
 mod monitor;
 mod probe;
 mod report;
-mod resolve;
 mod sweep;
 
 pub use guard::{Refused, TargetPolicy};

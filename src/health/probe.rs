@@ -5,11 +5,11 @@
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
 //! Every address is checked by the `guard`, with the port it will be contacted on, before any
-//! packet is sent to it: literals as they are, names after `resolve` looked them up (an HTTP probe
+//! packet is sent to it: literals as they are, names after `lookup` looked them up (an HTTP probe
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
 use super::guard::{Refused, TargetPolicy};
-use super::resolve::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
+use super::lookup::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
 use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::net::SocketAddr;
 use std::sync::Arc;

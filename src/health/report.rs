@@ -23,6 +23,11 @@ macro_rules! sweep_report {
             /// Every counter's name, in summary order.
             pub const COUNTERS: &'static [&'static str] = &[$(stringify!($name)),+];
 
+            /// Every counter with its name, in summary order: the metrics' labels.
+            pub fn named_counters(&self) -> [(&'static str, u64); Self::COUNTERS.len()] {
+                [$( (stringify!($name), self.$name) ),+]
+            }
+
             /// The `health sweep finished` log line, with every counter as a field.
             pub fn log_finished(&self, tick: &str) {
                 tracing::info!(

@@ -9,11 +9,11 @@
 //! writes the answer. A storage failure fails the sweep: a sweep that could not record what it
 //! measured must not look like a success.
 
-use super::monitor::Inner;
+use super::monitor::SweepContext;
 use super::{Prober, SweepReport};
 use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
 use crate::store::Store;
-use crate::store::{HealthRecord, ServiceRecord, StoreError};
+use crate::store::{HealthByKey, HealthRecord, ServiceRecord, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -43,19 +43,14 @@ struct Due<'a> {
     previous_ewma: Option<f64>,
 }
 
-/// One sweep, start to finish; `HealthMonitor::sweep_once` decides whether it may run, and dates it
-/// (`sweep_time`: every transition this sweep records).
+/// One sweep, start to finish, as its phases: read, plan, probe and record, delete what is gone.
+/// `HealthMonitor::sweep_once` decides whether it may run, and dates it (`sweep_time`: every
+/// transition this sweep records).
 pub(super) async fn run_sweep(
-    monitor: &Inner,
+    context: &SweepContext,
     sweep_time: DateTime<Utc>,
 ) -> Result<SweepReport, StoreError> {
-    let Inner {
-        store,
-        prober,
-        settings,
-        checked_by,
-        ..
-    } = monitor;
+    let store = &context.store;
     let started = Instant::now();
     let everything = KeySelection::all();
     // Two reads, side by side: the registry and what the last sweeps recorded.
@@ -63,7 +58,49 @@ pub(super) async fn run_sweep(
         store.find_services(&everything, None),
         store.find_health(&everything, None)
     )?;
+    let plan = plan(&services, &previous, context, sweep_time);
+    let stop_starting_at = start_deadline(&plan.due, context, started);
+    let probed = probe_and_record(plan.due, context, sweep_time, stop_starting_at).await?;
+    let deleted_expired = store.delete_expired(&plan.long_expired).await?;
+    let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
+    let count = |n: usize| n as u64;
+    Ok(SweepReport {
+        probed: count(probed.written.rows),
+        healthy: count(probed.written.healthy),
+        unhealthy: count(probed.written.rows - probed.written.healthy),
+        duration_ms: started.elapsed().as_millis() as u64,
+        write_requests: count(probed.written.requests),
+        refused: count(probed.refused),
+        skipped: count(plan.skipped),
+        skipped_deadline: count(probed.skipped_deadline),
+        invalid_rows: count(plan.invalid_rows),
+        deleted_orphans: count(deleted_orphans),
+        deleted_expired: count(deleted_expired),
+    })
+}
 
+/// What one sweep will do with the rows it read, before it contacts anything.
+struct Plan<'a> {
+    /// To probe, longest-unchecked first.
+    due: Vec<Due<'a>>,
+    /// Registrations expired beyond the grace period: deleted at the end.
+    long_expired: Vec<&'a ServiceRecord>,
+    /// Health rows whose registration is gone: deleted at the end.
+    orphaned: Vec<&'a HealthRecord>,
+    /// Not probed: their circuit's backoff has not elapsed.
+    skipped: usize,
+    /// Registry rows with keys this handler cannot address.
+    invalid_rows: usize,
+}
+
+/// Sorts the rows read into what to probe, what to skip and what to delete.
+fn plan<'a>(
+    services: &'a [ServiceRecord],
+    previous: &'a HealthByKey,
+    context: &SweepContext,
+    sweep_time: DateTime<Utc>,
+) -> Plan<'a> {
+    let settings = &context.settings;
     let mut due: Vec<Due> = Vec::with_capacity(services.len());
     let (mut skipped, mut invalid_rows) = (0, 0);
     let mut long_expired: Vec<&ServiceRecord> = Vec::new();
@@ -113,19 +150,55 @@ pub(super) async fn run_sweep(
     // Longest-unchecked first (never-checked before all): whatever cuts a sweep short, the services
     // it skipped lead the queue next time, so none can starve.
     due.sort_by_key(|d| d.last_checked.map_or(i64::MIN, |t| t.timestamp_millis()));
+    Plan {
+        due,
+        long_expired,
+        orphaned,
+        skipped,
+        invalid_rows,
+    }
+}
 
-    // A registration may ask for a longer timeout than the default the start deadline was computed
-    // with: start the last probes earlier by the difference, so the sweep still ends in time.
+/// When the sweep stops starting probes, counted from its start. A registration may ask for a
+/// longer timeout than the default the start deadline was computed with: start the last probes
+/// earlier by the difference, so the sweep still ends in time.
+fn start_deadline(due: &[Due], context: &SweepContext, started: Instant) -> Instant {
+    let settings = &context.settings;
     let longest_timeout = due
         .iter()
         .filter_map(|d| d.service.health_check.as_ref().and_then(|c| c.timeout))
         .max()
         .unwrap_or_default();
-    let stop_starting_at = started
+    started
         + settings
             .sweep
             .start_deadline
-            .saturating_sub(longest_timeout.saturating_sub(settings.probe.timeout));
+            .saturating_sub(longest_timeout.saturating_sub(settings.probe.timeout))
+}
+
+/// What probing the due services wrote and left out.
+struct Probed {
+    written: Written,
+    /// Not probed: the start deadline passed first.
+    skipped_deadline: usize,
+    /// Refused by the SSRF guard (recorded unhealthy, never contacted).
+    refused: usize,
+}
+
+/// Probes the due services, `concurrency` at a time, writing their verdicts as they come.
+async fn probe_and_record(
+    due: Vec<Due<'_>>,
+    context: &SweepContext,
+    sweep_time: DateTime<Utc>,
+    stop_starting_at: Instant,
+) -> Result<Probed, StoreError> {
+    let SweepContext {
+        store,
+        prober,
+        settings,
+        checked_by,
+        ..
+    } = context;
     let jitter_seed = std::collections::hash_map::RandomState::new();
     let recording = Recording {
         circuit: &settings.circuit,
@@ -194,21 +267,10 @@ pub(super) async fn run_sweep(
     while let Some(write) = writing.next().await {
         written.add(write?);
     }
-    let deleted_expired = store.delete_expired(&long_expired).await?;
-    let deleted_orphans = store.delete_orphaned_health(&orphaned).await?;
-    let count = |n: usize| n as u64;
-    Ok(SweepReport {
-        probed: count(written.rows),
-        healthy: count(written.healthy),
-        unhealthy: count(written.rows - written.healthy),
-        duration_ms: started.elapsed().as_millis() as u64,
-        write_requests: count(written.requests),
-        refused: count(refused),
-        skipped: count(skipped),
-        skipped_deadline: count(skipped_deadline),
-        invalid_rows: count(invalid_rows),
-        deleted_orphans: count(deleted_orphans),
-        deleted_expired: count(deleted_expired),
+    Ok(Probed {
+        written,
+        skipped_deadline,
+        refused,
     })
 }
 

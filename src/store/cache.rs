@@ -36,8 +36,10 @@
 //! Memory is bounded whatever the callers send: keys are SHA-256 digests of the caller's key text
 //! (a long query costs 32 bytes here), and each cache holds at most `MAX_ENTRIES` entries and
 //! `MAX_BYTES` of values by their estimated `Cacheable::weight`.
+//!
+//! Hits, misses and refreshes are told to the `CacheObserver` start-up installs (the process
+//! metrics), so the store counts them without knowing who listens.
 
-use crate::metrics::metrics;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +47,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Hears what the caches do: every hit, miss and refresh ahead, as they happen.
+pub trait CacheObserver: Send + Sync {
+    fn hit(&self);
+    fn miss(&self);
+    fn refresh(&self);
+}
+
+static OBSERVER: std::sync::OnceLock<&'static dyn CacheObserver> = std::sync::OnceLock::new();
+
+/// Installs the process's one observer; a second call keeps the first. Until then nothing hears.
+pub fn observe_caches(observer: &'static dyn CacheObserver) {
+    let _ = OBSERVER.set(observer);
+}
+
+fn observer() -> Option<&'static dyn CacheObserver> {
+    OBSERVER.get().copied()
+}
 
 /// More distinct keys than this in one cache empties it rather than letting it grow.
 const MAX_ENTRIES: usize = 4096;
@@ -283,7 +303,9 @@ where
         let Role::Lead(sender, id) = self.role(key, generation) else {
             return;
         };
-        metrics().cache_refresh();
+        if let Some(o) = observer() {
+            o.refresh();
+        }
         let cache = self.clone();
         let fetching = fetch(Some(replaces));
         tokio::spawn(async move {
@@ -359,8 +381,8 @@ where
         let mut missed = false;
         loop {
             if let Found::Fresh { read, refresh } = self.lookup(&key, read_after) {
-                if counted {
-                    metrics().cache_hit();
+                if let (true, Some(o)) = (counted, observer()) {
+                    o.hit();
                 }
                 if let (true, Some(fetch)) = (refresh, fetch.take()) {
                     self.refresh_ahead(key, read.read_at, fetch);
@@ -370,7 +392,9 @@ where
             if !missed && !off && counted {
                 // Once per call: a waiter whose leader went away looks again, but missed once.
                 missed = true;
-                metrics().cache_miss();
+                if let Some(o) = observer() {
+                    o.miss();
+                }
             }
             let generation = self.generation.current();
             match self.role(key, generation) {

@@ -5,11 +5,11 @@
 //! and Service Connector give), a SAS, and `UseDevelopmentStorage=true`, which the crate parses but
 //! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
 //! names the variable, never its value. With a managed identity there is no secret to parse: the
-//! table endpoint and our own credential (`identity`).
+//! table endpoint and our own credential (`crate::identity`).
 
-use super::identity::ManagedIdentityCredential;
 use super::transport::CappedTransport;
 use crate::configuration::{ConfigError, IdentitySettings, StorageSettings, StorageSource};
+use crate::identity::ManagedIdentityCredential;
 use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;

@@ -62,6 +62,15 @@ impl StoreError {
         }
     }
 
+    /// The kind as one fixed word (`unavailable`, `unexpected`, `contended`): a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Unexpected { .. } => "unexpected",
+            StoreError::Contended { .. } => "contended",
+        }
+    }
+
     /// The redacted text: what the logs and `ApiError` carry.
     pub fn detail(&self) -> &str {
         match self {

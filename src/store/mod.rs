@@ -30,8 +30,8 @@
 //! - `cache`: the short-lived read cache; `heartbeats`: this process's heartbeats, kept beside it
 //!   rather than invalidating it, and the rule that lays them over cached rows;
 //!   `connection`: configured storage to a Tables client, over `transport`, which caps the
-//!   storage requests in flight (`STORAGE_MAX_CONNECTIONS`);
-//!   `identity`: the managed-identity credential that client signs with when there is no secret.
+//!   storage requests in flight (`STORAGE_MAX_CONNECTIONS`); with no secret, that client signs
+//!   with the managed-identity credential (`crate::identity`).
 //!
 //! Error text is redacted before it leaves this module, because the crate's messages can quote
 //! request URLs.
@@ -43,7 +43,6 @@ mod delete;
 mod error;
 mod filter;
 mod heartbeats;
-mod identity;
 mod known;
 mod lease;
 mod listing;
@@ -54,10 +53,9 @@ mod register;
 mod sweeps;
 mod transport;
 
-pub use cache::{Cacheable, Fetched, ReadCache};
+pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
 pub use error::StoreError;
 pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};
-pub use identity::ManagedIdentityCredential;
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};

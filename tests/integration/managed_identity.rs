@@ -7,7 +7,7 @@
 //! requests; a token near expiry replaced; a failing identity endpoint answered with 503 and
 //! `Retry-After`, then recovered from; the SSRF guard refusing the identity endpoint; and neither
 //! the token nor the header secret in the handler's output. The instance metadata fallback is not
-//! contacted here (its protocol is unit-tested in `store::identity`).
+//! contacted here (its protocol is unit-tested in `identity`).
 
 use crate::harness::identity::*;
 use crate::harness::*;

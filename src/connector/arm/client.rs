@@ -8,7 +8,7 @@
 //! reason. Errors name the status and the resource path, never the token or a query string.
 
 use crate::configuration::{ArmSyncSettings, Secret};
-use crate::store::ManagedIdentityCredential;
+use crate::identity::ManagedIdentityCredential;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;

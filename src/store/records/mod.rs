@@ -12,13 +12,13 @@
 //!
 //! `from_entity` and `to_entity` are the only code that knows property names and spellings; every
 //! consumer (discovery, the resolver, the sweep, expiry) reads the typed fields and methods. One
-//! file per table: `service.rs` (ServiceRegistry), `health.rs` (HealthStatus).
+//! file per table: `service.rs` (ServiceRegistry), `status.rs` (HealthStatus).
 
-mod health;
 mod service;
+mod status;
 
-pub use health::{HealthByKey, HealthRecord};
 pub use service::ServiceRecord;
+pub use status::{HealthByKey, HealthRecord};
 
 /// The bytes of a cached row's texts, for its cache weight.
 fn text_weight<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {

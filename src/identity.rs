@@ -17,6 +17,9 @@
 //! The resource (audience) is the caller's: the Tables crate asks for storage's through the token
 //! trait, the Service Connector sync for Resource Manager's through `access_token`. Each user holds
 //! its own credential, so the one-token cache never alternates between two audiences.
+//!
+//! A module of its own rather than part of the store: it speaks to the identity endpoint, not to
+//! table storage, and the Service Connector sync's ARM client signs with it too.
 
 mod protocol;
 

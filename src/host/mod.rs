@@ -211,8 +211,7 @@ async fn timer_invocation(
             "timer is past due; sweeping now"
         );
     }
-    let (result, counts) =
-        counting_invocation(state.monitor.sweep_once(SweepTrigger::Invocation)).await;
+    let (result, counts) = counting_invocation(state.sweep_job.run(SweepTrigger::Invocation)).await;
     // A line of its own, after the summary: the summary's reader takes exactly the sweep's
     // counters, and after a failure the first line holds exactly the reason `GET /api/Sweep` shows.
     let counters = format!(
