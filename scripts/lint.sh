@@ -11,6 +11,30 @@ if cargo tree --locked -i openssl-sys >/dev/null 2>&1; then
   echo "error: openssl-sys is in the dependency tree; use the crates' rustls features" >&2
   exit 1
 fi
+# Imports point one way, from the edge inwards: a lower layer never names a higher one
+# (docs/architecture.md, "Layers"). Each line: a layer's files, and the modules they must not name.
+layer_rules=(
+  "src/metrics.rs|[a-z_]+"
+  "src/domain|api|host|health|security|startup|sweep_job|connector|store|identity|configuration|metrics|serve|error|telemetry"
+  "src/store|api|host|health|security|startup|sweep_job|connector|metrics|serve|error"
+  "src/identity.rs src/identity|api|host|health|security|startup|sweep_job|connector|store|metrics|serve|error"
+  "src/serve.rs|api|host|health|security|startup|sweep_job|connector|store|metrics|error"
+  "src/health|api|host|security|startup|sweep_job|connector"
+)
+# shellcheck disable=SC2086 # the first field is a list of paths
+upward="$(for rule in "${layer_rules[@]}"; do grep -rnE "crate::(${rule#*|})\b" ${rule%%|*} || true; done)"
+if [ -n "$upward" ]; then
+  printf 'error: a lower layer imports a higher one (docs/architecture.md, "Layers"):\n%s\n' "$upward" >&2
+  exit 1
+fi
+# docs/architecture.md's file map names every source file.
+unmapped="$(find src -name '*.rs' | sort | while read -r file; do
+  grep -qF "\`$file\`" docs/architecture.md || echo "$file"
+done)"
+if [ -n "$unmapped" ]; then
+  printf 'error: docs/architecture.md ("Files") does not list:\n%s\n' "$unmapped" >&2
+  exit 1
+fi
 # npm must not record download URLs in the lockfile.
 if grep -q '"resolved"' package-lock.json; then
   echo "error: package-lock.json records download URLs; regenerate it (see .npmrc)" >&2

@@ -8,7 +8,7 @@
 //! - `api`: thin HTTP handlers, one file per function;
 //! - `domain`: keys, registration rules, queries and health verdicts, pure and unit-tested;
 //! - `health`: probes and the bounded-concurrency sweep;
-//! - `store`: the two tables, the only module that knows the Tables crate;
+//! - `store`: the three tables, the only module that knows the Tables crate;
 //! - `identity`: the managed-identity credential the store's table client and the ARM client sign
 //!   with when there is no secret;
 //! - `connector`: Service Connector discovery: self-registration from this app's variables, and the
@@ -18,6 +18,8 @@
 //!   which browser origin, in front of every function;
 //! - `configuration`, `telemetry`, `scheduler`, `startup`, `serve` (the server loop and its
 //!   connection limits): process concerns;
+//! - `metrics`: the Prometheus counters, a leaf every layer counts into (it imports nothing of the
+//!   crate; `startup` serves them);
 //! - `error`: the one error type and its mapping to HTTP statuses.
 
 pub mod api;

@@ -1,3 +1,6 @@
+//! The settings readers against whole environments: defaults, every variable, and the error each
+//! bad value gets (naming the variable, never the value).
+
 use super::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;

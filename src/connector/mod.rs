@@ -8,7 +8,7 @@
 //!   resource-ID mapping is `domain::connector`'s; docs/arm-sync.md); it runs before each sweep's
 //!   probes.
 //!
-//! Both run under `health::HealthMonitor`, inside the sweep's lease, so one replica does it.
+//! Both run from `sweep_job`, inside the sweep's lock and lease, so one replica does it.
 
 pub mod arm;
 pub mod self_register;

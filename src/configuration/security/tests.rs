@@ -1,3 +1,6 @@
+//! The security settings against whole environments: key lines and files, Entra ID, principals,
+//! origins, and the start-up errors each bad value gets.
+
 use super::*;
 use crate::configuration::{ConfigError, Settings};
 use std::collections::HashMap;

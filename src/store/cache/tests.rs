@@ -1,3 +1,5 @@
+//! The read cache on its own: hits, misses, expiry, refresh ahead, single flight and its bounds.
+
 use super::*;
 use std::sync::atomic::AtomicUsize;
 
