@@ -15,8 +15,9 @@
 #   checkov    pinned checkov (scripts/checkov-requirements.txt), for scripts/checkov.sh
 #   debian     the pinned Debian packages of lint, package and check-package (shellcheck, musl-tools,
 #              debootstrap; as root)
+#   musl       the Rust standard library for x86_64-unknown-linux-musl (rustup), for make package
 #   test       = azurite crates openapi dashboard (what `make test` needs)
-#   all        = test fuzz checkov debian (what CI needs)
+#   all        = test fuzz checkov debian musl (what CI needs)
 #
 # The Python venvs go under PYTHON_TOOLS_DIR (scripts/lib.sh; default ~/.cache/service-registry).
 set -euo pipefail
@@ -54,10 +55,16 @@ prepare() {
     fuzz) install_venv schemathesis scripts/fuzz-requirements.txt --no-deps ;;
     checkov) install_venv checkov scripts/checkov-requirements.txt ;;
     debian) ensure_deb "shellcheck=$DEB_SHELLCHECK" "musl-tools=$DEB_MUSL_TOOLS" "debootstrap=$DEB_DEBOOTSTRAP" ;;
+    musl)
+      if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        need rustup "the musl target is added with rustup"
+        rustup target add x86_64-unknown-linux-musl
+      fi
+      ;;
     test) for part in azurite crates openapi dashboard; do prepare "$part"; done ;;
-    all) for part in test fuzz checkov debian; do prepare "$part"; done ;;
+    all) for part in test fuzz checkov debian musl; do prepare "$part"; done ;;
     *)
-      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, fuzz, checkov, debian, test, all)" >&2
+      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, fuzz, checkov, debian, musl, test, all)" >&2
       exit 2
       ;;
   esac
