@@ -26,7 +26,7 @@ mod protocol;
 use crate::configuration::IdentitySettings;
 use azure_core::auth::{AccessToken, TokenCredential};
 use azure_core::error::{Error, ErrorKind};
-use protocol::{Endpoint, Token};
+use protocol::{Token, TokenEndpoint};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Fetch a new token this long before the current one expires (Microsoft's SDKs refresh five
@@ -39,7 +39,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 pub struct ManagedIdentityCredential {
     http: reqwest::Client,
-    endpoint: Endpoint,
+    endpoint: TokenEndpoint,
     client_id: Option<String>,
     timeout: Duration,
     /// The token in use, read without waiting for a fetch in progress.
@@ -62,13 +62,17 @@ struct Failure {
 impl ManagedIdentityCredential {
     pub fn new(settings: &IdentitySettings) -> Self {
         Self::with_endpoint(
-            Endpoint::from_settings(&settings.source),
+            TokenEndpoint::from_settings(&settings.source),
             settings.client_id.clone(),
             settings.timeout,
         )
     }
 
-    fn with_endpoint(endpoint: Endpoint, client_id: Option<String>, timeout: Duration) -> Self {
+    fn with_endpoint(
+        endpoint: TokenEndpoint,
+        client_id: Option<String>,
+        timeout: Duration,
+    ) -> Self {
         // No proxy: the token services are local to the machine, and the header must not travel
         // further. No redirects, for the same reason.
         let http = reqwest::Client::builder()

@@ -51,8 +51,9 @@ struct CounterLabel {
     counter: &'static str,
 }
 
-/// `StoreError::kind`'s words: their series exist from the start, at 0.
-const STORAGE_ERROR_KINDS: [&str; 3] = ["unavailable", "unexpected", "contended"];
+/// `StoreError::kind`'s words (`StoreError::KINDS`; start-up's tests hold the two equal): their
+/// series exist from the start, at 0.
+pub const STORAGE_ERROR_KINDS: [&str; 3] = ["unavailable", "unexpected", "contended"];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 

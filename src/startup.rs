@@ -70,9 +70,10 @@ impl Application {
             &settings.connector,
             arm_sync,
         );
+        let prober = monitor.prober().clone();
         let state = AppState::new(
             store,
-            monitor,
+            prober,
             sweep_job,
             Security::new(&settings.security),
             host::openapi_document,
@@ -327,5 +328,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The metrics start every storage-error series at 0 from their own list of words, because
+    /// they import nothing of the store: that list must be the store's.
+    #[test]
+    fn the_storage_error_series_are_the_stores_kinds() {
+        assert_eq!(
+            crate::metrics::STORAGE_ERROR_KINDS,
+            crate::store::StoreError::KINDS
+        );
     }
 }

@@ -22,7 +22,7 @@ const HTML: &str = include_str!("dashboard/index.html");
 const CSS: &str = include_str!("dashboard/dashboard.css");
 const JS: &str = include_str!("dashboard/dashboard.js");
 
-struct Page {
+struct DashboardPage {
     html: String,
     policy: HeaderValue,
 }
@@ -35,7 +35,7 @@ fn csp_hash(text: &str) -> String {
     )
 }
 
-static PAGE: LazyLock<Page> = LazyLock::new(|| {
+static PAGE: LazyLock<DashboardPage> = LazyLock::new(|| {
     let html = HTML.replacen("/*CSS*/", CSS, 1).replacen("/*JS*/", JS, 1);
     let policy = format!(
         "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self'; \
@@ -43,7 +43,7 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
         csp_hash(JS),
         csp_hash(CSS)
     );
-    Page {
+    DashboardPage {
         html,
         policy: HeaderValue::from_str(&policy).expect("a header-safe policy"),
     }

@@ -7,7 +7,7 @@
 mod page;
 
 use super::instance_view::InstanceView;
-use super::listing::cpu_heavy;
+use super::offload::cpu_heavy;
 use super::openapi::{
     BadRequest, DiscoveryParams, Forbidden, InternalError, StorageUnavailable, Unauthorized,
 };

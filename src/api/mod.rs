@@ -9,14 +9,14 @@ mod discovery;
 mod heartbeat;
 mod instance_view;
 mod limits;
-mod listing;
+mod offload;
 pub mod openapi;
 mod registrar;
 mod resolver;
 mod sweep;
 
 use crate::error::{ApiError, ApiResult};
-use crate::health::HealthMonitor;
+use crate::health::Prober;
 use crate::security::{self, Security};
 use crate::serve::BodyTimedOut;
 use crate::store::{ReadCache, Store};
@@ -36,8 +36,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    /// The SSRF policy registration applies up front (its prober's).
-    pub monitor: HealthMonitor,
+    /// The sweep's prober, whose SSRF policy registration applies up front. Sweeps are reached
+    /// only through `sweep_job`, so none can skip Service Connector discovery.
+    pub prober: Prober,
     /// What the timer and manual runs trigger: Service Connector discovery, then the sweep.
     pub sweep_job: SweepJob,
     /// Rendered discovery pages, invalidated with the store's read cache.
@@ -53,7 +54,7 @@ impl AppState {
     /// (`host::openapi_document`).
     pub fn new(
         store: Store,
-        monitor: HealthMonitor,
+        prober: Prober,
         sweep_job: SweepJob,
         security: Security,
         openapi: fn() -> Vec<u8>,
@@ -61,7 +62,7 @@ impl AppState {
         AppState {
             pages: Arc::new(store.derived_cache()),
             store,
-            monitor,
+            prober,
             sweep_job,
             security: Arc::new(security),
             openapi: Arc::new(OpenApiDocument {

@@ -1,6 +1,5 @@
-//! What discovery and the resolver share beside the store's listing and the wire shape
-//! (`instance_view`): running the work over a listing's rows where it does not hold up the
-//! requests queued behind it.
+//! Moving heavy work off the async worker, which discovery and the resolver share: the join and
+//! render over a listing's rows run where they do not hold up the requests queued behind them.
 
 /// Past this many rows, joining and rendering is milliseconds of CPU (a 10,000-instance page: tens).
 const HEAVY_ROWS: usize = 500;

@@ -89,8 +89,7 @@ async fn refuse_forbidden_target(state: &AppState, registration: &Registration) 
         "healthEndpoint"
     };
     state
-        .monitor
-        .prober()
+        .prober
         .check_endpoint(&registration.probe_target)
         .await
         .map_err(|refused| {

@@ -7,7 +7,7 @@
 //! open circuit is tried next, expiry, weight) without a second request.
 
 use super::instance_view::InstanceView;
-use super::listing::cpu_heavy;
+use super::offload::cpu_heavy;
 use super::openapi::{
     BadRequest, Forbidden, InternalError, NoEligibleInstance, ResolverParams, StorageUnavailable,
     Unauthorized,

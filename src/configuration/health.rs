@@ -13,7 +13,7 @@ pub struct HealthSettings {
     /// `HEALTH_HOSTING_PLAN`: what the probe concurrency defaults to.
     pub plan: HostingPlan,
     pub probe: ProbeSettings,
-    pub targets: ProbeGuardSettings,
+    pub probe_guard: ProbeGuardSettings,
     pub circuit: CircuitPolicy,
     pub sweep: SweepSettings,
     /// Standalone mode only: the timer's six-field NCRONTAB text (from `HEALTH_MONITOR_SCHEDULE`,
@@ -67,7 +67,7 @@ pub(super) fn settings(
         concurrency: env.count(PROBE_CONCURRENCY_VAR, plan.default_probe_concurrency())? as usize,
         jitter: env.millis_or_zero("HEALTH_PROBE_JITTER_MS", 100)?,
     };
-    let targets = ProbeGuardSettings {
+    let probe_guard = ProbeGuardSettings {
         allow_loopback: env.flag("HEALTH_ALLOW_LOOPBACK", false)?,
         allow: env.cidrs("HEALTH_ALLOW_CIDRS")?,
         deny: env.cidrs("HEALTH_DENY_CIDRS")?,
@@ -109,7 +109,7 @@ pub(super) fn settings(
     Ok(HealthSettings {
         plan,
         probe,
-        targets,
+        probe_guard,
         circuit,
         sweep,
         schedule,

@@ -363,14 +363,14 @@ fn probe_targets_from_variables() {
         ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
     ])
     .unwrap();
-    assert!(s.health.targets.allow_loopback);
-    assert_eq!(s.health.targets.deny.len(), 2);
+    assert!(s.health.probe_guard.allow_loopback);
+    assert_eq!(s.health.probe_guard.deny.len(), 2);
     assert_eq!(
-        s.health.targets.identity_endpoint,
+        s.health.probe_guard.identity_endpoint,
         Some(("127.0.0.1".into(), 41234))
     );
     let defaults = settings(&[("AzureWebJobsStorage", "x")]).unwrap();
-    assert_eq!(defaults.health.targets, ProbeGuardSettings::default());
+    assert_eq!(defaults.health.probe_guard, ProbeGuardSettings::default());
     let e = settings(&[
         ("AzureWebJobsStorage", "x"),
         ("HEALTH_ALLOW_CIDRS", "10.0.0.0/33"),

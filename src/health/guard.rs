@@ -13,8 +13,8 @@
 //! then the configured deny list; then loopback unless allowed; then, when an allow list is
 //! configured, anything outside it.
 
-pub use super::identity::IdentityEndpoint;
-use super::identity::IDENTITY;
+pub use super::identity_endpoint::IdentityEndpoint;
+use super::identity_endpoint::IDENTITY;
 use crate::configuration::ProbeGuardSettings;
 use crate::domain::Endpoint;
 use ipnet::IpNet;
@@ -34,7 +34,7 @@ pub struct Refused {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct TargetPolicy {
+pub struct ProbeGuard {
     pub allow_loopback: bool,
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
@@ -42,9 +42,9 @@ pub struct TargetPolicy {
     pub identity: Option<IdentityEndpoint>,
 }
 
-impl From<&ProbeGuardSettings> for TargetPolicy {
+impl From<&ProbeGuardSettings> for ProbeGuard {
     fn from(settings: &ProbeGuardSettings) -> Self {
-        TargetPolicy {
+        ProbeGuard {
             allow_loopback: settings.allow_loopback,
             allow: settings.allow.clone(),
             deny: settings.deny.clone(),
@@ -60,7 +60,7 @@ pub(super) fn bare(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-impl TargetPolicy {
+impl ProbeGuard {
     /// Checks a host name before resolution: the identity endpoint's host is refused by name, at its
     /// port (at another port it is judged by its resolved addresses, like any name).
     pub fn check_host(&self, host: &str, port: u16) -> Result<(), Refused> {
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn table_of_refused_and_allowed_addresses() {
-        let policy = TargetPolicy::default();
+        let policy = ProbeGuard::default();
         let refused = [
             "169.254.169.254",
             "169.254.0.1",
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn numeric_ipv4_spellings_are_normalised_before_the_check() {
-        let policy = TargetPolicy::default();
+        let policy = ProbeGuard::default();
         for spelling in [
             "http://2852039166/",          // decimal 169.254.169.254
             "http://0xa9fea9fe/",          // hex
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn loopback_and_lists_are_configurable() {
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             allow_loopback: true,
             allow: vec![
                 "10.0.0.0/8".parse().unwrap(),
@@ -294,10 +294,10 @@ mod tests {
 
     #[test]
     fn the_identity_endpoint_is_refused_by_name_and_address() {
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             allow_loopback: true,
             identity: Some(IdentityEndpoint::new("127.0.0.1", 41000)),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());
         assert_eq!(policy.check("127.0.0.1:8080".parse().unwrap()), Ok(()));
@@ -307,17 +307,17 @@ mod tests {
             .check_endpoint(&tcp("tcp://127.0.0.1:41000"))
             .is_err());
         assert_eq!(policy.check_endpoint(&tcp("tcp://127.0.0.1:41001")), Ok(()));
-        let named = TargetPolicy {
+        let named = ProbeGuard {
             identity: Some(IdentityEndpoint::new("msi.internal", 80)),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         assert!(named.check_host("MSI.internal", 80).is_err());
         // By name only at its port; elsewhere the name is judged by what it resolves to.
         assert_eq!(named.check_host("msi.internal", 8080), Ok(()));
-        let local = TargetPolicy {
+        let local = ProbeGuard {
             allow_loopback: true,
             identity: Some(IdentityEndpoint::new("localhost", 41000)),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         assert!(local.check("127.0.0.1:41000".parse().unwrap()).is_err());
         assert!(local.check("[::1]:41000".parse().unwrap()).is_err());
@@ -330,9 +330,9 @@ mod tests {
     #[test]
     fn endpoints_are_judged_by_their_literal_address_or_the_identity_host() {
         let endpoint = |text: &str| Endpoint::parse("endpoint", text).unwrap();
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             identity: Some(IdentityEndpoint::new("msi.internal", 80)),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         for refused in [
             "http://169.254.169.254/metadata",

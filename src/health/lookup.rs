@@ -7,7 +7,7 @@
 //! the port, which is what let a name reach the identity endpoint's address at its port. Its hook is
 //! `Unpinned`, which refuses every lookup, so a request whose name was not pinned is never sent.
 
-use super::guard::{Refused, TargetPolicy};
+use super::guard::{ProbeGuard, Refused};
 use std::net::SocketAddr;
 
 pub type LookupError = Box<dyn std::error::Error + Send + Sync>;
@@ -16,7 +16,7 @@ pub type LookupError = Box<dyn std::error::Error + Send + Sync>;
 /// (nothing to do for an IP literal or `localhost`, or when another check looked it up within the
 /// last second). A failed lookup keeps what was known; with nothing known, the guard refuses every
 /// target at that port.
-pub async fn refresh_identity(policy: &TargetPolicy) {
+pub async fn refresh_identity(policy: &ProbeGuard) {
     let Some(identity) = &policy.identity else {
         return;
     };
@@ -32,7 +32,7 @@ pub async fn refresh_identity(policy: &TargetPolicy) {
 /// Resolves `host` for a connection to `port` and returns the allowed addresses, or the first
 /// refusal when none is allowed.
 pub async fn resolve_allowed(
-    policy: &TargetPolicy,
+    policy: &ProbeGuard,
     host: &str,
     port: u16,
 ) -> Result<Vec<SocketAddr>, LookupError> {
@@ -83,13 +83,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_name_resolving_to_a_refused_address_is_refused() {
-        let policy = TargetPolicy::default();
+        let policy = ProbeGuard::default();
         let error = resolve_allowed(&policy, "localhost", 80).await.unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
         assert!(refusal_of(&error).is_some());
-        let allowed = TargetPolicy {
+        let allowed = ProbeGuard {
             allow_loopback: true,
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         assert!(!resolve_allowed(&allowed, "localhost", 80)
             .await
@@ -99,10 +99,10 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_judged_with_the_port_they_will_be_contacted_on() {
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             allow_loopback: true,
             identity: Some(IdentityEndpoint::new("127.0.0.1", 41000)),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         let error = resolve_allowed(&policy, "localhost", 41000)
             .await
@@ -119,10 +119,10 @@ mod tests {
     async fn a_named_identity_endpoint_is_refused_at_what_it_resolves_to() {
         // `localhost` stands in for a name here: it resolves without a network.
         let named = IdentityEndpoint::new("msi.internal", 41000);
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             allow_loopback: true,
             identity: Some(named.clone()),
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         // Unresolved: nothing at its port may be contacted, other ports are fine.
         assert!(policy.check("127.0.0.1:41000".parse().unwrap()).is_err());

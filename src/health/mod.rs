@@ -1,17 +1,17 @@
-//! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity` for the
-//! managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs them over
-//! the whole registry (`sweep`), what a sweep reports (`report`), and the one type that owns
-//! sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
+//! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity_endpoint`
+//! for the managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs
+//! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
+//! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
 mod guard;
-mod identity;
+mod identity_endpoint;
 mod lookup;
 mod monitor;
 mod probe;
 mod report;
 mod sweep;
 
-pub use guard::{Refused, TargetPolicy};
+pub use guard::{ProbeGuard, Refused};
 pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;
 pub use report::SweepReport;

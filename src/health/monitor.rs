@@ -17,7 +17,7 @@
 //!   registers is probed in the same sweep; it never fails the sweep.
 
 use super::sweep::run_sweep;
-use super::{Prober, SweepReport, TargetPolicy};
+use super::{ProbeGuard, Prober, SweepReport};
 use crate::configuration::{HealthSettings, ServerSettings};
 use crate::metrics::metrics;
 use crate::store::{LeaseOutcome, Store, StoreError, SweepRecord};
@@ -84,7 +84,7 @@ impl HealthMonitor {
     pub fn new(store: Store, settings: &HealthSettings, server: &ServerSettings) -> Self {
         let prober = Prober::new(
             settings.probe.timeout,
-            TargetPolicy::from(&settings.targets),
+            ProbeGuard::from(&settings.probe_guard),
         );
         HealthMonitor {
             context: Arc::new(SweepContext {
@@ -106,7 +106,7 @@ impl HealthMonitor {
     /// Runs one sweep unless one is running here or (standalone) another replica holds the lease,
     /// and logs what happened. `before_probes` runs only when the sweep does, in its turn (under
     /// the lock and any lease), before the registry is read: it may register what is to be probed.
-    pub async fn sweep_once(
+    pub(crate) async fn sweep_once(
         &self,
         trigger: SweepTrigger,
         before_probes: impl Future<Output = ()>,

@@ -8,7 +8,7 @@
 //! packet is sent to it: literals as they are, names after `lookup` looked them up (an HTTP probe
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
-use super::guard::{Refused, TargetPolicy};
+use super::guard::{ProbeGuard, Refused};
 use super::lookup::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
 use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ pub struct Prober {
     /// For IP literals, which need no lookup; names get a client of their own (`pinned`).
     http: reqwest::Client,
     timeout: Duration,
-    policy: Arc<TargetPolicy>,
+    policy: Arc<ProbeGuard>,
 }
 
 /// The probe client's settings; `pin` fixes where a name connects (reqwest then asks no resolver).
@@ -51,7 +51,7 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
 }
 
 impl Prober {
-    pub fn new(timeout: Duration, policy: TargetPolicy) -> Self {
+    pub fn new(timeout: Duration, policy: ProbeGuard) -> Self {
         Prober {
             http: http_client(None),
             timeout,
@@ -84,12 +84,12 @@ impl Prober {
     }
 
     /// What this prober may reach: registration judges a new target by the same policy.
-    pub fn policy(&self) -> &TargetPolicy {
+    pub fn policy(&self) -> &ProbeGuard {
         &self.policy
     }
 
     /// What can be judged of a target before resolving its name (see
-    /// `TargetPolicy::check_endpoint`), with a named identity endpoint's addresses looked up first.
+    /// `ProbeGuard::check_endpoint`), with a named identity endpoint's addresses looked up first.
     pub async fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), Refused> {
         refresh_identity(&self.policy).await;
         self.policy.check_endpoint(endpoint)
@@ -197,9 +197,9 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     fn loopback_prober(timeout: Duration) -> Prober {
-        let policy = TargetPolicy {
+        let policy = ProbeGuard {
             allow_loopback: true,
-            ..TargetPolicy::default()
+            ..ProbeGuard::default()
         };
         Prober::new(timeout, policy)
     }

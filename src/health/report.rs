@@ -87,13 +87,10 @@ impl SweepReport {
 
     /// Every counter by name, in summary order: what the `(~sweep, last)` row stores.
     pub fn counters(&self) -> Vec<(String, u64)> {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(fields)) => fields
-                .into_iter()
-                .map(|(name, value)| (name, value.as_u64().unwrap_or_default()))
-                .collect(),
-            _ => unreachable!("a struct of integers serialises to an object"),
-        }
+        self.named_counters()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect()
     }
 
     /// The report from its counters by name (the inverse of `counters`); `None` unless every

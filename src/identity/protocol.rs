@@ -20,19 +20,19 @@ const MAX_DESCRIPTION_CHARS: usize = 300;
 /// Where tokens are asked for, and the header that proves the request comes from inside the app
 /// (both services require one as their mitigation of server-side request forgery).
 #[derive(Clone)]
-pub enum Endpoint {
+pub enum TokenEndpoint {
     AppService { url: Url, header: Secret },
     InstanceMetadata { url: Url },
 }
 
-impl Endpoint {
+impl TokenEndpoint {
     pub fn from_settings(source: &IdentitySource) -> Self {
         match source {
-            IdentitySource::AppService { endpoint, header } => Endpoint::AppService {
+            IdentitySource::AppService { endpoint, header } => TokenEndpoint::AppService {
                 url: endpoint.clone(),
                 header: header.clone(),
             },
-            IdentitySource::InstanceMetadata => Endpoint::InstanceMetadata {
+            IdentitySource::InstanceMetadata => TokenEndpoint::InstanceMetadata {
                 url: Url::parse(IMDS_TOKEN_URL).expect("a static URL parses"),
             },
         }
@@ -43,8 +43,8 @@ impl Endpoint {
     /// identity).
     pub fn request_url(&self, resource: &str, client_id: Option<&str>) -> Url {
         let (mut url, version) = match self {
-            Endpoint::AppService { url, .. } => (url.clone(), APP_SERVICE_API_VERSION),
-            Endpoint::InstanceMetadata { url } => (url.clone(), IMDS_API_VERSION),
+            TokenEndpoint::AppService { url, .. } => (url.clone(), APP_SERVICE_API_VERSION),
+            TokenEndpoint::InstanceMetadata { url } => (url.clone(), IMDS_API_VERSION),
         };
         {
             let mut query = url.query_pairs_mut();
@@ -60,24 +60,24 @@ impl Endpoint {
     /// The header name and value that go with every token request.
     pub fn proof_header(&self) -> (&'static str, &str) {
         match self {
-            Endpoint::AppService { header, .. } => ("X-IDENTITY-HEADER", header.expose()),
-            Endpoint::InstanceMetadata { .. } => ("Metadata", "true"),
+            TokenEndpoint::AppService { header, .. } => ("X-IDENTITY-HEADER", header.expose()),
+            TokenEndpoint::InstanceMetadata { .. } => ("Metadata", "true"),
         }
     }
 
     /// The value that must never reach a log line (the instance metadata header is no secret).
     pub fn secret(&self) -> Option<&str> {
         match self {
-            Endpoint::AppService { header, .. } => Some(header.expose()),
-            Endpoint::InstanceMetadata { .. } => None,
+            TokenEndpoint::AppService { header, .. } => Some(header.expose()),
+            TokenEndpoint::InstanceMetadata { .. } => None,
         }
     }
 
     /// For log lines and errors: which service, at which address (no query, which is ours anyway).
     pub fn describe(&self) -> String {
         let (name, url) = match self {
-            Endpoint::AppService { url, .. } => ("identity endpoint", url),
-            Endpoint::InstanceMetadata { url } => ("instance metadata service", url),
+            TokenEndpoint::AppService { url, .. } => ("identity endpoint", url),
+            TokenEndpoint::InstanceMetadata { url } => ("instance metadata service", url),
         };
         let mut bare = url.clone();
         bare.set_query(None);
@@ -185,7 +185,7 @@ struct ErrorAnswer {
 
 /// A non-2xx answer as one log-safe sentence: the status and the service's own `error` and
 /// `error_description`, shortened, with the header secret and secret-bearing pairs removed.
-pub fn failure(endpoint: &Endpoint, status: u16, body: &[u8]) -> String {
+pub fn failure(endpoint: &TokenEndpoint, status: u16, body: &[u8]) -> String {
     let mut text = format!("{} answered {status}", endpoint.describe());
     if let Ok(answer) = serde_json::from_slice::<ErrorAnswer>(body) {
         let detail: Vec<String> = [answer.error, answer.error_description]
@@ -202,7 +202,7 @@ pub fn failure(endpoint: &Endpoint, status: u16, body: &[u8]) -> String {
 }
 
 /// Log-safe text: the header secret replaced wherever it appears, then the usual redaction.
-pub fn scrub(text: &str, endpoint: &Endpoint) -> String {
+pub fn scrub(text: &str, endpoint: &TokenEndpoint) -> String {
     let text = match endpoint.secret() {
         Some(secret) if !secret.is_empty() => text.replace(secret, "[redacted]"),
         _ => text.to_owned(),
@@ -214,8 +214,8 @@ pub fn scrub(text: &str, endpoint: &Endpoint) -> String {
 mod tests {
     use super::*;
 
-    fn app_service() -> Endpoint {
-        Endpoint::AppService {
+    fn app_service() -> TokenEndpoint {
+        TokenEndpoint::AppService {
             url: Url::parse("http://127.0.0.1:41000/msi/token").unwrap(),
             header: Secret::new("HEADER-SECRET"),
         }
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_instance_metadata_fallback_is_the_link_local_service_with_its_own_version() {
-        let endpoint = Endpoint::from_settings(&IdentitySource::InstanceMetadata);
+        let endpoint = TokenEndpoint::from_settings(&IdentitySource::InstanceMetadata);
         assert_eq!(
             endpoint.request_url(STORAGE, Some(CLIENT)).as_str(),
             format!("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com&client_id={CLIENT}")

@@ -94,7 +94,7 @@ async fn serve(answers: Vec<Answer>) -> (Arc<Service>, String) {
 
 fn app_service(url: &str, client_id: Option<&str>, timeout: Duration) -> ManagedIdentityCredential {
     ManagedIdentityCredential::with_endpoint(
-        Endpoint::AppService {
+        TokenEndpoint::AppService {
             url: Url::parse(url).unwrap(),
             header: Secret::new("THE-HEADER"),
         },
@@ -245,7 +245,7 @@ async fn the_instance_metadata_protocol_sends_its_header_version_and_client_id()
     let url = url.replace("/msi/token", "/metadata/identity/oauth2/token");
     let client_id = "0d3a4c2e-1b5f-4a6e-9c7d-8e9f0a1b2c3d";
     let credential = ManagedIdentityCredential::with_endpoint(
-        Endpoint::InstanceMetadata {
+        TokenEndpoint::InstanceMetadata {
             url: Url::parse(&url).unwrap(),
         },
         Some(client_id.into()),

@@ -198,7 +198,7 @@ fn digest(key: &str) -> Key {
     Sha256::digest(key.as_bytes()).into()
 }
 
-enum Role<T, E> {
+enum FlightRole<T, E> {
     Lead(watch::Sender<Outcome<T, E>>, u64),
     Wait(watch::Receiver<Outcome<T, E>>),
 }
@@ -270,11 +270,11 @@ where
     }
 
     /// Joins the fetch under way for `key` in this generation, or starts one.
-    fn role(&self, key: Key, generation: u64) -> Role<T, E> {
+    fn role(&self, key: Key, generation: u64) -> FlightRole<T, E> {
         let mut flights = lock(&self.in_flight);
         if let Some(flight) = flights.get(&key) {
             if flight.generation == generation {
-                return Role::Wait(flight.outcome.clone());
+                return FlightRole::Wait(flight.outcome.clone());
             }
         }
         if flights.len() >= MAX_ENTRIES {
@@ -290,7 +290,7 @@ where
                 outcome,
             },
         );
-        Role::Lead(sender, id)
+        FlightRole::Lead(sender, id)
     }
 
     /// Starts a background refresh of `key` unless a fetch for it is already under way.
@@ -300,7 +300,7 @@ where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let generation = self.generation.current();
-        let Role::Lead(sender, id) = self.role(key, generation) else {
+        let FlightRole::Lead(sender, id) = self.role(key, generation) else {
             return;
         };
         if let Some(o) = observer() {
@@ -398,7 +398,7 @@ where
             }
             let generation = self.generation.current();
             match self.role(key, generation) {
-                Role::Wait(mut outcome) => match outcome.wait_for(Option::is_some).await {
+                FlightRole::Wait(mut outcome) => match outcome.wait_for(Option::is_some).await {
                     Ok(ended) => {
                         if let Some(result) = ended.as_ref() {
                             return result.clone();
@@ -407,7 +407,7 @@ where
                     // Its leader went away unfinished: look again, and perhaps lead.
                     Err(_) => continue,
                 },
-                Role::Lead(sender, id) => {
+                FlightRole::Lead(sender, id) => {
                     let fetch = fetch
                         .take()
                         .expect("only a waiter loops, and it never fetched");

@@ -62,7 +62,10 @@ impl StoreError {
         }
     }
 
-    /// The kind as one fixed word (`unavailable`, `unexpected`, `contended`): a metrics label.
+    /// Every word `kind` gives, in the order of the variants.
+    pub const KINDS: [&'static str; 3] = ["unavailable", "unexpected", "contended"];
+
+    /// The kind as one fixed word (one of `KINDS`): a metrics label.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Unavailable { .. } => "unavailable",
@@ -177,6 +180,27 @@ pub(super) fn is_table_missing(error: &azure_core::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_one_of_the_kinds() {
+        let kinds = [
+            StoreError::Unavailable {
+                detail: String::new(),
+                cause: None,
+            }
+            .kind(),
+            StoreError::Unexpected {
+                detail: String::new(),
+                cause: None,
+            }
+            .kind(),
+            StoreError::Contended {
+                detail: String::new(),
+            }
+            .kind(),
+        ];
+        assert_eq!(kinds, StoreError::KINDS);
+    }
 
     fn http(status: StatusCode, code: Option<&str>, message: &str) -> azure_core::Error {
         azure_core::Error::message(

@@ -80,10 +80,10 @@ impl HeartbeatsView<'_> {
     }
 }
 
-/// The heartbeats to lay over one listing: taken before its rows are read, so a heartbeat recorded
-/// while they are read, or since, is newer than the listing. A rendered page keeps it to write newer
-/// heartbeats into its body as it is sent (`view`) and to know when one revived a row it hid
-/// (`beat_since`).
+/// A live handle on this process's heartbeats, with the sequence number they stood at when one
+/// listing's rows began to be read (not a snapshot): a heartbeat recorded while they are read, or
+/// since, is newer than the listing. A rendered page keeps it to write the current heartbeats into
+/// its body as it is sent (`view`) and to know when one revived a row it hid (`beat_since`).
 #[derive(Clone)]
 pub struct HeartbeatOverlay {
     heartbeats: Arc<RecentHeartbeats>,

@@ -41,7 +41,8 @@ pub struct RenderedPage {
     stale_at: Option<Instant>,
     /// Rows the page hides or shows as expired: a heartbeat of this process revives them.
     expired: Vec<(String, String)>,
-    /// This process's heartbeats newer than the listing the page was rendered from.
+    /// This process's heartbeats (a live handle), and where they stood when the listing the page
+    /// was rendered from was read.
     overlay: HeartbeatOverlay,
     /// When the older of the two table reads it was rendered from was fetched: the page lapses
     /// with its data, not a TTL after it was rendered.

@@ -46,7 +46,7 @@ struct Inner {
 }
 
 /// What listing found: each source's linkers, and whether every source listed completely.
-pub(super) struct Listing {
+pub(super) struct LinkerListing {
     pub linkers: Vec<(AppId, Value)>,
     pub complete: bool,
     pub failures: usize,
@@ -104,7 +104,7 @@ impl ArmSync {
 
     /// Every source's linkers; a source that fails to list is logged and makes the listing
     /// incomplete (its rows, and every other sync row, are then kept this round).
-    async fn list_all(&self, deadline: Instant) -> Listing {
+    async fn list_all(&self, deadline: Instant) -> LinkerListing {
         let inner = &*self.inner;
         let mut failures = 0;
         let mut apps = BTreeSet::new();
@@ -136,7 +136,7 @@ impl ArmSync {
                 }
             }
         }
-        Listing {
+        LinkerListing {
             linkers,
             complete: failures == 0,
             failures,

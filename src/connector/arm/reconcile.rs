@@ -13,7 +13,7 @@
 //! is overwritten once (the store has no conditional register; the next manual registration wins).
 
 use super::linkers::{self, Skip};
-use super::Listing;
+use super::LinkerListing;
 use crate::domain::connector::{is_service_connector, is_synced};
 use crate::domain::{InstanceKey, Registration, ServiceName, ServiceType};
 use crate::store::{ServiceRecord, Store, StoreError};
@@ -50,7 +50,10 @@ impl SyncReport {
 
 type Key = (String, String);
 
-pub(super) async fn apply(store: &Store, listing: &Listing) -> Result<SyncReport, StoreError> {
+pub(super) async fn apply(
+    store: &Store,
+    listing: &LinkerListing,
+) -> Result<SyncReport, StoreError> {
     let mut report = SyncReport::default();
     let mut wanted: BTreeMap<Key, Registration> = BTreeMap::new();
     for (source, item) in &listing.linkers {
