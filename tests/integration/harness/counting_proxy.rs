@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[derive(Clone)]
@@ -23,6 +23,9 @@ pub struct CountingProxy {
     query_answers: Arc<Mutex<Vec<String>>>,
     connections: Arc<Gauge>,
     in_flight: Arc<Gauge>,
+    /// When each answered request arrived and when its answer was ready: what `Peaks::requests`
+    /// is the most of at once.
+    answered: Arc<Mutex<Vec<(Instant, Instant)>>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -54,7 +57,9 @@ impl Drop for GaugeGuard {
 pub struct Peaks {
     /// TCP connections accepted and not yet closed.
     pub connections: usize,
-    /// Requests received and not yet answered.
+    /// Requests answered, the most of them open at once. A request whose client gave up before
+    /// its answer is not one: the client closed its connection then, and whether the proxy had
+    /// noticed before the client's next request arrived is a race the proxy's own schedule decides.
     pub requests: usize,
 }
 
@@ -86,11 +91,15 @@ impl CountingProxy {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let (log, accept_log, answers) = (seen.clone(), accepts.clone(), query_answers.clone());
         let requests = in_flight.clone();
+        let answered: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+        let answer_times = answered.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let (client, log, accept_log) = (client.clone(), log.clone(), accept_log.clone());
             let answers = answers.clone();
             let requests = requests.clone();
+            let answer_times = answer_times.clone();
             async move {
+                let arrived = Instant::now();
                 let _open = requests.open();
                 tokio::time::sleep(delay).await;
                 let accept = request
@@ -99,7 +108,9 @@ impl CountingProxy {
                     .map(|v| v.to_str().unwrap_or_default().to_owned())
                     .unwrap_or_default();
                 accept_log.lock().unwrap().push(accept);
-                forward(client, log, answers, upstream, request).await
+                let response = forward(client, log, answers, upstream, request).await;
+                answer_times.lock().unwrap().push((arrived, Instant::now()));
+                response
             }
         });
         let listener = CountedListener {
@@ -116,6 +127,7 @@ impl CountingProxy {
             query_answers,
             connections,
             in_flight,
+            answered,
             task: Arc::new(task),
         }
     }
@@ -124,7 +136,7 @@ impl CountingProxy {
     pub fn peaks(&self) -> Peaks {
         Peaks {
             connections: self.connections.peak.load(Ordering::SeqCst),
-            requests: self.in_flight.peak.load(Ordering::SeqCst),
+            requests: most_at_once(&self.answered.lock().unwrap()),
         }
     }
 
@@ -300,4 +312,24 @@ impl AsyncWrite for CountedStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
+
+/// The most of `intervals` open at once; one that ends as another starts does not overlap it.
+fn most_at_once(intervals: &[(Instant, Instant)]) -> usize {
+    let mut edges: Vec<(Instant, bool)> = intervals
+        .iter()
+        .flat_map(|&(start, end)| [(start, true), (end, false)])
+        .collect();
+    // At the same instant, ends before starts (false sorts first).
+    edges.sort();
+    let (mut open, mut most) = (0usize, 0usize);
+    for (_, starts) in edges {
+        if starts {
+            open += 1;
+            most = most.max(open);
+        } else {
+            open -= 1;
+        }
+    }
+    most
 }
