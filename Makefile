@@ -24,7 +24,7 @@ reset:    ## delete make run's Azurite data (.azurite/); refuses while make run 
 check-quickstart: ## run the README's quickstart against the dev loop (loopback-only netns) and compare its outputs
 	./scripts/check-quickstart.sh
 
-lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile, shellcheck
+lint:     ## cargo fmt --check, clippy -D warnings, no OpenSSL, no URLs in the lockfile, Azurite --disableTelemetry, shellcheck
 	./scripts/lint.sh
 
 checkov:  ## checkov over infra/ (pinned, installed by scripts/prepare.sh checkov)

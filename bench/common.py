@@ -130,7 +130,7 @@ class Azurite:
     def __init__(self, proxied=False):
         self.port = free_port()
         self.process = spawn([str(AZURITE), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-                              "--inMemoryPersistence", "--skipApiVersionCheck", "--silent"],
+                              "--inMemoryPersistence", "--skipApiVersionCheck", "--silent", "--disableTelemetry"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/")
         self.proxy = Proxy(self.port) if proxied else None

@@ -125,7 +125,7 @@ free_port() {
 }
 azurite_port=$(free_port)
 "$AZURITE_TABLE" --tableHost 127.0.0.1 --tablePort "$azurite_port" --location "$scratch/azurite" \
-  --skipApiVersionCheck --silent >"$scratch/azurite.log" 2>&1 &
+  --skipApiVersionCheck --silent --disableTelemetry >"$scratch/azurite.log" 2>&1 &
 azurite_pid=$!
 wait_for_port "$azurite_port" 30 || fail "Azurite did not start"
 kill -0 "$azurite_pid" 2>/dev/null || fail "Azurite exited (port $azurite_port taken?)"

@@ -38,7 +38,7 @@ if [ -z "${STORAGE_CONNECTION_STRING:-}${AZURE_STORAGETABLE_CONNECTIONSTRING:-}$
     echo "something already listens on 127.0.0.1:10002; using it as Azurite"
   else
     "$AZURITE_TABLE" --tableHost 127.0.0.1 --tablePort 10002 --location "$data_dir" \
-      --skipApiVersionCheck --silent >/dev/null 2>"$data_dir/stderr.log" &
+      --skipApiVersionCheck --silent --disableTelemetry >/dev/null 2>"$data_dir/stderr.log" &
     azurite_pid=$!
     wait_for_port 10002 30
     echo "Azurite tables on http://127.0.0.1:10002/devstoreaccount1 (data in $data_dir/, Azurite's errors in $data_dir/stderr.log)"

@@ -10,7 +10,8 @@
 //! The page itself carries no data, so it is served without credentials: a browser navigation
 //! cannot send `Authorization`, and the key must never travel in the URL. Everything shown comes
 //! from discovery and `GET /api/Sweep`, called by the script with the key the operator entered
-//! (kept in `sessionStorage`, sent as `Authorization: Bearer`), under the usual read and admin rules.
+//! (kept in `sessionStorage`, sent as `Authorization: Bearer`), under the usual read and admin rules;
+//! what one key was shown leaves the page with it (a key change, "Forget key", a 401 or 403).
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,8 @@
 //! The dashboard. The page's own headers here; what a browser shows, in headless
 //! Chromium (scripts/check-dashboard.sh): a healthy and a failing local target, one sweep, the
-//! page with the admin key entered, its filters and its conditional refresh, and a screenshot
-//! under target/ci-artifacts/.
+//! page with the admin key entered, its filters and its conditional refresh, that the admin key's
+//! data leaves the page after "Forget key" and a refused key, and a screenshot under
+//! target/ci-artifacts/.
 
 use crate::harness::*;
 use reqwest::Method;

@@ -1,6 +1,9 @@
 // The dashboard: reads discovery and the last sweep with the key kept in sessionStorage (sent as
 // `Authorization: Bearer`, never in the URL), polls discovery with If-None-Match, and renders with
-// textContent only, so nothing a registrant wrote can become markup.
+// textContent only, so nothing a registrant wrote can become markup. What one key was shown never
+// outlives it: a key change, "Forget key" and a refused key (401, 403) clear every card, the
+// last-sweep box, the counts and the type list, and an answer to a request made with an earlier
+// key is dropped.
 "use strict";
 (function () {
   const KEY = "registry.key";
@@ -8,6 +11,10 @@
   const $ = (id) => document.getElementById(id);
   let services = [];
   let etag = null;
+  // Bumped at every key change: an answer that arrives for an older one is not shown.
+  let generation = 0;
+  // Said in place of the services while nothing is shown: why (null once a key's data is shown).
+  let notice = null;
 
   function headers() {
     const h = { Accept: "application/json" };
@@ -37,17 +44,26 @@
       : "No key entered: requests are sent without credentials.";
   }
 
-  // Every page of discovery; the first carries If-None-Match, and a 304 keeps what is shown.
+  // A refused answer: the status goes with it, so that a 401 or 403 can clear what is shown.
+  async function refused(what, r) {
+    const e = new Error(what + ": " + (await errorText(r)));
+    e.status = r.status;
+    return e;
+  }
+
+  // Every page of discovery, as { services, etag }; the first carries If-None-Match, and a 304
+  // gives null (what is shown stays).
   async function loadServices(force) {
     let url = "ServiceDiscovery?includeExpired=true";
     const first = headers();
     if (etag && !force) first["If-None-Match"] = etag;
     let r = await fetch(url, { headers: first, cache: "no-store" });
-    if (r.status === 304) return false;
+    if (r.status === 304) return null;
     const all = [];
+    let tag = null;
     for (let pages = 0; ; pages++) {
-      if (!r.ok) throw new Error("discovery: " + (await errorText(r)));
-      if (pages === 0) etag = r.headers.get("ETag");
+      if (!r.ok) throw await refused("discovery", r);
+      if (pages === 0) tag = r.headers.get("ETag");
       const body = await r.json();
       all.push(...body.services);
       if (!body.continuationToken || pages >= 50) break;
@@ -55,22 +71,19 @@
         encodeURIComponent(body.continuationToken);
       r = await fetch(url, { headers: headers(), cache: "no-store" });
     }
-    services = all;
-    return true;
+    return { services: all, etag: tag };
   }
 
+  // What the last-sweep box shows, built but not yet shown.
   async function loadSweep() {
-    const box = $("sweep");
-    box.replaceChildren();
     const r = await fetch("Sweep", { headers: headers(), cache: "no-store" });
     if (r.status === 401 || r.status === 403) {
-      box.append(el("p", "The last sweep is shown to admin keys only; this " +
-        (r.status === 401 ? "request had no accepted key" : "key is not an admin key") + ".", "muted"));
-      return;
+      return el("p", "The last sweep is shown to admin keys only; this " +
+        (r.status === 401 ? "request had no accepted key" : "key is not an admin key") + ".", "muted");
     }
-    if (!r.ok) { box.append(el("p", "Last sweep: " + (await errorText(r)), "error")); return; }
+    if (!r.ok) return el("p", "Last sweep: " + (await errorText(r)), "error");
     const last = (await r.json()).lastSweep;
-    if (!last) { box.append(el("p", "No sweep has run yet.", "muted")); return; }
+    if (!last) return el("p", "No sweep has run yet.", "muted");
     const rows = [["outcome", last.outcome], ["started", last.startedAt], ["finished", last.finishedAt],
       ["swept by", last.checkedBy], ["trigger", last.trigger]];
     if (last.error) rows.push(["error", last.error]);
@@ -79,7 +92,7 @@
         rows.push([k.replace("_", " "), last.counters[k]]);
       }
     }
-    box.append(list(rows, "sweep-details"));
+    return list(rows, "sweep-details");
   }
 
   function list(rows, id) {
@@ -138,8 +151,10 @@
       (!want || health(s) === want));
     const box = $("services");
     box.replaceChildren();
-    $("shown-count").textContent = "(" + shown.length + " of " + services.length + ")";
-    if (!shown.length) box.append(el("p", services.length ? "Nothing matches the filters." : "No services registered.", "muted"));
+    $("shown-count").textContent = notice ? "" : "(" + shown.length + " of " + services.length + ")";
+    if (!shown.length) {
+      box.append(el("p", services.length ? "Nothing matches the filters." : notice || "No services registered.", "muted"));
+    }
     for (const t of [...new Set(shown.map((s) => s.serviceType))].sort()) {
       const group = el("section");
       group.dataset.type = t;
@@ -151,21 +166,57 @@
     }
   }
 
+  function refusedNotice(status) {
+    if (status === 403) return "Nothing shown: this key may not read the registry.";
+    return sessionStorage.getItem(KEY) ? "Nothing shown: the registry refused this key."
+      : "Nothing shown without a key.";
+  }
+
+  // Removes everything a key was shown: the services (so every card, the counts and the type
+  // list), the last-sweep box and the discovery tag; `why` is said in the services' place.
+  function clearShown(why) {
+    services = [];
+    etag = null;
+    notice = why;
+    $("sweep").replaceChildren();
+    render();
+  }
+
   let busy = false;
+  // A forced refresh asked for while another ran (a key change): run once that one ends.
+  let pending = false;
   async function refresh(force) {
-    if (busy) return;
+    if (busy) { if (force) pending = true; return; }
     busy = true;
+    const asked = generation;
     try {
-      const changed = await loadServices(force);
-      if (changed || force) render();
-      await loadSweep();
-      $("status").textContent = (changed ? "Updated " : "Unchanged since last look, checked ") +
+      const loaded = await loadServices(force);
+      if (asked !== generation) return;
+      if (loaded) { services = loaded.services; etag = loaded.etag; notice = null; }
+      if (loaded || force) render();
+      const sweep = await loadSweep();
+      if (asked !== generation) return;
+      $("sweep").replaceChildren(sweep);
+      $("status").textContent = (loaded ? "Updated " : "Unchanged since last look, checked ") +
         new Date().toISOString();
       $("status").className = "";
     } catch (e) {
+      if (asked !== generation) return;
+      if (e.status === 401 || e.status === 403) clearShown(refusedNotice(e.status));
       $("status").textContent = String(e.message || e);
       $("status").className = "error";
-    } finally { busy = false; }
+    } finally {
+      busy = false;
+      if (pending) { pending = false; refresh(true); }
+    }
+  }
+
+  // A new key, or none: nothing the previous one was shown stays on screen, even for a moment.
+  function keyChanged() {
+    generation++;
+    clearShown("Loading...");
+    showKeyState();
+    refresh(true);
   }
 
   $("key-form").addEventListener("submit", (ev) => {
@@ -173,12 +224,11 @@
     const key = $("key").value.trim();
     if (key) sessionStorage.setItem(KEY, key); else sessionStorage.removeItem(KEY);
     $("key").value = "";
-    etag = null;
-    showKeyState();
-    refresh(true);
+    keyChanged();
   });
   $("forget-key").addEventListener("click", () => {
-    sessionStorage.removeItem(KEY); etag = null; showKeyState(); refresh(true);
+    sessionStorage.removeItem(KEY);
+    keyChanged();
   });
   $("filters").addEventListener("submit", (ev) => ev.preventDefault());
   for (const id of ["filter-type", "filter-health"]) $(id).addEventListener("change", render);
