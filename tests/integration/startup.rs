@@ -357,10 +357,12 @@ fn a_key_pasted_into_any_field_of_a_key_line_is_never_printed() {
 
 #[test]
 fn metrics_on_a_reachable_address_stop_start_up_without_the_opt_in() {
-    // Refused before anything binds: no packet, no listener on 0.0.0.0.
+    // Refused before anything binds. The address is TEST-NET-1 (RFC 5737), held by no interface
+    // here: even a handler that skipped the check could not listen on it, so no test ever opens a
+    // non-loopback listener.
     let cfg = HandlerConfig::new(Mode::Standalone)
-        .env("METRICS_BIND", &format!("0.0.0.0:{}", free_port()));
-    let stderr = refused_at_start(&cfg, "METRICS_BIND 0.0.0.0");
+        .env("METRICS_BIND", &format!("192.0.2.1:{}", free_port()));
+    let stderr = refused_at_start(&cfg, "METRICS_BIND 192.0.2.1");
     let line = stderr
         .lines()
         .find(|l| l.contains("METRICS_BIND is invalid") && l.contains("METRICS_ALLOW_REMOTE=true"));
