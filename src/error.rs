@@ -81,6 +81,11 @@ pub enum ApiError {
         message: String,
     },
 
+    /// The `Host` the request names is not this listener's (an unauthenticated listener answers
+    /// only its loopback names: DNS rebinding, `security::host`): a 421 naming `Host`.
+    #[error("{message}")]
+    MisdirectedHost { message: String },
+
     /// The identity provider's signing keys could not be fetched, so no token can be checked yet.
     #[error("cannot verify access tokens: {0}")]
     IdentityUnavailable(String),
@@ -123,6 +128,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedHost { .. } => StatusCode::MISDIRECTED_REQUEST,
             ApiError::StorageUnavailable(_) | ApiError::IdentityUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -139,6 +145,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout { .. } => Some("body"),
             ApiError::Unauthenticated { field, .. } => Some(field),
             ApiError::Forbidden { field, .. } => *field,
+            ApiError::MisdirectedHost { .. } => Some("Host"),
             ApiError::NoEligibleInstance { .. } => Some("serviceName"),
             _ => None,
         }

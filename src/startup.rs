@@ -13,7 +13,7 @@ use crate::health::{HealthMonitor, SweepTrigger};
 use crate::host;
 use crate::metrics::{self, metrics};
 use crate::scheduler::{Schedule, ScheduleError};
-use crate::security::{self, AuthRecord, Security};
+use crate::security::{self, AuthRecord, HostPolicy, Security};
 use crate::serve;
 use crate::store::{observe_caches, CacheObserver, Store};
 use crate::sweep_job::SweepJob;
@@ -23,6 +23,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -141,15 +142,23 @@ impl Application {
             tracing::info!(address = %local, "metrics listening on /metrics");
             let mut stop = shutdown_rx.clone();
             let connections = self.settings.server.connections;
+            // Unauthenticated: loopback names only, unless reaching it from elsewhere was asked for.
+            let hosts = (!self.settings.metrics.allow_remote)
+                .then(|| HostPolicy::loopback(local, Vec::new()));
             tokio::spawn(async move {
-                serve::serve(listener, metrics_router(), connections, async move {
+                serve::serve(listener, metrics_router(hosts), connections, async move {
                     let _ = stop.wait_for(|stop| *stop).await;
                 })
                 .await;
             });
         }
 
-        let app = app(self.state, self.settings.server.mode.is_standalone());
+        let standalone = self.settings.server.mode.is_standalone();
+        // Standalone with nobody checked (the dev loop, `REGISTRY_ALLOW_ANONYMOUS`): DNS rebinding.
+        // Under the host the host forwards with its own `Host`, and owns authentication.
+        let hosts = (standalone && !self.settings.security.authentication_configured())
+            .then(|| HostPolicy::loopback(local, self.settings.security.allowed_hosts.clone()));
+        let app = app(self.state, standalone, hosts);
         let mut server_shutdown = shutdown_rx.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -167,8 +176,9 @@ impl Application {
 }
 
 /// The whole router: readiness, `/api/*`, the envelopes (standalone: the manual sweep only),
-/// browser origins refused or answered with CORS, and one log line per request.
-pub fn app(state: AppState, standalone: bool) -> Router {
+/// browser origins refused or answered with CORS, requests naming another host refused when
+/// `hosts` is given, and one log line per request.
+pub fn app(state: AppState, standalone: bool, hosts: Option<HostPolicy>) -> Router {
     let api = api::router(state.clone());
     let security = state.security.clone();
     let mut router = Router::new()
@@ -182,19 +192,26 @@ pub fn app(state: AppState, standalone: bool) -> Router {
     if let Some(cors) = security.origins.cors_layer() {
         router = router.layer(cors);
     }
+    router = router.layer(axum::middleware::from_fn_with_state(
+        security,
+        security::refuse_foreign_origins,
+    ));
+    if let Some(hosts) = hosts {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            security::refuse_other_hosts,
+        ));
+    }
     router
-        .layer(axum::middleware::from_fn_with_state(
-            security,
-            security::refuse_foreign_origins,
-        ))
         .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))
 }
 
-/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's. Scrapes are not
-/// counted as requests: they would be most of them.
-fn metrics_router() -> Router {
-    Router::new()
+/// The metrics listener's routes: `GET /metrics`, and JSON 404/405 like the API's, behind the
+/// `Host` check when `hosts` is given. Scrapes are not counted as requests: they would be most of
+/// them.
+fn metrics_router(hosts: Option<HostPolicy>) -> Router {
+    let router = Router::new()
         .route(
             "/metrics",
             get(|| async {
@@ -205,7 +222,14 @@ fn metrics_router() -> Router {
             })
             .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
-        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) });
+    match hosts {
+        Some(hosts) => router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            security::refuse_other_hosts,
+        )),
+        None => router,
+    }
 }
 
 /// The store's read caches count their hits, misses and refreshes into the process metrics.

@@ -1,5 +1,6 @@
-//! The Prometheus listener's setting (`METRICS_BIND`): off unless asked for, and standalone mode
-//! only.
+//! The Prometheus listener's settings (`METRICS_BIND`, `METRICS_ALLOW_REMOTE`): off unless asked
+//! for, standalone mode only, and on a loopback address unless reaching it from elsewhere is asked
+//! for too, as `REGISTRY_ALLOW_ANONYMOUS` is for the API: the listener has no authentication.
 
 use super::environment::Environment;
 use super::{ConfigError, HostMode};
@@ -12,13 +13,20 @@ pub struct MetricsSettings {
     /// of its own rather than a route beside `/api`: a scraper then needs no registry credential,
     /// and what it reads (counts by function name and status) names no service.
     pub bind: Option<SocketAddr>,
+    /// `METRICS_ALLOW_REMOTE=true`: a non-loopback `bind` is meant (every scraper that reaches it
+    /// may read it). It also ends the listener's `Host` check, since remote scrapers name it as
+    /// they please.
+    pub allow_remote: bool,
 }
+
+pub const BIND_VAR: &str = "METRICS_BIND";
+pub const ALLOW_REMOTE_VAR: &str = "METRICS_ALLOW_REMOTE";
 
 pub(super) fn settings(
     env: &Environment<impl Fn(&str) -> Option<String>>,
     mode: &HostMode,
 ) -> Result<MetricsSettings, ConfigError> {
-    const VAR: &str = "METRICS_BIND";
+    const VAR: &str = BIND_VAR;
     let bind: Option<SocketAddr> = env.parsed(VAR, "an address such as 127.0.0.1:9090")?;
     if bind.is_some() && !mode.is_standalone() {
         // Under the host only the host's port reaches us; a second listener would be unreachable
@@ -34,5 +42,16 @@ pub(super) fn settings(
             reason: "must differ from DISCOVERY_BIND".to_owned(),
         });
     }
-    Ok(MetricsSettings { bind })
+    let allow_remote = env.flag(ALLOW_REMOTE_VAR, false)?;
+    if let Some(bind) = bind.filter(|b| !b.ip().is_loopback()) {
+        if !allow_remote {
+            return Err(ConfigError::Invalid {
+                variable: VAR.to_owned(),
+                reason: format!(
+                    "{bind} is not a loopback address and the metrics listener has no authentication: bind 127.0.0.1 (or [::1]), or set {ALLOW_REMOTE_VAR}=true to let anyone who reaches the port read the counters (docs/operations.md)"
+                ),
+            });
+        }
+    }
+    Ok(MetricsSettings { bind, allow_remote })
 }

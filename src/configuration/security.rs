@@ -11,8 +11,9 @@
 //! deployer   write  api,web:front-*  9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //! ```
 //!
-//! Errors name the variable (or file) and the line, never the digest field: someone who pasted the
-//! key itself there must not find it in the log.
+//! Errors name the variable (or file), the line and the field, never what a field holds: someone
+//! who pasted the key itself into any field (the digest's, but also the id's, the role's or the
+//! scope's) must not find it in the log.
 
 use super::environment::Environment;
 use super::{ConfigError, HostMode};
@@ -30,6 +31,7 @@ pub const KEY_REFRESH_VAR: &str = "REGISTRY_ENTRA_KEY_REFRESH_MS";
 pub const TRUST_PRINCIPAL_VAR: &str = "REGISTRY_TRUST_CLIENT_PRINCIPAL";
 pub const ANONYMOUS_VAR: &str = "REGISTRY_ALLOW_ANONYMOUS";
 pub const ORIGINS_VAR: &str = "REGISTRY_ALLOWED_ORIGINS";
+pub const HOSTS_VAR: &str = "REGISTRY_ALLOWED_HOSTS";
 
 /// Largest key file read; thousands of keys fit, a wrong path to a big file fails fast.
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
@@ -44,6 +46,9 @@ pub struct SecuritySettings {
     pub allow_anonymous: bool,
     /// Browser origins (`scheme://host[:port]`) allowed to call; any other `Origin` is refused.
     pub allowed_origins: Vec<String>,
+    /// Host names (lower case, no port) an unauthenticated standalone listener answers besides its
+    /// loopback names (`security::host`): a container reached by its service name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl SecuritySettings {
@@ -101,11 +106,12 @@ pub(super) fn security(
     }
     refuse_duplicates(&api_keys)?;
     let settings = SecuritySettings {
-        api_keys,
+        api_keys: api_keys.into_iter().map(|line| line.entry).collect(),
         entra: entra(env)?,
         trust_client_principal: env.flag(TRUST_PRINCIPAL_VAR, false)?,
         allow_anonymous: env.flag(ANONYMOUS_VAR, false)?,
         allowed_origins: origins(env)?,
+        allowed_hosts: hosts(env)?,
     };
     check_start_up_rules(&settings, mode)?;
     Ok(settings)
@@ -150,7 +156,7 @@ fn read_key_file(path: &str) -> Result<String, ConfigError> {
 
 /// Parses key lines; `#` starts a comment, blank lines are skipped. `source` names the variable
 /// (or file) in errors.
-pub(super) fn parse_key_lines(source: &str, text: &str) -> Result<Vec<ApiKeyEntry>, ConfigError> {
+pub(super) fn parse_key_lines(source: &str, text: &str) -> Result<Vec<KeyLine>, ConfigError> {
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();
@@ -175,8 +181,8 @@ pub(super) fn parse_key_lines(source: &str, text: &str) -> Result<Vec<ApiKeyEntr
             ));
         }
         let role = Role::parse(role)
-            .ok_or_else(|| at(format!("role {role:?} is not read, write or admin")))?;
-        let scope = Scope::parse(scope).map_err(|e| at(format!("scope: {e}")))?;
+            .ok_or_else(|| at("the role (second field) must be read, write or admin".to_owned()))?;
+        let scope = Scope::parse(scope).map_err(|_| at(scope_error(scope)))?;
         if role == Role::Admin && !scope.is_everything() {
             return Err(at(
                 "an admin key acts on all services; its scope must be *".to_owned()
@@ -185,14 +191,35 @@ pub(super) fn parse_key_lines(source: &str, text: &str) -> Result<Vec<ApiKeyEntr
         let sha256 = parse_digest(digest).ok_or_else(|| {
             at("the fourth field must be the key's SHA-256 as 64 hex digits (optionally prefixed sha256:), never the key itself".to_owned())
         })?;
-        entries.push(ApiKeyEntry {
-            id: id.to_owned(),
-            role,
-            scope,
-            sha256,
+        entries.push(KeyLine {
+            at: format!("{source} line {}", index + 1),
+            entry: ApiKeyEntry {
+                id: id.to_owned(),
+                role,
+                scope,
+                sha256,
+            },
         });
     }
     Ok(entries)
+}
+
+/// One parsed key line and where it was read, so that errors about two lines can name both
+/// places rather than what they hold.
+pub(super) struct KeyLine {
+    at: String,
+    pub(super) entry: ApiKeyEntry,
+}
+
+/// Which of the scope's comma-separated patterns is wrong, by position: never the pattern itself.
+fn scope_error(scope: &str) -> String {
+    let position = scope
+        .split(',')
+        .position(|pattern| Scope::parse(pattern).is_err())
+        .map_or(1, |i| i + 1);
+    format!(
+        "the scope (third field) must be * or comma-separated type:name patterns (a name may end in *); pattern {position} is not"
+    )
 }
 
 fn parse_digest(text: &str) -> Option<[u8; 32]> {
@@ -207,21 +234,24 @@ fn parse_digest(text: &str) -> Option<[u8; 32]> {
     Some(digest)
 }
 
-fn refuse_duplicates(entries: &[ApiKeyEntry]) -> Result<(), ConfigError> {
-    for (i, entry) in entries.iter().enumerate() {
-        for earlier in &entries[..i] {
-            if earlier.id == entry.id {
-                return Err(invalid(
-                    API_KEYS_VAR,
-                    &format!("key id {:?} is configured twice", entry.id),
-                ));
-            }
-            if earlier.sha256 == entry.sha256 {
+fn refuse_duplicates(lines: &[KeyLine]) -> Result<(), ConfigError> {
+    for (i, line) in lines.iter().enumerate() {
+        for earlier in &lines[..i] {
+            if earlier.entry.id == line.entry.id {
                 return Err(invalid(
                     API_KEYS_VAR,
                     &format!(
-                        "keys {:?} and {:?} have the same digest: one key must have one role",
-                        earlier.id, entry.id
+                        "{} and {} have the same id: each key needs its own",
+                        earlier.at, line.at
+                    ),
+                ));
+            }
+            if earlier.entry.sha256 == line.entry.sha256 {
+                return Err(invalid(
+                    API_KEYS_VAR,
+                    &format!(
+                        "{} and {} have the same digest: one key must have one role",
+                        earlier.at, line.at
                     ),
                 ));
             }
@@ -325,6 +355,14 @@ fn origins(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<Str
                     &format!("{item:?} is not an origin such as https://app.example.com (no path, no wildcard)"),
                 )
             };
+            // The URL parser keeps `*` in a host as a literal, so a wildcard would start and then
+            // match nothing: refuse it here, saying so.
+            if item.contains('*') {
+                return Err(invalid(
+                    ORIGINS_VAR,
+                    &format!("{item:?} holds a wildcard: list each origin exactly, such as https://app.example.com"),
+                ));
+            }
             let url = url::Url::parse(item).map_err(|_| bad())?;
             let bare = url.path() == "/"
                 && url.query().is_none()
@@ -336,6 +374,31 @@ fn origins(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<Str
                 return Err(bad());
             }
             Ok(url.origin().ascii_serialization())
+        })
+        .collect()
+}
+
+/// Host names only: no port (the listener's own is checked), no wildcard, no scheme.
+fn hosts(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = env.text(HOSTS_VAR) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let name_ok = item.len() <= 253
+                && item.split('.').all(|label| {
+                    (1..=63).contains(&label.len())
+                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !name_ok {
+                return Err(invalid(
+                    HOSTS_VAR,
+                    &format!("{item:?} is not a host name such as registry or registry.internal (no port, no wildcard)"),
+                ));
+            }
+            Ok(item.to_ascii_lowercase())
         })
         .collect()
 }

@@ -549,3 +549,44 @@ fn metrics_bind_is_refused_when_unparseable_under_the_host_or_on_the_api_port() 
         "METRICS_BIND is invalid: must differ from DISCOVERY_BIND"
     );
 }
+
+#[test]
+fn metrics_on_a_reachable_address_need_the_explicit_opt_in() {
+    let storage = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    for bind in ["0.0.0.0:9464", "[::]:9464", "10.1.2.3:9464"] {
+        let e = settings(&[storage, ("METRICS_BIND", bind)]).unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.starts_with("METRICS_BIND is invalid: "),
+            "{bind}: {message}"
+        );
+        assert!(message.contains("METRICS_ALLOW_REMOTE=true"), "{message}");
+        let e = settings(&[
+            storage,
+            ("METRICS_BIND", bind),
+            ("METRICS_ALLOW_REMOTE", "false"),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_variable(e), "METRICS_BIND", "{bind}");
+        // Opted in, the settings read (nothing is bound here).
+        let s = settings(&[
+            storage,
+            ("METRICS_BIND", bind),
+            ("METRICS_ALLOW_REMOTE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.metrics.bind, Some(bind.parse().unwrap()));
+        assert!(s.metrics.allow_remote);
+    }
+    for loopback in ["127.0.0.1:9464", "127.0.0.2:9464", "[::1]:9464"] {
+        let s = settings(&[storage, ("METRICS_BIND", loopback)]).unwrap();
+        assert!(!s.metrics.allow_remote, "{loopback}");
+    }
+    let e = settings(&[
+        storage,
+        ("METRICS_BIND", "127.0.0.1:9464"),
+        ("METRICS_ALLOW_REMOTE", "yes"),
+    ])
+    .unwrap_err();
+    assert_eq!(invalid_variable(e), "METRICS_ALLOW_REMOTE");
+}

@@ -243,20 +243,24 @@ impl Grants {
 
     /// Grants from Entra app role values (or App Service role claims): `Registry.Read`,
     /// `Registry.Write`, `Registry.Admin`, or `Registry.Read:<scope>` / `Registry.Write:<scope>`
-    /// for a limited grant. Other values, and scoped values that do not parse, grant nothing.
+    /// for a limited grant, spelt exactly so (case included). Other values, `Registry.Admin` with
+    /// any scope, and scoped values that do not parse, grant nothing.
     pub fn from_app_roles<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut grants = Grants::default();
         for value in values {
-            let (name, scope) = match value.split_once(':') {
-                Some((name, scope)) => (name, Scope::parse(scope).ok()),
-                None => (value, Some(Scope::everything())),
+            let (name, scope, scoped) = match value.split_once(':') {
+                Some((name, scope)) => (name, Scope::parse(scope).ok(), true),
+                None => (value, Some(Scope::everything()), false),
             };
             let role = [Role::Read, Role::Write, Role::Admin]
                 .into_iter()
-                .find(|role| role.app_role().eq_ignore_ascii_case(name));
+                // Exactly as defined in the app registration: app role values are case-sensitive
+                // strings, and a differently spelt value is another role, which grants nothing.
+                .find(|role| role.app_role() == name);
             match (role, scope) {
-                // An admin role acts on all services; a scoped one makes no sense and is ignored.
-                (Some(Role::Admin), Some(scope)) if !scope.is_everything() => {}
+                // An admin role acts on all services; a scoped one, even `:*`, is not one of the
+                // values defined (`Registry.Admin` alone) and grants nothing.
+                (Some(Role::Admin), _) if scoped => {}
                 (Some(role), Some(scope)) => grants.add(&Grants::of(role, scope)),
                 _ => {}
             }
@@ -375,8 +379,19 @@ mod tests {
         assert!(grants.write_scope().covers("web", "front"));
         assert!(!grants.write_scope().covers("db", "x"));
         assert!(!grants.is_admin());
-        assert!(Grants::from_app_roles(["registry.admin"]).is_admin());
+        assert!(Grants::from_app_roles(["Registry.Admin"]).is_admin());
+        assert!(Grants::from_app_roles(["Registry.Read:*"])
+            .read_scope()
+            .is_everything());
         for nothing in [
+            "registry.admin",
+            "REGISTRY.ADMIN",
+            "Registry.admin",
+            "registry.Admin:*",
+            "registry.read",
+            "REGISTRY.WRITE:api",
+            " Registry.Admin",
+            "Registry.Admin:*",
             "Registry.Writer",
             "Registry.Write:a/b",
             "Registry.Admin:api",

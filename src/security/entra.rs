@@ -3,12 +3,13 @@
 //! sources in `docs/security.md`):
 //!
 //! - the signature, RS256 only, with the tenant key the header's `kid` names (`jwks`);
-//! - `iss`: the tenant's issuer (the metadata's, or `REGISTRY_ENTRA_ISSUER`);
+//! - `iss`: the tenant's issuer (the metadata's, or `REGISTRY_ENTRA_ISSUER`), as a JSON string
+//!   (RFC 7519 section 4.1.1; the JWT crate would also take an array holding it);
 //! - `aud`: one of `REGISTRY_ENTRA_AUDIENCE`;
 //! - `exp` and `nbf`, with `LEEWAY` for clock skew; both must be present.
 //!
 //! What the caller may do comes from its app roles (`roles`): `Registry.Read`, `Registry.Write`,
-//! `Registry.Admin`, or a scoped `Registry.Write:<scope>` (`domain::access`).
+//! `Registry.Admin`, or a scoped `Registry.Write:<scope>` (`domain::access`), spelt exactly so.
 
 use super::caller::{Caller, Identity};
 use super::jwks::{KeyError, KeySource};
@@ -27,6 +28,10 @@ struct Claims {
     roles: Vec<String>,
     oid: Option<String>,
     sub: Option<String>,
+    /// Checked against the issuer by the JWT crate, which also accepts an array holding it: kept
+    /// here only to refuse anything but a string.
+    #[serde(default)]
+    iss: serde_json::Value,
 }
 
 pub struct TokenVerifier {
@@ -98,6 +103,9 @@ impl TokenVerifier {
             refused(why)
         })?;
         let claims = data.claims;
+        if !claims.iss.is_string() {
+            return Err(refused("the issuer (iss) must be a string"));
+        }
         let subject = claims
             .oid
             .or(claims.sub)

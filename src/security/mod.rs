@@ -12,6 +12,9 @@
 //! 4. `x-functions-key: <key>`, so a client sends its key the same way under the host and alone;
 //! 5. otherwise 401.
 //!
+//! When nothing is configured, a standalone listener also answers only `Host` values naming it
+//! (`host`: DNS rebinding).
+//!
 //! The admitted `Caller` goes into the request's extensions for the handlers, which check scopes
 //! once they have parsed their input; the caller's identity and the decision go into the
 //! response's extensions (`AuthRecord`) for the request log line.
@@ -19,11 +22,13 @@
 mod api_keys;
 mod caller;
 mod entra;
+mod host;
 mod jwks;
 mod origin;
 mod principal;
 
 pub use caller::{Caller, Identity};
+pub use host::{refuse_other_hosts, HostPolicy};
 pub use origin::OriginPolicy;
 
 use crate::configuration::SecuritySettings;

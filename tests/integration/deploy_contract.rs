@@ -63,10 +63,14 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "HOSTNAME",
     "DISCOVERY_BIND",
     "HEALTH_MONITOR_SCHEDULE",
-    // Standalone only, refused under the Functions host: the Prometheus listener.
+    // Standalone only, refused under the Functions host: the Prometheus listener, and reaching it
+    // from another machine.
     "METRICS_BIND",
-    // Standalone only: anonymous access on a reachable bind, and a key file inside the container.
+    "METRICS_ALLOW_REMOTE",
+    // Standalone only: anonymous access on a reachable bind, the host names it answers then, and a
+    // key file inside the container.
     "REGISTRY_ALLOW_ANONYMOUS",
+    "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
     "STORAGE_CONNECTION_STRING",

@@ -313,3 +313,69 @@ async fn keys_and_tokens_work_side_by_side() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_roles_match_exactly_and_the_issuer_must_be_a_string() {
+    let tenant = TestTenant::start();
+    let h = handler(&tenant, &[]).await;
+    let sweep = || Some(timer_envelope(timer_info_object()));
+    // Signed by the tenant's published key, valid in every other way: only the role's spelling
+    // differs, so each is authenticated and holds no right of ours.
+    for role in [
+        "registry.admin",
+        "REGISTRY.ADMIN",
+        "Registry.admin",
+        "Registry.Admin:*",
+        "registry.Admin:*",
+    ] {
+        let token = tenant.token(&[role]);
+        with_token(&h, Method::POST, "/HealthMonitor", &token, sweep())
+            .await
+            .assert_error(403, None);
+        with_token(&h, Method::GET, "/api/Sweep", &token, None)
+            .await
+            .assert_error(403, None);
+    }
+    for role in ["registry.write", "REGISTRY.WRITE:api"] {
+        let token = tenant.token(&[role]);
+        with_token(
+            &h,
+            Method::POST,
+            "/api/ServiceRegistrar",
+            &token,
+            Some(service("api", "cased")),
+        )
+        .await
+        .assert_error(403, Some("serviceType"));
+    }
+    let admin = tenant.token(&["Registry.Admin"]);
+    let r = with_token(&h, Method::POST, "/HealthMonitor", &admin, sweep()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // `iss` as an array holding the right issuer: refused (RFC 7519: a string).
+    let (published, _) = signing_keys();
+    let mut claims = tenant.claims(&["Registry.Admin"]);
+    let issuer = claims["iss"].clone();
+    assert!(issuer.is_string(), "{claims}");
+    claims["iss"] = json!([issuer]);
+    let token = sign(published, &claims);
+    for (method, path) in [
+        (Method::GET, "/api/ServiceDiscovery"),
+        (Method::POST, "/HealthMonitor"),
+    ] {
+        let r = with_token(&h, method, path, &token, sweep()).await;
+        r.assert_error(401, Some("Authorization"));
+        assert!(r.text.contains("iss"), "{}", r.text);
+    }
+    claims["iss"] = json!([issuer, "https://other.example/"]);
+    with_token(
+        &h,
+        Method::GET,
+        "/api/ServiceDiscovery",
+        &sign(published, &claims),
+        None,
+    )
+    .await
+    .assert_error(401, Some("Authorization"));
+    assert!(h.tables().rows(&h.registry_table).await.is_empty());
+}

@@ -32,6 +32,7 @@ mod managed_identity;
 mod metrics;
 mod openapi;
 mod proxying;
+mod rebinding;
 mod recipe;
 mod registrar;
 mod resolver;

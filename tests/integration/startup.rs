@@ -312,3 +312,59 @@ fn invalid_table_names_stop_start_up() {
         );
     }
 }
+
+/// Runs a standalone handler that must refuse to start, and returns its stderr.
+fn refused_at_start(cfg: &HandlerConfig, what: &str) -> String {
+    let (status, _elapsed, stdout, stderr) = run_handler_to_exit(cfg, Duration::from_secs(10));
+    let status = status.unwrap_or_else(|| panic!("{what}: still running after 10 s (must refuse)"));
+    assert!(!status.success(), "{what}: {status:?}");
+    assert!(!stdout.contains("handler listening"), "{what}: {stdout}");
+    stderr
+}
+
+#[test]
+fn a_wildcard_origin_stops_start_up_naming_the_variable() {
+    let cfg = HandlerConfig::new(Mode::Standalone)
+        .env("REGISTRY_ALLOWED_ORIGINS", "https://*.example.com");
+    let stderr = refused_at_start(&cfg, "wildcard origin");
+    assert!(
+        stderr.contains("REGISTRY_ALLOWED_ORIGINS is invalid") && stderr.contains("wildcard"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_key_pasted_into_any_field_of_a_key_line_is_never_printed() {
+    // Standard Base64, as a key is often pasted: `+`, `/` and `=` fit no field.
+    let key = "PASTEDKEY+01234/56789abcdefPASTEDKEY=";
+    let digest = sha256_hex(key);
+    for line in [
+        format!("ci {key} api {digest}"),
+        format!("ci write {key} {digest}"),
+        format!("ci write api:{key}/x {digest}"),
+        format!("ci write api {key}"),
+        format!("{key}/ write api {digest}"),
+    ] {
+        let cfg = HandlerConfig::new(Mode::Standalone).env("REGISTRY_API_KEYS", &line);
+        let stderr = refused_at_start(&cfg, &line);
+        assert!(
+            stderr.contains("REGISTRY_API_KEYS is invalid: line 1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("PASTEDKEY"), "{line}: printed:\n{stderr}");
+    }
+}
+
+#[test]
+fn metrics_on_a_reachable_address_stop_start_up_without_the_opt_in() {
+    // Refused before anything binds. The address is TEST-NET-1 (RFC 5737), held by no interface
+    // here: even a handler that skipped the check could not listen on it, so no test ever opens a
+    // non-loopback listener.
+    let cfg = HandlerConfig::new(Mode::Standalone)
+        .env("METRICS_BIND", &format!("192.0.2.1:{}", free_port()));
+    let stderr = refused_at_start(&cfg, "METRICS_BIND 192.0.2.1");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("METRICS_BIND is invalid") && l.contains("METRICS_ALLOW_REMOTE=true"));
+    assert!(line.is_some(), "one line naming both variables:\n{stderr}");
+}

@@ -32,7 +32,11 @@ fn key_lines_parse_into_roles_scopes_and_digests() {
     let text = format!(
         "# comment\n\ndeployer write api,web:front-* {DIGEST}  # trailing\nops admin * sha256:{OTHER}\n"
     );
-    let keys = parse_key_lines("X", &text).unwrap();
+    let keys: Vec<ApiKeyEntry> = parse_key_lines("X", &text)
+        .unwrap()
+        .into_iter()
+        .map(|line| line.entry)
+        .collect();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0].id, "deployer");
     assert_eq!(keys[0].role, Role::Write);
@@ -45,24 +49,60 @@ fn key_lines_parse_into_roles_scopes_and_digests() {
 }
 
 #[test]
-fn bad_key_lines_name_the_line_and_never_echo_the_digest_field() {
-    let raw_key = "s3cr3t-key-pasted-by-mistake";
+fn bad_key_lines_name_the_line_and_the_field_and_echo_no_field() {
+    // Whichever field the key was pasted into, the error names the line and the field only.
+    let raw = "s3cr3t-key-pasted-by-mistake";
+    let prefix = "web-front-s3cr3t";
     for (line, says) in [
-        (format!("a write api {raw_key}"), "SHA-256"),
-        ("a write api".to_string(), "four fields"),
-        (format!("a write api {DIGEST} extra"), "four fields"),
-        (format!("a/b write api {DIGEST}"), "the id"),
-        (format!("a owner api {DIGEST}"), "\"owner\""),
-        (format!("a write a/b {DIGEST}"), "scope"),
-        (format!("a admin api {DIGEST}"), "admin key"),
+        (format!("a write api {raw}"), "SHA-256"),
+        ("a write api".to_owned(), "four fields"),
+        (format!("a write api {DIGEST} {raw}"), "four fields"),
+        (format!("a/{raw} write api {DIGEST}"), "the id"),
+        (format!("a {raw} api {DIGEST}"), "the role (second field)"),
+        (
+            format!("a {raw}Admin * {DIGEST}"),
+            "the role (second field)",
+        ),
+        (format!("a write {raw}/x {DIGEST}"), "pattern 1 is not"),
+        (
+            format!("a write api,web:{raw}/x {DIGEST}"),
+            "pattern 2 is not",
+        ),
+        (
+            format!("a write api:{raw}:x {DIGEST}"),
+            "the scope (third field)",
+        ),
+        (format!("a admin api:{prefix}* {DIGEST}"), "admin key"),
     ] {
         let text = format!("ok read * {OTHER}\n{line}");
         let (variable, reason) =
-            reason_for(parse_key_lines("REGISTRY_API_KEYS", &text).unwrap_err());
+            reason_for(parse_key_lines("REGISTRY_API_KEYS", &text).err().unwrap());
         assert_eq!(variable, "REGISTRY_API_KEYS");
         assert!(reason.starts_with("line 2: "), "{reason}");
         assert!(reason.contains(says), "{line}: {reason}");
-        assert!(!reason.contains(raw_key), "{reason}");
+        assert!(!reason.contains("s3cr3t"), "{line}: {reason}");
+        assert!(!reason.contains(&DIGEST[..16]), "{line}: {reason}");
+    }
+}
+
+#[test]
+fn the_whole_start_up_error_echoes_no_field_of_a_key_line() {
+    // Through the variable, as start-up prints it: `;` separates lines there.
+    let raw = "s3cr3t-key-pasted-by-mistake";
+    for keys in [
+        format!("ok read * {OTHER}; a {raw} api {DIGEST}"),
+        format!("a write {raw}/x {DIGEST}"),
+        format!("{raw} read * {DIGEST}; {raw} read * {OTHER}"),
+        format!("{raw} read * {DIGEST}; b read * {DIGEST}"),
+    ] {
+        let e = settings(&[("REGISTRY_API_KEYS", &keys)]).err().unwrap();
+        let message = e.to_string();
+        assert!(
+            message.starts_with("REGISTRY_API_KEYS is invalid: "),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert!(!message.contains(&DIGEST[..16]), "{message}");
     }
 }
 
@@ -87,7 +127,13 @@ fn keys_come_from_the_variable_and_the_file_and_must_be_distinct() {
         ("REGISTRY_API_KEYS_FILE", path),
     ])
     .unwrap_err();
-    assert!(e.to_string().contains("\"ops\" is configured twice"), "{e}");
+    let message = e.to_string();
+    assert!(message.contains("the same id"), "{message}");
+    assert!(
+        message.contains("REGISTRY_API_KEYS line 1 and REGISTRY_API_KEYS_FILE"),
+        "{message}"
+    );
+    assert!(!message.contains("\"ops\""), "{message}");
     let e = settings(&[(
         "REGISTRY_API_KEYS",
         &format!("a read * {DIGEST}; b write api {DIGEST}"),
@@ -178,6 +224,8 @@ fn origins_are_exact_and_never_a_wildcard() {
     );
     for bad in [
         "*",
+        "https://*.example.com",
+        "https://app.example.com, http://*:3000",
         "null",
         "https://a.example.com/path",
         "file:///x",
@@ -186,6 +234,12 @@ fn origins_are_exact_and_never_a_wildcard() {
         let e = settings(&[("REGISTRY_ALLOWED_ORIGINS", bad)]).unwrap_err();
         assert_eq!(reason_for(e).0, "REGISTRY_ALLOWED_ORIGINS", "{bad}");
     }
+    // A wildcard is refused by name rather than kept as a literal that matches nothing.
+    let e = settings(&[("REGISTRY_ALLOWED_ORIGINS", "https://*.example.com")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "REGISTRY_ALLOWED_ORIGINS is invalid: \"https://*.example.com\" holds a wildcard: list each origin exactly, such as https://app.example.com"
+    );
 }
 
 #[test]
@@ -239,4 +293,21 @@ fn contradictions_stop_start_up() {
     .unwrap();
     assert!(s.security.trust_client_principal);
     assert!(s.security.authentication_configured());
+}
+
+#[test]
+fn allowed_hosts_are_plain_names() {
+    let s = settings(&[("REGISTRY_ALLOWED_HOSTS", "Registry, registry.internal")]).unwrap();
+    assert_eq!(s.security.allowed_hosts, ["registry", "registry.internal"]);
+    assert!(settings(&[]).unwrap().security.allowed_hosts.is_empty());
+    for bad in [
+        "*.example.com",
+        "registry:7071",
+        "http://registry",
+        "a..b",
+        ".",
+    ] {
+        let e = settings(&[("REGISTRY_ALLOWED_HOSTS", bad)]).unwrap_err();
+        assert_eq!(reason_for(e).0, "REGISTRY_ALLOWED_HOSTS", "{bad}");
+    }
 }
