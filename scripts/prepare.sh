@@ -53,7 +53,14 @@ prepare() {
       install_venv dashboard-browser scripts/dashboard-requirements.txt --no-deps
       ;;
     fuzz) install_venv schemathesis scripts/fuzz-requirements.txt --no-deps ;;
-    checkov) install_venv checkov scripts/checkov-requirements.txt ;;
+    checkov)
+      need python3 "Python 3.11.5 or newer, with the venv module"
+      if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))'; then
+        echo "error: checkov's pinned set needs Python 3.11.5 or newer; python3 is $(python3 --version 2>&1)" >&2
+        exit 1
+      fi
+      install_venv checkov scripts/checkov-requirements.txt
+      ;;
     debian) ensure_deb "shellcheck=$DEB_SHELLCHECK" "musl-tools=$DEB_MUSL_TOOLS" "debootstrap=$DEB_DEBOOTSTRAP" ;;
     musl)
       if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
