@@ -32,10 +32,12 @@ cd "$REPO_ROOT"
 need python3 "Python 3.9 or newer, with the venv module (Debian: python3-venv)"
 need cargo "install Rust with rustup"
 need sha256sum "coreutils"
-"$REPO_ROOT/scripts/prepare.sh" azurite fuzz
+# Installs and the build run once, before the script re-runs itself inside the namespace below.
+if [ "${LOOPBACK_NETNS:-}" != 1 ]; then
+  "$REPO_ROOT/scripts/prepare.sh" azurite fuzz
+  cargo build --locked --bin handler
+fi
 venv="$(tool_venv schemathesis "$REPO_ROOT/scripts/fuzz-requirements.txt")"
-
-cargo build --locked --bin handler
 handler_bin="$REPO_ROOT/target/debug/handler"
 
 # The rest runs in a network namespace of its own that holds only loopback: Azurite, the handler
