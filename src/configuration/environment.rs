@@ -98,14 +98,23 @@ impl<F: Fn(&str) -> Option<String>> Environment<F> {
         }
     }
 
+    /// A comma-separated list: each item trimmed, empty items dropped; empty when unset.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.text(name)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A comma-separated list of CIDR ranges; a bare address is a /32 (or /128) range.
     pub fn cidrs(&self, name: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        let Some(list) = self.text(name) else {
-            return Ok(Vec::new());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
+        self.list(name)
+            .iter()
             .map(|item| {
                 item.parse::<ipnet::IpNet>()
                     .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))

@@ -285,16 +285,7 @@ fn entra(
         }
         (None, None) => None,
     };
-    let audiences: Vec<String> = env
-        .text(AUDIENCE_VAR)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = env.list(AUDIENCE_VAR);
     let Some((variable, metadata)) = metadata else {
         if !audiences.is_empty() || env.text(ISSUER_VAR).is_some() {
             return Err(invalid(
@@ -342,12 +333,8 @@ pub fn fetchable(url: &url::Url) -> bool {
 }
 
 fn origins(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, ConfigError> {
-    let Some(list) = env.text(ORIGINS_VAR) else {
-        return Ok(Vec::new());
-    };
-    list.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    env.list(ORIGINS_VAR)
+        .iter()
         .map(|item| {
             let bad = || {
                 invalid(
@@ -380,12 +367,8 @@ fn origins(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<Str
 
 /// Host names only: no port (the listener's own is checked), no wildcard, no scheme.
 fn hosts(env: &Environment<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, ConfigError> {
-    let Some(list) = env.text(HOSTS_VAR) else {
-        return Ok(Vec::new());
-    };
-    list.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    env.list(HOSTS_VAR)
+        .iter()
         .map(|item| {
             let name_ok = item.len() <= 253
                 && item.split('.').all(|label| {
