@@ -24,3 +24,9 @@ pub use status::{HealthByKey, HealthRecord};
 fn text_weight<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
     texts.into_iter().map(str::len).sum()
 }
+
+/// An entity as the Tables crate hands it over, from a JSON object: what the codecs' tests read.
+#[cfg(test)]
+fn entity(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    value.as_object().expect("a JSON object").clone()
+}

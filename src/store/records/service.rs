@@ -154,11 +154,8 @@ impl Cacheable for Vec<ServiceRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::entity as map;
     use serde_json::json;
-
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn reads_a_recipe_row() {

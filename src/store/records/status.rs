@@ -215,11 +215,8 @@ impl Cacheable for HealthByKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::entity as map;
     use serde_json::json;
-
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn a_health_row_checked_before_the_registration_describes_a_former_holder() {
