@@ -196,13 +196,7 @@ pub fn app(state: AppState, standalone: bool, hosts: Option<HostPolicy>) -> Rout
         security,
         security::refuse_foreign_origins,
     ));
-    if let Some(hosts) = hosts {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(hosts),
-            security::refuse_other_hosts,
-        ));
-    }
-    router
+    behind_host_check(router, hosts)
         .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))
 }
@@ -223,6 +217,12 @@ fn metrics_router(hosts: Option<HostPolicy>) -> Router {
             .fallback(|method: Method| async move { api::not_allowed(method, "GET") }),
         )
         .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) });
+    behind_host_check(router, hosts)
+}
+
+/// `router` answering only requests whose `Host` names the listener, when `hosts` is given (an
+/// unauthenticated listener: DNS rebinding).
+fn behind_host_check(router: Router, hosts: Option<HostPolicy>) -> Router {
     match hosts {
         Some(hosts) => router.layer(axum::middleware::from_fn_with_state(
             Arc::new(hosts),
