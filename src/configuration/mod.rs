@@ -27,7 +27,7 @@ mod server;
 mod storage;
 mod telemetry;
 
-pub use arm_sync::{AppId, ArmSyncSettings, SyncSource};
+pub use arm_sync::{AppId, ArmSyncSettings, SyncSource, MAX_ITEMS_VAR};
 pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 use environment::Environment;
 pub use error::ConfigError;
