@@ -6,10 +6,10 @@
 //! to probe them, which fails at once in the loopback-only namespace `make test` runs the suite
 //! in. Nothing here depends on those probes' results, and these tests must never run outside it.
 
-use crate::harness::arm::{linker, ArmServer, Fault};
-use crate::harness::identity::{assert_no_secrets, IdentityEndpoint, Reply};
+use crate::harness::arm::{linker, Fault};
+use crate::harness::arm_setup::{metadata, start};
 use crate::harness::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -24,111 +24,6 @@ fn site(name: &str) -> String {
 
 fn target(path: &str) -> String {
     format!("/subscriptions/{SUB}/resourceGroups/rg-data/providers/{path}")
-}
-
-struct Setup {
-    h: Handler,
-    arm: ArmServer,
-    identity: IdentityEndpoint,
-}
-
-async fn start(sources: &[&str], extra: &[(&str, &str)]) -> Setup {
-    let arm = ArmServer::start().await;
-    let identity = IdentityEndpoint::start_for(
-        &arm.audience(),
-        None,
-        vec![Reply::Token(Duration::from_secs(3600))],
-    )
-    .await;
-    let mut cfg = HandlerConfig::new(Mode::CustomHandler)
-        .env("SERVICE_CONNECTOR_SYNC_SOURCES", &sources.join(","))
-        .env("AZURE_RESOURCE_MANAGER_ENDPOINT", &arm.endpoint)
-        .env("IDENTITY_ENDPOINT", &identity.url)
-        .env("IDENTITY_HEADER", &identity.header)
-        .env("HEALTH_PROBE_TIMEOUT_MS", "500")
-        .env("HEALTH_PROBE_JITTER_MS", "0")
-        .env("RUST_LOG", "trace");
-    for (k, v) in extra {
-        cfg = cfg.env(k, v);
-    }
-    Setup {
-        h: Handler::spawn(cfg).await,
-        arm,
-        identity,
-    }
-}
-
-impl Setup {
-    /// One sweep (the sync runs at its start); the sync's summary line.
-    async fn sync(&self) -> String {
-        let before = self.summaries().len();
-        let r = self.h.sweep().await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let summaries = self.summaries();
-        assert_eq!(
-            summaries.len(),
-            before + 1,
-            "one sync per sweep:\n{}",
-            self.h.logs()
-        );
-        summaries.last().unwrap().clone()
-    }
-
-    fn summaries(&self) -> Vec<String> {
-        self.h
-            .logs()
-            .lines()
-            .filter_map(|l| {
-                let line = &l[l.find("Service Connector sync: added")?..];
-                // The message, without the structured fields after it.
-                Some(line.split(" function=").next().unwrap().to_owned())
-            })
-            .collect()
-    }
-
-    async fn rows(&self) -> Vec<Value> {
-        let mut rows = self.h.tables().rows(&self.h.registry_table).await;
-        rows.sort_by_key(|r| format!("{}/{}", r["PartitionKey"], r["RowKey"]));
-        rows
-    }
-
-    async fn keys(&self) -> Vec<String> {
-        self.rows()
-            .await
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["PartitionKey"].as_str().unwrap(),
-                    r["RowKey"].as_str().unwrap()
-                )
-            })
-            .collect()
-    }
-
-    async fn row(&self, pk: &str, rk: &str) -> Option<Value> {
-        self.h.tables().row(&self.h.registry_table, pk, rk).await
-    }
-
-    /// ARM saw only tokens the identity issued, for its audience, and nothing it would refuse; no
-    /// token or identity header is in the handler's output.
-    fn assert_clean(&self) {
-        assert_eq!(self.arm.problems(), Vec::<String>::new());
-        assert_eq!(self.identity.problems(), Vec::<String>::new());
-        let issued = self.identity.issued();
-        assert!(!self.arm.tokens().is_empty());
-        for token in self.arm.tokens() {
-            assert!(
-                issued.contains(&token),
-                "ARM got a token the identity never issued"
-            );
-        }
-        assert_no_secrets(&self.h, &self.identity);
-    }
-}
-
-fn metadata(row: &Value) -> Value {
-    serde_json::from_str(row["metadata"].as_str().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

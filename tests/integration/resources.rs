@@ -4,16 +4,6 @@
 use crate::harness::*;
 use std::time::{Duration, Instant};
 
-/// The handler's peak resident set (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distinct_huge_queries_do_not_grow_memory() {
     const HUGE: usize = 2000; // 60 KiB query strings (the most a client URI holds is 64 KiB), distinct
@@ -23,7 +13,7 @@ async fn distinct_huge_queries_do_not_grow_memory() {
     let h = Handler::start().await;
     h.register_ok(&serde_json::json!({"serviceName": "a", "endpoint": "https://a.example.com"}))
         .await;
-    let before = peak_rss_kib(h.pid());
+    let before = h.peak_rss_kib();
     let started = Instant::now();
     let query = |i: usize, len: usize| {
         let tag = format!("{i:08}");
@@ -52,7 +42,7 @@ async fn distinct_huge_queries_do_not_grow_memory() {
             "the attack loop is bounded in time too"
         );
     }
-    let peak = peak_rss_kib(h.pid());
+    let peak = h.peak_rss_kib();
     eprintln!(
         "{} requests in {:?}: statuses {statuses:?}; VmHWM {} MiB before, {} MiB after",
         HUGE + LARGE,

@@ -7,9 +7,10 @@
 //!
 //! Each answers `{"value": […], "nextLink": …}`; the test's knobs: the linkers of each app (which
 //! it may change between syncs), the apps of a resource group, a page size (then `nextLink` carries
-//! a `$skiptoken`), and faults for requests whose path starts with a prefix (429 with a
-//! `Retry-After`, any status, a malformed body). It checks what ARM would refuse (no bearer token,
-//! a wrong `api-version`) and records every request and token.
+//! a `$skiptoken`), pages the test renders itself (`set_linker_pages`: big listings without a
+//! `Value` per item in the test process), and faults for requests whose path starts with a prefix
+//! (429 with a `Retry-After`, any status, a malformed body). It checks what ARM would refuse (no
+//! bearer token, a wrong `api-version`) and records every request and token.
 
 use super::query_of;
 use axum::extract::{Request, State};
@@ -38,6 +39,8 @@ struct Arm {
     endpoint: String,
     /// App resource ID (lower case) → its linkers.
     linkers: Mutex<HashMap<String, Vec<Value>>>,
+    /// App resource ID (lower case) → its linker pages, each the items' JSON text without brackets.
+    pages: Mutex<HashMap<String, Arc<Vec<String>>>>,
     /// `/subscriptions/s/resourcegroups/g/providers/<type>` (lower case) → resource IDs.
     groups: Mutex<HashMap<String, Vec<String>>>,
     page_size: Mutex<Option<usize>>,
@@ -127,6 +130,12 @@ async fn serve(State(arm): State<Arc<Arm>>, request: Request) -> Response {
         None => {}
     }
 
+    let rendered = lower
+        .strip_suffix("/providers/microsoft.servicelinker/linkers")
+        .and_then(|app| arm.pages.lock().unwrap().get(app).cloned());
+    if let Some(pages) = rendered {
+        return rendered_page(&arm, &path, &query, &pages);
+    }
     let (items, api) =
         if let Some(app) = lower.strip_suffix("/providers/microsoft.servicelinker/linkers") {
             match arm.linkers.lock().unwrap().get(app) {
@@ -170,6 +179,47 @@ async fn serve(State(arm): State<Arc<Arm>>, request: Request) -> Response {
         ));
     }
     ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// Page `$skiptoken` (0 when absent) of a listing the test rendered, with a `nextLink` to the next
+/// page while there is one.
+fn rendered_page(
+    arm: &Arm,
+    path: &str,
+    query: &HashMap<String, String>,
+    pages: &[String],
+) -> Response {
+    if query.get("api-version").map(String::as_str) != Some(LINKER_API) {
+        arm.problems
+            .lock()
+            .unwrap()
+            .push(format!("api-version on {path}"));
+        return error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter");
+    }
+    let n: usize = query
+        .get("$skiptoken")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let Some(items) = pages.get(n) else {
+        arm.problems
+            .lock()
+            .unwrap()
+            .push(format!("page {n} of {path}"));
+        return error(StatusCode::BAD_REQUEST, "InvalidSkipToken");
+    };
+    let mut body = String::with_capacity(items.len() + 300);
+    body.push_str(r#"{"value":["#);
+    body.push_str(items);
+    body.push(']');
+    if n + 1 < pages.len() {
+        body.push_str(&format!(
+            r#","nextLink":"{}{path}?api-version={LINKER_API}&$skiptoken={}""#,
+            arm.endpoint,
+            n + 1
+        ));
+    }
+    body.push('}');
+    ([("content-type", "application/json")], body).into_response()
 }
 
 /// A tracked resource as the list operations show it (the fields the sync reads, and a few more).
@@ -228,6 +278,16 @@ impl ArmServer {
             .lock()
             .unwrap()
             .insert(app.to_ascii_lowercase(), linkers);
+    }
+
+    /// `app`'s linker listing as these pages: each the JSON text of its items, comma-separated,
+    /// without the brackets (the page adds them, and the `nextLink`).
+    pub fn set_linker_pages(&self, app: &str, pages: Vec<String>) {
+        self.state
+            .pages
+            .lock()
+            .unwrap()
+            .insert(app.to_ascii_lowercase(), Arc::new(pages));
     }
 
     /// The sites and container apps `GET …/resourceGroups/{g}/providers/<type>` lists.

@@ -314,6 +314,16 @@ impl Handler {
         self.child.as_ref().expect("child").id()
     }
 
+    /// The process's peak resident set so far (`VmHWM` in /proc/<pid>/status), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
     /// SIGKILL and reap it now, so nothing it does can change what the test reads next (its log
     /// and whatever it wrote stay readable).
     pub fn kill(&mut self) {

@@ -17,7 +17,8 @@
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
 //! - `connector_env`: Service Connector's variables and the rows self-registration writes;
-//! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager), `entra`
+//! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager, and
+//!   `arm_setup`, a handler syncing from it), `entra`
 //!   (a Microsoft Entra tenant), `identity` (a managed identity's token service and Azurite in
 //!   OAuth mode).
 //!
@@ -47,6 +48,7 @@ mod wait;
 mod wire;
 
 pub mod arm;
+pub mod arm_setup;
 pub mod entra;
 pub mod identity;
 

@@ -135,9 +135,21 @@ impl Handler {
 
     /// `invoke` with a body the test wrote itself (malformed envelopes included).
     pub async fn invoke_raw(&self, function: &str, body: String) -> Resp {
-        let resp = self
-            .client
-            .post(self.url(&format!("/{function}")))
+        self.invoke_within(function, body, None).await
+    }
+
+    /// `invoke_raw` with its own time budget (`None`: the client's).
+    async fn invoke_within(
+        &self,
+        function: &str,
+        body: String,
+        budget: Option<std::time::Duration>,
+    ) -> Resp {
+        let mut request = self.client.post(self.url(&format!("/{function}")));
+        if let Some(budget) = budget {
+            request = request.timeout(budget);
+        }
+        let resp = request
             .header("Content-Type", "application/json; charset=utf-8")
             .header("X-Azure-Functions-HostVersion", HOST_VERSION)
             .header(
@@ -155,6 +167,14 @@ impl Handler {
     /// Run one HealthMonitor sweep via the timer envelope (object form).
     pub async fn sweep(&self) -> Resp {
         self.invoke("HealthMonitor", &timer_envelope(timer_info_object()))
+            .await
+    }
+
+    /// `sweep`, waiting up to `budget` for its answer instead of the client's 60 s (a sweep whose
+    /// work a debug build does slowly).
+    pub async fn sweep_within(&self, budget: std::time::Duration) -> Resp {
+        let body = timer_envelope(timer_info_object()).to_string();
+        self.invoke_within("HealthMonitor", body, Some(budget))
             .await
     }
 
