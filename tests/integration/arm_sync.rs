@@ -98,11 +98,16 @@ async fn linkers_are_added_kept_and_removed_and_other_rows_are_never_touched() {
         (manual["endpoint"].as_str(), metadata(&manual)),
         (Some("https://kv1.invalid"), json!({"owner": "ops"}))
     );
+    // One counted line for the source's skipped linkers; each is a debug line of its own.
+    assert_eq!(
+        s.lines_after("Service Connector sync: skipped "),
+        [format!("Service Connector sync: skipped 3 linkers of {web} (1 target not an Azure resource, 1 target type not mapped, 1 key registered by a person or client)")]
+    );
     let logs = s.h.logs();
-    for skipped in ["linkers/config", "linkers/kafka", "service_name=kv1"] {
+    for skipped in ["linkers/config", "linkers/kafka", "keyvault/kv1"] {
         assert!(
             logs.lines()
-                .any(|l| l.contains("skipped") && l.contains(skipped)),
+                .any(|l| l.contains("DEBUG") && l.contains("skipped") && l.contains(skipped)),
             "{skipped}:\n{logs}"
         );
     }

@@ -6,6 +6,7 @@ mod harness;
 mod harness_selftest;
 
 mod arm_sync;
+mod arm_sync_bounds;
 mod auth;
 mod auth_host;
 mod circuit;

@@ -2,18 +2,26 @@
 //! managed identity's bearer token, `nextLink` followed to the end, 429 waited out as `Retry-After`
 //! asks within the sync's budget (docs/arm-protocol.md has the shapes and their sources).
 //!
+//! Pages are handed over as they arrive: each is read into the caller's typed items one at a time
+//! (`page`) and dropped before the next is asked for, so a listing costs one page's bytes however
+//! long it is. Work is bounded by pages (`SERVICE_CONNECTOR_SYNC_MAX_PAGES`), by each page's bytes
+//! (`MAX_PAGE_BYTES`) and by items (`SERVICE_CONNECTOR_SYNC_MAX_ITEMS`).
+//!
 //! Every failure gives up the whole listing (the caller then deletes nothing): a partial list is
 //! indistinguishable from linkers that were removed. A `nextLink` must stay on the configured ARM
 //! origin, so the token is never sent anywhere else; redirects are not followed for the same
 //! reason. Errors name the status and the resource path, never the token or a query string.
 
-use crate::configuration::{ArmSyncSettings, Secret};
+use super::page::{self, PageError};
+use crate::configuration::{ArmSyncSettings, Secret, MAX_ITEMS_VAR};
 use crate::identity::ManagedIdentityCredential;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A list page is tens of kilobytes; more than this is not read.
+/// A list page is tens of kilobytes; more than this is not read. With one page held at a time,
+/// this is most of what a listing costs in memory.
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// 429 answers waited out for one page before the round gives up.
 const MAX_THROTTLED: u32 = 3;
@@ -41,6 +49,8 @@ pub enum ListError {
     Malformed { path: String, reason: String },
     #[error("listing {path} took more than {pages} pages")]
     TooManyPages { path: String, pages: u32 },
+    #[error("listing {path} holds more than {items} items ({MAX_ITEMS_VAR}); stopped there")]
+    TooManyItems { path: String, items: usize },
     #[error("the sync's deadline passed during GET {path}")]
     Deadline { path: String },
 }
@@ -51,6 +61,7 @@ pub struct ArmClient {
     endpoint: String,
     audience: String,
     max_pages: u32,
+    max_items: usize,
     max_retry_after: Duration,
 }
 
@@ -68,44 +79,69 @@ impl ArmClient {
             endpoint: settings.endpoint.clone(),
             audience: settings.audience.clone(),
             max_pages: settings.max_pages,
+            max_items: settings.max_items,
             max_retry_after: settings.max_retry_after,
         }
     }
 
-    /// Every item of a paged list: `path` is a resource path starting with `/`, `api_version` its
-    /// provider's. Gives up at the first failure or at `deadline`.
-    pub async fn list(
+    /// Every item of a paged list, handed to `on_item` as its page arrives (`None` for an item
+    /// that is not a `T`; an `Err` from it gives the listing up as malformed, with that reason):
+    /// `path` is a resource path starting with `/`, `api_version` its provider's. Returns how many
+    /// items there were. Gives up at the first failure, past the item cap, or at `deadline`.
+    pub async fn list<T: DeserializeOwned>(
         &self,
         path: &str,
         api_version: &str,
         deadline: Instant,
-    ) -> Result<Vec<Value>, ListError> {
+        mut on_item: impl FnMut(Option<T>) -> Result<(), String>,
+    ) -> Result<usize, ListError> {
         let mut url = format!("{}{path}?api-version={api_version}", self.endpoint);
-        let mut items = Vec::new();
+        let mut items = 0usize;
         for _ in 0..self.max_pages {
-            let page = self.page(&url, path, deadline).await?;
+            let body = self.page(&url, path, deadline).await?;
             let malformed = |reason: &str| ListError::Malformed {
                 path: path.to_owned(),
                 reason: reason.to_owned(),
             };
-            let value = page
-                .get("value")
-                .and_then(Value::as_array)
-                .ok_or_else(|| malformed("the answer has no value array"))?;
-            items.extend(value.iter().cloned());
-            match page.get("nextLink") {
-                None | Some(Value::Null) => return Ok(items),
-                Some(Value::String(next)) if next.is_empty() => return Ok(items),
-                Some(Value::String(next)) => {
+            let mut too_many = false;
+            let next = page::read(&body, |item| {
+                items += 1;
+                if items > self.max_items {
+                    too_many = true;
+                    return Err(String::new());
+                }
+                on_item(item)
+            });
+            drop(body);
+            let next = match next {
+                Ok(next) => next,
+                Err(PageError::Stopped(_)) if too_many => {
+                    return Err(ListError::TooManyItems {
+                        path: path.to_owned(),
+                        items: self.max_items,
+                    })
+                }
+                Err(PageError::Stopped(reason)) => return Err(malformed(&reason)),
+                Err(PageError::NotJson) => return Err(malformed("the answer is not JSON")),
+                Err(PageError::NoValueArray) => {
+                    return Err(malformed("the answer has no value array"))
+                }
+                Err(PageError::BadNextLink) => {
+                    return Err(malformed("its nextLink is not a string"))
+                }
+            };
+            match next {
+                None => return Ok(items),
+                Some(next) if next.is_empty() => return Ok(items),
+                Some(next) => {
                     // The token goes to the configured ARM origin only.
                     if !next.starts_with(&format!("{}/", self.endpoint)) {
                         return Err(malformed(
                             "its nextLink leaves the configured ARM endpoint; not followed",
                         ));
                     }
-                    url = next.clone();
+                    url = next;
                 }
-                Some(_) => return Err(malformed("its nextLink is not a string")),
             }
         }
         Err(ListError::TooManyPages {
@@ -114,8 +150,8 @@ impl ArmClient {
         })
     }
 
-    /// One page, waiting out 429s as asked while the deadline allows.
-    async fn page(&self, url: &str, path: &str, deadline: Instant) -> Result<Value, ListError> {
+    /// One page's body, waiting out 429s as asked while the deadline allows.
+    async fn page(&self, url: &str, path: &str, deadline: Instant) -> Result<Vec<u8>, ListError> {
         let mut throttled = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -124,12 +160,7 @@ impl ArmClient {
                 path: path.to_owned(),
             })??;
             match status {
-                200 => {
-                    return serde_json::from_slice(&body).map_err(|_| ListError::Malformed {
-                        path: path.to_owned(),
-                        reason: "the answer is not JSON".to_owned(),
-                    })
-                }
+                200 => return Ok(body),
                 429 => {
                     throttled += 1;
                     if throttled > MAX_THROTTLED {
@@ -191,15 +222,17 @@ impl ArmClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let mut body = Vec::new();
+        // Sized once from the declared length (within the cap), not grown by doubling.
+        let declared = response.content_length().unwrap_or(0) as usize;
+        let mut body = Vec::with_capacity(declared.min(MAX_PAGE_BYTES + 1));
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_PAGE_BYTES {
+            if body.len() + chunk.len() > MAX_PAGE_BYTES {
                 return Err(ListError::Malformed {
                     path: path.to_owned(),
                     reason: format!("the answer is over {MAX_PAGE_BYTES} bytes"),
                 });
             }
+            body.extend_from_slice(&chunk);
         }
         Ok((status, retry_after, body))
     }

@@ -3,11 +3,64 @@
 //! mapped by the domain's convention (`domain::connector::service_of`) and built as the JSON body a
 //! client would POST, so that it passes the API's own validation (`Registration::parse`).
 //!
+//! An item is decoded straight into `LinkerItem`, which names only the four fields the sync reads
+//! (everything else in a linker, `configurationInfo` and `secretInfo` included, is skipped while
+//! the page is read, never stored); what is kept of a linker is `Linker`, three strings.
+//!
 //! Pure: no I/O, so every malformed answer is unit-tested.
 
 use crate::domain::connector::{service_of, SYNCED_BY};
 use crate::domain::{Registration, ValidationError};
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// A registry row's key: (`serviceType`, `serviceName`), as PartitionKey and RowKey.
+pub type Key = (String, String);
+
+/// A list item as it is read off the page: only the fields the sync uses.
+#[derive(Debug, Deserialize)]
+pub struct LinkerItem {
+    id: Option<String>,
+    properties: Option<Properties>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Properties {
+    target_service: Option<TargetService>,
+    auth_info: Option<AuthInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetService {
+    #[serde(rename = "type")]
+    kind: Option<Text>,
+    id: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthInfo {
+    auth_type: Option<Text>,
+}
+
+/// A string field that may hold anything else, which then reads as absent (an odd `authType`
+/// makes `unknown`, not a malformed linker).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Text {
+    Text(String),
+    Other(IgnoredAny),
+}
+
+impl Text {
+    fn get(field: &Option<Text>) -> Option<&str> {
+        match field {
+            Some(Text::Text(text)) if !text.is_empty() => Some(text),
+            _ => None,
+        }
+    }
+}
 
 /// A linker that names a target this sync can register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,62 +71,83 @@ pub struct Linker {
     pub auth_type: String,
 }
 
-/// Why a linker registers nothing (logged with its ID; never an error of the sync).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
-    /// The list item is not a linker at all: the answer is malformed.
-    Malformed(&'static str),
-    /// A valid linker whose target this registry does not map.
-    Unsupported { linker_id: String, reason: String },
+/// Why a linker registers nothing: what the per-source summary line counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The list item is not a linker at all (or a linker without the fields it must have).
+    Malformed,
+    /// Its target is no Azure resource (Confluent, a self-hosted server, Fabric, …).
+    NotAzureResource,
+    /// An Azure resource of a type the registry does not map.
+    Unmapped,
+    /// A mapped target whose row would fail the API's own validation.
+    Invalid,
+    /// Its key is a row a person or client registered, which the sync never overwrites.
+    Held,
 }
 
-/// One list item of `GET …/providers/Microsoft.ServiceLinker/linkers`.
-pub fn parse_linker(item: &Value) -> Result<Linker, Skip> {
-    let id = item
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .ok_or(Skip::Malformed("a linker without an id"))?;
-    let properties = item
-        .get("properties")
-        .and_then(Value::as_object)
-        .ok_or(Skip::Malformed("a linker without properties"))?;
-    let target = properties
-        .get("targetService")
-        .and_then(Value::as_object)
-        .ok_or(Skip::Malformed("a linker without properties.targetService"))?;
-    let unsupported = |reason: String| Skip::Unsupported {
-        linker_id: id.to_owned(),
-        reason,
+/// A linker that registers nothing: why, which linker when it has an ID, and the detail (for the
+/// debug line; never an error of the sync).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: Reason,
+    pub linker_id: Option<String>,
+    pub detail: String,
+}
+
+/// One list item of `GET …/providers/Microsoft.ServiceLinker/linkers` (`None`: an item of
+/// another shape altogether).
+pub fn parse_linker(item: Option<LinkerItem>) -> Result<Linker, Skip> {
+    let malformed = |linker_id: Option<&str>, detail: &str| Skip {
+        reason: Reason::Malformed,
+        linker_id: linker_id.map(str::to_owned),
+        detail: detail.to_owned(),
     };
-    let kind = target.get("type").and_then(Value::as_str).unwrap_or("");
+    let item = item.ok_or_else(|| malformed(None, "an item that is not a linker"))?;
+    let id = item
+        .id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| malformed(None, "a linker without an id"))?;
+    let properties = item
+        .properties
+        .ok_or_else(|| malformed(Some(&id), "a linker without properties"))?;
+    let target = properties
+        .target_service
+        .ok_or_else(|| malformed(Some(&id), "a linker without properties.targetService"))?;
+    let kind = Text::get(&target.kind).unwrap_or("");
     if kind != "AzureResource" {
-        return Err(unsupported(format!(
-            "its target is of type {:?}, not an Azure resource",
-            kind.chars().take(40).collect::<String>()
-        )));
+        return Err(Skip {
+            reason: Reason::NotAzureResource,
+            detail: format!(
+                "its target is of type {:?}, not an Azure resource",
+                kind.chars().take(40).collect::<String>()
+            ),
+            linker_id: Some(id),
+        });
     }
-    let target_id = target
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| unsupported("its target has no resource id".to_owned()))?;
+    let Some(target_id) = Text::get(&target.id) else {
+        return Err(malformed(Some(&id), "its target has no resource id"));
+    };
     let auth_type = properties
-        .get("authInfo")
-        .and_then(|a| a.get("authType"))
-        .and_then(Value::as_str)
-        .filter(|a| !a.is_empty())
+        .auth_info
+        .as_ref()
+        .and_then(|a| Text::get(&a.auth_type))
         .unwrap_or("unknown");
     Ok(Linker {
-        id: id.to_owned(),
         target_id: target_id.to_owned(),
         auth_type: auth_type.chars().take(64).collect(),
+        id,
     })
 }
 
 /// The registration a linker of `source_id` makes: the POST body, validated as the API would.
-pub fn registration(linker: &Linker, source_id: &str) -> Result<Registration, String> {
-    let service = service_of(&linker.target_id)?;
+pub fn registration(linker: &Linker, source_id: &str) -> Result<Registration, Skip> {
+    let skip = |reason, detail| Skip {
+        reason,
+        linker_id: Some(linker.id.clone()),
+        detail,
+    };
+    let service = service_of(&linker.target_id).map_err(|e| skip(Reason::Unmapped, e))?;
     let body = service.registration_body(
         &linker.auth_type,
         &[
@@ -83,15 +157,31 @@ pub fn registration(linker: &Linker, source_id: &str) -> Result<Registration, St
         ],
     );
     Registration::parse(&body).map_err(|e: ValidationError| {
-        format!("its target makes no valid registration ({}: {e})", e.field)
+        skip(
+            Reason::Invalid,
+            format!("its target makes no valid registration ({}: {e})", e.field),
+        )
     })
+}
+
+/// A registration's row key.
+pub fn key_of(registration: &Registration) -> Key {
+    (
+        registration.key.partition_key().to_owned(),
+        registration.key.row_key(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::connector::is_synced;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// As a page hands an item over: decoded into `LinkerItem`, or `None` when it is not one.
+    fn parse(item: &Value) -> Result<Linker, Skip> {
+        parse_linker(serde_json::from_value(item.clone()).ok())
+    }
 
     const RG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg";
 
@@ -108,7 +198,7 @@ mod tests {
         let item = linker(
             json!({"type": "AzureResource", "id": format!("{RG}/providers/Microsoft.Cache/redis/c1")}),
         );
-        let l = parse_linker(&item).unwrap();
+        let l = parse(&item).unwrap();
         assert_eq!(l.auth_type, "systemAssignedIdentity");
         let source = format!("{RG}/providers/Microsoft.Web/sites/app");
         let r = registration(&l, &source).unwrap();
@@ -126,7 +216,7 @@ mod tests {
         let item = linker(
             json!({"type": "AzureResource", "id": format!("{RG}/providers/Microsoft.KeyVault/vaults/v")}),
         );
-        let r = registration(&parse_linker(&item).unwrap(), &source).unwrap();
+        let r = registration(&parse(&item).unwrap(), &source).unwrap();
         assert_eq!(r.endpoint, "https://v.vault.azure.net");
         assert_eq!(
             r.health_check.unwrap().kind,
@@ -135,13 +225,15 @@ mod tests {
     }
 
     #[test]
-    fn non_resource_and_malformed_linkers_are_skipped() {
-        let e = parse_linker(&linker(
+    fn non_resource_and_malformed_linkers_are_skipped_with_their_reason() {
+        let e = parse(&linker(
             json!({"type": "ConfluentBootstrapServer", "endpoint": "x:9092"}),
         ))
         .unwrap_err();
+        assert_eq!(e.reason, Reason::NotAzureResource);
         assert!(
-            matches!(&e, Skip::Unsupported { linker_id, reason } if linker_id.ends_with("/linkers/db") && reason.contains("not an Azure resource")),
+            e.linker_id.as_deref().unwrap().ends_with("/linkers/db")
+                && e.detail.contains("not an Azure resource"),
             "{e:?}"
         );
         let mut no_auth = linker(json!({"type": "AzureResource", "id": "x"}));
@@ -149,23 +241,35 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("authInfo");
-        assert_eq!(parse_linker(&no_auth).unwrap().auth_type, "unknown");
+        assert_eq!(parse(&no_auth).unwrap().auth_type, "unknown");
+        // An odd auth type or target type reads as absent, not as a malformed linker.
+        let mut odd = linker(json!({"type": 7, "id": "x"}));
+        assert_eq!(parse(&odd).unwrap_err().reason, Reason::NotAzureResource);
+        odd["properties"]["targetService"]["type"] = json!("AzureResource");
+        odd["properties"]["authInfo"]["authType"] = json!({"a": 1});
+        assert_eq!(parse(&odd).unwrap().auth_type, "unknown");
         for bad in [
             json!("text"),
             json!({"id": "x"}),
             json!({"id": "", "properties": {}}),
             json!({"id": "x", "properties": {}}),
+            json!({"id": 5, "properties": {"targetService": {"type": "AzureResource", "id": "x"}}}),
+            json!({"id": "x", "properties": "text"}),
+            json!({"id": "x", "properties": {"targetService": {"type": "AzureResource"}}}),
         ] {
-            assert!(
-                matches!(parse_linker(&bad), Err(Skip::Malformed(_))),
-                "{bad}"
-            );
+            assert_eq!(parse(&bad).unwrap_err().reason, Reason::Malformed, "{bad}");
         }
-        // A database name the key rule refuses: skipped, with the field named.
+        // An unmapped type, and a database name the key rule refuses (the field named).
+        let item = linker(
+            json!({"type": "AzureResource", "id": format!("{RG}/providers/Microsoft.AppConfiguration/configurationStores/c")}),
+        );
+        let e = registration(&parse(&item).unwrap(), "src").unwrap_err();
+        assert_eq!(e.reason, Reason::Unmapped);
         let item = linker(
             json!({"type": "AzureResource", "id": format!("{RG}/providers/Microsoft.Sql/servers/s/databases/my db")}),
         );
-        let e = registration(&parse_linker(&item).unwrap(), "src").unwrap_err();
-        assert!(e.contains("serviceName"), "{e}");
+        let e = registration(&parse(&item).unwrap(), "src").unwrap_err();
+        assert_eq!(e.reason, Reason::Invalid);
+        assert!(e.detail.contains("serviceName"), "{e:?}");
     }
 }

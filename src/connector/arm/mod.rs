@@ -3,25 +3,35 @@
 //! each linker's target as `domain::connector` maps it, and remove the rows an earlier sync created
 //! whose linker is gone.
 //!
-//! - `client`: ARM's paged list operations, throttling and failures;
-//! - `linkers`: a listed linker's JSON, and the registration it makes;
-//! - `reconcile`: the listing against the registry's rows (what is added, kept, skipped, removed);
-//! - this file: the sources (a resource group expands to its sites and container apps), the
-//!   deadline over the whole round, and the one log line that reports it.
+//! - `client`: ARM's paged list operations, throttling and failures; `page`: one page read item
+//!   by item;
+//! - `linkers`: a listed linker's wire shape, and the registration it makes;
+//! - `listed`: one source's linkers as they are kept while its pages arrive, and its skip counts;
+//! - `reconcile`: each source's linkers against the registry's rows (what is added, kept, skipped,
+//!   removed);
+//! - this file: the sources (a resource group expands to its sites and container apps), one
+//!   source at a time from its listing to its writes, the deadline over the whole round, and the
+//!   log lines that report it.
+//!
+//! Memory: one page's bytes while it is read, one source's mapped linkers until they are written,
+//! and the keys written so far; never a listing's items, nor every source's linkers at once.
 //!
 //! A round never fails the sweep it runs in: its outcome is logged and the sweep goes on.
 
 mod client;
 mod linkers;
+mod listed;
+mod page;
 mod reconcile;
 
 pub use client::ListError;
 pub use reconcile::SyncReport;
 
 use crate::configuration::{AppId, ArmSyncSettings, SyncSource};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use client::ArmClient;
-use serde_json::Value;
+use listed::SourceLinkers;
+use reconcile::Round;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -45,11 +55,23 @@ struct Inner {
     store: Store,
 }
 
-/// What listing found: each source's linkers, and whether every source listed completely.
-pub(super) struct LinkerListing {
-    pub linkers: Vec<(AppId, Value)>,
-    pub complete: bool,
-    pub failures: usize,
+/// Why a round stopped before its end (nothing is removed then).
+enum Stopped {
+    Storage(StoreError),
+    Deadline,
+}
+
+/// What a round did, for its log line.
+struct Outcome {
+    report: SyncReport,
+    linkers: usize,
+    failures: usize,
+}
+
+/// An item of a resource group's listing of sites or container apps: its ID is all the sync reads.
+#[derive(serde::Deserialize)]
+struct Resource {
+    id: String,
 }
 
 impl ArmSync {
@@ -68,47 +90,99 @@ impl ArmSync {
         let inner = &*self.inner;
         let started = Instant::now();
         let deadline = started + inner.settings.deadline;
-        let listing = self.list_all(deadline).await;
-        let result =
-            tokio::time::timeout_at(deadline, reconcile::apply(&inner.store, &listing)).await;
+        let result = self.round(deadline).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(Ok(report)) => {
+            Ok(outcome) => {
+                let report = outcome.report;
+                let complete = outcome.failures == 0;
                 tracing::info!(
                     function = "HealthMonitor",
                     sources = inner.settings.sources.len(),
-                    linkers = listing.linkers.len(),
+                    linkers = outcome.linkers,
                     added = report.added,
                     updated = report.updated,
                     unchanged = report.unchanged,
                     removed = report.removed,
                     skipped = report.skipped,
-                    failed_sources = listing.failures,
-                    complete = listing.complete,
+                    failed_sources = outcome.failures,
+                    complete,
                     duration_ms,
                     "{}",
-                    report.summary(listing.complete)
+                    report.summary(complete)
                 );
                 Some(report)
             }
-            Ok(Err(e)) => {
+            Err(Stopped::Storage(e)) => {
                 tracing::warn!(function = "HealthMonitor", error = %e, duration_ms, "Service Connector sync stopped: storage failed; nothing was removed");
                 None
             }
-            Err(_) => {
+            Err(Stopped::Deadline) => {
                 tracing::warn!(function = "HealthMonitor", duration_ms, "Service Connector sync stopped at its deadline while writing; nothing was removed");
                 None
             }
         }
     }
 
-    /// Every source's linkers; a source that fails to list is logged and makes the listing
-    /// incomplete (its rows, and every other sync row, are then kept this round).
-    async fn list_all(&self, deadline: Instant) -> LinkerListing {
+    /// Every source in ID order, each listed and then written before the next is listed; a source
+    /// that fails to list is logged and makes the round incomplete (its rows, and every other
+    /// sync row, are then kept this round). Removal comes last, and only after a complete round.
+    async fn round(&self, deadline: Instant) -> Result<Outcome, Stopped> {
         let inner = &*self.inner;
+        let (apps, mut failures) = self.apps(deadline).await;
+        let mut round = Round::new(&inner.store);
+        let mut linkers = 0;
+        for app in apps {
+            let mut listed = SourceLinkers::new(app);
+            let path = format!(
+                "{}/providers/Microsoft.ServiceLinker/linkers",
+                listed.source
+            );
+            let result = inner
+                .client
+                .list(&path, LINKER_API_VERSION, deadline, |item| {
+                    listed.add(item);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = result {
+                failures += 1;
+                tracing::warn!(function = "HealthMonitor", source = %listed.source, error = %e, "Service Connector sync: listing linkers failed");
+                continue;
+            }
+            linkers += listed.items;
+            within(deadline, round.apply(&mut listed)).await?;
+            let skipped = listed.skipped;
+            if skipped.total() > 0 {
+                tracing::info!(
+                    function = "HealthMonitor",
+                    source = %listed.source,
+                    skipped = skipped.total(),
+                    not_azure_resource = skipped.not_azure_resource,
+                    unmapped = skipped.unmapped,
+                    invalid = skipped.invalid,
+                    held = skipped.held,
+                    malformed = skipped.malformed,
+                    "{}",
+                    skipped.summary(&listed.source)
+                );
+            }
+        }
+        if failures == 0 {
+            within(deadline, round.remove_gone()).await?;
+        }
+        Ok(Outcome {
+            report: round.report,
+            linkers,
+            failures,
+        })
+    }
+
+    /// The apps the sources name, resource groups expanded; and how many groups failed to list.
+    async fn apps(&self, deadline: Instant) -> (BTreeSet<AppId>, usize) {
         let mut failures = 0;
         let mut apps = BTreeSet::new();
-        for source in &inner.settings.sources {
+        for source in &self.inner.settings.sources {
             match source {
                 SyncSource::App(id) => {
                     apps.insert(id.clone());
@@ -125,22 +199,7 @@ impl ArmSync {
                 },
             }
         }
-        let mut linkers = Vec::new();
-        for app in apps {
-            let path = format!("{app}/providers/Microsoft.ServiceLinker/linkers");
-            match inner.client.list(&path, LINKER_API_VERSION, deadline).await {
-                Ok(items) => linkers.extend(items.into_iter().map(|item| (app.clone(), item))),
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(function = "HealthMonitor", source = %app, error = %e, "Service Connector sync: listing linkers failed");
-                }
-            }
-        }
-        LinkerListing {
-            linkers,
-            complete: failures == 0,
-            failures,
-        }
+        (apps, failures)
     }
 
     /// The sites (App Service and Functions) and container apps of one resource group.
@@ -157,19 +216,27 @@ impl ArmSync {
             ("Microsoft.App/containerApps", CONTAINER_APPS_API_VERSION),
         ] {
             let path = format!("{base}/providers/{kind}");
-            for item in self.inner.client.list(&path, version, deadline).await? {
-                let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-                match AppId::parse(id) {
-                    Some(app) => apps.push(app),
-                    None => {
-                        return Err(ListError::Malformed {
-                            path,
-                            reason: "an item's id is not an app's resource ID".to_owned(),
-                        })
-                    }
-                }
-            }
+            let on_item = |item: Option<Resource>| {
+                let app = item.and_then(|r| AppId::parse(&r.id));
+                apps.push(app.ok_or("an item's id is not an app's resource ID")?);
+                Ok(())
+            };
+            self.inner
+                .client
+                .list(&path, version, deadline, on_item)
+                .await?;
         }
         Ok(apps)
+    }
+}
+
+/// A round's storage step, within its deadline.
+async fn within<T>(
+    deadline: Instant,
+    step: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, Stopped> {
+    match tokio::time::timeout_at(deadline, step).await {
+        Ok(result) => result.map_err(Stopped::Storage),
+        Err(_) => Err(Stopped::Deadline),
     }
 }
