@@ -37,7 +37,10 @@ Every error is JSON, `{\"error\": \"<what is wrong>\", \"field\": \"<which input
 applies), and nothing is written when a request is refused. Beside the statuses listed per \
 operation: any other method on a route is a 405 whose `Allow` header names the right ones, and an \
 unknown path is a 404 (no `field`). On every route, the envelopes' included, a URL over 4,096 bytes \
-is a 414 and a header block over 32 KiB or 100 headers a 431 (listed on each `/api` operation too).\n\n\
+is a 414 and a header block over 32 KiB or 100 headers a 431 (listed on each `/api` operation too). \
+Where nobody is authenticated (standalone with no authentication configured), every route answers a \
+421 (`field`: `Host`) to a request whose `Host` header names another server than this listener, \
+before routing: a DNS-rebinding page's requests (listed on every operation).\n\n\
 Authentication: under the Functions host every `/api` route needs a function key (`authLevel: \
 function`), as the `x-functions-key` header or the `code` query parameter, checked by the host before \
 the request reaches the handler. The handler itself admits a caller when authentication is \
@@ -72,11 +75,12 @@ except `POST /HealthMonitor`, which a standalone handler serves to admins (the m
             Contended,
             UriTooLong,
             HeadersTooLarge,
+            MisdirectedHost,
             InternalError,
             StorageUnavailable
         ),
     ),
-    modifiers(&SecuritySchemes, &RequestLimits),
+    modifiers(&SecuritySchemes, &RequestLimits, &HostCheck),
     security(("functionKey" = []), ("functionKeyQuery" = []), ("bearer" = [])),
     tags(
         (name = "registry", description = "Register, heartbeat, deregister, discover, resolve."),
@@ -149,6 +153,7 @@ error_responses! {
     Contended => "Storage is fine, but other requests kept creating and deleting this very row faster than the registration could land (`field`: `serviceName`). Nothing was written; retry at once. Concurrent re-registrations and heartbeats never cause it.",
     UriTooLong => "The path and query are over 4,096 bytes, the Functions host's own URL limit.",
     HeadersTooLarge => "The header block is over 32 KiB, or holds over 100 headers.",
+    MisdirectedHost => "Only where nobody is authenticated (standalone with no authentication configured: the dev loop, `REGISTRY_ALLOW_ANONYMOUS`): the `Host` header names another server than this listener (`localhost`, `127.0.0.1`, `[::1]` or the address it is bound on, with its port or none, or a `REGISTRY_ALLOWED_HOSTS` name), as a DNS-rebinding page's requests do (`field`: `Host`). Refused before routing; nothing was written.",
 }
 
 /// The URL and header limits apply to every route (`limits`), so every operation lists them.
@@ -172,6 +177,32 @@ impl Modify for RequestLimits {
                         .entry(status.to_owned())
                         .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
                 }
+            }
+        }
+    }
+}
+
+/// The `Host` check (`security::host`) stands in front of every route of an unauthenticated
+/// listener, before routing, so every operation lists its 421. `host` applies it again once its
+/// own routes are in the document.
+pub struct HostCheck;
+
+impl Modify for HostCheck {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("421".to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("MisdirectedHost")));
             }
         }
     }

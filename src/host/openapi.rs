@@ -23,6 +23,8 @@ use utoipa::{Modify, PartialSchema, ToSchema};
 pub fn document() -> Vec<u8> {
     let mut document = crate::api::openapi::api_routes();
     HostProtocol.modify(&mut document);
+    // The host's routes stand behind the same `Host` check as `/api` (standalone, unauthenticated).
+    crate::api::openapi::HostCheck.modify(&mut document);
     document
         .to_pretty_json()
         .expect("the OpenAPI document is plain data and always serialises")
@@ -310,6 +312,28 @@ mod tests {
         assert_eq!(schemes["bearer"]["scheme"], "bearer");
         let retry = &doc["components"]["responses"]["StorageUnavailable"]["headers"]["Retry-After"];
         assert_eq!(retry["schema"]["examples"][0], RETRY_AFTER_SECONDS);
+    }
+
+    #[test]
+    fn every_operation_lists_the_host_checks_421_with_the_json_error_body() {
+        let doc = doc();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                assert_eq!(
+                    operation["responses"]["421"]["$ref"], "#/components/responses/MisdirectedHost",
+                    "{method} {path}"
+                );
+                operations += 1;
+            }
+        }
+        assert!(operations > 10, "{operations}");
+        let response = &doc["components"]["responses"]["MisdirectedHost"];
+        assert_eq!(
+            response["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert!(response["description"].as_str().unwrap().contains("`Host`"));
     }
 
     #[test]
