@@ -186,6 +186,16 @@ async fn a_full_listing_is_read_a_page_at_a_time(size: Size, bound_mib: u64) {
         started.elapsed()
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        measured.log_lines < 100,
+        "{} log lines for one sync",
+        measured.log_lines
+    );
+    assert!(
+        measured.peak_mib < bound_mib,
+        "peak RSS {} MiB, bound {bound_mib} MiB",
+        measured.peak_mib
+    );
     assert_eq!(
         s.summaries(),
         [format!(
@@ -205,16 +215,6 @@ async fn a_full_listing_is_read_a_page_at_a_time(size: Size, bound_mib: u64) {
             expected.invalid,
             expected.malformed
         )]
-    );
-    assert!(
-        measured.log_lines < 100,
-        "{} log lines for one sync",
-        measured.log_lines
-    );
-    assert!(
-        measured.peak_mib < bound_mib,
-        "peak RSS {} MiB, bound {bound_mib} MiB",
-        measured.peak_mib
     );
     s.assert_clean();
 }
