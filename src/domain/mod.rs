@@ -7,6 +7,7 @@ mod balance;
 mod check;
 mod circuit;
 pub mod connector;
+pub mod consul;
 mod describes;
 mod eligibility;
 mod endpoint;

@@ -1,0 +1,16 @@
+//! The pure half of the Consul-compatible API: what a Consul client's query string, `filter`
+//! expression and register body mean, and which check status an instance shows. No I/O and no
+//! clock; the endpoints (`api::consul`) parse with these and answer from the store.
+//!
+//! - `query`: `ConsulQuery`, the query string of every read (blocking `index`/`wait`, `tag`,
+//!   `passing`, `node-meta`, `filter`, `?token=`, the consistency flags).
+//! - `status`: `CheckStatus` and the one mapping from recorded health to it; `/v1/health/state/<state>`.
+//!
+//! Sources followed are cited in each file's docs; where Consul's behaviour was unclear, the strict,
+//! documented choice was taken.
+
+mod query;
+mod status;
+
+pub use query::{ConsulQuery, DEFAULT_WAIT, MAX_WAIT};
+pub use status::{check_status, CheckStatus, HealthFacts, StateFilter};
