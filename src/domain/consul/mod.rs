@@ -4,13 +4,18 @@
 //!
 //! - `query`: `ConsulQuery`, the query string of every read (blocking `index`/`wait`, `tag`,
 //!   `passing`, `node-meta`, `filter`, `?token=`, the consistency flags).
+//! - `register`: `ConsulRegistration`, a register body (agent or catalog) read into the native
+//!   `Registration` plus its Consul-only parts (checks, `DeregisterCriticalServiceAfter`).
 //! - `status`: `CheckStatus` and the one mapping from recorded health to it; `/v1/health/state/<state>`.
 //!
 //! Sources followed are cited in each file's docs; where Consul's behaviour was unclear, the strict,
 //! documented choice was taken.
 
+mod duration;
 mod query;
+mod register;
 mod status;
 
 pub use query::{ConsulQuery, DEFAULT_WAIT, MAX_WAIT};
+pub use register::{ConsulCheck, ConsulCheckKind, ConsulDefaults, ConsulRegistration};
 pub use status::{check_status, CheckStatus, HealthFacts, StateFilter};
