@@ -13,6 +13,7 @@ mod cli;
 mod compression;
 mod connector_env;
 mod connector_env_rows;
+mod consul_auth;
 mod consul_reads;
 mod consul_writes;
 mod contention;
