@@ -26,7 +26,9 @@
 //! `catalog.register` sends; `silas/node-consul` `lib/utils.js`).
 
 use super::keys::{printable_key, Object};
-use super::names::CheckNames;
+use super::names::{
+    CheckNames, AGENT_KEYS, CATALOG_KEYS, DEFINITION_KEYS, DURATION_ALIASES, UNSUPPORTED_KINDS,
+};
 use crate::domain::consul::CheckStatus;
 use crate::domain::ValidationError;
 use std::time::Duration;
@@ -76,74 +78,6 @@ pub(super) struct ParsedCheck {
     pub timeout: Option<Duration>,
     pub names: &'static CheckNames,
 }
-
-/// Keys of a check definition the registry reads.
-const DEFINITION_KEYS: &[&str] = &[
-    "HTTP",
-    "TCP",
-    "TTL",
-    "Interval",
-    "Timeout",
-    "DeregisterCriticalServiceAfter",
-    "Method",
-    "Header",
-    "Body",
-    "TLSSkipVerify",
-    "TLSServerName",
-    "TCPUseTLS",
-    "DisableRedirects",
-    "OutputMaxSize",
-    "SuccessBeforePassing",
-    "FailuresBeforeWarning",
-    "FailuresBeforeCritical",
-];
-/// The Go client's spellings of a catalog definition's durations.
-const DURATION_ALIASES: &[&str] = &[
-    "IntervalDuration",
-    "TimeoutDuration",
-    "DeregisterCriticalServiceAfterDuration",
-];
-/// Keys of an agent check besides the definition's.
-const AGENT_KEYS: &[&str] = &["CheckID", "Name", "Notes", "Status", "ServiceID"];
-/// Keys of a catalog check (`structs.HealthCheck`) besides `Definition`.
-const CATALOG_KEYS: &[&str] = &[
-    "Node",
-    "CheckID",
-    "Name",
-    "Status",
-    "Notes",
-    "Output",
-    "ServiceID",
-    "ServiceName",
-    "ServiceTags",
-    "Type",
-    "Definition",
-    "Interval",
-    "Timeout",
-    "ExposedPort",
-    "Namespace",
-    "Partition",
-    "PeerName",
-    "CreateIndex",
-    "ModifyIndex",
-];
-/// Check kinds Consul knows and the registry cannot run.
-const UNSUPPORTED_KINDS: &[&str] = &[
-    "ScriptArgs",
-    "Args",
-    "Script",
-    "Shell",
-    "DockerContainerID",
-    "UDP",
-    "H2PING",
-    "H2PingUseTLS",
-    "OSService",
-    "AliasNode",
-    "AliasService",
-    "ProxyHTTP",
-    "ProxyGRPC",
-    "GRPCUseTLS",
-];
 
 const MIN_TTL: Duration = Duration::from_secs(5);
 const MAX_TTL: Duration = Duration::from_secs(86_400);
