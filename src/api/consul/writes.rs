@@ -19,7 +19,9 @@
 use super::agent::shared_id;
 use super::entry::Entry;
 use super::{consul, parse_query, AppState, ConsulApi};
-use crate::domain::consul::{CheckStatus, ConsulCheckKind, ConsulDefaults, ConsulRegistration};
+use crate::domain::consul::{
+    CheckStatus, CheckUpdate, ConsulCheckKind, ConsulDefaults, ConsulRegistration,
+};
 use crate::domain::InstanceKey;
 use crate::error::{ApiError, ApiResult};
 use crate::security::Caller;
@@ -272,15 +274,7 @@ pub async fn check_update(
     body: Body,
 ) -> ApiResult<()> {
     let json = super::super::read_json_body(body).await?;
-    let status = json
-        .as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("status")))
-        .map(|(_, v)| v)
-        .ok_or_else(|| ApiError::bad_request("Status", "Status is required"))?;
-    let status = status
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request("Status", "Status must be a string"))?;
-    let status = CheckStatus::parse("Status", status)?;
+    let status = CheckUpdate::parse(&json)?.status;
     check(state, caller, id, uri, status).await
 }
 
