@@ -100,7 +100,7 @@ async fn the_index_moves_on_visible_changes_only_and_never_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
     let h = Handler::start().await;
-    h.register_ok(&instance("a", "http://10.0.0.1:80", json!([])))
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;
 
@@ -134,7 +134,7 @@ async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!watcher.is_finished(), "held while nothing changed");
-    h.register_ok(&instance("a", "http://10.0.0.1:80", json!(["new"])))
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!(["new"])))
         .await;
     let (moved, body, waited) = watcher.await.unwrap();
     assert!(moved > seen);
@@ -148,7 +148,7 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
     let first = Handler::spawn(cfg.clone()).await;
     let second = Handler::spawn(cfg).await;
     first
-        .register_ok(&instance("a", "http://10.0.0.1:80", json!([])))
+        .register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&first, "/v1/catalog/services").await;
     let url = first.url(&format!("/v1/catalog/services?index={seen}&wait=60s"));
@@ -166,7 +166,7 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     second
-        .register_ok(&json!({"serviceName": "other", "endpoint": "http://10.0.0.2:80"}))
+        .register_ok(&json!({"serviceName": "other", "endpoint": "http://127.0.0.1:80"}))
         .await;
     // Within the read cache's TTL (2 s) and a re-check (at most 2 s), with room to spare.
     let (moved, body) = tokio::time::timeout(Duration::from_secs(20), watcher)
@@ -175,4 +175,37 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
         .unwrap();
     assert!(moved > seen, "{moved} > {seen}");
     assert!(body.get("other").is_some(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapse_moves_the_index_and_a_revival_moves_it_again() {
+    let h = Handler::start().await;
+    h.register_ok(&json!({
+        "serviceName": "brief", "instanceId": "a", "endpoint": "http://127.0.0.1:80", "ttlSeconds": 5
+    }))
+    .await;
+    let path = "/v1/health/service/brief";
+    let registered = index(&h, path).await;
+    // Lapsed after 5 s: its check turns critical, and the lapse counts in the index.
+    let lapsed = poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || async {
+            let r = h.request(Method::GET, path, None).await;
+            (r.json()[0]["Checks"][0]["Status"] == "critical")
+                .then(|| r.header("x-consul-index").unwrap().parse::<u64>().unwrap())
+        },
+    )
+    .await
+    .expect("the TTL lapsed");
+    assert!(lapsed > registered, "{lapsed} > {registered}");
+    // A heartbeat revives it: a change too, and the index does not drop back.
+    let r = h
+        .heartbeat(&json!({"serviceName": "brief", "instanceId": "a"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = h.request(Method::GET, path, None).await;
+    assert_ne!(r.json()[0]["Checks"][0]["Status"], "critical");
+    let revived: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    assert!(revived > lapsed, "{revived} > {lapsed}");
 }
