@@ -209,3 +209,69 @@ async fn a_lapse_moves_the_index_and_a_revival_moves_it_again() {
     let revived: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
     assert!(revived > lapsed, "{revived} > {lapsed}");
 }
+
+/// The handler's resident memory, from /proc (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_held_watchers_all_wake_on_one_change() {
+    const WATCHERS: usize = 1000;
+    let h = Handler::start().await;
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
+        .await;
+    let seen = index(&h, "/v1/health/service/idx").await;
+    let before = rss_kb(h.pid());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let url = h.url(&format!("/v1/health/service/idx?index={seen}&wait=60s"));
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                let index: u64 = r.headers()["x-consul-index"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                (index, Instant::now())
+            })
+        })
+        .collect();
+    // Every watcher is held (none answered) once the requests have all arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        watchers.iter().all(|w| !w.is_finished()),
+        "held while nothing changed"
+    );
+    let held = rss_kb(h.pid());
+    let changed_at = Instant::now();
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!(["woke"])))
+        .await;
+    let mut slowest = Duration::ZERO;
+    for w in watchers {
+        let (index, at) = tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("every watcher woke")
+            .unwrap();
+        assert!(index > seen);
+        slowest = slowest.max(at.saturating_duration_since(changed_at));
+    }
+    println!(
+        "{WATCHERS} held watchers: handler RSS {before} kB before, {held} kB held ({:.1} kB per watcher); the last woke {} ms after the change",
+        (held.saturating_sub(before)) as f64 / WATCHERS as f64,
+        slowest.as_millis()
+    );
+    assert!(slowest < Duration::from_secs(10), "woke after {slowest:?}");
+}
