@@ -275,3 +275,37 @@ async fn a_thousand_held_watchers_all_wake_on_one_change() {
     );
     assert!(slowest < Duration::from_secs(10), "woke after {slowest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_watchers_cost_no_storage_reads_of_their_own() {
+    const WATCHERS: usize = 200;
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    let h = Handler::behind(&proxy, &[]).await;
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
+        .await;
+    let seen = index(&h, "/v1/health/service/idx").await;
+    let from = proxy.requests().len();
+    let url = h.url(&format!("/v1/health/service/idx?index={seen}&wait=5s"));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for w in watchers {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    // About 5 s of holds: the snapshot's three cached reads (registry, health, watermarks)
+    // refreshed once per cache TTL (2 s) at most, whatever the number of watchers.
+    let reads = proxy.since(from);
+    println!(
+        "{WATCHERS} watchers held 5 s: {} storage requests",
+        reads.len()
+    );
+    assert!(
+        reads.len() <= 3 * 5,
+        "{} storage requests: {reads:?}",
+        reads.len()
+    );
+}
