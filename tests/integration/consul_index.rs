@@ -296,15 +296,16 @@ async fn held_watchers_cost_no_storage_reads_of_their_own() {
     for w in watchers {
         assert_eq!(w.await.unwrap(), 200);
     }
-    // About 5 s of holds: the snapshot's three cached reads (registry, health, watermarks)
-    // refreshed once per cache TTL (2 s) at most, whatever the number of watchers.
+    // About 5 s of holds (plus jitter): the snapshot's three cached reads (registry, health,
+    // watermarks), each refreshed ahead at most once per half TTL (1 s), whatever the number of
+    // watchers: 200 watchers re-checking every 1-2 s would otherwise be hundreds.
     let reads = proxy.since(from);
     println!(
         "{WATCHERS} watchers held 5 s: {} storage requests",
         reads.len()
     );
     assert!(
-        reads.len() <= 3 * 5,
+        reads.len() <= 3 * 7,
         "{} storage requests: {reads:?}",
         reads.len()
     );
