@@ -248,3 +248,31 @@ async fn kv_is_a_blocking_404_with_an_index() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_recipe_wrote_counts_from_its_storage_timestamp() {
+    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let now = iso(chrono::Utc::now());
+    h.tables()
+        .upsert(
+            &h.registry_table,
+            &json!({
+                "PartitionKey": "api", "RowKey": "node-api", "serviceName": "node-api",
+                "endpoint": "http://127.0.0.1:8080", "healthEndpoint": "http://127.0.0.1:8080",
+                "serviceType": "api", "version": "1.0.0", "tags": "[]", "metadata": "{}",
+                "registeredAt": now, "lastHeartbeat": now
+            }),
+        )
+        .await;
+    let row = h
+        .tables()
+        .row(&h.registry_table, "api", "node-api")
+        .await
+        .unwrap();
+    let stamp = parse_iso(row["Timestamp"].as_str().unwrap());
+    let micros = u64::try_from(stamp.timestamp_micros()).unwrap();
+    let (v, index) = consul_ok(&get(&h, "/v1/health/service/node-api").await);
+    assert_eq!(index, micros, "no revision: storage's Timestamp");
+    assert_eq!(v[0]["Service"]["ID"], "node-api");
+    assert_eq!(v[0]["Service"]["Port"], 8080);
+}
