@@ -77,6 +77,7 @@ impl Application {
             prober,
             sweep_job,
             Security::new(&settings.security),
+            settings.consul.clone(),
             host::openapi_document,
         );
         Ok(Application {

@@ -41,6 +41,8 @@ struct Due<'a> {
     prior: Option<CircuitState>,
     last_checked: Option<DateTime<Utc>>,
     previous_ewma: Option<f64>,
+    /// The prior row's `statusRevision`, carried over while the status holds.
+    status_revision: Option<u64>,
 }
 
 /// One sweep, start to finish, as its phases: read, plan, probe and record, delete what is gone.
@@ -109,13 +111,15 @@ fn plan<'a>(
             invalid_rows += 1;
             continue;
         }
-        if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace) {
-            long_expired.push(service);
-            continue;
-        }
         let record = previous
             .get(&service.partition_key, &service.row_key)
             .filter(|h| h.describes(service));
+        if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace)
+            || critical_too_long(service, record, sweep_time)
+        {
+            long_expired.push(service);
+            continue;
+        }
         let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
             due.push(Due {
@@ -124,6 +128,7 @@ fn plan<'a>(
                 last_checked: record.and_then(HealthRecord::last_checked_at),
                 previous_ewma: record
                     .and_then(|r| r.response_time_ewma.or(r.response_time.map(|ms| ms as f64))),
+                status_revision: record.and_then(|r| r.status_revision),
             });
         } else {
             skipped += 1;
@@ -329,6 +334,13 @@ async fn probe_one(
         open_trials: Some(state.open_trials),
         next_probe_at: state.next_probe_at,
         checked_by: Some(recording.checked_by.to_owned()),
+        // A change of status is a change Consul's clients see: the store writes a new revision.
+        // A probe that only moves the latency or the counts keeps the one the row had.
+        status_revision: match due.prior.as_ref() {
+            Some(prior) if prior.status == state.status => due.status_revision,
+            _ => None,
+        },
+        timestamp: None,
         etag: None,
         response_time_ewma: Some(match due.previous_ewma {
             Some(previous) => EWMA_ALPHA * response_ms + (1.0 - EWMA_ALPHA) * previous,
@@ -362,6 +374,28 @@ async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreE
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
     })
+}
+
+/// True when a Consul registration's `DeregisterCriticalServiceAfter` has run out: its checks
+/// have been critical (a lapsed TTL, an unhealthy verdict) for longer.
+fn critical_too_long(
+    service: &ServiceRecord,
+    health: Option<&HealthRecord>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(after) = service.consul.deregister_critical_after else {
+        return false;
+    };
+    let unhealthy_since = health.filter(|h| !h.is_healthy()).and_then(|h| {
+        h.last_transition
+            .as_ref()
+            .and_then(crate::store::Stored::value)
+    });
+    crate::domain::critical_too_long(
+        service.critical_since(unhealthy_since, now),
+        Some(Duration::from_secs(u64::from(after))),
+        now,
+    )
 }
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.
