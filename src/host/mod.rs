@@ -97,10 +97,13 @@ pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
     );
     for (function, route) in HTTP_FUNCTIONS {
         let api = api.clone();
+        // The whole-server guard sees `/ConsulApi`, not `/v1/...`: the envelope asks it itself.
+        let security = (route == CONSUL_ROUTE).then(|| state.security.clone());
         router = router.route(
             &format!("/{function}"),
             post(move |headers: HeaderMap, body: Body| {
-                http_invocation(api, function, route, headers, body)
+                let refusal = security.and_then(|s| s.consul_refusal());
+                http_invocation(api, function, route, refusal, headers, body)
             })
             .fallback(wrong_method),
         );
@@ -158,6 +161,7 @@ async fn http_invocation(
     api: Router,
     function: &'static str,
     route: &'static str,
+    refusal: Option<ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -165,7 +169,8 @@ async fn http_invocation(
         .await
         .and_then(|body| parse_envelope(&body))
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
-        .and_then(|request| request.into_http_request(route));
+        .and_then(|request| request.into_http_request(route))
+        .and_then(|request| refusal.map_or(Ok(request), Err));
     let (response, counts) = counting_invocation(async {
         match request {
             Ok(request) => match api.oneshot(request).await {

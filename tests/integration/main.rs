@@ -23,6 +23,7 @@ mod entra;
 mod envelopes;
 mod health_checks;
 mod health_monitor;
+mod host_routing;
 mod instances;
 mod interop;
 mod invocation_logs;

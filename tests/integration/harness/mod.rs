@@ -7,6 +7,9 @@
 //! - `requests`: what a test sends it, as `Handler` methods (`h.register(..)`, `h.heartbeat(..)`,
 //!   `h.deregister(..)`, `h.sweep()`, `h.sweep_report()`, `h.call(..)` with a key, ...);
 //! - `envelopes`: the host's invocation envelopes (HTTP trigger, timer);
+//! - `host_routes` (the host's routing by host.json and function.json) and `host_front` (the host's
+//!   front door on a port of its own: routing, function keys, forwarding or envelopes), for clients
+//!   that call the function app's public URLs;
 //! - `responses`: answers as tests read them, the shared error body and the sweep's report
 //!   (`sweep_report`, the one way to read a sweep);
 //! - `wire`: the API's bodies as tests write them and check their shape (discovery's items);
@@ -38,6 +41,8 @@ mod connector_env;
 mod counting_proxy;
 mod envelopes;
 mod handler;
+mod host_front;
+mod host_routes;
 mod node;
 mod requests;
 mod responses;
@@ -60,6 +65,8 @@ pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
+pub use host_front::{rebuilt_query, Delivery, HostFront};
+pub use host_routes::{HostRoutes, Trigger};
 pub use node::{node_package, run_node};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};
