@@ -13,6 +13,7 @@ mod cli;
 mod compression;
 mod connector_env;
 mod connector_env_rows;
+mod consul_clients;
 mod contention;
 mod cors;
 mod dashboard;

@@ -19,6 +19,7 @@
 //! - `targets` (local probe targets and a closed port), `wait` (polling and waiting for stored
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
+//! - `consul_client`: real Consul client libraries (py-consul, node-consul) as child processes;
 //! - `connector_env`: Service Connector's variables and the rows self-registration writes;
 //! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager), `entra`
 //!   (a Microsoft Entra tenant), `identity` (a managed identity's token service and Azurite in
@@ -38,6 +39,7 @@ mod azurite;
 mod child_env;
 mod cli;
 mod connector_env;
+mod consul_client;
 mod counting_proxy;
 mod envelopes;
 mod handler;
@@ -60,6 +62,7 @@ pub use azurite::{connection_string_for_port, Azurite};
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
+pub use consul_client::{index_of, ConsulClient, Library};
 pub use counting_proxy::CountingProxy;
 pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope};
 pub use handler::{
