@@ -14,6 +14,7 @@
 
 mod arm_sync;
 mod connector;
+mod consul;
 mod environment;
 mod error;
 mod health;
@@ -29,6 +30,7 @@ mod telemetry;
 
 pub use arm_sync::{AppId, ArmSyncSettings, SyncSource};
 pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
+pub use consul::{ConsulSettings, UncheckedStatus};
 use environment::Environment;
 pub use error::ConfigError;
 pub use health::{HealthSettings, ProbeGuardSettings, ProbeSettings, SweepSettings};
@@ -58,6 +60,8 @@ pub struct Settings {
     pub arm_sync: Option<ArmSyncSettings>,
     /// Service Connector self-registration (`connector.rs`).
     pub connector: ConnectorSettings,
+    /// The Consul-compatible API (`consul.rs`).
+    pub consul: ConsulSettings,
     /// Things the operator must hear about that do not stop start-up; logged once telemetry is up.
     pub notices: Vec<&'static str>,
 }
@@ -92,6 +96,7 @@ impl Settings {
             health.sweep.lease_ttl += sync.deadline;
         }
         let connector = connector::settings(&env)?;
+        let consul = consul::settings(&env)?;
         let notices = identity::notices(&env, &storage.source);
         Ok(Settings {
             telemetry: telemetry::settings(&env),
@@ -102,6 +107,7 @@ impl Settings {
             metrics,
             arm_sync,
             connector,
+            consul,
             notices,
         })
     }

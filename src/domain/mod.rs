@@ -7,6 +7,7 @@ mod balance;
 mod check;
 mod circuit;
 pub mod connector;
+pub mod consul;
 mod describes;
 mod eligibility;
 mod endpoint;
@@ -17,6 +18,7 @@ mod keys;
 mod query;
 mod registration;
 mod resolve_query;
+mod revision;
 
 pub use access::{Grants, Role, Scope};
 pub use balance::{choose, Candidate};
@@ -31,6 +33,7 @@ pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
 pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection};
 pub use registration::{Registration, DEFAULT_WEIGHT};
 pub use resolve_query::{ResolveQuery, ServiceSelection};
+pub use revision::{index_of, micros, next_revision, row_revision, RevisionClock};
 
 /// An input the caller got wrong: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

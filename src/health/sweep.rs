@@ -41,6 +41,8 @@ struct Due<'a> {
     prior: Option<CircuitState>,
     last_checked: Option<DateTime<Utc>>,
     previous_ewma: Option<f64>,
+    /// The prior row's `statusRevision`, carried over while the status holds.
+    status_revision: Option<u64>,
 }
 
 /// One sweep, start to finish, as its phases: read, plan, probe and record, delete what is gone.
@@ -124,6 +126,7 @@ fn plan<'a>(
                 last_checked: record.and_then(HealthRecord::last_checked_at),
                 previous_ewma: record
                     .and_then(|r| r.response_time_ewma.or(r.response_time.map(|ms| ms as f64))),
+                status_revision: record.and_then(|r| r.status_revision),
             });
         } else {
             skipped += 1;
@@ -329,6 +332,13 @@ async fn probe_one(
         open_trials: Some(state.open_trials),
         next_probe_at: state.next_probe_at,
         checked_by: Some(recording.checked_by.to_owned()),
+        // A change of status is a change Consul's clients see: the store writes a new revision.
+        // A probe that only moves the latency or the counts keeps the one the row had.
+        status_revision: match due.prior.as_ref() {
+            Some(prior) if prior.status == state.status => due.status_revision,
+            _ => None,
+        },
+        timestamp: None,
         etag: None,
         response_time_ewma: Some(match due.previous_ewma {
             Some(previous) => EWMA_ALPHA * response_ms + (1.0 - EWMA_ALPHA) * previous,

@@ -1,6 +1,7 @@
 //! The sweep's writes: health rows in entity-group transactions, one request per 100 rows of a
 //! partition instead of one per row, a few transactions at a time.
 
+use super::properties::put_int64;
 use super::{HealthRecord, Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -52,8 +53,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut transaction = self.health.partition_key_client(partition).transaction();
         for record in chunk {
-            transaction =
-                transaction.insert_or_replace(record.row_key.as_str(), record.to_entity())?;
+            let mut entity = record.to_entity();
+            if record.status_revision.is_none() {
+                // A change of status: a new revision, taken as it is written (docs/consul.md).
+                let revision = self.clock.next(chrono::Utc::now());
+                if let Some(entity) = entity.as_object_mut() {
+                    put_int64(entity, "statusRevision", revision);
+                }
+            }
+            transaction = transaction.insert_or_replace(record.row_key.as_str(), entity)?;
         }
         let response = transaction.await?;
         let failed = response

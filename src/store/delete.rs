@@ -33,6 +33,9 @@ impl Store {
             .await;
         self.known.gone(key.partition_key(), &key.row_key());
         self.forget_reads();
+        if let Ok(true) = result {
+            self.mark_removed([key.service_name.as_str()]).await;
+        }
         result
     }
 
@@ -46,6 +49,7 @@ impl Store {
         let deletes: Vec<_> = rows
             .iter()
             .map(|row| {
+                self.observe_revision(row.revision_or_timestamp());
                 self.within_budget(async move {
                     let etag = row.etag.as_deref();
                     let gone = self
@@ -56,11 +60,18 @@ impl Store {
                         self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
                             .await?;
                     }
-                    Ok(gone)
+                    Ok(gone.then_some(row.service_name.as_str()))
                 })
             })
             .collect();
-        self.run_deletes(deletes).await
+        let removed: Result<Vec<Option<&str>>, StoreError> = futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect()
+            .await;
+        self.forget_reads();
+        let removed: Vec<&str> = removed?.into_iter().flatten().collect();
+        self.mark_removed(removed.iter().copied()).await;
+        Ok(removed.len())
     }
 
     /// Deletes health rows whose registration is gone, each only if unchanged since it was read.

@@ -27,6 +27,8 @@
 //! - `lease`: the sweep lease standalone replicas share;
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
+//! - `watermarks`: the rows that keep a Consul index from going backwards when registrations
+//!   are removed;
 //! - `cache`: the short-lived read cache; `heartbeats`: this process's heartbeats, kept beside it
 //!   rather than invalidating it, and the rule that lays them over cached rows;
 //!   `connection`: configured storage to a Tables client, over `transport`, which caps the
@@ -52,6 +54,7 @@ mod records;
 mod register;
 mod sweeps;
 mod transport;
+mod watermarks;
 
 pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
 pub use error::StoreError;
@@ -59,10 +62,12 @@ pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, Recorde
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};
-pub use records::{HealthRecord, ServiceRecord};
+pub use records::{ConsulFields, HealthRecord, ServiceRecord};
 pub use sweeps::SweepRecord;
+pub use watermarks::Watermarks;
 
 use crate::configuration::{ConfigError, StorageSettings};
+use crate::domain::RevisionClock;
 use azure_core::StatusCode;
 use azure_data_tables::prelude::{TableClient, TableServiceClient};
 use cache::Generation;
@@ -99,6 +104,9 @@ pub struct Store {
     cache_ttl: Duration,
     services_cache: Arc<ReadCache<Vec<ServiceRecord>, StoreError>>,
     health_cache: Arc<ReadCache<HealthByKey, StoreError>>,
+    watermarks_cache: Arc<ReadCache<Watermarks, StoreError>>,
+    /// The hybrid clock new revisions come from (`domain::revision`).
+    clock: Arc<RevisionClock>,
 }
 
 impl Store {
@@ -120,6 +128,8 @@ impl Store {
             budget: settings.timeout,
             services_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
             health_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
+            watermarks_cache: Arc::new(ReadCache::new(cache_ttl, writes.clone())),
+            clock: Arc::default(),
             heartbeats: Arc::new(RecentHeartbeats::new(cache_ttl)),
             cache_ttl,
             writes,
@@ -181,6 +191,12 @@ impl Store {
         }
         self.tables_ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Records revisions (or storage stamps) read elsewhere, so the revisions this process writes
+    /// next are above them.
+    pub fn observe_revision(&self, revision: u64) {
+        self.clock.observe(revision);
     }
 
     /// Every write calls this: this process must never serve a read older than its own write.

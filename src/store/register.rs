@@ -25,7 +25,7 @@
 //! registration's read and its write leave the older `registeredAt` (a window of one round trip).
 
 use super::error::{is_row_missing, is_status};
-use super::{JsonText, ServiceRecord, Store, StoreError, Stored};
+use super::{ConsulFields, JsonText, ServiceRecord, Store, StoreError, Stored};
 use crate::domain::{InstanceKey, Registration};
 use azure_core::StatusCode;
 use azure_data_tables::IfMatchCondition;
@@ -43,8 +43,23 @@ impl Store {
     /// Upserts a registration. An existing row keeps its `registeredAt`, every other property is
     /// replaced (see the module comment for why without an ETag condition).
     pub async fn register(&self, registration: &Registration, now: &str) -> Result<(), StoreError> {
+        self.register_with(registration, &ConsulFields::default(), now)
+            .await
+    }
+
+    /// `register`, with the properties a registration through the Consul API adds.
+    ///
+    /// The row's `revision` (docs/consul.md, "The index"): a new row gets a new one; a row that
+    /// exists keeps the one it had when nothing Consul's clients see changed (`same_content`) and it
+    /// had not lapsed, and gets a new one otherwise. `createRevision` is set once, at creation.
+    pub async fn register_with(
+        &self,
+        registration: &Registration,
+        consul: &ConsulFields,
+        now: &str,
+    ) -> Result<(), StoreError> {
         let result = self
-            .within_budget(self.register_unbounded(registration, now))
+            .within_budget(self.register_unbounded(registration, consul, now))
             .await;
         self.forget_reads();
         result
@@ -53,6 +68,7 @@ impl Store {
     async fn register_unbounded(
         &self,
         registration: &Registration,
+        consul: &ConsulFields,
         now: &str,
     ) -> Result<(), StoreError> {
         let key = &registration.key;
@@ -74,8 +90,13 @@ impl Store {
             ttl_seconds: registration.ttl_seconds.map(i64::from),
             weight: registration.weight,
             health_check: registration.health_check.clone(),
+            consul: consul.clone(),
+            revision: None,
+            create_revision: None,
+            timestamp: None,
             etag: None,
         };
+        let now_at = now.value().unwrap_or_else(chrono::Utc::now);
 
         let mut exists = self.known.contains(partition_key, &row_key);
         for attempt in 0..REGISTER_ATTEMPTS {
@@ -85,16 +106,33 @@ impl Store {
             }
             let mut inserted_this_round = false;
             if !exists {
-                record.registered_at = Some(now.clone());
+                self.as_new(&mut record, &now, now_at);
                 if self.insert(&record).await? {
                     break;
                 }
                 inserted_this_round = true;
             }
-            match self.read_registered_at(key).await? {
-                Some(registered_at) => {
+            match self.read_row(key).await? {
+                Some(stored) => {
                     // Kept as stored, even text this handler cannot read as a time.
-                    record.registered_at = registered_at.or_else(|| Some(now.clone()));
+                    record.registered_at =
+                        stored.registered_at.clone().or_else(|| Some(now.clone()));
+                    self.observe_revision(stored.revision_or_timestamp());
+                    let keep = stored
+                        .revision
+                        .filter(|_| stored.same_content(&record) && !stored.is_expired(now_at));
+                    let revision = keep.unwrap_or_else(|| self.clock.next(now_at));
+                    record.revision = Some(revision);
+                    record.create_revision = stored
+                        .create_revision
+                        .or_else(|| {
+                            stored
+                                .registered_at
+                                .as_ref()
+                                .and_then(Stored::value)
+                                .map(crate::domain::micros)
+                        })
+                        .or(Some(revision));
                     if self.replace(&record).await? {
                         break;
                     }
@@ -103,7 +141,7 @@ impl Store {
                 }
                 // The hint was wrong (deleted elsewhere): insert now, in the same round.
                 None if !inserted_this_round => {
-                    record.registered_at = Some(now.clone());
+                    self.as_new(&mut record, &now, now_at);
                     if self.insert(&record).await? {
                         break;
                     }
@@ -125,6 +163,20 @@ impl Store {
         Ok(())
     }
 
+    /// Makes `record` a first registration: registered now, with a new revision that is also its
+    /// creation's.
+    fn as_new(
+        &self,
+        record: &mut ServiceRecord,
+        now: &Stored<chrono::DateTime<chrono::Utc>>,
+        now_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let revision = self.clock.next(now_at);
+        record.registered_at = Some(now.clone());
+        record.revision = Some(revision);
+        record.create_revision = Some(revision);
+    }
+
     /// Inserts a new row: `false` when one is already there (409).
     async fn insert(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
         let entity = record.to_entity();
@@ -143,20 +195,15 @@ impl Store {
         }
     }
 
-    /// The row's `registeredAt` as stored (`Some(None)`: a row without one); `None`: no row.
-    async fn read_registered_at(
-        &self,
-        key: &InstanceKey,
-    ) -> Result<Option<Option<Stored<chrono::DateTime<chrono::Utc>>>>, StoreError> {
+    /// The row as stored; `None`: no row.
+    async fn read_row(&self, key: &InstanceKey) -> Result<Option<ServiceRecord>, StoreError> {
         let entity_client = self
             .registry
             .partition_key_client(key.partition_key())
             .entity_client(key.row_key());
         self.with_tables(|| async {
             match entity_client.get::<Map<String, Value>>().await {
-                Ok(found) => Ok(Some(
-                    ServiceRecord::from_entity(&found.entity).registered_at,
-                )),
+                Ok(found) => Ok(Some(ServiceRecord::from_entity(&found.entity))),
                 Err(e) if is_row_missing(&e) => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -190,9 +237,45 @@ impl Store {
     /// Moves `lastHeartbeat` of an existing row and nothing else (a merge, so every other property,
     /// including ones this version does not know, stays). `false`: no such row, and none was created.
     pub async fn heartbeat(&self, key: &InstanceKey, now: &str) -> Result<bool, StoreError> {
+        self.beat(key, now, None, false).await
+    }
+
+    /// A heartbeat that may also change what Consul's clients see: `check_status` sets the row's
+    /// `checkStatus` (a TTL check's pass, warn or fail), and `new_revision` writes a new `revision`
+    /// with it (the status changed, or the row had lapsed and this heartbeat revives it).
+    pub async fn check_update(
+        &self,
+        key: &InstanceKey,
+        now: &str,
+        check_status: Option<&str>,
+        new_revision: bool,
+    ) -> Result<bool, StoreError> {
+        self.beat(key, now, check_status, new_revision).await
+    }
+
+    async fn beat(
+        &self,
+        key: &InstanceKey,
+        now: &str,
+        check_status: Option<&str>,
+        new_revision: bool,
+    ) -> Result<bool, StoreError> {
+        let revision = new_revision.then(|| {
+            self.clock
+                .next(crate::parse_iso(now).unwrap_or_else(chrono::Utc::now))
+        });
+        let visible = revision.is_some() || check_status.is_some();
         let result = self
             .within_budget(self.with_tables(|| async {
-                let entity = ServiceRecord::heartbeat_entity(key, now);
+                let mut entity = ServiceRecord::heartbeat_entity(key, now);
+                if let Some(map) = entity.as_object_mut() {
+                    if let Some(status) = check_status {
+                        map.insert("checkStatus".into(), status.into());
+                    }
+                    if let Some(revision) = revision {
+                        super::properties::put_int64(map, "revision", revision);
+                    }
+                }
                 let merge = self
                     .registry
                     .partition_key_client(key.partition_key())
@@ -207,6 +290,10 @@ impl Store {
             .await;
         let (partition_key, row_key) = (key.partition_key(), key.row_key());
         match result {
+            Ok(true) if visible => {
+                self.known.exists(partition_key, &row_key);
+                self.forget_reads();
+            }
             Ok(true) => {
                 self.known.exists(partition_key, &row_key);
                 // Not `forget_reads`: only `lastHeartbeat` moved, and readers see it here.

@@ -17,7 +17,7 @@
 mod service;
 mod status;
 
-pub use service::ServiceRecord;
+pub use service::{ConsulFields, ServiceRecord};
 pub use status::{HealthByKey, HealthRecord};
 
 /// The bytes of a cached row's texts, for its cache weight.

@@ -4,7 +4,7 @@
 use super::text_weight;
 use crate::domain::{HealthCheck, InstanceKey, DEFAULT_WEIGHT};
 use crate::store::properties::{
-    count, integer, json_text, put_int32, stored, string, JsonText, Stored,
+    count, integer, json_text, put_int32, put_int64, stored, string, JsonText, Stored,
 };
 use crate::store::Cacheable;
 use chrono::{DateTime, Utc};
@@ -31,8 +31,36 @@ pub struct ServiceRecord {
     pub ttl_seconds: Option<i64>,
     pub weight: Option<u32>,
     pub health_check: Option<HealthCheck>,
+    /// What the Consul-compatible API adds (absent on rows it did not write).
+    pub consul: ConsulFields,
+    /// `revision` (Int64): when a Consul-visible part of the row last changed (`domain::revision`);
+    /// absent on rows other clients wrote, which count from their `Timestamp` instead.
+    pub revision: Option<u64>,
+    /// `createRevision` (Int64): the revision of the row's first registration.
+    pub create_revision: Option<u64>,
+    /// Storage's own `Timestamp` as read; never written.
+    pub timestamp: Option<DateTime<Utc>>,
     /// The row's version as read (`odata.etag`), for conditional deletes; never written.
     pub etag: Option<String>,
+}
+
+/// The properties only a registration through the Consul API writes, each only when it has one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsulFields {
+    /// `consulChecks`: the checks as Consul clients named them (JSON text; the API's own shape).
+    pub checks: Option<JsonText>,
+    /// `deregisterCriticalAfter` (Int32 seconds): remove the registration once its check has been
+    /// critical this long.
+    pub deregister_critical_after: Option<u32>,
+    /// `checkStatus`: the status a check update (`/v1/agent/check/warn|fail|update`) or the
+    /// register body's `Check.Status` set, until the next one.
+    pub check_status: Option<String>,
+}
+
+impl ConsulFields {
+    pub fn is_empty(&self) -> bool {
+        *self == ConsulFields::default()
+    }
 }
 
 impl ServiceRecord {
@@ -57,6 +85,18 @@ impl ServiceRecord {
             health_check: string(entity, "healthCheck")
                 .as_deref()
                 .and_then(HealthCheck::from_stored),
+            consul: ConsulFields {
+                checks: entity
+                    .contains_key("consulChecks")
+                    .then(|| json_text(entity, "consulChecks", json!([]))),
+                deregister_critical_after: count(entity, "deregisterCriticalAfter"),
+                check_status: string(entity, "checkStatus"),
+            },
+            revision: integer(entity, "revision").and_then(|n| u64::try_from(n).ok()),
+            create_revision: integer(entity, "createRevision").and_then(|n| u64::try_from(n).ok()),
+            timestamp: string(entity, "Timestamp")
+                .as_deref()
+                .and_then(crate::parse_iso),
             etag: string(entity, "odata.etag"),
             endpoint,
             partition_key,
@@ -67,6 +107,29 @@ impl ServiceRecord {
     /// The row's keys, if they are keys this handler can safely address (see `InstanceKey`).
     pub fn key(&self) -> Option<InstanceKey> {
         InstanceKey::from_stored(&self.partition_key, &self.row_key).ok()
+    }
+
+    /// The row's revision: as written, else storage's `Timestamp` (a row the recipe's registrar
+    /// wrote moves with every write it makes, heartbeats included), else 1.
+    pub fn revision_or_timestamp(&self) -> u64 {
+        self.revision
+            .or_else(|| self.timestamp.map(crate::domain::micros))
+            .unwrap_or(1)
+    }
+
+    /// Whether `other` shows Consul's clients the same registration: everything but the times,
+    /// revisions and storage's own stamps.
+    pub fn same_content(&self, other: &ServiceRecord) -> bool {
+        let bare = |r: &ServiceRecord| ServiceRecord {
+            registered_at: None,
+            last_heartbeat: None,
+            revision: None,
+            create_revision: None,
+            timestamp: None,
+            etag: None,
+            ..r.clone()
+        };
+        bare(self) == bare(other)
     }
 
     pub fn weight_or_default(&self) -> u32 {
@@ -122,6 +185,21 @@ impl ServiceRecord {
         if let Some(check) = &self.health_check {
             extra.insert("healthCheck".into(), check.to_json().to_string().into());
         }
+        if let Some(checks) = &self.consul.checks {
+            extra.insert("consulChecks".into(), checks.text().into());
+        }
+        if let Some(after) = self.consul.deregister_critical_after {
+            put_int32(extra, "deregisterCriticalAfter", i64::from(after));
+        }
+        if let Some(status) = &self.consul.check_status {
+            extra.insert("checkStatus".into(), status.clone().into());
+        }
+        if let Some(revision) = self.revision {
+            put_int64(extra, "revision", revision);
+        }
+        if let Some(revision) = self.create_revision {
+            put_int64(extra, "createRevision", revision);
+        }
         entity
     }
 }
@@ -170,8 +248,44 @@ mod tests {
         assert_eq!(r.metadata.value(), json!({"port": 443}));
         assert_eq!(r.health_endpoint, "https://x/h");
         assert_eq!(r.etag.as_deref(), Some("W/\"x\""));
+        assert_eq!(r.revision_or_timestamp(), 1_767_225_600_000_000);
         let written = ServiceRecord::from_entity(r.to_entity().as_object().unwrap());
-        assert_eq!(written, ServiceRecord { etag: None, ..r });
+        assert_eq!(
+            written,
+            ServiceRecord {
+                etag: None,
+                timestamp: None,
+                ..r
+            }
+        );
+    }
+
+    #[test]
+    fn revisions_and_consul_fields_round_trip_as_typed_properties() {
+        let mut r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
+        })));
+        assert_eq!((r.revision, r.consul.is_empty()), (None, true));
+        r.revision = Some(1_765_000_000_000_123);
+        r.create_revision = Some(1_765_000_000_000_001);
+        r.consul = ConsulFields {
+            checks: Some(JsonText::of(&json!([{"id": "service:r"}]))),
+            deregister_critical_after: Some(60),
+            check_status: Some("warning".into()),
+        };
+        let entity = r.to_entity();
+        assert_eq!(entity["revision@odata.type"], "Edm.Int64");
+        assert_eq!(entity["revision"], "1765000000000123");
+        assert_eq!(entity["deregisterCriticalAfter@odata.type"], "Edm.Int32");
+        let back = ServiceRecord::from_entity(entity.as_object().unwrap());
+        assert_eq!(back, r);
+        assert!(back.same_content(&r));
+        let mut moved = back.clone();
+        moved.revision = Some(9);
+        moved.last_heartbeat = None;
+        assert!(moved.same_content(&r));
+        moved.consul.check_status = None;
+        assert!(!moved.same_content(&r));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use super::text_weight;
 use super::ServiceRecord;
 use crate::domain::{verdict_describes_registration, Circuit, CircuitState, HealthState};
 use crate::store::properties::{
-    count, decoded, integer, number, put_double, put_int32, put_spelled, put_text, stored, string,
-    Stored,
+    count, decoded, integer, number, put_double, put_int32, put_int64, put_spelled, put_text,
+    stored, string, Stored,
 };
 use crate::store::Cacheable;
 use chrono::{DateTime, Utc};
@@ -37,6 +37,12 @@ pub struct HealthRecord {
     /// Exponentially weighted moving average of `responseTime` (ms, a Double): what the resolver
     /// prefers fast instances by.
     pub response_time_ewma: Option<f64>,
+    /// `statusRevision` (Int64): when `status` last changed, as a revision (`domain::revision`).
+    /// The sweep carries it over while the status holds; `None` on a row to write asks the store
+    /// for a new one.
+    pub status_revision: Option<u64>,
+    /// Storage's own `Timestamp` as read; never written.
+    pub timestamp: Option<DateTime<Utc>>,
     /// The row's version as read (`odata.etag`), for conditional deletes; never written.
     pub etag: Option<String>,
 }
@@ -63,8 +69,20 @@ impl HealthRecord {
             next_probe_at: decoded(entity, "nextProbeAt"),
             checked_by: string(entity, "checkedBy"),
             response_time_ewma: number(entity, "responseTimeEwma"),
+            status_revision: integer(entity, "statusRevision").and_then(|n| u64::try_from(n).ok()),
+            timestamp: string(entity, "Timestamp")
+                .as_deref()
+                .and_then(crate::parse_iso),
             etag: string(entity, "odata.etag"),
         }
+    }
+
+    /// What the row adds to an index: its `statusRevision`, else storage's `Timestamp` (a row the
+    /// recipe's monitor wrote), else nothing.
+    pub fn revision_or_timestamp(&self) -> u64 {
+        self.status_revision
+            .or_else(|| self.timestamp.map(crate::domain::micros))
+            .unwrap_or(0)
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -140,6 +158,9 @@ impl HealthRecord {
         }
         if let Some(who) = &self.checked_by {
             put_text(extra, "checkedBy", who);
+        }
+        if let Some(revision) = self.status_revision {
+            put_int64(extra, "statusRevision", revision);
         }
         // A tenth of a millisecond is all the ranking needs; `+ 0.0` turns -0 into 0.
         if let Some(ewma) = self.response_time_ewma.filter(|f| f.is_finite()) {
@@ -339,9 +360,12 @@ mod tests {
             next_probe_at: Some(t("2026-11-25T05:15:00.000Z")),
             checked_by: Some("host-1".into()),
             response_time_ewma: Some(12.0),
+            status_revision: Some(1_764_046_800_000_000),
+            timestamp: None,
             etag: None,
         };
         let entity = written.to_entity();
+        assert_eq!(entity["statusRevision@odata.type"], "Edm.Int64");
         assert_eq!(entity["status"], "unhealthy");
         assert_eq!(entity["circuit"], "open");
         assert_eq!(entity["lastTransition"], "2026-11-25T05:00:00.000Z");

@@ -1,0 +1,218 @@
+//! A Consul check's status, and the one mapping from what the registry knows about an instance to it.
+//!
+//! Consul clients understand exactly three statuses: `passing`, `warning` and `critical`. Anything
+//! else makes the Go client's `HealthChecks.AggregatedStatus()` return `""`, which Traefik drops
+//! (`hashicorp/consul`, `api/health.go`). The mapping, in order:
+//!
+//! 1. a lapsed TTL (no heartbeat within `ttlSeconds`) → `critical`: Consul's TTL rule ("if the TTL
+//!    expires, the check goes critical"); it stays listed until the registration is removed;
+//! 2. an open circuit → `critical`, whatever the last recorded status;
+//! 3. recorded `unhealthy` (a half-open circuit included: it is still isolated) → `critical`;
+//! 4. recorded `healthy` → `passing`;
+//! 5. never checked → the configured status, `warning` by default. Traefik routes `warning`;
+//!    Dapr, Fabio, consul-template and `?passing` do not. Consul itself starts new checks `critical`;
+//!    an operator who wants that sets it.
+//!
+//! `/v1/health/state/<state>` takes `passing`, `warning`, `critical` or `any` ([`StateFilter`]);
+//! anything else is a 400 naming `state`, as in Consul (`agent/health_endpoint.go`, "Invalid check
+//! state").
+
+use crate::domain::{Circuit, HealthState, ValidationError};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckStatus {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+
+    /// Exactly `passing`, `warning` or `critical` (Consul's spellings, lower case); the error names
+    /// `field` (a check update's `Status`, a register body's `Check.Status`, a setting).
+    pub fn parse(field: &'static str, text: &str) -> Result<Self, ValidationError> {
+        match text {
+            "passing" => Ok(CheckStatus::Passing),
+            "warning" => Ok(CheckStatus::Warning),
+            "critical" => Ok(CheckStatus::Critical),
+            _ => Err(ValidationError::new(
+                field,
+                format!("{field} must be \"passing\", \"warning\" or \"critical\""),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the registry knows about one instance's health, as the mapping needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthFacts {
+    /// The recorded status; `None` when the instance was never checked (or its verdict does not
+    /// describe the registration as it is now).
+    pub health: Option<HealthState>,
+    /// The circuit breaker's position, when the health row records one.
+    pub circuit: Option<Circuit>,
+    /// Its TTL lapsed: no heartbeat within `ttlSeconds` (judged by the caller against its `now`).
+    pub ttl_lapsed: bool,
+}
+
+/// The check status Consul clients see for an instance (rules in the module docs).
+pub fn check_status(facts: HealthFacts, never_checked: CheckStatus) -> CheckStatus {
+    if facts.ttl_lapsed || facts.circuit == Some(Circuit::Open) {
+        return CheckStatus::Critical;
+    }
+    match facts.health {
+        Some(HealthState::Healthy) => CheckStatus::Passing,
+        Some(HealthState::Unhealthy) => CheckStatus::Critical,
+        None => never_checked,
+    }
+}
+
+/// The `<state>` of `/v1/health/state/<state>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    Any,
+    Only(CheckStatus),
+}
+
+impl StateFilter {
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        if text == "any" {
+            return Ok(StateFilter::Any);
+        }
+        CheckStatus::parse("state", text)
+            .map(StateFilter::Only)
+            .map_err(|_| {
+                ValidationError::new(
+                    "state",
+                    "Invalid check state: state must be \"any\", \"passing\", \"warning\" or \"critical\"",
+                )
+            })
+    }
+
+    pub fn admits(self, status: CheckStatus) -> bool {
+        match self {
+            StateFilter::Any => true,
+            StateFilter::Only(wanted) => wanted == status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WARN: CheckStatus = CheckStatus::Warning;
+
+    fn facts(
+        health: Option<HealthState>,
+        circuit: Option<Circuit>,
+        ttl_lapsed: bool,
+    ) -> HealthFacts {
+        HealthFacts {
+            health,
+            circuit,
+            ttl_lapsed,
+        }
+    }
+
+    #[test]
+    fn healthy_is_passing() {
+        let healthy = Some(HealthState::Healthy);
+        assert_eq!(
+            check_status(facts(healthy, None, false), WARN),
+            CheckStatus::Passing
+        );
+        assert_eq!(
+            check_status(facts(healthy, Some(Circuit::Closed), false), WARN),
+            CheckStatus::Passing
+        );
+    }
+
+    #[test]
+    fn unhealthy_open_half_open_and_lapsed_are_critical() {
+        let (healthy, unhealthy) = (Some(HealthState::Healthy), Some(HealthState::Unhealthy));
+        for (case, f) in [
+            ("unhealthy", facts(unhealthy, None, false)),
+            (
+                "unhealthy, closed",
+                facts(unhealthy, Some(Circuit::Closed), false),
+            ),
+            (
+                "half-open",
+                facts(unhealthy, Some(Circuit::HalfOpen), false),
+            ),
+            ("open", facts(unhealthy, Some(Circuit::Open), false)),
+            (
+                "open whatever the status",
+                facts(healthy, Some(Circuit::Open), false),
+            ),
+            ("lapsed while healthy", facts(healthy, None, true)),
+            ("lapsed, never checked", facts(None, None, true)),
+        ] {
+            assert_eq!(check_status(f, WARN), CheckStatus::Critical, "{case}");
+        }
+    }
+
+    #[test]
+    fn never_checked_is_the_configured_status() {
+        for configured in [
+            CheckStatus::Warning,
+            CheckStatus::Critical,
+            CheckStatus::Passing,
+        ] {
+            assert_eq!(check_status(HealthFacts::default(), configured), configured);
+        }
+    }
+
+    #[test]
+    fn statuses_parse_only_in_consuls_spelling_and_name_the_field() {
+        for status in [
+            CheckStatus::Passing,
+            CheckStatus::Warning,
+            CheckStatus::Critical,
+        ] {
+            assert_eq!(CheckStatus::parse("Status", status.as_str()), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        for bad in ["Passing", "ok", "unknown", "maintenance", "any", ""] {
+            assert_eq!(
+                CheckStatus::parse("Status", bad).unwrap_err().field,
+                "Status",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_state_path_takes_any_or_a_status() {
+        assert_eq!(StateFilter::parse("any"), Ok(StateFilter::Any));
+        assert_eq!(
+            StateFilter::parse("warning"),
+            Ok(StateFilter::Only(CheckStatus::Warning))
+        );
+        for bad in ["Any", "unknown", "maintenance", "", "passing "] {
+            assert_eq!(
+                StateFilter::parse(bad).unwrap_err().field,
+                "state",
+                "{bad:?}"
+            );
+        }
+        assert!(StateFilter::Any.admits(CheckStatus::Critical));
+        assert!(StateFilter::Only(CheckStatus::Passing).admits(CheckStatus::Passing));
+        assert!(!StateFilter::Only(CheckStatus::Passing).admits(CheckStatus::Warning));
+    }
+}
