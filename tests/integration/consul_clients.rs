@@ -388,3 +388,42 @@ async fn each_library_works_through_the_functions_host_front_door() {
     }
     assert!(front.passed().iter().all(|p| p.sent == "/ConsulApi"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_through_the_host_is_held_only_up_to_the_cap() {
+    // The cap (CONSUL_MAX_HOLD_SECONDS, at most 200) keeps every hold under the front end's 230 s;
+    // 5 s here so the test is short. A client asking for 10 minutes gets the same index back
+    // after the cap and its jitter, not a cut connection.
+    let h = Handler::spawn(
+        HandlerConfig::new(Mode::CustomHandler)
+            .env("REGISTRY_API_KEYS", &key_lines())
+            .env("CONSUL_MAX_HOLD_SECONDS", "5"),
+    )
+    .await;
+    let front = HostFront::start(&h, Delivery::Forwarded, "unused-function-key").await;
+    let client = std::sync::Arc::new(ConsulClient::start(
+        Library::PyConsul,
+        &front.base,
+        Some(PREFIXED),
+    ));
+    client
+        .ok("register", registration(Library::PyConsul, &["v1"]))
+        .await;
+    let first = client
+        .ok("health", json!({"service": name(Library::PyConsul)}))
+        .await;
+    let index = index_of(&first);
+    let (held, took) = blocking_read(client.clone(), name(Library::PyConsul), index, "10m")
+        .await
+        .unwrap();
+    assert!(
+        took >= Duration::from_millis(4900),
+        "returned after {took:?}: {held}"
+    );
+    assert!(
+        took < Duration::from_millis(5313 + 2000),
+        "held {took:?}, past the cap"
+    );
+    assert!(took < FRONT_END_LIMIT);
+    assert_eq!(index_of(&held), index, "{held}");
+}

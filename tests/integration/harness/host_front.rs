@@ -51,6 +51,10 @@ struct FrontState {
     passed: Arc<Mutex<Vec<Passed>>>,
 }
 
+/// Azure's front end ends any HTTP call at 230 s, whatever the function's timeout; a handler
+/// still holding a request then is cut off (here: a 502, with no body).
+pub const FRONT_END_LIMIT: std::time::Duration = std::time::Duration::from_secs(230);
+
 /// ASP.NET Core's `UrlEncoder`: everything but unreserved characters percent-encoded.
 const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -70,9 +74,13 @@ impl HostFront {
             handler_base: handler.base.clone(),
             function_key: function_key.to_owned(),
             delivery,
-            // The host's client to the handler: no redirects; its own time limit is beyond any
-            // test's.
-            client: super::http_client(),
+            // The host's client to the handler: no redirects, and cut at the front end's 230 s.
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(FRONT_END_LIMIT)
+                .build()
+                .unwrap(),
             passed: passed.clone(),
         });
         let app = axum::Router::new().fallback(move |request: Request| {

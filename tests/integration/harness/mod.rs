@@ -68,7 +68,7 @@ pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
-pub use host_front::{rebuilt_query, Delivery, HostFront};
+pub use host_front::{rebuilt_query, Delivery, HostFront, FRONT_END_LIMIT};
 pub use host_routes::{HostRoutes, Trigger};
 pub use node::{node_package, run_node};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
