@@ -98,6 +98,11 @@ pub enum ApiError {
         message: String,
     },
 
+    /// A Consul read or write named a datacenter other than ours (`dc=`): Consul's own answer, a
+    /// 500 saying there is no path to it.
+    #[error("No path to datacenter")]
+    NoPathToDatacenter,
+
     /// Table Storage could not be reached, timed out or throttled us: the caller may retry.
     #[error("storage is unavailable: {0}")]
     StorageUnavailable(String),
@@ -133,7 +138,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::NoPathToDatacenter => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -147,6 +154,7 @@ impl ApiError {
             ApiError::Forbidden { field, .. } => *field,
             ApiError::MisdirectedHost { .. } => Some("Host"),
             ApiError::NoEligibleInstance { .. } => Some("serviceName"),
+            ApiError::NoPathToDatacenter => Some("dc"),
             _ => None,
         }
     }

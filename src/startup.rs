@@ -76,7 +76,14 @@ impl Application {
         if let HostMode::CustomHandler { .. } = settings.server.mode {
             security = security.under_host();
         }
-        let state = AppState::new(store, prober, sweep_job, security, host::openapi_document);
+        let state = AppState::new(
+            store,
+            prober,
+            sweep_job,
+            security,
+            settings.consul.clone(),
+            host::openapi_document,
+        );
         Ok(Application {
             settings,
             state,

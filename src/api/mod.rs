@@ -4,6 +4,7 @@
 //! an `ApiError` returned with `?`. These routes serve forwarded requests (`/api/<Function>`) directly
 //! and invocation envelopes through `host`, which replays them here.
 
+pub mod consul;
 mod dashboard;
 mod discovery;
 mod heartbeat;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub security: Arc<Security>,
     /// The OpenAPI document `GET /api/openapi.json` serves.
     pub openapi: Arc<OpenApiDocument>,
+    /// The Consul-compatible API's settings and catalog snapshot (`/v1/...`).
+    pub consul: Arc<consul::ConsulApi>,
 }
 
 impl AppState {
@@ -57,10 +60,12 @@ impl AppState {
         prober: Prober,
         sweep_job: SweepJob,
         security: Security,
+        consul: crate::configuration::ConsulSettings,
         openapi: fn() -> Vec<u8>,
     ) -> Self {
         AppState {
             pages: Arc::new(store.derived_cache()),
+            consul: Arc::new(consul::ConsulApi::new(store.clone(), consul)),
             store,
             prober,
             sweep_job,
@@ -132,6 +137,7 @@ pub fn router(state: AppState) -> Router {
             get(dashboard::page)
                 .fallback(|method: Method| async move { not_allowed(method, "GET") }),
         )
+        .merge(consul::router(state.clone()))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         // Here as well as around the whole app: envelope replays come through this router only.
         .layer(axum::middleware::from_fn(refuse_oversized))

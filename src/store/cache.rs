@@ -123,7 +123,7 @@ impl<T> std::ops::Deref for Fetched<T> {
 pub struct Generation(Arc<AtomicU64>);
 
 impl Generation {
-    fn current(&self) -> u64 {
+    pub(super) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 

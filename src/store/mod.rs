@@ -193,6 +193,12 @@ impl Store {
         Ok(())
     }
 
+    /// A number every write of this process but heartbeats changes: a value built from this
+    /// store's reads is current while it holds.
+    pub fn write_generation(&self) -> u64 {
+        self.writes.current()
+    }
+
     /// Records revisions (or storage stamps) read elsewhere, so the revisions this process writes
     /// next are above them.
     pub fn observe_revision(&self, revision: u64) {

@@ -14,6 +14,7 @@ mod compression;
 mod connector_env;
 mod connector_env_rows;
 mod consul_clients;
+mod consul_reads;
 mod contention;
 mod cors;
 mod dashboard;

@@ -1,0 +1,19 @@
+//! `GET /v1/kv/<key>`: the registry keeps no key-value data, so every key is a 404, but one that
+//! carries an index and blocks like any other read. Fabio long-polls `/v1/kv/fabio/config`; an
+//! immediate 404 would make it spin.
+
+use super::{consul, hold, parse_query, with_index, AppState};
+use crate::error::ApiResult;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+
+/// The index of an empty key space: constant, so a held request waits its whole hold.
+const KV_INDEX: u64 = 1;
+
+pub async fn get(State(state): State<AppState>, uri: Uri) -> ApiResult<Response> {
+    let api = consul(&state);
+    let query = parse_query(&uri, &api.settings)?;
+    hold::wait_for_change(&api.catalog, &query, api.settings.max_hold, |_| KV_INDEX).await?;
+    Ok(with_index(StatusCode::NOT_FOUND, KV_INDEX, Vec::new()))
+}
