@@ -71,8 +71,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // from another machine.
     "METRICS_BIND",
     "METRICS_ALLOW_REMOTE",
-    // Standalone only: anonymous access on a reachable bind, the host names it answers then, and a
-    // key file inside the container.
+    // Anonymous access, chosen by hand and never by the template: standalone on a reachable bind,
+    // or under the host for the Consul API (which has no function key in front of it). Then,
+    // standalone only: the host names it answers, and a key file inside the container.
     "REGISTRY_ALLOW_ANONYMOUS",
     "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
