@@ -8,6 +8,7 @@
 // status>, "message": ...}`. Run it through scripts/consul-client.sh.
 "use strict";
 
+const { EventEmitter } = require("node:events");
 const readline = require("node:readline");
 const Consul = require("consul");
 
@@ -27,9 +28,12 @@ function checkOf(spec) {
   throw new Error(`unknown check ${JSON.stringify(spec)}`);
 }
 
-// A read with the response: [X-Consul-Index, body].
+// A read with the response: [X-Consul-Index, body]. papi keeps a `ctx` only when it is an event
+// emitter (as the library's own Watch is), and then hands back [response, body].
 async function read(method, opts) {
-  const [res, body] = await method({ ...opts, ctx: { includeResponse: true } });
+  const ctx = new EventEmitter();
+  ctx.includeResponse = true;
+  const [res, body] = await method({ ...opts, ctx });
   return { index: res.headers["x-consul-index"], result: body };
 }
 

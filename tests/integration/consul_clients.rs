@@ -429,3 +429,75 @@ async fn a_long_wait_through_the_host_is_held_only_up_to_the_cap() {
     assert!(took < FRONT_END_LIMIT);
     assert_eq!(index_of(&held), index, "{held}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_library_reads_and_watches_native_registrations() {
+    // The other direction: rows written by the native API, read and watched by the libraries.
+    let h = Handler::spawn(HandlerConfig::new(Mode::Standalone)).await;
+    for library in Library::ALL {
+        let service = name(library);
+        let native = json!({
+            "serviceName": service, "serviceType": "api", "instanceId": "pod-1",
+            "endpoint": "http://127.0.0.1:8080", "tags": ["v1"],
+            "metadata": {"DAPR_PORT": "50002", "replicas": 3}, "ttlSeconds": 60,
+        });
+        h.register_ok(&native).await;
+        let client = std::sync::Arc::new(ConsulClient::start(library, &h.base, None));
+        let first = client.ok("health", json!({"service": service})).await;
+        let entries = first["result"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{library:?}: {first}");
+        let entry = &entries[0]["Service"];
+        assert_eq!(entry["ID"], "pod-1", "{entry}");
+        assert_eq!(entry["Address"], "127.0.0.1");
+        assert_eq!(entry["Port"], 8080);
+        assert_eq!(entry["Tags"], json!(["v1"]));
+        // Metadata values reach Go-typed clients as strings.
+        assert_eq!(entry["Meta"]["DAPR_PORT"], "50002");
+        assert_eq!(entry["Meta"]["replicas"], "3");
+        assert_eq!(entry["Meta"]["serviceType"], "api");
+        let index = index_of(&first);
+        let services = client.ok("services", json!({})).await;
+        assert_eq!(services["result"][service], json!(["v1"]), "{services}");
+
+        // Native heartbeats do not move it.
+        let key = json!({"serviceName": service, "serviceType": "api", "instanceId": "pod-1"});
+        for _ in 0..2 {
+            assert_eq!(h.heartbeat(&key).await.status, 200);
+        }
+        let again = client.ok("health", json!({"service": service})).await;
+        assert_eq!(
+            index_of(&again),
+            index,
+            "{library:?}: a heartbeat moved the index"
+        );
+
+        // A native deregistration wakes a held read, with a larger index and no entry.
+        let args = json!({"service": service, "index": index, "wait": "20s"});
+        let watcher = client.clone();
+        let pending = tokio::spawn(async move {
+            let started = Instant::now();
+            (watcher.ok("health", args).await, started.elapsed())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = h
+            .deregister(&format!(
+                "serviceType=api&serviceName={service}&instanceId=pod-1"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let (woken, took) = pending.await.unwrap();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{library:?}: not held ({took:?})"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{library:?}: woke after {took:?}"
+        );
+        assert_eq!(woken["result"], json!([]), "{woken}");
+        assert!(
+            index_of(&woken) > index,
+            "{library:?}: {woken} after {index}"
+        );
+    }
+}
