@@ -248,3 +248,39 @@ pub async fn refuse_foreign_origins(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consul_api_is_refused_only_under_the_host_with_nothing_checking_callers() {
+        let open = SecuritySettings::default();
+        assert!(
+            Security::new(&open).consul_refusal().is_none(),
+            "standalone"
+        );
+        let refusal = Security::new(&open).under_host().consul_refusal().unwrap();
+        assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
+        assert!(
+            refusal.to_string().contains("REGISTRY_ALLOW_ANONYMOUS"),
+            "{refusal}"
+        );
+        let chosen = SecuritySettings {
+            allow_anonymous: true,
+            ..SecuritySettings::default()
+        };
+        assert!(Security::new(&chosen)
+            .under_host()
+            .consul_refusal()
+            .is_none());
+        let principal = SecuritySettings {
+            trust_client_principal: true,
+            ..SecuritySettings::default()
+        };
+        assert!(Security::new(&principal)
+            .under_host()
+            .consul_refusal()
+            .is_none());
+    }
+}
