@@ -62,7 +62,19 @@ pub async fn heartbeat(
     let key = InstanceKey::from_body(&json)?;
     caller.may_write(&key)?;
     let now = crate::now_iso();
-    if !state.store.heartbeat(&key, &now).await? {
+    // A heartbeat that revives a lapsed registration is a change Consul's clients see (its TTL
+    // check turns back from critical): it takes a new revision, so their index does not drop.
+    let revives = state
+        .consul
+        .catalog
+        .peek()
+        .is_some_and(|c| c.lapsed(key.partition_key(), &key.row_key()));
+    let beat = if revives {
+        state.store.check_update(&key, &now, None, true).await?
+    } else {
+        state.store.heartbeat(&key, &now).await?
+    };
+    if !beat {
         return Err(not_registered(&key));
     }
     Ok(Json(Beat {

@@ -82,7 +82,10 @@ pub async fn register(
 
 /// Says no up front to a health check whose literal address the SSRF guard would refuse anyway
 /// (names are judged at probe time, after resolution).
-async fn refuse_forbidden_target(state: &AppState, registration: &Registration) -> ApiResult<()> {
+pub(super) async fn refuse_forbidden_target(
+    state: &AppState,
+    registration: &Registration,
+) -> ApiResult<()> {
     let field = if registration.health_endpoint == registration.endpoint {
         "endpoint"
     } else {

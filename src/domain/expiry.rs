@@ -23,9 +23,52 @@ pub fn is_expired(
     expires_at(ttl_seconds, last_heartbeat).is_some_and(|expires| expires <= now)
 }
 
+/// Consul's `DeregisterCriticalServiceAfter`: a registration whose check has been critical since
+/// `critical_since` is removed once that lasted longer than `after`.
+pub fn critical_too_long(
+    critical_since: Option<DateTime<Utc>>,
+    after: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> bool {
+    let (Some(since), Some(after)) = (critical_since, after) else {
+        return false;
+    };
+    chrono::Duration::from_std(after)
+        .ok()
+        .and_then(|after| since.checked_add_signed(after))
+        .is_some_and(|limit| limit < now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn critical_too_long_counts_from_when_it_turned_critical() {
+        let t = |s: &str| crate::parse_iso(s).unwrap();
+        let since = Some(t("2026-11-25T12:00:00.000Z"));
+        let minute = Some(std::time::Duration::from_secs(60));
+        assert!(!critical_too_long(
+            since,
+            minute,
+            t("2026-11-25T12:01:00.000Z")
+        ));
+        assert!(critical_too_long(
+            since,
+            minute,
+            t("2026-11-25T12:01:00.001Z")
+        ));
+        assert!(!critical_too_long(
+            None,
+            minute,
+            t("2027-01-01T00:00:00.000Z")
+        ));
+        assert!(!critical_too_long(
+            since,
+            None,
+            t("2027-01-01T00:00:00.000Z")
+        ));
+    }
 
     #[test]
     fn only_rows_with_a_ttl_and_a_readable_heartbeat_expire() {

@@ -27,7 +27,7 @@ pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use describes::verdict_describes_registration;
 pub use eligibility::{eligible, healthy_only, Standing};
 pub use endpoint::Endpoint;
-pub use expiry::{expires_at, is_expired};
+pub use expiry::{critical_too_long, expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
 pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
 pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection};

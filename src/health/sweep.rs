@@ -111,13 +111,15 @@ fn plan<'a>(
             invalid_rows += 1;
             continue;
         }
-        if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace) {
-            long_expired.push(service);
-            continue;
-        }
         let record = previous
             .get(&service.partition_key, &service.row_key)
             .filter(|h| h.describes(service));
+        if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace)
+            || critical_too_long(service, record, sweep_time)
+        {
+            long_expired.push(service);
+            continue;
+        }
         let prior = record.and_then(HealthRecord::circuit_state);
         if settings.circuit.is_due(prior.as_ref(), sweep_time) {
             due.push(Due {
@@ -372,6 +374,28 @@ async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreE
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
     })
+}
+
+/// True when a Consul registration's `DeregisterCriticalServiceAfter` has run out: its checks
+/// have been critical (a lapsed TTL, an unhealthy verdict) for longer.
+fn critical_too_long(
+    service: &ServiceRecord,
+    health: Option<&HealthRecord>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(after) = service.consul.deregister_critical_after else {
+        return false;
+    };
+    let unhealthy_since = health.filter(|h| !h.is_healthy()).and_then(|h| {
+        h.last_transition
+            .as_ref()
+            .and_then(crate::store::Stored::value)
+    });
+    crate::domain::critical_too_long(
+        service.critical_since(unhealthy_since, now),
+        Some(Duration::from_secs(u64::from(after))),
+        now,
+    )
 }
 
 /// True when the registration's TTL lapsed more than `grace` before `now`.

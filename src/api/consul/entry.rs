@@ -40,6 +40,12 @@ pub struct Entry {
     /// Since when its checks have been critical, as far as the rows say (a lapse, an unhealthy
     /// verdict): what `DeregisterCriticalServiceAfter` counts from.
     pub critical_since: Option<DateTime<Utc>>,
+    /// Its TTL has lapsed.
+    pub lapsed: bool,
+    /// The status a check update (or the register body) last set, if any.
+    pub set_status: Option<CheckStatus>,
+    /// Registered through the Consul API with checks of its own (possibly none).
+    pub consul_checks: bool,
 }
 
 /// One check of an entry.
@@ -163,10 +169,7 @@ pub fn entry(
     let unhealthy_since = health
         .filter(|h| h.status.value() == Some(HealthState::Unhealthy))
         .and_then(|h| h.last_transition.as_ref().and_then(Stored::value));
-    let critical_since = match (expires_at.filter(|_| lapsed), unhealthy_since) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let critical_since = service.critical_since(unhealthy_since, now);
 
     Some(Entry {
         partition_key: service.partition_key.clone(),
@@ -183,6 +186,9 @@ pub fn entry(
         modify_index: modify_index.max(1),
         lapses_at: expires_at.filter(|at| *at > now),
         critical_since,
+        lapsed,
+        set_status,
+        consul_checks: service.consul.checks.is_some(),
     })
 }
 
@@ -206,32 +212,29 @@ fn checks(
     } else {
         set_status.unwrap_or(never_checked)
     };
-    let named = service
-        .consul
-        .checks
-        .as_ref()
-        .map(|c| c.value())
-        .and_then(|v| match v {
-            Value::Array(items) => Some(items),
-            _ => None,
-        })
-        .unwrap_or_default();
-    let mut out: Vec<Check> = named
-        .iter()
-        .filter_map(|c| {
-            let field = |name: &str| c.get(name).and_then(Value::as_str).map(str::to_owned);
-            let kind = field("Type")?;
-            let status = if kind == "ttl" { ttl_status } else { probed };
-            Some(Check {
-                id: field("CheckID").unwrap_or_else(|| format!("service:{id}")),
-                name: field("Name")
-                    .unwrap_or_else(|| format!("Service '{}' check", service.service_name)),
-                kind,
-                status,
+    let named = match service.consul.checks.as_ref().map(|c| c.value()) {
+        // A Consul registration's own checks, none included: Consul shows exactly those.
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
+    };
+    if let Some(named) = named {
+        return named
+            .iter()
+            .filter_map(|c| {
+                let field = |name: &str| c.get(name).and_then(Value::as_str).map(str::to_owned);
+                let kind = field("Type")?;
+                let status = if kind == "ttl" { ttl_status } else { probed };
+                Some(Check {
+                    id: field("CheckID").unwrap_or_else(|| format!("service:{id}")),
+                    name: field("Name")
+                        .unwrap_or_else(|| format!("Service '{}' check", service.service_name)),
+                    kind,
+                    status,
+                })
             })
-        })
-        .collect();
-    if out.is_empty() {
+            .collect();
+    }
+    {
         let kind = match service.health_check.as_ref().and_then(|c| c.kind) {
             Some(crate::domain::CheckKind::Tcp) => "tcp",
             Some(crate::domain::CheckKind::Http) => "http",
@@ -239,14 +242,13 @@ fn checks(
             None => "http",
         };
         let status = check_status(facts, never_checked);
-        out.push(Check {
+        vec![Check {
             id: format!("service:{id}"),
             name: format!("Service '{}' check", service.service_name),
             kind: kind.to_owned(),
             status: worst([status, set_status.unwrap_or(CheckStatus::Passing)].into_iter()),
-        });
+        }]
     }
-    out
 }
 
 #[cfg(test)]

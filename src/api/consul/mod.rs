@@ -8,7 +8,7 @@
 //! - `entry`: one row in Consul's terms; `snapshot`: the whole catalog, built once per change and
 //!   shared; `hold`: blocking reads; `render`: Consul's JSON shapes as typed structs;
 //! - `catalog`, `health`, `agent`, `kv`: the reads, by Consul's endpoint groups;
-//! - `writes`: registration, deregistration and check updates.
+//! - `writes`: registration, deregistration and check updates (agent and catalog forms).
 //!
 //! The routes sit behind the same authentication layer and `Host` check as `/api/*`. A token may
 //! come as `X-Consul-Token`, `?token=` or `Authorization: Bearer` (Consul's carriers); the first two
@@ -24,6 +24,7 @@ mod hold;
 mod kv;
 mod render;
 mod snapshot;
+mod writes;
 
 pub use snapshot::ConsulCatalog;
 
@@ -39,7 +40,7 @@ use axum::handler::Handler;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, put, MethodRouter};
 use axum::Router;
 use entry::Entry;
 use serde::Serialize;
@@ -82,6 +83,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/health/checks/{name}", reads(health::checks))
         .route("/v1/health/state/{state}", reads(health::state))
         .route("/v1/kv/{*key}", reads(kv::get))
+        .route("/v1/agent/service/register", writes(writes::register))
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            writes(writes::deregister),
+        )
+        .route("/v1/agent/check/pass/{id}", writes(writes::check_pass))
+        .route("/v1/agent/check/warn/{id}", writes(writes::check_warn))
+        .route("/v1/agent/check/fail/{id}", writes(writes::check_fail))
+        .route("/v1/agent/check/update/{id}", writes(writes::check_update))
+        .route("/v1/catalog/register", writes(writes::catalog_register))
+        .route("/v1/catalog/deregister", writes(writes::catalog_deregister))
         .route_layer(axum::middleware::from_fn_with_state(
             state.security.clone(),
             security::authenticate,
@@ -97,6 +109,15 @@ where
     T: 'static,
 {
     get(handler).fallback(|m: Method| async move { not_allowed(m, "GET") })
+}
+
+/// A write route: `PUT` (Consul's clients send every write as one), any other method a 405.
+fn writes<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    put(handler).fallback(|m: Method| async move { not_allowed(m, "PUT") })
 }
 
 /// Hands `X-Consul-Token` or `?token=` to the authentication layer as `Authorization: Bearer`,

@@ -31,6 +31,7 @@ pub struct Catalog {
     by_name: HashMap<String, Range<usize>>,
     by_id: HashMap<String, Vec<usize>>,
     by_check: HashMap<String, Vec<usize>>,
+    by_key: HashMap<(String, String), usize>,
     name_index: HashMap<String, u64>,
     marks: Arc<Watermarks>,
     /// The whole catalog's index.
@@ -63,7 +64,9 @@ impl Catalog {
         let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_check: HashMap<String, Vec<usize>> = HashMap::new();
         let mut name_index: HashMap<String, u64> = HashMap::new();
+        let mut by_key = HashMap::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
+            by_key.insert((e.partition_key.clone(), e.row_key.clone()), i);
             by_name
                 .entry(e.name.clone())
                 .and_modify(|r| r.end = i + 1)
@@ -85,6 +88,7 @@ impl Catalog {
             by_name,
             by_id,
             by_check,
+            by_key,
             name_index,
             marks,
             index,
@@ -114,6 +118,13 @@ impl Catalog {
             .get(id)
             .map(|all| all.iter().map(|i| &self.entries[*i]).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether the row with these keys had lapsed when the snapshot was built.
+    pub fn lapsed(&self, partition_key: &str, row_key: &str) -> bool {
+        self.by_key
+            .get(&(partition_key.to_owned(), row_key.to_owned()))
+            .is_some_and(|i| self.entries[*i].lapsed)
     }
 
     /// The entries with a check of this `CheckID`.

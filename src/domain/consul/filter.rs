@@ -56,13 +56,14 @@ pub const MAX_FILTER_DEPTH: usize = 32;
 pub enum FilterSchema {
     /// `/v1/health/service/<name>`: `Node.{ID,Node,Address,Datacenter,Meta}`,
     /// `Service.{ID,Service,Tags,Address,Port,Meta}`, `Checks`,
-    /// `Checks.{Node,CheckID,Name,Status,ServiceID,ServiceName}`.
+    /// `Checks.{Node,CheckID,Name,Status,ServiceID,ServiceName,Type}`.
     HealthServiceEntry,
     /// `/v1/catalog/service/<name>`: `ID`, `Node`, `Address`, `Datacenter`, `NodeMeta`, `ServiceID`,
     /// `ServiceName`, `ServiceAddress`, `ServicePort`, `ServiceTags`, `ServiceMeta`.
     CatalogServiceNode,
     /// `/v1/health/state/<state>`, `/v1/health/checks/<name>`, `/v1/agent/checks`: `Node`,
-    /// `CheckID`, `Name`, `Status`, `ServiceID`, `ServiceName`, `ServiceTags`.
+    /// `CheckID`, `Name`, `Status`, `ServiceID`, `ServiceName`, `ServiceTags`, `Type`, `Notes`,
+    /// `Output` (health.mdx's list for these endpoints).
     HealthCheck,
     /// `/v1/agent/services`: `ID`, `Service`, `Tags`, `Address`, `Port`, `Meta`.
     AgentService,
@@ -81,8 +82,14 @@ pub enum FieldValue<'a> {
 }
 
 /// An entry a filter can be matched against. `selector` is the path as written, with a map key as
-/// its last element (`["Service", "Meta", "env"]`); only paths the schema admits are asked for,
-/// and `Checks is empty` asks for `["Checks", "CheckID"]`.
+/// its last element (`["Service", "Meta", "env"]`); only paths the schema admits are asked for.
+/// What to answer:
+///
+/// - a text field: `Text`; a number: `Text` in decimal; a map key: `Text`, or `Missing` when absent;
+/// - a list (`Service.Tags`): `List`; a map named whole (`["Service", "Meta"]`, for
+///   `"k" in Service.Meta` and `is empty`): `List` of its keys;
+/// - a field of each check (`["Checks", "Status"]`): `List`, one value per check; `Checks is empty`
+///   asks for `["Checks", "CheckID"]`.
 pub trait FilterSubject {
     fn field(&self, selector: &[&str]) -> FieldValue<'_>;
 }
@@ -162,7 +169,7 @@ impl FilterSchema {
                 ["Service", "Port"] => Some(Integer),
                 ["Service", "Tags"] => Some(TextList),
                 ["Checks"] => Some(Checks),
-                ["Checks", "Node" | "CheckID" | "Name" | "Status" | "ServiceID" | "ServiceName"] => {
+                ["Checks", "Node" | "CheckID" | "Name" | "Status" | "ServiceID" | "ServiceName" | "Type"] => {
                     Some(EachText)
                 }
                 _ => None,
@@ -177,9 +184,8 @@ impl FilterSchema {
                 _ => None,
             },
             (FilterSchema::HealthCheck, path) => match path {
-                ["Node" | "CheckID" | "Name" | "Status" | "ServiceID" | "ServiceName"] => {
-                    Some(Text)
-                }
+                ["Node" | "CheckID" | "Name" | "Status" | "ServiceID" | "ServiceName" | "Type"
+                | "Notes" | "Output"] => Some(Text),
                 ["ServiceTags"] => Some(TextList),
                 _ => None,
             },

@@ -7,7 +7,8 @@
 //! - `filter`: `Filter`, the `filter` expression (go-bexpr's grammar, a schema per endpoint).
 //! - `register`: `ConsulRegistration`, a register body (agent or catalog) read into the native
 //!   `Registration` plus its Consul-only parts (checks, `DeregisterCriticalServiceAfter`).
-//! - `status`: `CheckStatus` and the one mapping from recorded health to it; `/v1/health/state/<state>`.
+//! - `status`: `CheckStatus` and the one mapping from recorded health to it; `/v1/health/state/<state>`;
+//!   the body of a check update.
 //!
 //! Sources followed are cited in each file's docs; where Consul's behaviour was unclear, the strict,
 //! documented choice was taken.
@@ -23,4 +24,6 @@ pub use filter::{
 };
 pub use query::{ConsulQuery, DEFAULT_WAIT, MAX_WAIT};
 pub use register::{ConsulCheck, ConsulCheckKind, ConsulDefaults, ConsulRegistration};
-pub use status::{check_status, CheckStatus, HealthFacts, StateFilter};
+pub use status::{
+    check_status, CheckStatus, CheckUpdate, HealthFacts, StateFilter, MAX_CHECK_OUTPUT,
+};

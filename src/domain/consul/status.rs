@@ -15,10 +15,18 @@
 //!
 //! `/v1/health/state/<state>` takes `passing`, `warning`, `critical` or `any` ([`StateFilter`]);
 //! anything else is a 400 naming `state`, as in Consul (`agent/health_endpoint.go`, "Invalid check
-//! state").
+//! state"). `PUT /v1/agent/check/update/<id>` sends `{"Status": ..., "Output": ...}`
+//! ([`CheckUpdate`], Consul's `checkUpdate` in `agent/agent_endpoint.go`): keys in any case, a
+//! missing or other status is a 400 naming `Status` ("Invalid check status"), and `Output` is cut
+//! to Consul's default check buffer of 4 KiB.
 
+use crate::domain::fields::json_type;
 use crate::domain::{Circuit, HealthState, ValidationError};
+use serde_json::Value;
 use std::fmt;
+
+/// Consul's `CheckBufSize` default: the longest check output kept.
+pub const MAX_CHECK_OUTPUT: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckStatus {
@@ -111,9 +119,102 @@ impl StateFilter {
     }
 }
 
+/// The body of `PUT /v1/agent/check/update/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckUpdate {
+    pub status: CheckStatus,
+    /// At most [`MAX_CHECK_OUTPUT`] bytes (cut on a character boundary); empty when absent.
+    pub output: String,
+}
+
+impl CheckUpdate {
+    pub fn parse(body: &Value) -> Result<Self, ValidationError> {
+        let object = body.as_object().ok_or_else(|| {
+            ValidationError::new("body", "the request body must be a JSON object")
+        })?;
+        let field = |name: &'static str| -> Result<Option<&str>, ValidationError> {
+            let mut found = None;
+            for (key, value) in object {
+                if !key.eq_ignore_ascii_case(name) {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(ValidationError::new(name, format!("{name} is given twice")));
+                }
+                found = match value {
+                    Value::Null => None,
+                    Value::String(text) => Some(text.as_str()),
+                    other => {
+                        return Err(ValidationError::new(
+                            name,
+                            format!("{name} must be a string, not {}", json_type(other)),
+                        ))
+                    }
+                };
+            }
+            Ok(found)
+        };
+        let status =
+            CheckStatus::parse("Status", field("Status")?.unwrap_or("")).map_err(|_| {
+                ValidationError::new(
+                    "Status",
+                    "Invalid check status: Status must be \"passing\", \"warning\" or \"critical\"",
+                )
+            })?;
+        let mut output = field("Output")?.unwrap_or("").to_owned();
+        if output.len() > MAX_CHECK_OUTPUT {
+            let mut cut = MAX_CHECK_OUTPUT;
+            while !output.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            output.truncate(cut);
+        }
+        Ok(CheckUpdate { status, output })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_check_update_reads_status_and_output_in_any_case() {
+        let update = CheckUpdate::parse(&json!({"Status": "warning", "Output": "slow"})).unwrap();
+        assert_eq!(
+            update,
+            CheckUpdate {
+                status: CheckStatus::Warning,
+                output: "slow".into()
+            }
+        );
+        let update = CheckUpdate::parse(&json!({"status": "passing"})).unwrap();
+        assert_eq!(
+            (update.status, update.output.as_str()),
+            (CheckStatus::Passing, "")
+        );
+        let long = CheckUpdate::parse(&json!({"Status": "critical", "Output": "é".repeat(3000)}));
+        let output = long.unwrap().output;
+        assert!(output.len() <= MAX_CHECK_OUTPUT && output.len() >= MAX_CHECK_OUTPUT - 1);
+    }
+
+    #[test]
+    fn a_check_update_names_its_errors() {
+        for (body, field) in [
+            (json!([]), "body"),
+            (json!({}), "Status"),
+            (json!({"Status": "ok"}), "Status"),
+            (json!({"Status": 1}), "Status"),
+            (json!({"Status": "passing", "status": "passing"}), "Status"),
+            (json!({"Status": "passing", "Output": 5}), "Output"),
+        ] {
+            assert_eq!(
+                CheckUpdate::parse(&body).unwrap_err().field,
+                field,
+                "{body}"
+            );
+        }
+    }
 
     const WARN: CheckStatus = CheckStatus::Warning;
 

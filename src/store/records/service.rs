@@ -132,6 +132,35 @@ impl ServiceRecord {
         bare(self) == bare(other)
     }
 
+    /// Whether the sweep's verdict is one of this row's checks: always, unless the Consul API
+    /// registered it with checks of its own and none of them is an HTTP or TCP check.
+    pub fn probe_is_a_check(&self) -> bool {
+        match &self.consul.checks {
+            None => true,
+            Some(checks) => checks.value().as_array().is_some_and(|checks| {
+                checks
+                    .iter()
+                    .any(|c| matches!(c["Type"].as_str(), Some("http" | "tcp")))
+            }),
+        }
+    }
+
+    /// Since when this row's checks have been critical, as its rows say: its TTL's lapse, or the
+    /// unhealthy verdict `unhealthy_since` (when the probe is one of its checks). What Consul's
+    /// `DeregisterCriticalServiceAfter` counts from.
+    pub fn critical_since(
+        &self,
+        unhealthy_since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let lapsed = self.expires_at().filter(|at| *at <= now);
+        let unhealthy = unhealthy_since.filter(|_| self.probe_is_a_check());
+        match (lapsed, unhealthy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn weight_or_default(&self) -> u32 {
         self.weight.unwrap_or(DEFAULT_WEIGHT)
     }

@@ -258,8 +258,12 @@ fn unknown_selectors_and_unsupported_operators_are_refused() {
     refused(r#"service.service == "x""#, HealthServiceEntry);
     refused(r#"ServiceName == "x""#, HealthServiceEntry);
     refused(r#"Service.Service == "x""#, HealthCheck);
-    refused(r#"Notes == "x""#, HealthCheck);
+    refused(r#"Notes == "x""#, AgentService);
     refused(r#"Checks.Output == "x""#, HealthServiceEntry);
+    for selector in ["Type", "Notes", "Output"] {
+        assert!(Filter::parse(&format!(r#"{selector} == """#), HealthCheck).is_ok());
+    }
+    assert!(Filter::parse(r#"Checks.Type == "ttl""#, HealthServiceEntry).is_ok());
     refused(r#"Service.Meta.a.b == "x""#, HealthServiceEntry);
     refused(r#"Service.Tags == "v1""#, HealthServiceEntry);
     refused(r#"Service.Service is empty"#, HealthServiceEntry);

@@ -20,10 +20,15 @@
 //!   OSService and alias checks are a 400 naming the check; a key Consul does not know either is a
 //!   400 (Consul decodes checks with unknown fields disallowed, `lib.UnmarshalJSON`).
 //!
-//! An empty check object (`"Check": {}`) is no check, as in Consul (`CheckType.Empty`).
+//! An empty check object (`"Check": {}`) is no check, as in Consul (`CheckType.Empty`). A catalog
+//! check's `Definition` may also spell its durations `IntervalDuration`, `TimeoutDuration` and
+//! `DeregisterCriticalServiceAfterDuration` (the Go client's field names, which node-consul's
+//! `catalog.register` sends; `silas/node-consul` `lib/utils.js`).
 
 use super::keys::{printable_key, Object};
-use super::names::CheckNames;
+use super::names::{
+    CheckNames, AGENT_KEYS, CATALOG_KEYS, DEFINITION_KEYS, DURATION_ALIASES, UNSUPPORTED_KINDS,
+};
 use crate::domain::consul::CheckStatus;
 use crate::domain::ValidationError;
 use std::time::Duration;
@@ -73,68 +78,6 @@ pub(super) struct ParsedCheck {
     pub timeout: Option<Duration>,
     pub names: &'static CheckNames,
 }
-
-/// Keys of a check definition the registry reads.
-const DEFINITION_KEYS: &[&str] = &[
-    "HTTP",
-    "TCP",
-    "TTL",
-    "Interval",
-    "Timeout",
-    "DeregisterCriticalServiceAfter",
-    "Method",
-    "Header",
-    "Body",
-    "TLSSkipVerify",
-    "TLSServerName",
-    "TCPUseTLS",
-    "DisableRedirects",
-    "OutputMaxSize",
-    "SuccessBeforePassing",
-    "FailuresBeforeWarning",
-    "FailuresBeforeCritical",
-];
-/// Keys of an agent check besides the definition's.
-const AGENT_KEYS: &[&str] = &["CheckID", "Name", "Notes", "Status", "ServiceID"];
-/// Keys of a catalog check (`structs.HealthCheck`) besides `Definition`.
-const CATALOG_KEYS: &[&str] = &[
-    "Node",
-    "CheckID",
-    "Name",
-    "Status",
-    "Notes",
-    "Output",
-    "ServiceID",
-    "ServiceName",
-    "ServiceTags",
-    "Type",
-    "Definition",
-    "Interval",
-    "Timeout",
-    "ExposedPort",
-    "Namespace",
-    "Partition",
-    "PeerName",
-    "CreateIndex",
-    "ModifyIndex",
-];
-/// Check kinds Consul knows and the registry cannot run.
-const UNSUPPORTED_KINDS: &[&str] = &[
-    "ScriptArgs",
-    "Args",
-    "Script",
-    "Shell",
-    "DockerContainerID",
-    "UDP",
-    "H2PING",
-    "H2PingUseTLS",
-    "OSService",
-    "AliasNode",
-    "AliasService",
-    "ProxyHTTP",
-    "ProxyGRPC",
-    "GRPCUseTLS",
-];
 
 const MIN_TTL: Duration = Duration::from_secs(5);
 const MAX_TTL: Duration = Duration::from_secs(86_400);
@@ -187,7 +130,7 @@ pub(super) fn parse_catalog_check(
             ))
         }
     };
-    refuse_unknown(definition, names, &[DEFINITION_KEYS])?;
+    refuse_unknown(definition, names, &[DEFINITION_KEYS, DURATION_ALIASES])?;
     let mut parsed = parse_definition(definition, names, false)?;
     if parsed.check.kind == ConsulCheckKind::Ttl {
         return Err(ValidationError::new(
@@ -255,9 +198,24 @@ fn parse_definition(
     let ttl = object.duration("TTL", names.ttl)?;
     let http = object.string("HTTP", names.http)?;
     let tcp = object.string("TCP", names.tcp)?;
-    let interval = object.duration("Interval", names.interval)?;
-    let timeout = object.duration("Timeout", names.timeout)?;
-    let deregister = object.duration("DeregisterCriticalServiceAfter", names.deregister)?;
+    // A catalog definition may spell its durations as the Go client's `HealthCheckDefinition`
+    // fields (`IntervalDuration`, ...), which node-consul sends.
+    let duration = |key: &str, field: &'static str| -> Result<_, ValidationError> {
+        let given = object.duration(key, field)?;
+        if agent {
+            return Ok(given);
+        }
+        match (given, object.duration(&format!("{key}Duration"), field)?) {
+            (Some(_), Some(_)) => Err(ValidationError::new(
+                field,
+                format!("{field} is given twice, in two spellings"),
+            )),
+            (given, alias) => Ok(given.or(alias)),
+        }
+    };
+    let interval = duration("Interval", names.interval)?;
+    let timeout = duration("Timeout", names.timeout)?;
+    let deregister = duration("DeregisterCriticalServiceAfter", names.deregister)?;
     for (key, field) in [
         ("OutputMaxSize", names.parent),
         ("SuccessBeforePassing", names.parent),

@@ -1,6 +1,7 @@
 //! The Consul field names errors are reported under, for each place a field can sit: a service at
 //! the top of an agent registration or under `Service` in a catalog one; a check under `Check`,
-//! `Checks`, or their catalog `Definition`. Static, so a `ValidationError` can carry them.
+//! `Checks`, or their catalog `Definition`. Static, so a `ValidationError` can carry them. Also the
+//! keys a check may have, by where it sits, and the kinds of check the registry cannot run.
 
 /// The Consul field names of one place a check can sit, for errors.
 #[derive(Debug)]
@@ -93,3 +94,71 @@ service_names!(
     &CATALOG_CHECK,
     &CATALOG_CHECKS
 );
+
+/// Keys of a check definition the registry reads.
+pub(super) const DEFINITION_KEYS: &[&str] = &[
+    "HTTP",
+    "TCP",
+    "TTL",
+    "Interval",
+    "Timeout",
+    "DeregisterCriticalServiceAfter",
+    "Method",
+    "Header",
+    "Body",
+    "TLSSkipVerify",
+    "TLSServerName",
+    "TCPUseTLS",
+    "DisableRedirects",
+    "OutputMaxSize",
+    "SuccessBeforePassing",
+    "FailuresBeforeWarning",
+    "FailuresBeforeCritical",
+];
+/// The Go client's spellings of a catalog definition's durations.
+pub(super) const DURATION_ALIASES: &[&str] = &[
+    "IntervalDuration",
+    "TimeoutDuration",
+    "DeregisterCriticalServiceAfterDuration",
+];
+/// Keys of an agent check besides the definition's.
+pub(super) const AGENT_KEYS: &[&str] = &["CheckID", "Name", "Notes", "Status", "ServiceID"];
+/// Keys of a catalog check (`structs.HealthCheck`) besides `Definition`.
+pub(super) const CATALOG_KEYS: &[&str] = &[
+    "Node",
+    "CheckID",
+    "Name",
+    "Status",
+    "Notes",
+    "Output",
+    "ServiceID",
+    "ServiceName",
+    "ServiceTags",
+    "Type",
+    "Definition",
+    "Interval",
+    "Timeout",
+    "ExposedPort",
+    "Namespace",
+    "Partition",
+    "PeerName",
+    "CreateIndex",
+    "ModifyIndex",
+];
+/// Check kinds Consul knows and the registry cannot run.
+pub(super) const UNSUPPORTED_KINDS: &[&str] = &[
+    "ScriptArgs",
+    "Args",
+    "Script",
+    "Shell",
+    "DockerContainerID",
+    "UDP",
+    "H2PING",
+    "H2PingUseTLS",
+    "OSService",
+    "AliasNode",
+    "AliasService",
+    "ProxyHTTP",
+    "ProxyGRPC",
+    "GRPCUseTLS",
+];

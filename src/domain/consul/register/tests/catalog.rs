@@ -104,3 +104,20 @@ fn catalog_errors_name_the_consul_field() {
             .is_ok()
     );
 }
+
+#[test]
+fn node_consuls_duration_spellings_in_a_catalog_definition() {
+    let mut body = catalog_body();
+    body["Check"]["Definition"] = json!({"TCP": "203.0.113.9:6379", "IntervalDuration": "5s",
+        "TimeoutDuration": "2s", "DeregisterCriticalServiceAfterDuration": "1m"});
+    let r = catalog(body.clone()).unwrap();
+    assert_eq!(r.deregister_critical_after, Some(Duration::from_secs(60)));
+    let check = r.registration.health_check.unwrap();
+    assert_eq!(check.timeout, Some(Duration::from_secs(2)));
+    body["Check"]["Definition"]["Timeout"] = json!("3s");
+    assert_eq!(catalog(body).unwrap_err().field, "Check.Definition.Timeout");
+    let agent = json!({"Name": "a", "Address": "h", "Port": 1,
+        "Check": {"HTTP": "http://h", "Interval": "5s", "TimeoutDuration": "2s"}});
+    let error = ConsulRegistration::parse(&agent, &ConsulDefaults::default()).unwrap_err();
+    assert_eq!(error.field, "Check", "an agent check has no such key");
+}
