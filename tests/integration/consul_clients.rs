@@ -124,6 +124,7 @@ async fn round(library: Library, base: &str, token: Option<&str>) -> u64 {
     let (held, took) = blocking_read(watcher.clone(), service, index, "3s")
         .await
         .unwrap();
+    println!("figure: {library:?} held without a change, wait 3s: {took:?}");
     assert!(
         took >= Duration::from_millis(2900),
         "{library:?}: returned after {took:?}: {held}"
@@ -147,6 +148,7 @@ async fn round(library: Library, base: &str, token: Option<&str>) -> u64 {
         .ok("pass", json!({"check_id": format!("service:{id}")}))
         .await;
     let (woken, took) = pending.await.unwrap();
+    println!("figure: {library:?} woken by a tag change made 1 s into the hold: {took:?}");
     assert!(
         took < Duration::from_secs(10),
         "{library:?}: woke after {took:?}"
@@ -169,6 +171,7 @@ async fn round(library: Library, base: &str, token: Option<&str>) -> u64 {
     let gone = other.ok("deregister", json!({"id": id})).await;
     assert_eq!(gone["result"], true, "{library:?}: {gone}");
     let (woken, took) = pending.await.unwrap();
+    println!("figure: {library:?} woken by a deregistration made 1 s into the hold: {took:?}");
     assert!(
         took < Duration::from_secs(10),
         "{library:?}: woke after {took:?}"
