@@ -181,6 +181,12 @@ async fn round(library: Library, base: &str, token: Option<&str>) -> u64 {
         index_of(&woken) > before,
         "{library:?}: {woken} after {before}"
     );
+    println!(
+        "figure: {library:?} X-Consul-Index {index} before two TTL passes, {} after them; \
+         {before} before the deregistration, {} after it",
+        index_of(&again),
+        index_of(&woken)
+    );
     before
 }
 
