@@ -24,7 +24,7 @@ fn instance(id: &str, endpoint: &str, tags: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_moves_on_visible_changes_only_and_never_back() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let target = HttpTarget::status(200);
     let service = "/v1/health/service/idx";
     let catalog = "/v1/catalog/services";
@@ -99,7 +99,7 @@ async fn the_index_moves_on_visible_changes_only_and_never_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&instance("a", "http://10.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;
@@ -144,7 +144,7 @@ async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
-    let cfg = HandlerConfig::new(Mode::CustomHandler);
+    let cfg = HandlerConfig::consul_anonymous();
     let first = Handler::spawn(cfg.clone()).await;
     let second = Handler::spawn(cfg).await;
     first

@@ -28,7 +28,7 @@ async fn health(h: &Handler, name: &str) -> (Value, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_updates() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     // python-consul's lowercase keys.
     let r = put(
         &h,
@@ -144,7 +144,7 @@ async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_update
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_write_nothing() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let r = put(
         &h,
         "/v1/agent/service/register",
@@ -172,7 +172,7 @@ async fn refusals_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_forms_register_and_deregister() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let r = put(
         &h,
         "/v1/catalog/register",
