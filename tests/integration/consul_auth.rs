@@ -8,7 +8,7 @@ use serde_json::json;
 
 fn body(service_type: &str) -> Option<String> {
     Some(
-        json!({"Name": "orders", "ID": "o-1", "Address": "10.0.0.5", "Port": 8080,
+        json!({"Name": "orders", "ID": "o-1", "Address": "127.0.0.1", "Port": 8080,
                "Meta": {"serviceType": service_type}})
         .to_string(),
     )
@@ -119,7 +119,7 @@ async fn every_carrier_carries_the_native_keys_and_scopes() {
 
     // The native body limit.
     let big =
-        json!({"Name": "x", "Address": "10.0.0.1", "Port": 1, "Tags": ["a".repeat(70 * 1024)]});
+        json!({"Name": "x", "Address": "127.0.0.1", "Port": 1, "Tags": ["a".repeat(70 * 1024)]});
     let r = h
         .send(
             Method::PUT,

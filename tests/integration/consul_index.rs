@@ -100,7 +100,7 @@ async fn the_index_moves_on_visible_changes_only_and_never_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
     let h = Handler::start_consul_anonymous().await;
-    h.register_ok(&instance("a", "http://10.0.0.1:80", json!([])))
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;
 
@@ -134,7 +134,7 @@ async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!watcher.is_finished(), "held while nothing changed");
-    h.register_ok(&instance("a", "http://10.0.0.1:80", json!(["new"])))
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!(["new"])))
         .await;
     let (moved, body, waited) = watcher.await.unwrap();
     assert!(moved > seen);
@@ -148,7 +148,7 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
     let first = Handler::spawn(cfg.clone()).await;
     let second = Handler::spawn(cfg).await;
     first
-        .register_ok(&instance("a", "http://10.0.0.1:80", json!([])))
+        .register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&first, "/v1/catalog/services").await;
     let url = first.url(&format!("/v1/catalog/services?index={seen}&wait=60s"));
@@ -166,7 +166,7 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     second
-        .register_ok(&json!({"serviceName": "other", "endpoint": "http://10.0.0.2:80"}))
+        .register_ok(&json!({"serviceName": "other", "endpoint": "http://127.0.0.1:80"}))
         .await;
     // Within the read cache's TTL (2 s) and a re-check (at most 2 s), with room to spare.
     let (moved, body) = tokio::time::timeout(Duration::from_secs(20), watcher)
@@ -175,4 +175,138 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
         .unwrap();
     assert!(moved > seen, "{moved} > {seen}");
     assert!(body.get("other").is_some(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapse_moves_the_index_and_a_revival_moves_it_again() {
+    let h = Handler::start_consul_anonymous().await;
+    h.register_ok(&json!({
+        "serviceName": "brief", "instanceId": "a", "endpoint": "http://127.0.0.1:80", "ttlSeconds": 5
+    }))
+    .await;
+    let path = "/v1/health/service/brief";
+    let registered = index(&h, path).await;
+    // Lapsed after 5 s: its check turns critical, and the lapse counts in the index.
+    let lapsed = poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || async {
+            let r = h.request(Method::GET, path, None).await;
+            (r.json()[0]["Checks"][0]["Status"] == "critical")
+                .then(|| r.header("x-consul-index").unwrap().parse::<u64>().unwrap())
+        },
+    )
+    .await
+    .expect("the TTL lapsed");
+    assert!(lapsed > registered, "{lapsed} > {registered}");
+    // A heartbeat revives it: a change too, and the index does not drop back.
+    let r = h
+        .heartbeat(&json!({"serviceName": "brief", "instanceId": "a"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = h.request(Method::GET, path, None).await;
+    assert_ne!(r.json()[0]["Checks"][0]["Status"], "critical");
+    let revived: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    assert!(revived > lapsed, "{revived} > {lapsed}");
+}
+
+/// The handler's resident memory, from /proc (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_held_watchers_all_wake_on_one_change() {
+    const WATCHERS: usize = 1000;
+    let h = Handler::start_consul_anonymous().await;
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
+        .await;
+    let seen = index(&h, "/v1/health/service/idx").await;
+    let before = rss_kb(h.pid());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let url = h.url(&format!("/v1/health/service/idx?index={seen}&wait=60s"));
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                let index: u64 = r.headers()["x-consul-index"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                (index, Instant::now())
+            })
+        })
+        .collect();
+    // Every watcher is held (none answered) once the requests have all arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        watchers.iter().all(|w| !w.is_finished()),
+        "held while nothing changed"
+    );
+    let held = rss_kb(h.pid());
+    let changed_at = Instant::now();
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!(["woke"])))
+        .await;
+    let mut slowest = Duration::ZERO;
+    for w in watchers {
+        let (index, at) = tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("every watcher woke")
+            .unwrap();
+        assert!(index > seen);
+        slowest = slowest.max(at.saturating_duration_since(changed_at));
+    }
+    println!(
+        "{WATCHERS} held watchers: handler RSS {before} kB before, {held} kB held ({:.1} kB per watcher); the last woke {} ms after the change",
+        (held.saturating_sub(before)) as f64 / WATCHERS as f64,
+        slowest.as_millis()
+    );
+    assert!(slowest < Duration::from_secs(10), "woke after {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_watchers_cost_no_storage_reads_of_their_own() {
+    const WATCHERS: usize = 200;
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    let h = Handler::behind(&proxy, &[]).await;
+    h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
+        .await;
+    let seen = index(&h, "/v1/health/service/idx").await;
+    let from = proxy.requests().len();
+    let url = h.url(&format!("/v1/health/service/idx?index={seen}&wait=5s"));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let watchers: Vec<_> = (0..WATCHERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for w in watchers {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    // About 5 s of holds (plus jitter): the snapshot's three cached reads (registry, health,
+    // watermarks), each refreshed ahead at most once per half TTL (1 s), whatever the number of
+    // watchers: 200 watchers re-checking every 1-2 s would otherwise be hundreds.
+    let reads = proxy.since(from);
+    println!(
+        "{WATCHERS} watchers held 5 s: {} storage requests",
+        reads.len()
+    );
+    assert!(
+        reads.len() <= 3 * 7,
+        "{} storage requests: {reads:?}",
+        reads.len()
+    );
 }

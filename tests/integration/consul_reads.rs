@@ -31,7 +31,7 @@ fn consul_ok(r: &Resp) -> (Value, u64) {
 fn orders() -> Value {
     json!({
         "serviceName": "orders", "serviceType": "api", "instanceId": "pod-7",
-        "endpoint": "https://orders.example.com:8443/v1", "version": "2.1.0",
+        "endpoint": "https://localhost:8443/v1", "version": "2.1.0",
         "tags": ["v1", "prod"], "metadata": {"DAPR_PORT": 50002, "region": "eu", "nested": {"a": 1}},
         "weight": 3
     })
@@ -57,8 +57,8 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
         assert_eq!(entries.len(), 1, "{v}");
         let e = &entries[0];
         let node = &e["Node"];
-        assert_eq!(node["Node"], "orders.example.com");
-        assert_eq!(node["Address"], "orders.example.com");
+        assert_eq!(node["Node"], "localhost");
+        assert_eq!(node["Address"], "localhost");
         assert_eq!(node["Datacenter"], "dc1");
         assert_eq!(
             node["Meta"],
@@ -66,19 +66,19 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
         );
         assert_eq!(
             node["TaggedAddresses"],
-            json!({"lan": "orders.example.com", "wan": "orders.example.com"})
+            json!({"lan": "localhost", "wan": "localhost"})
         );
         let service = &e["Service"];
         assert_eq!(service["ID"], "pod-7");
         assert_eq!(service["Service"], "orders");
         assert_eq!(service["Tags"], json!(["v1", "prod"]));
-        assert_eq!(service["Address"], "orders.example.com");
+        assert_eq!(service["Address"], "localhost");
         assert_eq!(service["Port"], 8443);
         assert_eq!(
             service["Meta"],
             json!({
                 "DAPR_PORT": "50002", "region": "eu", "nested": "{\"a\":1}", "serviceType": "api",
-                "version": "2.1.0", "scheme": "https", "endpoint": "https://orders.example.com:8443/v1"
+                "version": "2.1.0", "scheme": "https", "endpoint": "https://localhost:8443/v1"
             })
         );
         assert_eq!(service["Weights"], json!({"Passing": 3, "Warning": 1}));
@@ -87,7 +87,7 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
         assert_eq!(
             e["Checks"],
             json!([{
-                "Node": "orders.example.com", "CheckID": "service:pod-7",
+                "Node": "localhost", "CheckID": "service:pod-7",
                 "Name": "Service 'orders' check", "Status": "warning", "Notes": "", "Output": "",
                 "ServiceID": "pod-7", "ServiceName": "orders", "ServiceTags": ["v1", "prod"],
                 "Type": "http", "CreateIndex": created, "ModifyIndex": revision
@@ -102,20 +102,20 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
     assert_eq!(
         v,
         json!([{
-            "ID": node_id, "Node": "orders.example.com", "Address": "orders.example.com",
+            "ID": node_id, "Node": "localhost", "Address": "localhost",
             "Datacenter": "dc1",
-            "TaggedAddresses": {"lan": "orders.example.com", "wan": "orders.example.com"},
+            "TaggedAddresses": {"lan": "localhost", "wan": "localhost"},
             "NodeMeta": {"external-node": "true", "external-probe": "true"},
-            "ServiceID": "pod-7", "ServiceName": "orders", "ServiceAddress": "orders.example.com",
+            "ServiceID": "pod-7", "ServiceName": "orders", "ServiceAddress": "localhost",
             "ServiceTags": ["v1", "prod"],
             "ServiceMeta": {
                 "DAPR_PORT": "50002", "region": "eu", "nested": "{\"a\":1}", "serviceType": "api",
-                "version": "2.1.0", "scheme": "https", "endpoint": "https://orders.example.com:8443/v1"
+                "version": "2.1.0", "scheme": "https", "endpoint": "https://localhost:8443/v1"
             },
             "ServicePort": 8443, "ServiceWeights": {"Passing": 3, "Warning": 1},
             "ServiceTaggedAddresses": {
-                "lan": {"Address": "orders.example.com", "Port": 8443},
-                "wan": {"Address": "orders.example.com", "Port": 8443}
+                "lan": {"Address": "localhost", "Port": 8443},
+                "wan": {"Address": "localhost", "Port": 8443}
             },
             "ServiceEnableTagOverride": false, "CreateIndex": created, "ModifyIndex": revision
         }])
@@ -126,7 +126,7 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
     let (v, _) = consul_ok(&get(&h, "/v1/catalog/datacenters").await);
     assert_eq!(v, json!(["dc1"]));
     let (v, _) = consul_ok(&get(&h, "/v1/catalog/nodes").await);
-    assert_eq!(v[0]["Node"], "orders.example.com");
+    assert_eq!(v[0]["Node"], "localhost");
     assert_eq!(v.as_array().unwrap().len(), 1);
 
     let (v, _) = consul_ok(&get(&h, "/v1/health/checks/orders").await);
@@ -165,7 +165,7 @@ async fn selection_parameters_and_unknown_names() {
     h.register_ok(&orders()).await;
     h.register_ok(&json!({
         "serviceName": "orders", "serviceType": "worker", "instanceId": "w-1",
-        "endpoint": "http://10.0.0.9", "tags": ["v2"]
+        "endpoint": "http://127.0.0.1", "tags": ["v2"]
     }))
     .await;
 
@@ -247,4 +247,32 @@ async fn kv_is_a_blocking_404_with_an_index() {
         "held {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_recipe_wrote_counts_from_its_storage_timestamp() {
+    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let now = iso(chrono::Utc::now());
+    h.tables()
+        .upsert(
+            &h.registry_table,
+            &json!({
+                "PartitionKey": "api", "RowKey": "node-api", "serviceName": "node-api",
+                "endpoint": "http://127.0.0.1:8080", "healthEndpoint": "http://127.0.0.1:8080",
+                "serviceType": "api", "version": "1.0.0", "tags": "[]", "metadata": "{}",
+                "registeredAt": now, "lastHeartbeat": now
+            }),
+        )
+        .await;
+    let row = h
+        .tables()
+        .row(&h.registry_table, "api", "node-api")
+        .await
+        .unwrap();
+    let stamp = parse_iso(row["Timestamp"].as_str().unwrap());
+    let micros = u64::try_from(stamp.timestamp_micros()).unwrap();
+    let (v, index) = consul_ok(&get(&h, "/v1/health/service/node-api").await);
+    assert_eq!(index, micros, "no revision: storage's Timestamp");
+    assert_eq!(v[0]["Service"]["ID"], "node-api");
+    assert_eq!(v[0]["Service"]["Port"], 8080);
 }

@@ -34,7 +34,7 @@ async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_update
         &h,
         "/v1/agent/service/register",
         Some(json!({
-            "name": "fabio", "id": "fabio-host-9998", "address": "10.1.2.3", "port": 9998,
+            "name": "fabio", "id": "fabio-host-9998", "address": "127.0.0.1", "port": 9998,
             "tags": ["lb"], "meta": {"serviceType": "edge", "zone": "a"},
             "check": {"ttl": "15s", "CheckID": "fabio-host-9998-ttl", "DeregisterCriticalServiceAfter": "1m"}
         })),
@@ -47,7 +47,7 @@ async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_update
         .row(&h.registry_table, "edge", "fabio:fabio-host-9998")
         .await
         .expect("an ordinary registry row");
-    assert_eq!(row["endpoint"], "http://10.1.2.3:9998");
+    assert_eq!(row["endpoint"], "http://127.0.0.1:9998");
     assert_eq!(row["deregisterCriticalAfter"], 60);
     assert_eq!(
         serde_json::from_str::<Value>(row["consulChecks"].as_str().unwrap()).unwrap(),
@@ -148,7 +148,7 @@ async fn refusals_write_nothing() {
     let r = put(
         &h,
         "/v1/agent/service/register",
-        Some(json!({"Address": "10.0.0.1", "Port": 80})),
+        Some(json!({"Address": "127.0.0.1", "Port": 80})),
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
@@ -159,7 +159,7 @@ async fn refusals_write_nothing() {
         &h,
         "/v1/agent/service/register",
         Some(json!({
-            "Name": "meta", "Address": "10.0.0.1", "Port": 80,
+            "Name": "meta", "Address": "127.0.0.1", "Port": 80,
             "Check": {"HTTP": "http://169.254.169.254/latest", "Interval": "10s"}
         })),
     )
@@ -177,7 +177,7 @@ async fn the_catalog_forms_register_and_deregister() {
         &h,
         "/v1/catalog/register",
         Some(json!({
-            "Node": "ext-db", "Address": "10.5.0.7",
+            "Node": "ext-db", "Address": "127.0.0.1",
             "Service": {"Service": "db", "ID": "db-1", "Port": 5432, "Tags": ["primary"]}
         })),
     )
@@ -187,8 +187,8 @@ async fn the_catalog_forms_register_and_deregister() {
     index_of(&r);
     let v = r.json();
     assert_eq!(v[0]["ServiceID"], "db-1");
-    assert_eq!(v[0]["ServiceAddress"], "10.5.0.7");
-    assert_eq!(v[0]["Node"], "10.5.0.7");
+    assert_eq!(v[0]["ServiceAddress"], "127.0.0.1");
+    assert_eq!(v[0]["Node"], "127.0.0.1");
     let r = put(
         &h,
         "/v1/catalog/deregister",
@@ -198,4 +198,90 @@ async fn the_catalog_forms_register_and_deregister() {
     assert_eq!(r.status, 200, "{}", r.text);
     let (v, _) = health(&h, "db").await;
     assert_eq!(v, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_longer_than_deregister_critical_service_after_is_removed_by_the_sweep() {
+    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    for (name, after) in [("short", Some("1s")), ("kept", None)] {
+        let mut check = json!({"TTL": "10s"});
+        if let Some(after) = after {
+            check["DeregisterCriticalServiceAfter"] = json!(after);
+        }
+        let r = put(
+            &h,
+            "/v1/agent/service/register",
+            Some(json!({"Name": name, "Address": "127.0.0.1", "Port": 80, "Check": check})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        // Lapsed a minute ago: critical since then.
+        let at = chrono::Utc::now() - chrono::Duration::seconds(70);
+        h.set_last_heartbeat("consul", name, at).await;
+    }
+    assert_eq!(
+        health(&h, "short").await.0[0]["Checks"][0]["Status"],
+        "critical"
+    );
+    let report = h.sweep_report().await;
+    assert_eq!(report.deleted_expired, 1, "{report:?}");
+    assert!(h
+        .tables()
+        .row(&h.registry_table, "consul", "short")
+        .await
+        .is_none());
+    assert_eq!(health(&h, "short").await.0, json!([]));
+    // Without it, a lapsed registration stays listed as critical until the native expiry.
+    let (v, _) = health(&h, "kept").await;
+    assert_eq!(v[0]["Checks"][0]["Status"], "critical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_one_service_each() {
+    let h = Handler::start_consul_anonymous().await;
+    // Two native rows of different types share the instance id: a call naming it cannot choose.
+    for service_type in ["a", "b"] {
+        h.register_ok(&json!({
+            "serviceName": "dup", "serviceType": service_type, "instanceId": "same",
+            "endpoint": "http://127.0.0.1:80"
+        }))
+        .await;
+    }
+    let r = get(&h, "/v1/agent/service/same").await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("ID"), "{}", r.text);
+    let r = put(&h, "/v1/agent/service/deregister/same", None).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(h.tables().rows(&h.registry_table).await.len(), 2);
+
+    // The same Consul ID registered again under another type replaces its row.
+    let body = |service_type: &str| {
+        json!({"Name": "web", "ID": "web-1", "Address": "127.0.0.1", "Port": 80,
+               "Meta": {"serviceType": service_type}})
+    };
+    assert_eq!(
+        put(&h, "/v1/agent/service/register", Some(body("blue")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        put(&h, "/v1/agent/service/register", Some(body("green")))
+            .await
+            .status,
+        200
+    );
+    assert!(h
+        .tables()
+        .row(&h.registry_table, "blue", "web:web-1")
+        .await
+        .is_none());
+    assert!(h
+        .tables()
+        .row(&h.registry_table, "green", "web:web-1")
+        .await
+        .is_some());
+    let (v, _) = health(&h, "web").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["Service"]["Meta"]["serviceType"], "green");
 }

@@ -80,6 +80,12 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // Storage alternatives the template deliberately does not use (it uses managed identity).
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
+    // The Consul-compatible API: defaults that suit a deployment (docs/consul.md); an operator sets
+    // them as app settings when needed.
+    "CONSUL_DATACENTER",
+    "CONSUL_UNCHECKED_STATUS",
+    "CONSUL_MAX_HOLD_SECONDS",
+    "CONSUL_SERVICE_TYPE",
 ];
 
 /// Flex Consumption deprecates these (learn.microsoft.com, "Flex Consumption plan deprecations").

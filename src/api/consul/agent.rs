@@ -93,7 +93,9 @@ pub async fn service(
             field: "ID",
             message: format!("unknown service ID: {id}"),
         }),
-        [e] => answer(e.modify_index, &agent_service(e, &api.settings.datacenter)),
+        // The catalog's index, the scope it was held on: a client that blocks with it again
+        // must be held, not answered at once because a lower per-entry index was sent.
+        [e] => answer(snapshot.index, &agent_service(e, &api.settings.datacenter)),
         _ => Err(shared_id(&id)),
     }
 }

@@ -5,7 +5,8 @@
 //! than the read cache allows (`DISCOVERY_CACHE_TTL_MS`) and is rebuilt at once after a write of
 //! this process. Asking for it costs nothing for `RECHECK_FLOOR` after a check; after that, three
 //! cache lookups, and a rebuild only when one of them returned other rows (or a TTL lapsed, which
-//! changes a status without changing a row). One caller rebuilds while the others wait for it.
+//! changes a status without changing a row). One caller rebuilds; the others are served the
+//! snapshot there is meanwhile, unless this process wrote since it was built (then they wait).
 //!
 //! Every rebuild that changes the catalog's index bumps a `watch` channel: held requests wait on
 //! it (`hold`), so a change wakes them without any of them reading storage.
@@ -23,6 +24,8 @@ use tokio::sync::watch;
 
 /// How long a snapshot is served without asking the store's caches whether the rows moved.
 const RECHECK_FLOOR: Duration = Duration::from_millis(250);
+/// How old a snapshot may be served while another caller rebuilds it, rather than waiting.
+const SERVE_WHILE_REBUILDING: Duration = Duration::from_secs(2);
 
 /// The registry in Consul's terms, with its indexes precomputed.
 pub struct Catalog {
@@ -220,7 +223,17 @@ impl ConsulCatalog {
         if let Some(fresh) = self.fresh() {
             return Ok(fresh);
         }
-        let _one_builder = self.rebuild.lock().await;
+        let _one_builder = match self.rebuild.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another caller is rebuilding: serve what there is while it does, unless this
+                // process wrote since (a client reads its own writes) or a TTL lapsed.
+                if let Some(served) = self.servable_meanwhile() {
+                    return Ok(served);
+                }
+                self.rebuild.lock().await
+            }
+        };
         if let Some(fresh) = self.fresh() {
             return Ok(fresh);
         }
@@ -266,6 +279,18 @@ impl ConsulCatalog {
             self.changed.send_replace(catalog.index);
         }
         Ok(catalog)
+    }
+
+    /// The snapshot, while a rebuild is under way: if nothing this process wrote or a lapse made
+    /// it out of date, and it was checked within `SERVE_WHILE_REBUILDING`.
+    fn servable_meanwhile(&self) -> Option<Arc<Catalog>> {
+        let state = self.lock();
+        let checked = state
+            .checked_at
+            .is_some_and(|at| at.elapsed() < SERVE_WHILE_REBUILDING);
+        let unchanged = state.generation == self.store.write_generation();
+        let no_lapse = state.catalog.next_lapse.is_none_or(|at| at > Utc::now());
+        (checked && unchanged && no_lapse).then(|| state.catalog.clone())
     }
 
     fn fresh(&self) -> Option<Arc<Catalog>> {

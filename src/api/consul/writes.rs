@@ -7,6 +7,9 @@
 //! Consul-only properties beside it (its checks, `DeregisterCriticalServiceAfter`, a check's
 //! initial status).
 //!
+//! Consul keeps one service per ID: registering an ID again under another `serviceType` (its
+//! `Meta.serviceType` changed) removes the row it had, after the new one is written.
+//!
 //! Calls by ID find the row through the snapshot: a `Service.ID` (deregister) or a `CheckID`
 //! (check updates; `service:<ID>` names every row's check). An ID two rows share is a 409 naming
 //! `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents.
@@ -80,11 +83,27 @@ async fn store_registration(
     if probed {
         super::super::registrar::refuse_forbidden_target(state, registration).await?;
     }
+    // Consul keeps one service per ID: the same ID registered again under another type (its
+    // `Meta.serviceType` changed) replaces the row it had, rather than leaving two.
+    let snapshot = consul(state).catalog.current().await?;
+    let replaced: Vec<InstanceKey> = snapshot
+        .with_id(&parsed.service_id)
+        .into_iter()
+        .filter(|e| e.name == registration.key.service_name.as_str())
+        .filter_map(|e| InstanceKey::from_stored(&e.partition_key, &e.row_key).ok())
+        .filter(|key| *key != registration.key)
+        .collect();
+    for key in &replaced {
+        caller.may_write(key)?;
+    }
     let fields = consul_fields(&parsed);
     state
         .store
         .register_with(registration, &fields, &crate::now_iso())
         .await?;
+    for key in &replaced {
+        state.store.deregister(key).await?;
+    }
     tracing::info!(
         service_id = %registration.key.service_id(),
         row_key = %registration.key.row_key(),

@@ -1,5 +1,6 @@
 //! Service Connector self-registration as its tests see it: the log line that says it is done, the
-//! row it writes for one target, the rows as they are stored (keyed, without the two times), and
+//! row it writes for one target, the rows as they are stored (keyed, without the two times and the
+//! revisions), and
 //! the check that no secret of a connection string reached a text.
 
 use super::user_properties;
@@ -8,7 +9,7 @@ use serde_json::{json, Map, Value};
 /// The start of the line the handler logs once self-registration has run.
 pub const SELF_REGISTERED: &str = "Service Connector self-registration: found";
 
-/// (PartitionKey, RowKey) → the row's properties, without the two times.
+/// (PartitionKey, RowKey) → the row's properties, without the two times and the revisions.
 pub fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
     rows.iter()
         .map(|row| {
@@ -20,6 +21,10 @@ pub fn rows_by_key(rows: &[Value]) -> Map<String, Value> {
             let mut props = user_properties(row);
             props.remove("registeredAt");
             props.remove("lastHeartbeat");
+            for name in super::tables::REVISION_PROPERTIES {
+                props.remove(name);
+                props.remove(&format!("{name}@odata.type"));
+            }
             (key, Value::Object(props))
         })
         .collect()
