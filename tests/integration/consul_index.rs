@@ -280,7 +280,7 @@ async fn a_thousand_held_watchers_all_wake_on_one_change() {
 async fn held_watchers_cost_no_storage_reads_of_their_own() {
     const WATCHERS: usize = 200;
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    let h = Handler::behind(&proxy, &[]).await;
+    let h = Handler::behind(&proxy, &[("REGISTRY_ALLOW_ANONYMOUS", "true")]).await;
     h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;

@@ -251,7 +251,11 @@ async fn kv_is_a_blocking_404_with_an_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_the_recipe_wrote_counts_from_its_storage_timestamp() {
-    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let h = Handler::start_with(&[
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+        ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
     let now = iso(chrono::Utc::now());
     h.tables()
         .upsert(

@@ -202,7 +202,11 @@ async fn the_catalog_forms_register_and_deregister() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn critical_longer_than_deregister_critical_service_after_is_removed_by_the_sweep() {
-    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let h = Handler::start_with(&[
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+        ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
     for (name, after) in [("short", Some("1s")), ("kept", None)] {
         let mut check = json!({"TTL": "10s"});
         if let Some(after) = after {
