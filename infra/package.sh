@@ -11,6 +11,7 @@
 #     Sweep/function.json
 #     OpenApi/function.json
 #     Dashboard/function.json
+#     ConsulApi/function.json
 #     handler                         (static Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
@@ -108,6 +109,7 @@ app_files=(
     Sweep/function.json
     OpenApi/function.json
     Dashboard/function.json
+    ConsulApi/function.json
 )
 for f in "${app_files[@]}"; do
     [[ -f "${repo_root}/${f}" ]] || die "missing ${f} at the repository root"

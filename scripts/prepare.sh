@@ -11,12 +11,14 @@
 #   openapi    the pinned OpenAPI validator (scripts/openapi-requirements.txt), for the `openapi` test
 #   dashboard  Debian's chromium (apt-get, as root) and pinned Playwright for Python
 #              (scripts/dashboard-requirements.txt; its own browser download is never used)
+#   consul     pinned py-consul (scripts/consul-clients-requirements.txt), for the `consul_clients`
+#              test (the npm `consul` client comes with `azurite`: package-lock.json)
 #   fuzz       pinned schemathesis (scripts/fuzz-requirements.txt), for scripts/fuzz.sh
 #   checkov    pinned checkov (scripts/checkov-requirements.txt), for scripts/checkov.sh
 #   debian     the pinned Debian packages of lint, package and check-package (shellcheck, musl-tools,
 #              debootstrap; as root)
 #   musl       the Rust standard library for x86_64-unknown-linux-musl (rustup), for make package
-#   test       = azurite crates openapi dashboard (what `make test` needs)
+#   test       = azurite crates openapi dashboard consul (what `make test` needs)
 #   all        = test fuzz checkov debian musl (what CI needs)
 #
 # The Python venvs go under PYTHON_TOOLS_DIR (scripts/lib.sh; default ~/.cache/service-registry).
@@ -52,6 +54,14 @@ prepare() {
       ensure_chromium
       install_venv dashboard-browser scripts/dashboard-requirements.txt --no-deps
       ;;
+    consul)
+      ensure_azurite
+      if [ ! -f node_modules/consul/package.json ]; then
+        echo "installing node-consul from package-lock.json (npm ci)..."
+        npm ci --no-audit --no-fund --loglevel=error
+      fi
+      install_venv consul-clients scripts/consul-clients-requirements.txt --no-deps
+      ;;
     fuzz) install_venv schemathesis scripts/fuzz-requirements.txt --no-deps ;;
     checkov)
       need python3 "Python 3.11.5 or newer, with the venv module"
@@ -68,10 +78,10 @@ prepare() {
         rustup target add x86_64-unknown-linux-musl
       fi
       ;;
-    test) for part in azurite crates openapi dashboard; do prepare "$part"; done ;;
+    test) for part in azurite crates openapi dashboard consul; do prepare "$part"; done ;;
     all) for part in test fuzz checkov debian musl; do prepare "$part"; done ;;
     *)
-      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, fuzz, checkov, debian, musl, test, all)" >&2
+      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, consul, fuzz, checkov, debian, musl, test, all)" >&2
       exit 2
       ;;
   esac

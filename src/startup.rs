@@ -72,11 +72,15 @@ impl Application {
             arm_sync,
         );
         let prober = monitor.prober().clone();
+        let mut security = Security::new(&settings.security);
+        if let HostMode::CustomHandler { .. } = settings.server.mode {
+            security = security.under_host();
+        }
         let state = AppState::new(
             store,
             prober,
             sweep_job,
-            Security::new(&settings.security),
+            security,
             settings.consul.clone(),
             host::openapi_document,
         );
@@ -193,10 +197,15 @@ pub fn app(state: AppState, standalone: bool, hosts: Option<HostPolicy>) -> Rout
     if let Some(cors) = security.origins.cors_layer() {
         router = router.layer(cors);
     }
-    router = router.layer(axum::middleware::from_fn_with_state(
-        security,
-        security::refuse_foreign_origins,
-    ));
+    router = router
+        .layer(axum::middleware::from_fn_with_state(
+            security.clone(),
+            security::refuse_unguarded_consul,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            security::refuse_foreign_origins,
+        ));
     behind_host_check(router, hosts)
         .layer(axum::middleware::from_fn(api::refuse_oversized))
         .layer(axum::middleware::from_fn(log_request))

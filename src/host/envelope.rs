@@ -92,6 +92,8 @@ pub struct HttpRequestData {
     method: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
+    /// Route parameters (`Params`): the values of the route template's `{name}` parts.
+    params: Map<String, Value>,
     body: Option<String>,
 }
 
@@ -159,22 +161,25 @@ impl HttpRequestData {
                 ))
             }
         };
+        let params = object_field(&req, "Params", "Data.req.Params")?;
         Ok(HttpRequestData {
             method,
             query,
             headers,
+            params,
             body,
         })
     }
 
-    /// The plain request the `/api` router would have received had the host forwarded it: `route`
-    /// is the function's route under `/api/`.
+    /// The plain request the router would have received had the host forwarded it: `route` is the
+    /// function's route template (function.json's `route`; host.json's `routePrefix` is empty), its
+    /// parameters filled from `Params`.
     pub fn into_http_request(self, route: &str) -> Result<Request<Body>, ApiError> {
         let method =
             Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
                 ApiError::bad_request("Data.req.Method", "the request method is not valid")
             })?;
-        let mut uri = format!("/api/{route}");
+        let mut uri = fill_route(route, &self.params)?;
         if !self.query.is_empty() {
             let query = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(&self.query)
@@ -201,6 +206,50 @@ impl HttpRequestData {
         }
         Ok(request)
     }
+}
+
+/// The path a route template stands for with these parameters: each `{name}` or `{*name}` part
+/// replaced by `Params.name`, percent-encoded except for the `/` a catch-all value holds. A
+/// catch-all may be empty (the host's router matches `v1/` to `v1/{*path}`); a plain parameter may
+/// not.
+fn fill_route(route: &str, params: &Map<String, Value>) -> Result<String, ApiError> {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut path = String::new();
+    for segment in route.split('/') {
+        path.push('/');
+        let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            path.push_str(segment);
+            continue;
+        };
+        let (name, catch_all) = match name.strip_prefix('*') {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
+        let value = match get_ci(params, name) {
+            Some(Value::String(value)) => value.as_str(),
+            None if catch_all => "",
+            _ => {
+                return Err(ApiError::bad_request(
+                    "Data.req.Params",
+                    format!("Data.req.Params.{name} must be a string (a route parameter)"),
+                ))
+            }
+        };
+        let pieces: Vec<String> = if catch_all {
+            value
+                .split('/')
+                .map(|piece| percent_encoding::utf8_percent_encode(piece, SEGMENT).to_string())
+                .collect()
+        } else {
+            vec![percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()]
+        };
+        path.push_str(&pieces.join("/"));
+    }
+    Ok(path)
 }
 
 /// What we use of the TimerInfo in `Data.myTimer`: only `IsPastDue`. The dates are left alone (their
@@ -308,7 +357,7 @@ mod tests {
             let data =
                 HttpRequestData::from_envelope(&envelope(json!({"Method": "GET", "Query": query})))
                     .unwrap();
-            let request = data.into_http_request("ServiceDiscovery").unwrap();
+            let request = data.into_http_request("api/ServiceDiscovery").unwrap();
             assert_eq!(request.method(), Method::GET);
             assert_eq!(request.uri().path(), "/api/ServiceDiscovery");
             let pairs: Vec<_> =
@@ -327,7 +376,7 @@ mod tests {
             "Body": "{}"
         })))
         .unwrap();
-        let request = data.into_http_request("ServiceRegistrar").unwrap();
+        let request = data.into_http_request("api/ServiceRegistrar").unwrap();
         assert_eq!(request.headers()["content-type"], "application/json");
         assert_eq!(request.headers()["x-multi"], "a, b");
         assert!(request.headers().get("content-length").is_none());
@@ -380,6 +429,47 @@ mod tests {
                 .is_past_due
         );
         assert!(!TimerInfo::from_envelope(&json!({})).is_past_due);
+    }
+
+    #[test]
+    fn route_parameters_fill_the_template() {
+        let request = |params: Value| {
+            HttpRequestData::from_envelope(&envelope(json!({"Method": "GET", "Params": params})))
+                .and_then(|data| data.into_http_request("v1/{*path}"))
+                .map(|request| request.uri().path().to_owned())
+        };
+        assert_eq!(
+            request(json!({"path": "agent/self"})).unwrap(),
+            "/v1/agent/self"
+        );
+        assert_eq!(
+            request(json!({"Path": "health/service/a b"})).unwrap(),
+            "/v1/health/service/a%20b"
+        );
+        // The Params object as JSON text, and a catch-all that matched nothing.
+        assert_eq!(
+            request(json!("{\"path\":\"status/leader\"}")).unwrap(),
+            "/v1/status/leader"
+        );
+        assert_eq!(request(json!({})).unwrap(), "/v1/");
+        let e = request(json!({"path": 7})).unwrap_err();
+        assert!(matches!(
+            e,
+            ApiError::BadRequest {
+                field: "Data.req.Params",
+                ..
+            }
+        ));
+        let e = HttpRequestData::from_envelope(&envelope(json!({"Params": {}})))
+            .and_then(|data| data.into_http_request("api/{name}"))
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            ApiError::BadRequest {
+                field: "Data.req.Params",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `docs/functions-host-protocol.md`).
 //!
 //! The host reaches us two ways. Forwarded HTTP (`enableForwardingHttpRequest`) arrives as the caller's
-//! own request on `/api/<Function>` and needs nothing from this module. Everything else arrives as an
+//! own request on its public path (`/api/<Function>`, `/v1/...` for `ConsulApi`: host.json's
+//! `routePrefix` is empty and each function.json names its whole route) and needs nothing from this
+//! module. Everything else arrives as an
 //! invocation envelope, `POST /<Function>` with `{"Data": {...}, "Metadata": {...}}`, and must be
 //! answered with `{"Outputs": {...}, "Logs": [...], "ReturnValue": null}`. For HTTP functions we unwrap
 //! the envelope into an ordinary request, replay it through the same `/api` router, and wrap the
@@ -32,18 +34,23 @@ use tower::ServiceExt;
 pub use openapi::document as openapi_document;
 
 /// The HTTP functions: each one's name (its folder, and its envelope route `POST /<name>`) and its
-/// route under `/api/` (the `route` of its function.json, else its name).
-const HTTP_FUNCTIONS: [(&str, &str); 7] = [
-    ("ServiceRegistrar", "ServiceRegistrar"),
-    ("ServiceDiscovery", "ServiceDiscovery"),
-    ("ServiceHeartbeat", "ServiceHeartbeat"),
-    ("ServiceResolver", "ServiceResolver"),
-    ("Sweep", "Sweep"),
-    ("OpenApi", "openapi.json"),
-    ("Dashboard", "Dashboard"),
+/// route template, exactly the `route` of its function.json (host.json's `routePrefix` is empty, so
+/// that is the whole public path; the integration test `host_routes` checks the two agree).
+const HTTP_FUNCTIONS: [(&str, &str); 8] = [
+    ("ServiceRegistrar", "api/ServiceRegistrar"),
+    ("ServiceDiscovery", "api/ServiceDiscovery"),
+    ("ServiceHeartbeat", "api/ServiceHeartbeat"),
+    ("ServiceResolver", "api/ServiceResolver"),
+    ("Sweep", "api/Sweep"),
+    ("OpenApi", "api/openapi.json"),
+    ("Dashboard", "api/Dashboard"),
+    ("ConsulApi", CONSUL_ROUTE),
 ];
 
-/// The function a request path belongs to, for metrics: `/api/<route>` (forwarded) or `/<name>`
+/// The Consul-compatible API's route: everything under `/v1/`.
+const CONSUL_ROUTE: &str = "v1/{*path}";
+
+/// The function a request path belongs to, for metrics: its public path (forwarded) or `/<name>`
 /// (an envelope), the timer's envelope, the readiness probe; anything else is `other`, so unknown
 /// paths cannot add series.
 pub fn function_name(path: &str) -> &'static str {
@@ -53,11 +60,15 @@ pub fn function_name(path: &str) -> &'static str {
     if path == "/HealthMonitor" {
         return "HealthMonitor";
     }
-    let forwarded = path.strip_prefix("/api/");
-    let envelope = path.strip_prefix('/');
+    if path.starts_with("/v1/") {
+        return "ConsulApi";
+    }
+    let Some(path) = path.strip_prefix('/') else {
+        return "other";
+    };
     HTTP_FUNCTIONS
         .iter()
-        .find(|(function, route)| forwarded == Some(route) || envelope == Some(function))
+        .find(|(function, route)| path == *route || path == *function)
         .map_or("other", |(function, _)| function)
 }
 
@@ -66,7 +77,8 @@ pub fn function_name(path: &str) -> &'static str {
 /// `Metadata`; anything larger is no envelope the host sends for a body we would accept.
 pub const MAX_ENVELOPE_BYTES: usize = 2 * 1024 * 1024;
 
-/// The envelope routes. `api` is the `/api/*` router the HTTP envelopes are replayed through.
+/// The envelope routes. `api` is the router the HTTP envelopes are replayed through (`/api/*`, and
+/// `/v1/*` for `ConsulApi`).
 /// Standalone, only the manual sweep, behind authentication.
 pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
     let wrong_method = |method: Method| async move { api::not_allowed(method, "POST") };
@@ -85,10 +97,13 @@ pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
     );
     for (function, route) in HTTP_FUNCTIONS {
         let api = api.clone();
+        // The whole-server guard sees `/ConsulApi`, not `/v1/...`: the envelope asks it itself.
+        let security = (route == CONSUL_ROUTE).then(|| state.security.clone());
         router = router.route(
             &format!("/{function}"),
             post(move |headers: HeaderMap, body: Body| {
-                http_invocation(api, function, route, headers, body)
+                let refusal = security.and_then(|s| s.consul_refusal());
+                http_invocation(api, function, route, refusal, headers, body)
             })
             .fallback(wrong_method),
         );
@@ -146,6 +161,7 @@ async fn http_invocation(
     api: Router,
     function: &'static str,
     route: &'static str,
+    refusal: Option<ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -153,7 +169,8 @@ async fn http_invocation(
         .await
         .and_then(|body| parse_envelope(&body))
         .and_then(|envelope| HttpRequestData::from_envelope(&envelope))
-        .and_then(|request| request.into_http_request(route));
+        .and_then(|request| request.into_http_request(route))
+        .and_then(|request| refusal.map_or(Ok(request), Err));
     let (response, counts) = counting_invocation(async {
         match request {
             Ok(request) => match api.oneshot(request).await {
@@ -251,5 +268,9 @@ mod tests {
         assert_eq!(function_name("/api/OpenApi"), "other");
         assert_eq!(function_name("/api/nope"), "other");
         assert_eq!(function_name("/api/ServiceDiscovery/x"), "other");
+        assert_eq!(function_name("/v1/agent/self"), "ConsulApi");
+        assert_eq!(function_name("/ConsulApi"), "ConsulApi");
+        assert_eq!(function_name("/v1"), "other");
+        assert_eq!(function_name("ServiceDiscovery"), "other");
     }
 }

@@ -52,8 +52,8 @@ impl Modify for HostProtocol {
                 .summary(Some(format!("{function} as an invocation envelope")))
                 .description(Some(format!(
                     "What the Functions host sends when it does not forward the request: \
-                     `Data.req` is rebuilt as a request to `/api/{route}` and answered by the same \
-                     handler, whose status, headers and body travel in `Outputs.res`. Always HTTP \
+                     `Data.req` is rebuilt as a request to `/{route}` (route parameters from \
+                     `Data.req.Params`) and answered by the same handler, whose status, headers and body travel in `Outputs.res`. Always HTTP \
                      200 (a non-2xx reply would make the host drop the outputs); a malformed \
                      envelope is an `Outputs.res` with `statusCode` 400 and a JSON error naming \
                      `Data`, `Data.req` or `Data.req.Method`. The inner request is admitted by the \

@@ -15,6 +15,12 @@
 //! When nothing is configured, a standalone listener also answers only `Host` values naming it
 //! (`host`: DNS rebinding).
 //!
+//! Rule 1 leans on the host's function keys, and the Consul-compatible API (`/v1/...`, the
+//! `ConsulApi` function) has none: Consul clients cannot send one, so its function.json says
+//! `authLevel: anonymous`. Under the host with nothing configured it is therefore refused
+//! (`consul_refusal`), unless `REGISTRY_ALLOW_ANONYMOUS=true` opens it on purpose, the same opt-in a
+//! standalone handler on a reachable address needs to start.
+//!
 //! The admitted `Caller` goes into the request's extensions for the handlers, which check scopes
 //! once they have parsed their input; the caller's identity and the decision go into the
 //! response's extensions (`AuthRecord`) for the request log line.
@@ -47,6 +53,11 @@ pub struct Security {
     keys: KeyRing,
     tokens: Option<TokenVerifier>,
     trust_client_principal: bool,
+    /// `REGISTRY_ALLOW_ANONYMOUS`: anonymous access chosen, not merely nothing configured.
+    allow_anonymous: bool,
+    /// Custom-handler mode: the Functions host is in front, checking function keys where
+    /// function.json asks for them.
+    under_host: bool,
     pub origins: OriginPolicy,
 }
 
@@ -66,8 +77,31 @@ impl Security {
             keys: KeyRing::new(settings.api_keys.clone()),
             tokens: settings.entra.as_ref().map(TokenVerifier::new),
             trust_client_principal: settings.trust_client_principal,
+            allow_anonymous: settings.allow_anonymous,
+            under_host: false,
             origins: OriginPolicy::new(settings.allowed_origins.clone()),
         }
+    }
+
+    /// The same, for a handler the Functions host started (custom-handler mode).
+    pub fn under_host(mut self) -> Self {
+        self.under_host = true;
+        self
+    }
+
+    /// Why a request to the Consul-compatible API (`/v1/...`) is refused before anything else, if
+    /// it is: under the host with no authentication configured and anonymous access not chosen,
+    /// nothing (not the host's function keys, which `ConsulApi` does not ask for) would check its
+    /// callers. A 403 naming the variables that open it.
+    pub fn consul_refusal(&self) -> Option<ApiError> {
+        (self.under_host && self.open && !self.allow_anonymous).then(|| ApiError::Forbidden {
+            field: Some("Authorization"),
+            message:
+                "the Consul API is not served under the Functions host without authentication: \
+                      set REGISTRY_API_KEYS (or REGISTRY_API_KEYS_FILE, REGISTRY_ENTRA_*), or \
+                      REGISTRY_ALLOW_ANONYMOUS=true to serve it to anyone"
+                    .into(),
+        })
     }
 
     /// The caller these headers authenticate, or why not.
@@ -174,6 +208,27 @@ pub async fn authenticate(
     }
 }
 
+/// The layer on the whole server in custom-handler mode: refuses every `/v1/` request while
+/// `Security::consul_refusal` says so (envelopes for `ConsulApi` ask it themselves).
+pub async fn refuse_unguarded_consul(
+    State(security): State<Arc<Security>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let consul = request.uri().path() == "/v1" || request.uri().path().starts_with("/v1/");
+    match security.consul_refusal().filter(|_| consul) {
+        None => next.run(request).await,
+        Some(e) => {
+            let mut response = e.into_response();
+            response.extensions_mut().insert(AuthRecord {
+                caller: "-".into(),
+                decision: "forbidden",
+            });
+            response
+        }
+    }
+}
+
 /// The layer on the whole server: refuses browser pages from other origins on every route
 /// (preflights and unknown paths included) before CORS or routing answer them.
 pub async fn refuse_foreign_origins(
@@ -191,5 +246,41 @@ pub async fn refuse_foreign_origins(
             });
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consul_api_is_refused_only_under_the_host_with_nothing_checking_callers() {
+        let open = SecuritySettings::default();
+        assert!(
+            Security::new(&open).consul_refusal().is_none(),
+            "standalone"
+        );
+        let refusal = Security::new(&open).under_host().consul_refusal().unwrap();
+        assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
+        assert!(
+            refusal.to_string().contains("REGISTRY_ALLOW_ANONYMOUS"),
+            "{refusal}"
+        );
+        let chosen = SecuritySettings {
+            allow_anonymous: true,
+            ..SecuritySettings::default()
+        };
+        assert!(Security::new(&chosen)
+            .under_host()
+            .consul_refusal()
+            .is_none());
+        let principal = SecuritySettings {
+            trust_client_principal: true,
+            ..SecuritySettings::default()
+        };
+        assert!(Security::new(&principal)
+            .under_host()
+            .consul_refusal()
+            .is_none());
     }
 }

@@ -24,7 +24,7 @@ fn instance(id: &str, endpoint: &str, tags: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_moves_on_visible_changes_only_and_never_back() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let target = HttpTarget::status(200);
     let service = "/v1/health/service/idx";
     let catalog = "/v1/catalog/services";
@@ -99,7 +99,7 @@ async fn the_index_moves_on_visible_changes_only_and_never_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;
@@ -144,7 +144,7 @@ async fn a_blocking_read_returns_on_a_change_and_holds_without_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
-    let cfg = HandlerConfig::new(Mode::CustomHandler);
+    let cfg = HandlerConfig::consul_anonymous();
     let first = Handler::spawn(cfg.clone()).await;
     let second = Handler::spawn(cfg).await;
     first
@@ -179,7 +179,7 @@ async fn a_change_through_another_process_reaches_a_watcher_on_this_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapse_moves_the_index_and_a_revival_moves_it_again() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&json!({
         "serviceName": "brief", "instanceId": "a", "endpoint": "http://127.0.0.1:80", "ttlSeconds": 5
     }))
@@ -223,7 +223,7 @@ fn rss_kb(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_held_watchers_all_wake_on_one_change() {
     const WATCHERS: usize = 1000;
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;
@@ -280,7 +280,7 @@ async fn a_thousand_held_watchers_all_wake_on_one_change() {
 async fn held_watchers_cost_no_storage_reads_of_their_own() {
     const WATCHERS: usize = 200;
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    let h = Handler::behind(&proxy, &[]).await;
+    let h = Handler::behind(&proxy, &[("REGISTRY_ALLOW_ANONYMOUS", "true")]).await;
     h.register_ok(&instance("a", "http://127.0.0.1:80", json!([])))
         .await;
     let seen = index(&h, "/v1/health/service/idx").await;

@@ -39,7 +39,7 @@ fn orders() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_shows_a_native_registration_in_consuls_shapes() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&orders()).await;
     let row = h
         .tables()
@@ -161,7 +161,7 @@ async fn every_read_shows_a_native_registration_in_consuls_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selection_parameters_and_unknown_names() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     h.register_ok(&orders()).await;
     h.register_ok(&json!({
         "serviceName": "orders", "serviceType": "worker", "instanceId": "w-1",
@@ -235,7 +235,7 @@ async fn selection_parameters_and_unknown_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_is_a_blocking_404_with_an_index() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let r = get(&h, "/v1/kv/fabio/config?recurse").await;
     assert_eq!(r.status, 404, "{}", r.text);
     assert_eq!(r.header("x-consul-index").as_deref(), Some("1"));
@@ -251,7 +251,11 @@ async fn kv_is_a_blocking_404_with_an_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_the_recipe_wrote_counts_from_its_storage_timestamp() {
-    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let h = Handler::start_with(&[
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+        ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
     let now = iso(chrono::Utc::now());
     h.tables()
         .upsert(

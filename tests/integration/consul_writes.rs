@@ -28,7 +28,7 @@ async fn health(h: &Handler, name: &str) -> (Value, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_updates() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     // python-consul's lowercase keys.
     let r = put(
         &h,
@@ -144,7 +144,7 @@ async fn a_consul_registration_is_an_ordinary_row_and_its_ttl_check_takes_update
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_write_nothing() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let r = put(
         &h,
         "/v1/agent/service/register",
@@ -172,7 +172,7 @@ async fn refusals_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_forms_register_and_deregister() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let r = put(
         &h,
         "/v1/catalog/register",
@@ -202,7 +202,11 @@ async fn the_catalog_forms_register_and_deregister() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn critical_longer_than_deregister_critical_service_after_is_removed_by_the_sweep() {
-    let h = Handler::start_with(&[("DISCOVERY_CACHE_TTL_MS", "0")]).await;
+    let h = Handler::start_with(&[
+        ("DISCOVERY_CACHE_TTL_MS", "0"),
+        ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
     for (name, after) in [("short", Some("1s")), ("kept", None)] {
         let mut check = json!({"TTL": "10s"});
         if let Some(after) = after {
@@ -238,7 +242,7 @@ async fn critical_longer_than_deregister_critical_service_after_is_removed_by_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_one_service_each() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     // Two native rows of different types share the instance id: a call naming it cannot choose.
     for service_type in ["a", "b"] {
         h.register_ok(&json!({

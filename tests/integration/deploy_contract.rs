@@ -13,11 +13,15 @@
 //! - with the recipe's topology, the handler is told to sync both apps' Service Connector linkers,
 //!   and its identity gets Reader on exactly those two sites and nowhere else;
 //! - every function folder (a folder holding function.json) is packed by infra/package.sh and
-//!   named in README.md, docs/api.md or docs/deploy.md.
+//!   named in README.md, docs/api.md or docs/deploy.md;
+//! - host.json's empty `routePrefix` and the explicit routes keep every public URL the recipe and
+//!   the docs use reaching the same function, with the same methods and key check, as the host's
+//!   default `api` prefix did, and `/v1/...` reaches `ConsulApi` (routed as the host routes,
+//!   `harness::HostRoutes`).
 //!
 //! No process is started and nothing is sent anywhere: the Bicep is read as text.
 
-use crate::harness::manifest_dir;
+use crate::harness::{manifest_dir, HostRoutes, Trigger};
 use service_registry::configuration::{
     Settings, StorageSource, CONNECTION_STRING_VARS, RESOURCE_ENDPOINT_VAR,
 };
@@ -67,8 +71,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // from another machine.
     "METRICS_BIND",
     "METRICS_ALLOW_REMOTE",
-    // Standalone only: anonymous access on a reachable bind, the host names it answers then, and a
-    // key file inside the container.
+    // Anonymous access, chosen by hand and never by the template: standalone on a reachable bind,
+    // or under the host for the Consul API (which has no function key in front of it). Then,
+    // standalone only: the host names it answers, and a key file inside the container.
     "REGISTRY_ALLOW_ANONYMOUS",
     "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
@@ -595,4 +600,130 @@ fn the_sync_reads_both_apps_linkers_with_reader_on_those_apps_only() {
             .map(String::as_str),
         Some("connectorSyncSources")
     );
+}
+
+/// The function.json routes before host.json set `routePrefix` to `""` (the host's default prefix
+/// `api` applied): (function, route, methods).
+const ROUTES_UNDER_THE_API_PREFIX: &[(&str, Option<&str>, &[&str])] = &[
+    ("ServiceRegistrar", None, &["post", "delete"]),
+    ("ServiceDiscovery", None, &["get"]),
+    ("ServiceHeartbeat", Some("ServiceHeartbeat"), &["post"]),
+    ("ServiceResolver", Some("ServiceResolver"), &["get"]),
+    ("Sweep", Some("Sweep"), &["get"]),
+    ("OpenApi", Some("openapi.json"), &["get"]),
+    ("Dashboard", Some("Dashboard"), &["get"]),
+];
+
+#[test]
+fn the_public_urls_reach_the_same_functions_as_under_the_api_prefix_and_v1_reaches_consul() {
+    let host: serde_json::Value =
+        serde_json::from_str(&read(&manifest_dir().join("host.json"))).unwrap();
+    assert_eq!(
+        host["extensions"]["http"]["routePrefix"], "",
+        "host.json: Consul clients call /v1/... at the root"
+    );
+    let now = HostRoutes::load(manifest_dir());
+    let before = HostRoutes::new(
+        None,
+        &ROUTES_UNDER_THE_API_PREFIX
+            .iter()
+            .map(|(function, route, methods)| {
+                let level = now
+                    .routes
+                    .iter()
+                    .find(|r| r.function == *function)
+                    .unwrap_or_else(|| panic!("{function} is no longer an HTTP function"))
+                    .auth_level
+                    .as_str();
+                Trigger {
+                    function,
+                    route: *route,
+                    methods: Some(methods.iter().map(|m| m.to_string()).collect()),
+                    auth_level: level,
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(before.prefix, "api");
+    // Every URL the recipe, README.md, docs/ and the dashboard call, in the cases and shapes a
+    // client may send, with every method: the same function (or the same 404) as before.
+    let mut urls = vec![];
+    for path in [
+        "/api/ServiceRegistrar",
+        "/api/ServiceDiscovery",
+        "/api/ServiceHeartbeat",
+        "/api/ServiceResolver",
+        "/api/Sweep",
+        "/api/openapi.json",
+        "/api/Dashboard",
+    ] {
+        urls.push(path.to_owned());
+        urls.push(path.to_ascii_lowercase());
+        urls.push(format!("{path}/"));
+        urls.push(format!("{path}/extra"));
+    }
+    urls.extend(
+        [
+            "/api",
+            "/api/",
+            "/",
+            "/ServiceRegistrar",
+            "/api/OpenApi",
+            "/api/v1/agent/self",
+        ]
+        .map(String::from),
+    );
+    for url in &urls {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            assert_eq!(
+                now.resolve(method, url),
+                before.resolve(method, url),
+                "{method} {url}"
+            );
+        }
+    }
+    // The functions the recipe's URLs reach are still all there, each with its function key.
+    for (function, _, methods) in ROUTES_UNDER_THE_API_PREFIX {
+        let route = now.routes.iter().find(|r| r.function == *function).unwrap();
+        assert!(
+            route.template.starts_with("api/"),
+            "{function}: {}",
+            route.template
+        );
+        let level = if *function == "Dashboard" {
+            "anonymous"
+        } else {
+            "function"
+        };
+        assert_eq!(route.auth_level, level, "{function}");
+        assert!(now
+            .resolve(methods[0], &format!("/{}", route.template))
+            .is_some());
+    }
+    // The Consul API: everything under /v1/, GET and PUT, no function key at the host (the
+    // handler's own authentication decides), and nothing there before.
+    let consul = now
+        .resolve("GET", "/v1/agent/self")
+        .expect("GET /v1/agent/self");
+    assert_eq!(consul.function, "ConsulApi");
+    assert_eq!(consul.auth_level, "anonymous");
+    assert_eq!(consul.params["path"], "agent/self");
+    assert!(before.resolve("GET", "/v1/agent/self").is_none());
+    let register = now.resolve("PUT", "/v1/agent/service/register").unwrap();
+    assert_eq!(register.function, "ConsulApi");
+    let encoded = now.resolve("GET", "/v1/health/service/my%20svc").unwrap();
+    assert_eq!(encoded.params["path"], "health/service/my svc");
+    assert!(
+        now.resolve("POST", "/v1/agent/self").is_none(),
+        "Consul's API is GET and PUT"
+    );
+    assert!(now.resolve("DELETE", "/v1/kv/x").is_none());
+    // The host's own paths stay outside every function.
+    for path in [
+        "/admin/host/status",
+        "/runtime/webhooks/x",
+        "/v2/agent/self",
+    ] {
+        assert!(now.resolve("GET", path).is_none(), "{path}");
+    }
 }

@@ -63,6 +63,12 @@ impl HandlerConfig {
         }
     }
 
+    /// Custom-handler mode, shared Azurite, fresh tables, anonymous access chosen (see
+    /// `Handler::start_consul_anonymous`).
+    pub fn consul_anonymous() -> Self {
+        HandlerConfig::new(Mode::CustomHandler).env("REGISTRY_ALLOW_ANONYMOUS", "true")
+    }
+
     /// No storage variables at all.
     pub fn bare(mode: Mode) -> Self {
         HandlerConfig {
@@ -234,6 +240,13 @@ impl Handler {
 
     pub async fn start() -> Handler {
         Handler::start_with(&[]).await
+    }
+
+    /// Custom-handler mode with anonymous access chosen (`REGISTRY_ALLOW_ANONYMOUS=true`): the
+    /// Consul API has no function key in front of it, so under the host without authentication
+    /// the handler serves `/v1/...` only then (docs/security.md).
+    pub async fn start_consul_anonymous() -> Handler {
+        Handler::spawn(HandlerConfig::consul_anonymous()).await
     }
 
     /// Spawn and wait until `GET /` gets any HTTP response (25 ms polling, 30 s budget),

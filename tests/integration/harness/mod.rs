@@ -7,6 +7,9 @@
 //! - `requests`: what a test sends it, as `Handler` methods (`h.register(..)`, `h.heartbeat(..)`,
 //!   `h.deregister(..)`, `h.sweep()`, `h.sweep_report()`, `h.call(..)` with a key, ...);
 //! - `envelopes`: the host's invocation envelopes (HTTP trigger, timer);
+//! - `host_routes` (the host's routing by host.json and function.json) and `host_front` (the host's
+//!   front door on a port of its own: routing, function keys, forwarding or envelopes), for clients
+//!   that call the function app's public URLs;
 //! - `responses`: answers as tests read them, the shared error body and the sweep's report
 //!   (`sweep_report`, the one way to read a sweep);
 //! - `wire`: the API's bodies as tests write them and check their shape (discovery's items);
@@ -16,6 +19,7 @@
 //! - `targets` (local probe targets and a closed port), `wait` (polling and waiting for stored
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
+//! - `consul_client`: real Consul client libraries (py-consul, node-consul) as child processes;
 //! - `connector_env`: Service Connector's variables and the rows self-registration writes;
 //! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager, and
 //!   `arm_setup`, a handler syncing from it), `entra`
@@ -36,9 +40,12 @@ mod azurite;
 mod child_env;
 mod cli;
 mod connector_env;
+mod consul_client;
 mod counting_proxy;
 mod envelopes;
 mod handler;
+mod host_front;
+mod host_routes;
 mod node;
 mod requests;
 mod responses;
@@ -57,11 +64,14 @@ pub use azurite::{connection_string_for_port, Azurite};
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
+pub use consul_client::{index_of, ConsulClient, Library};
 pub use counting_proxy::CountingProxy;
 pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
+pub use host_front::{rebuilt_query, Delivery, HostFront, FRONT_END_LIMIT};
+pub use host_routes::{HostRoutes, Trigger};
 pub use node::{node_package, run_node};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};
