@@ -17,6 +17,7 @@ mod connector_env_rows;
 mod consul_auth;
 mod consul_index;
 mod consul_reads;
+mod consul_write_rules;
 mod consul_writes;
 mod contention;
 mod cors;

@@ -11,8 +11,10 @@
 //! `Meta.serviceType` changed) removes the row it had, after the new one is written.
 //!
 //! Calls by ID find the row through the snapshot: a `Service.ID` (deregister) or a `CheckID`
-//! (check updates; `service:<ID>` names every row's check). An ID two rows share is a 409 naming
-//! `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents.
+//! (check updates; `service:<ID>` names every row's check), among the rows the caller may write
+//! (a caller that may write nothing is a 403 first). An ID two of those rows share is a 409
+//! naming `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents;
+//! an ID only other scopes hold answers the same.
 //!
 //! A check update is a heartbeat: it moves `lastHeartbeat`, so a TTL that lapsed is alive again.
 //! `warn` and `fail` (and `update` with another status) also record the status the client gives
@@ -86,16 +88,13 @@ async fn store_registration(
     // Consul keeps one service per ID: the same ID registered again under another type (its
     // `Meta.serviceType` changed) replaces the row it had, rather than leaving two.
     let snapshot = consul(state).catalog.current().await?;
-    let replaced: Vec<InstanceKey> = snapshot
-        .with_id(&parsed.service_id)
+    // Only rows this caller may write: another scope's row with the same ID stays where it is.
+    let replaced: Vec<InstanceKey> = writable(caller, snapshot.with_id(&parsed.service_id))
         .into_iter()
         .filter(|e| e.name == registration.key.service_name.as_str())
         .filter_map(|e| InstanceKey::from_stored(&e.partition_key, &e.row_key).ok())
         .filter(|key| *key != registration.key)
         .collect();
-    for key in &replaced {
-        caller.may_write(key)?;
-    }
     let fields = consul_fields(&parsed);
     state
         .store
@@ -165,6 +164,23 @@ fn refresh(state: &AppState) {
     });
 }
 
+/// The entries among `found` this caller may write. A call by ID sees only these: an ID held only
+/// in another scope answers as an unknown one (a deregister does nothing, a check update is a 404),
+/// so a caller learns nothing of other scopes' IDs and cannot act on them, and a squatter's row
+/// with someone else's ID does not make that owner's calls ambiguous.
+fn writable<'a>(caller: &Caller, found: Vec<&'a Entry>) -> Vec<&'a Entry> {
+    found
+        .into_iter()
+        .filter(
+            |e| match InstanceKey::from_stored(&e.partition_key, &e.row_key) {
+                Ok(key) => caller.may_write(&key).is_ok(),
+                // Kept for a caller that may write everything, which `key_of` then refuses (400).
+                Err(_) => caller.grants().write_scope().is_everything(),
+            },
+        )
+        .collect()
+}
+
 /// The row one entry is.
 fn key_of(entry: &Entry) -> ApiResult<InstanceKey> {
     InstanceKey::from_stored(&entry.partition_key, &entry.row_key).map_err(|_| {
@@ -187,14 +203,14 @@ pub async fn deregister(
 ) -> ApiResult<()> {
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
+    caller.may_write_any()?;
     let snapshot = api.catalog.current().await?;
-    let found = snapshot.with_id(&id);
+    let found = writable(&caller, snapshot.with_id(&id));
     let key = match found.as_slice() {
         [] => return Ok(()),
         [entry] => key_of(entry)?,
         _ => return Err(shared_id(&id)),
     };
-    caller.may_write(&key)?;
     state.store.deregister(&key).await?;
     tracing::info!(service_id = %key.service_id(), row_key = %key.row_key(), consul_id = %id, "service deregistered through the Consul API");
     refresh(&state);
@@ -224,30 +240,31 @@ pub async fn catalog_deregister(
     let node = field(&["Node"])
         .ok_or_else(|| ApiError::bad_request("Node", "Missing node name: Node is required"))?;
     let service_id = field(&["ServiceID", "service_id"]);
+    caller.may_write_any()?;
     let snapshot = api.catalog.current().await?;
     let targets: Vec<&Entry> = match &service_id {
         Some(id) => {
             // By ID alone: the node a catalog registration named is not kept (its node is
             // the endpoint's host), so the name a client sends back may not match it.
-            let found: Vec<&Entry> = snapshot.with_id(id);
+            let found: Vec<&Entry> = writable(&caller, snapshot.with_id(id));
             if found.len() > 1 {
                 return Err(shared_id(id));
             }
             found
         }
-        None => snapshot
-            .entries
-            .iter()
-            .filter(|e| e.address == node)
-            .collect(),
+        None => writable(
+            &caller,
+            snapshot
+                .entries
+                .iter()
+                .filter(|e| e.address == node)
+                .collect(),
+        ),
     };
     let keys = targets
         .into_iter()
         .map(key_of)
         .collect::<ApiResult<Vec<_>>>()?;
-    for key in &keys {
-        caller.may_write(key)?;
-    }
     for key in &keys {
         state.store.deregister(key).await?;
     }
@@ -306,8 +323,9 @@ async fn check(
 ) -> ApiResult<()> {
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
+    caller.may_write_any()?;
     let snapshot = api.catalog.current().await?;
-    let mut found = snapshot.with_check(&check_id);
+    let mut found = writable(&caller, snapshot.with_check(&check_id));
     if found.is_empty() {
         // A row the snapshot does not have yet (registered elsewhere within the cache's TTL) is
         // not found; nor is a check ID nobody registered.
@@ -332,7 +350,6 @@ async fn check(
         ));
     }
     let key = key_of(entry)?;
-    caller.may_write(&key)?;
     let changed = entry.set_status != Some(status);
     let new_revision = changed || entry.lapsed;
     let beat = state

@@ -1,0 +1,138 @@
+//! The rules behind the Consul writes by ID: a caller acts only on registrations it may write (an
+//! ID another scope holds answers as an unknown one), and a call by ID finds a registration made
+//! through another process within the read cache's TTL.
+
+use crate::harness::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn put_as(h: &Handler, key: &str, path: &str, body: Option<Value>) -> Resp {
+    h.send(
+        Method::PUT,
+        path,
+        &[("X-Consul-Token", key)],
+        body.map(|b| b.to_string()),
+    )
+    .await
+}
+
+fn service(name: &str, id: &str, service_type: &str) -> Value {
+    json!({"Name": name, "ID": id, "Address": "127.0.0.1", "Port": 8080,
+           "Meta": {"serviceType": service_type}, "Check": {"TTL": "30s"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_by_id_see_only_the_rows_the_caller_may_write() {
+    let h = Handler::spawn(HandlerConfig::with_keys()).await;
+    // WRITER writes type `api`; PREFIXED writes names `orders-*` of any type. Both register the
+    // Consul ID `pay-1` (so both rows' check is `service:pay-1`).
+    let r = put_as(
+        &h,
+        WRITER,
+        "/v1/agent/service/register",
+        Some(service("pay", "pay-1", "api")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put_as(
+        &h,
+        PREFIXED,
+        "/v1/agent/service/register",
+        Some(service("orders-squat", "pay-1", "web")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let row = |pk: &'static str, rk: &'static str| {
+        let h = &h;
+        async move { h.tables().row(&h.registry_table, pk, rk).await }
+    };
+
+    // Each one's pass reaches its own row only: not a 409 for an ID both hold.
+    let r = put_as(&h, WRITER, "/v1/agent/check/pass/service:pay-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put_as(&h, PREFIXED, "/v1/agent/check/fail/service:pay-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        row("api", "pay:pay-1").await.unwrap()["checkStatus"],
+        "passing"
+    );
+    assert_eq!(
+        row("web", "orders-squat:pay-1").await.unwrap()["checkStatus"],
+        "critical"
+    );
+
+    // The squatter deregisters its own row; asked again, the owner's row is an unknown ID to it.
+    let r = put_as(&h, PREFIXED, "/v1/agent/service/deregister/pay-1", None).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "{}", r.text);
+    assert!(row("web", "orders-squat:pay-1").await.is_none());
+    let r = put_as(&h, PREFIXED, "/v1/agent/service/deregister/pay-1", None).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "{}", r.text);
+    let r = put_as(
+        &h,
+        PREFIXED,
+        "/v1/catalog/deregister",
+        Some(json!({"Node": "127.0.0.1"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(row("api", "pay:pay-1").await.is_some(), "not its to remove");
+
+    // A check update on an ID only another scope holds is the unknown ID's 404, word for word.
+    let theirs = put_as(&h, PREFIXED, "/v1/agent/check/fail/service:pay-1", None).await;
+    let unknown = put_as(&h, PREFIXED, "/v1/agent/check/fail/service:pay-9", None).await;
+    assert_eq!(theirs.status, 404, "{}", theirs.text);
+    assert_eq!(
+        theirs.text.replace("pay-1", "pay-9"),
+        unknown.text,
+        "no hint that it exists"
+    );
+    assert_eq!(
+        row("api", "pay:pay-1").await.unwrap()["checkStatus"],
+        "passing"
+    );
+
+    // Registering an ID another scope holds under the same name writes the caller's own row and
+    // leaves the other (Consul's one-service-per-ID replacement stays within what it may write).
+    let r = put_as(
+        &h,
+        ADMIN,
+        "/v1/agent/service/register",
+        Some(service("pay", "pay-2", "db")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put_as(
+        &h,
+        WRITER,
+        "/v1/agent/service/register",
+        Some(service("pay", "pay-2", "api")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(row("db", "pay:pay-2").await.is_some(), "not replaced");
+    assert!(row("api", "pay:pay-2").await.is_some());
+    let r = put_as(&h, WRITER, "/v1/agent/service/deregister/pay-2", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(row("api", "pay:pay-2").await.is_none());
+    assert!(row("db", "pay:pay-2").await.is_some());
+
+    // A caller that may write nothing is refused before any lookup, whatever the ID.
+    for id in ["pay-2", "nobody"] {
+        let r = put_as(
+            &h,
+            READER,
+            &format!("/v1/agent/service/deregister/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = put_as(
+            &h,
+            READER,
+            &format!("/v1/agent/check/pass/service:{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+}
