@@ -136,3 +136,73 @@ async fn calls_by_id_see_only_the_rows_the_caller_may_write() {
         assert_eq!(r.status, 403, "{}", r.text);
     }
 }
+
+/// Two processes on the same tables, each reading through a cache that lives a minute: the second
+/// has read the catalog before the first registers.
+async fn two_processes() -> (Handler, Handler) {
+    let cfg = HandlerConfig::new(Mode::Standalone).env("DISCOVERY_CACHE_TTL_MS", "60000");
+    (Handler::spawn(cfg.clone()).await, Handler::spawn(cfg).await)
+}
+
+async fn put(h: &Handler, path: &str, body: Option<Value>) -> Resp {
+    h.request(Method::PUT, path, body.map(|b| b.to_string()))
+        .await
+}
+
+/// Reads the catalog through `h`, so its snapshot and caches hold what storage has now.
+async fn warm(h: &Handler) {
+    let r = h.request(Method::GET, "/v1/agent/services", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_by_id_find_a_registration_made_through_another_process() {
+    let (first, second) = two_processes().await;
+    warm(&second).await;
+    for id in ["late-1", "late-2"] {
+        let r = put(
+            &first,
+            "/v1/agent/service/register",
+            Some(service("late", id, "api")),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // Not in the second's snapshot (read a minute's cache ago), yet found and removed.
+    let r = put(&second, "/v1/agent/service/deregister/late-1", None).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "{}", r.text);
+    assert!(
+        second
+            .tables()
+            .row(&second.registry_table, "api", "late:late-1")
+            .await
+            .is_none(),
+        "deregistered"
+    );
+
+    // A check update: the second reads again, then the first registers.
+    warm(&second).await;
+    let r = put(
+        &first,
+        "/v1/agent/service/register",
+        Some(service("late", "late-3", "api")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put(&second, "/v1/agent/check/fail/service:late-3", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let row = second
+        .tables()
+        .row(&second.registry_table, "api", "late:late-3")
+        .await
+        .unwrap();
+    assert_eq!(row["checkStatus"], "critical");
+    // An ID nobody has is still unknown after the fresh read.
+    let r = put(&second, "/v1/agent/check/pass/service:nobody", None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(second
+        .tables()
+        .row(&second.registry_table, "api", "late:late-2")
+        .await
+        .is_some());
+}

@@ -10,9 +10,10 @@
 //! Consul keeps one service per ID: registering an ID again under another `serviceType` (its
 //! `Meta.serviceType` changed) removes the row it had, after the new one is written.
 //!
-//! Calls by ID find the row through the snapshot: a `Service.ID` (deregister) or a `CheckID`
-//! (check updates; `service:<ID>` names every row's check), among the rows the caller may write
-//! (a caller that may write nothing is a 403 first). An ID two of those rows share is a 409
+//! Calls by ID find the row through the snapshot (`lookup`; on a miss, once more from a fresh
+//! storage read): a `Service.ID` (deregister) or a `CheckID` (check updates; `service:<ID>` names
+//! every row's check), among the rows the caller may write (a caller that may write nothing is a
+//! 403 first). An ID two of those rows share is a 409
 //! naming `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents;
 //! an ID only other scopes hold answers the same.
 //!
@@ -21,8 +22,9 @@
 //! (`checkStatus`), which the TTL check shows until the next update; a change of it, or a revival,
 //! takes a new revision, a pass that changes nothing does not.
 
+mod lookup;
+
 use super::agent::shared_id;
-use super::entry::Entry;
 use super::{consul, parse_query, AppState, ConsulApi};
 use crate::domain::consul::{
     CheckStatus, CheckUpdate, ConsulCheckKind, ConsulDefaults, ConsulRegistration,
@@ -34,6 +36,7 @@ use crate::store::{ConsulFields, JsonText};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::Uri;
+use lookup::{key_of, writable, writable_rows};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -164,36 +167,6 @@ fn refresh(state: &AppState) {
     });
 }
 
-/// The entries among `found` this caller may write. A call by ID sees only these: an ID held only
-/// in another scope answers as an unknown one (a deregister does nothing, a check update is a 404),
-/// so a caller learns nothing of other scopes' IDs and cannot act on them, and a squatter's row
-/// with someone else's ID does not make that owner's calls ambiguous.
-fn writable<'a>(caller: &Caller, found: Vec<&'a Entry>) -> Vec<&'a Entry> {
-    found
-        .into_iter()
-        .filter(
-            |e| match InstanceKey::from_stored(&e.partition_key, &e.row_key) {
-                Ok(key) => caller.may_write(&key).is_ok(),
-                // Kept for a caller that may write everything, which `key_of` then refuses (400).
-                Err(_) => caller.grants().write_scope().is_everything(),
-            },
-        )
-        .collect()
-}
-
-/// The row one entry is.
-fn key_of(entry: &Entry) -> ApiResult<InstanceKey> {
-    InstanceKey::from_stored(&entry.partition_key, &entry.row_key).map_err(|_| {
-        ApiError::bad_request(
-            "ID",
-            format!(
-                "the registration with ID {} has keys this registry cannot address",
-                entry.id
-            ),
-        )
-    })
-}
-
 /// `PUT /v1/agent/service/deregister/<id>`.
 pub async fn deregister(
     State(state): State<AppState>,
@@ -204,8 +177,7 @@ pub async fn deregister(
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
     caller.may_write_any()?;
-    let snapshot = api.catalog.current().await?;
-    let found = writable(&caller, snapshot.with_id(&id));
+    let found = writable_rows(&state, &caller, |s| s.with_id(&id)).await?;
     let key = match found.as_slice() {
         [] => return Ok(()),
         [entry] => key_of(entry)?,
@@ -241,30 +213,24 @@ pub async fn catalog_deregister(
         .ok_or_else(|| ApiError::bad_request("Node", "Missing node name: Node is required"))?;
     let service_id = field(&["ServiceID", "service_id"]);
     caller.may_write_any()?;
-    let snapshot = api.catalog.current().await?;
-    let targets: Vec<&Entry> = match &service_id {
+    let targets = match &service_id {
         Some(id) => {
             // By ID alone: the node a catalog registration named is not kept (its node is
             // the endpoint's host), so the name a client sends back may not match it.
-            let found: Vec<&Entry> = writable(&caller, snapshot.with_id(id));
+            let found = writable_rows(&state, &caller, |s| s.with_id(id)).await?;
             if found.len() > 1 {
                 return Err(shared_id(id));
             }
             found
         }
-        None => writable(
-            &caller,
-            snapshot
-                .entries
-                .iter()
-                .filter(|e| e.address == node)
-                .collect(),
-        ),
+        None => {
+            writable_rows(&state, &caller, |s| {
+                s.entries.iter().filter(|e| e.address == node).collect()
+            })
+            .await?
+        }
     };
-    let keys = targets
-        .into_iter()
-        .map(key_of)
-        .collect::<ApiResult<Vec<_>>>()?;
+    let keys = targets.iter().map(key_of).collect::<ApiResult<Vec<_>>>()?;
     for key in &keys {
         state.store.deregister(key).await?;
     }
@@ -324,11 +290,8 @@ async fn check(
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
     caller.may_write_any()?;
-    let snapshot = api.catalog.current().await?;
-    let mut found = writable(&caller, snapshot.with_check(&check_id));
+    let mut found = writable_rows(&state, &caller, |s| s.with_check(&check_id)).await?;
     if found.is_empty() {
-        // A row the snapshot does not have yet (registered elsewhere within the cache's TTL) is
-        // not found; nor is a check ID nobody registered.
         return Err(ApiError::NoSuchService {
             field: "CheckID",
             message: format!("Unknown check ID {check_id:?}"),
@@ -349,7 +312,7 @@ async fn check(
             format!("check {check_id:?} is not a TTL check"),
         ));
     }
-    let key = key_of(entry)?;
+    let key = key_of(&entry)?;
     let changed = entry.set_status != Some(status);
     let new_revision = changed || entry.lapsed;
     let beat = state
