@@ -206,3 +206,70 @@ async fn calls_by_id_find_a_registration_made_through_another_process() {
         .await
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_after_a_fail_through_another_process_is_never_lost() {
+    let (first, second) = two_processes().await;
+    let status = || async {
+        second
+            .tables()
+            .row(&second.registry_table, "api", "flip:flip-1")
+            .await
+            .unwrap()["checkStatus"]
+            .clone()
+    };
+    let r = put(
+        &first,
+        "/v1/agent/service/register",
+        Some(service("flip", "flip-1", "api")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put(&second, "/v1/agent/check/pass/service:flip-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The second now holds `passing` in a cache that lives a minute.
+    warm(&second).await;
+    assert_eq!(status().await, "passing");
+    let r = put(&first, "/v1/agent/check/fail/service:flip-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(status().await, "critical");
+    // The client recovers and passes through the second, whose snapshot still says passing.
+    let r = put(&second, "/v1/agent/check/pass/service:flip-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(status().await, "passing", "the pass is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deregister_critical_service_after_counts_a_critical_set_by_fail() {
+    let h = Handler::start().await;
+    for (name, after) in [("failing", Some("1s")), ("kept", None)] {
+        let mut check = json!({"TTL": "60s"});
+        if let Some(after) = after {
+            check["DeregisterCriticalServiceAfter"] = json!(after);
+        }
+        let r = put(
+            &h,
+            "/v1/agent/service/register",
+            Some(json!({"Name": name, "Address": "127.0.0.1", "Port": 80, "Check": check})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = put(&h, &format!("/v1/agent/check/fail/service:{name}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // Its TTL is far from lapsing: only the fail makes it critical, for over a second.
+    let removed = poll_until(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(250),
+        || async {
+            let report = h.sweep_report().await;
+            (report.deleted_expired > 0).then_some(report.deleted_expired)
+        },
+    )
+    .await;
+    assert_eq!(removed, Some(1), "removed by the sweep");
+    let rows = h.tables().rows(&h.registry_table).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["serviceName"], "kept");
+    assert_eq!(rows[0]["checkStatus"], "critical");
+}

@@ -18,9 +18,10 @@
 //! an ID only other scopes hold answers the same.
 //!
 //! A check update is a heartbeat: it moves `lastHeartbeat`, so a TTL that lapsed is alive again.
-//! `warn` and `fail` (and `update` with another status) also record the status the client gives
-//! (`checkStatus`), which the TTL check shows until the next update; a change of it, or a revival,
-//! takes a new revision, a pass that changes nothing does not.
+//! Every one also writes the status the client gives (`checkStatus`), which the TTL check shows
+//! until the next update: a pass after a fail made through another instance is never lost. The
+//! snapshot decides only the revision: a change of status (as far as it knows), or a revival,
+//! takes a new one; a pass that changes nothing does not.
 
 mod lookup;
 
@@ -317,12 +318,7 @@ async fn check(
     let new_revision = changed || entry.lapsed;
     let beat = state
         .store
-        .check_update(
-            &key,
-            &crate::now_iso(),
-            changed.then_some(status.as_str()),
-            new_revision,
-        )
+        .check_update(&key, &crate::now_iso(), Some(status.as_str()), new_revision)
         .await?;
     if !beat {
         return Err(ApiError::NoSuchService {
