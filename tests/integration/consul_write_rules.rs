@@ -273,3 +273,60 @@ async fn deregister_critical_service_after_counts_a_critical_set_by_fail() {
     assert_eq!(rows[0]["serviceName"], "kept");
     assert_eq!(rows[0]["checkStatus"], "critical");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssrf_refusal_names_the_consul_field_the_address_came_from() {
+    let h = Handler::start_with(&[("HEALTH_ALLOW_LOOPBACK", "false")]).await;
+    let base = json!({"Name": "probe", "Address": "127.0.0.1", "Port": 8080});
+    let cases = [
+        (
+            "Check",
+            json!({"HTTP": "http://127.0.0.1:8080/health", "Interval": "10s"}),
+            "Check.HTTP",
+        ),
+        (
+            "Check",
+            json!({"TCP": "127.0.0.1:8080", "Interval": "10s"}),
+            "Check.TCP",
+        ),
+        (
+            "Checks",
+            json!([{"TTL": "30s"}, {"http": "http://169.254.169.254/latest", "interval": "10s"}]),
+            "Checks.HTTP",
+        ),
+    ];
+    for (key, check, field) in cases {
+        let mut body = base.clone();
+        body[key] = check;
+        let r = put(&h, "/v1/agent/service/register", Some(body)).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(
+            r.text.starts_with(&format!("{field} is not allowed: ")),
+            "{field}: {}",
+            r.text
+        );
+        assert!(!r.text.contains("endpoint"), "{}", r.text);
+    }
+    let r = put(
+        &h,
+        "/v1/catalog/register",
+        Some(json!({
+            "Node": "n", "Address": "127.0.0.1",
+            "Service": {"Service": "probe", "ID": "p-1", "Port": 8080},
+            "Check": {"ServiceID": "p-1", "Definition": {"TCP": "127.0.0.1:8080", "Interval": "5s"}}
+        })),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.starts_with("Check.Definition.TCP is not allowed: "),
+        "{}",
+        r.text
+    );
+    assert!(h.tables().rows(&h.registry_table).await.is_empty());
+    // A TTL check alone is not probed up front: registered.
+    let mut body = base.clone();
+    body["Check"] = json!({"TTL": "30s"});
+    let r = put(&h, "/v1/agent/service/register", Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -3,7 +3,8 @@
 //!
 //! A registration goes the native way: the body becomes a `Registration` (`ConsulRegistration`,
 //! so every native limit applies), the caller must be allowed to write its key, an HTTP or TCP
-//! check's literal address meets the SSRF guard up front, and the store writes the row with the
+//! check's literal address meets the SSRF guard up front (a refusal names the Consul field it
+//! came from), and the store writes the row with the
 //! Consul-only properties beside it (its checks, `DeregisterCriticalServiceAfter`, a check's
 //! initial status).
 //!
@@ -87,7 +88,15 @@ async fn store_registration(
         .iter()
         .any(|c| matches!(c.kind, ConsulCheckKind::Http | ConsulCheckKind::Tcp));
     if probed {
-        super::super::registrar::refuse_forbidden_target(state, registration).await?;
+        // The native guard, naming the Consul field the refused address came from.
+        let field = parsed.probe_field;
+        state
+            .prober
+            .check_endpoint(&registration.probe_target)
+            .await
+            .map_err(|refused| {
+                ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
+            })?;
     }
     // Consul keeps one service per ID: the same ID registered again under another type (its
     // `Meta.serviceType` changed) replaces the row it had, rather than leaving two.
