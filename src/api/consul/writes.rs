@@ -4,9 +4,8 @@
 //! A registration goes the native way: the body becomes a `Registration` (`ConsulRegistration`,
 //! so every native limit applies), the caller must be allowed to write its key, an HTTP or TCP
 //! check's literal address meets the SSRF guard up front (a refusal names the Consul field it
-//! came from), and the store writes the row with the
-//! Consul-only properties beside it (its checks, `DeregisterCriticalServiceAfter`, a check's
-//! initial status).
+//! came from), and the store writes the row with the Consul-only properties beside it (its checks,
+//! `DeregisterCriticalServiceAfter`, a check's initial status).
 //!
 //! Consul keeps one service per ID: registering an ID again under another `serviceType` (its
 //! `Meta.serviceType` changed) removes the row it had, after the new one is written.
@@ -14,9 +13,8 @@
 //! Calls by ID find the row through the snapshot (`lookup`; on a miss, once more from a fresh
 //! storage read): a `Service.ID` (deregister) or a `CheckID` (check updates; `service:<ID>` names
 //! every row's check), among the rows the caller may write (a caller that may write nothing is a
-//! 403 first). An ID two of those rows share is a 409
-//! naming `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents;
-//! an ID only other scopes hold answers the same.
+//! 403 first). An ID two of those rows share is a 409 naming `ID`. Deregistering an ID nobody has
+//! is a 200 that does nothing, as Consul documents; an ID only other scopes hold answers the same.
 //!
 //! A check update is a heartbeat: it moves `lastHeartbeat`, so a TTL that lapsed is alive again.
 //! Every one also writes the status the client gives (`checkStatus`), which the TTL check shows
