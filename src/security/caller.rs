@@ -57,6 +57,18 @@ impl Caller {
         self.check(self.grants.write_scope(), "write", key)
     }
 
+    /// May write some registration: refused before a lookup by ID, so that the answer says
+    /// nothing about which IDs exist.
+    pub fn may_write_any(&self) -> Result<(), ApiError> {
+        if !self.grants.write_scope().is_nothing() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            field: None,
+            message: format!("{} may not write any service", self.identity),
+        })
+    }
+
     /// May see this registration.
     pub fn may_read(&self, key: &InstanceKey) -> Result<(), ApiError> {
         self.check(self.grants.read_scope(), "read", key)

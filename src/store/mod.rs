@@ -205,6 +205,12 @@ impl Store {
         self.clock.observe(revision);
     }
 
+    /// Drops every cached read, so the next read of each goes to storage: for a caller that found
+    /// nothing in what this process had read and must not answer from data up to a TTL old.
+    pub fn read_afresh(&self) {
+        self.forget_reads();
+    }
+
     /// Every write calls this: this process must never serve a read older than its own write.
     fn forget_reads(&self) {
         self.writes.bump();

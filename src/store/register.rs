@@ -240,9 +240,12 @@ impl Store {
         self.beat(key, now, None, false).await
     }
 
-    /// A heartbeat that may also change what Consul's clients see: `check_status` sets the row's
-    /// `checkStatus` (a TTL check's pass, warn or fail), and `new_revision` writes a new `revision`
-    /// with it (the status changed, or the row had lapsed and this heartbeat revives it).
+    /// A heartbeat that may also set what Consul's clients see of a TTL check: `check_status`, when
+    /// given, is written to the row's `checkStatus` (a pass, warn or fail: the Consul API gives it
+    /// on every update, so one made after a change through another instance is never lost);
+    /// `new_revision` writes a new `revision` with it (the status
+    /// changed as far as the caller knows, or the row had lapsed and this heartbeat revives it),
+    /// and only then are this process's cached reads dropped (otherwise they already show it).
     pub async fn check_update(
         &self,
         key: &InstanceKey,
@@ -264,7 +267,7 @@ impl Store {
             self.clock
                 .next(crate::parse_iso(now).unwrap_or_else(chrono::Utc::now))
         });
-        let visible = revision.is_some() || check_status.is_some();
+        let visible = revision.is_some();
         let result = self
             .within_budget(self.with_tables(|| async {
                 let mut entity = ServiceRecord::heartbeat_entity(key, now);

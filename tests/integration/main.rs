@@ -18,6 +18,7 @@ mod consul_auth;
 mod consul_clients;
 mod consul_index;
 mod consul_reads;
+mod consul_write_rules;
 mod consul_writes;
 mod contention;
 mod cors;

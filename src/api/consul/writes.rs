@@ -3,24 +3,28 @@
 //!
 //! A registration goes the native way: the body becomes a `Registration` (`ConsulRegistration`,
 //! so every native limit applies), the caller must be allowed to write its key, an HTTP or TCP
-//! check's literal address meets the SSRF guard up front, and the store writes the row with the
-//! Consul-only properties beside it (its checks, `DeregisterCriticalServiceAfter`, a check's
-//! initial status).
+//! check's literal address meets the SSRF guard up front (a refusal names the Consul field it
+//! came from), and the store writes the row with the Consul-only properties beside it (its checks,
+//! `DeregisterCriticalServiceAfter`, a check's initial status).
 //!
 //! Consul keeps one service per ID: registering an ID again under another `serviceType` (its
 //! `Meta.serviceType` changed) removes the row it had, after the new one is written.
 //!
-//! Calls by ID find the row through the snapshot: a `Service.ID` (deregister) or a `CheckID`
-//! (check updates; `service:<ID>` names every row's check). An ID two rows share is a 409 naming
-//! `ID`. Deregistering an ID nobody has is a 200 that does nothing, as Consul documents.
+//! Calls by ID find the row through the snapshot (`lookup`; on a miss, once more from a fresh
+//! storage read): a `Service.ID` (deregister) or a `CheckID` (check updates; `service:<ID>` names
+//! every row's check), among the rows the caller may write (a caller that may write nothing is a
+//! 403 first). An ID two of those rows share is a 409 naming `ID`. Deregistering an ID nobody has
+//! is a 200 that does nothing, as Consul documents; an ID only other scopes hold answers the same.
 //!
 //! A check update is a heartbeat: it moves `lastHeartbeat`, so a TTL that lapsed is alive again.
-//! `warn` and `fail` (and `update` with another status) also record the status the client gives
-//! (`checkStatus`), which the TTL check shows until the next update; a change of it, or a revival,
-//! takes a new revision, a pass that changes nothing does not.
+//! Every one also writes the status the client gives (`checkStatus`), which the TTL check shows
+//! until the next update: a pass after a fail made through another instance is never lost. The
+//! snapshot decides only the revision: a change of status (as far as it knows), or a revival,
+//! takes a new one; a pass that changes nothing does not.
+
+mod lookup;
 
 use super::agent::shared_id;
-use super::entry::Entry;
 use super::{consul, parse_query, AppState, ConsulApi};
 use crate::domain::consul::{
     CheckStatus, CheckUpdate, ConsulCheckKind, ConsulDefaults, ConsulRegistration,
@@ -32,6 +36,7 @@ use crate::store::{ConsulFields, JsonText};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::Uri;
+use lookup::{key_of, writable, writable_rows};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -81,21 +86,26 @@ async fn store_registration(
         .iter()
         .any(|c| matches!(c.kind, ConsulCheckKind::Http | ConsulCheckKind::Tcp));
     if probed {
-        super::super::registrar::refuse_forbidden_target(state, registration).await?;
+        // The native guard, naming the Consul field the refused address came from.
+        let field = parsed.probe_field;
+        state
+            .prober
+            .check_endpoint(&registration.probe_target)
+            .await
+            .map_err(|refused| {
+                ApiError::bad_request(field, format!("{field} is not allowed: {refused}"))
+            })?;
     }
     // Consul keeps one service per ID: the same ID registered again under another type (its
     // `Meta.serviceType` changed) replaces the row it had, rather than leaving two.
     let snapshot = consul(state).catalog.current().await?;
-    let replaced: Vec<InstanceKey> = snapshot
-        .with_id(&parsed.service_id)
+    // Only rows this caller may write: another scope's row with the same ID stays where it is.
+    let replaced: Vec<InstanceKey> = writable(caller, snapshot.with_id(&parsed.service_id))
         .into_iter()
         .filter(|e| e.name == registration.key.service_name.as_str())
         .filter_map(|e| InstanceKey::from_stored(&e.partition_key, &e.row_key).ok())
         .filter(|key| *key != registration.key)
         .collect();
-    for key in &replaced {
-        caller.may_write(key)?;
-    }
     let fields = consul_fields(&parsed);
     state
         .store
@@ -165,19 +175,6 @@ fn refresh(state: &AppState) {
     });
 }
 
-/// The row one entry is.
-fn key_of(entry: &Entry) -> ApiResult<InstanceKey> {
-    InstanceKey::from_stored(&entry.partition_key, &entry.row_key).map_err(|_| {
-        ApiError::bad_request(
-            "ID",
-            format!(
-                "the registration with ID {} has keys this registry cannot address",
-                entry.id
-            ),
-        )
-    })
-}
-
 /// `PUT /v1/agent/service/deregister/<id>`.
 pub async fn deregister(
     State(state): State<AppState>,
@@ -187,14 +184,13 @@ pub async fn deregister(
 ) -> ApiResult<()> {
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
-    let snapshot = api.catalog.current().await?;
-    let found = snapshot.with_id(&id);
+    caller.may_write_any()?;
+    let found = writable_rows(&state, &caller, |s| s.with_id(&id)).await?;
     let key = match found.as_slice() {
         [] => return Ok(()),
         [entry] => key_of(entry)?,
         _ => return Err(shared_id(&id)),
     };
-    caller.may_write(&key)?;
     state.store.deregister(&key).await?;
     tracing::info!(service_id = %key.service_id(), row_key = %key.row_key(), consul_id = %id, "service deregistered through the Consul API");
     refresh(&state);
@@ -224,30 +220,25 @@ pub async fn catalog_deregister(
     let node = field(&["Node"])
         .ok_or_else(|| ApiError::bad_request("Node", "Missing node name: Node is required"))?;
     let service_id = field(&["ServiceID", "service_id"]);
-    let snapshot = api.catalog.current().await?;
-    let targets: Vec<&Entry> = match &service_id {
+    caller.may_write_any()?;
+    let targets = match &service_id {
         Some(id) => {
             // By ID alone: the node a catalog registration named is not kept (its node is
             // the endpoint's host), so the name a client sends back may not match it.
-            let found: Vec<&Entry> = snapshot.with_id(id);
+            let found = writable_rows(&state, &caller, |s| s.with_id(id)).await?;
             if found.len() > 1 {
                 return Err(shared_id(id));
             }
             found
         }
-        None => snapshot
-            .entries
-            .iter()
-            .filter(|e| e.address == node)
-            .collect(),
+        None => {
+            writable_rows(&state, &caller, |s| {
+                s.entries.iter().filter(|e| e.address == node).collect()
+            })
+            .await?
+        }
     };
-    let keys = targets
-        .into_iter()
-        .map(key_of)
-        .collect::<ApiResult<Vec<_>>>()?;
-    for key in &keys {
-        caller.may_write(key)?;
-    }
+    let keys = targets.iter().map(key_of).collect::<ApiResult<Vec<_>>>()?;
     for key in &keys {
         state.store.deregister(key).await?;
     }
@@ -306,11 +297,9 @@ async fn check(
 ) -> ApiResult<()> {
     let api = consul(&state);
     parse_query(&uri, &api.settings)?;
-    let snapshot = api.catalog.current().await?;
-    let mut found = snapshot.with_check(&check_id);
+    caller.may_write_any()?;
+    let mut found = writable_rows(&state, &caller, |s| s.with_check(&check_id)).await?;
     if found.is_empty() {
-        // A row the snapshot does not have yet (registered elsewhere within the cache's TTL) is
-        // not found; nor is a check ID nobody registered.
         return Err(ApiError::NoSuchService {
             field: "CheckID",
             message: format!("Unknown check ID {check_id:?}"),
@@ -331,18 +320,12 @@ async fn check(
             format!("check {check_id:?} is not a TTL check"),
         ));
     }
-    let key = key_of(entry)?;
-    caller.may_write(&key)?;
+    let key = key_of(&entry)?;
     let changed = entry.set_status != Some(status);
     let new_revision = changed || entry.lapsed;
     let beat = state
         .store
-        .check_update(
-            &key,
-            &crate::now_iso(),
-            changed.then_some(status.as_str()),
-            new_revision,
-        )
+        .check_update(&key, &crate::now_iso(), Some(status.as_str()), new_revision)
         .await?;
     if !beat {
         return Err(ApiError::NoSuchService {

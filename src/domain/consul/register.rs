@@ -80,6 +80,9 @@ pub struct ConsulRegistration {
     pub deregister_critical_after: Option<Duration>,
     /// The node a catalog registration names (`parse_catalog` only).
     pub node: Option<String>,
+    /// The Consul field the address the sweep probes came from (`Check.HTTP`, `Checks.TCP`, ...;
+    /// `Address` without an HTTP or TCP check): what a refusal of that address names.
+    pub probe_field: &'static str,
 }
 
 impl ConsulRegistration {

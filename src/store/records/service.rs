@@ -155,10 +155,29 @@ impl ServiceRecord {
     ) -> Option<DateTime<Utc>> {
         let lapsed = self.expires_at().filter(|at| *at <= now);
         let unhealthy = unhealthy_since.filter(|_| self.probe_is_a_check());
-        match (lapsed, unhealthy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [lapsed, unhealthy, self.failed_since()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Since when a `critical` its client set (a TTL check's `fail`, an `update` or the register
+    /// body's `Status`) has shown, when one shows: the row's `revision`, which that change wrote
+    /// and which only later visible changes move on (so this never counts from too early).
+    fn failed_since(&self) -> Option<DateTime<Utc>> {
+        if self.consul.check_status.as_deref() != Some("critical") {
+            return None;
         }
+        // The status shows on a native row's one check, or on a Consul registration's TTL check.
+        let shown = match &self.consul.checks {
+            None => true,
+            Some(checks) => checks
+                .value()
+                .as_array()
+                .is_some_and(|checks| checks.iter().any(|c| c["Type"].as_str() == Some("ttl"))),
+        };
+        let revision = self.revision.filter(|_| shown)?;
+        DateTime::from_timestamp_micros(i64::try_from(revision).ok()?)
     }
 
     pub fn weight_or_default(&self) -> u32 {
@@ -315,6 +334,35 @@ mod tests {
         assert!(moved.same_content(&r));
         moved.consul.check_status = None;
         assert!(!moved.same_content(&r));
+    }
+
+    #[test]
+    fn a_critical_its_client_set_counts_from_the_revision_that_set_it() {
+        let now = crate::parse_iso("2026-12-07T10:00:00.000Z").unwrap();
+        let set = crate::parse_iso("2026-12-07T09:59:00.000Z").unwrap();
+        let row = |checks: Option<Value>, status: &str| {
+            let mut r = ServiceRecord::from_entity(&map(json!({
+                "PartitionKey": "p", "RowKey": "r", "endpoint": "http://e",
+                "lastHeartbeat": "2026-12-07T09:59:50.000Z", "ttlSeconds": 30
+            })));
+            r.revision = Some(crate::domain::micros(set));
+            r.consul = ConsulFields {
+                checks: checks.map(|c| JsonText::of(&c)),
+                deregister_critical_after: Some(10),
+                check_status: Some(status.into()),
+            };
+            r
+        };
+        let ttl = json!([{"CheckID": "c", "Type": "ttl"}]);
+        assert_eq!(
+            row(Some(ttl.clone()), "critical").critical_since(None, now),
+            Some(set)
+        );
+        assert_eq!(row(None, "critical").critical_since(None, now), Some(set));
+        assert_eq!(row(Some(ttl), "passing").critical_since(None, now), None);
+        // On an HTTP-only Consul registration the set status shows nowhere.
+        let http = json!([{"CheckID": "c", "Type": "http"}]);
+        assert_eq!(row(Some(http), "critical").critical_since(None, now), None);
     }
 
     #[test]

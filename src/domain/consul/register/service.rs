@@ -163,12 +163,18 @@ impl ServiceParts {
             .iter()
             .filter_map(|p| p.check.deregister_critical_after)
             .min();
+        let probe_field = match probe_check {
+            Some(p) if p.check.kind == ConsulCheckKind::Tcp => p.names.tcp,
+            Some(p) => p.names.http,
+            None => names.address,
+        };
         Ok(ConsulRegistration {
             registration,
             service_id: self.service_id,
             checks: parsed.into_iter().map(|p| p.check).collect(),
             deregister_critical_after,
             node,
+            probe_field,
         })
     }
 }

@@ -121,3 +121,14 @@ fn node_consuls_duration_spellings_in_a_catalog_definition() {
     let error = ConsulRegistration::parse(&agent, &ConsulDefaults::default()).unwrap_err();
     assert_eq!(error.field, "Check", "an agent check has no such key");
 }
+
+#[test]
+fn a_catalog_checks_probed_address_names_its_definition() {
+    assert_eq!(
+        catalog(catalog_body()).unwrap().probe_field,
+        "Check.Definition.TCP"
+    );
+    let mut bare = catalog_body();
+    bare.as_object_mut().unwrap().remove("Check");
+    assert_eq!(catalog(bare).unwrap().probe_field, "Service.Address");
+}

@@ -151,3 +151,24 @@ fn errors_never_echo_values() {
         );
     }
 }
+
+#[test]
+fn the_probed_address_names_the_consul_field_it_came_from() {
+    let probe_field = |body: Value| parse(body).unwrap().probe_field;
+    assert_eq!(probe_field(ok_body()), "Address");
+    assert_eq!(probe_field(with("Check", json!({"TTL": "10s"}))), "Address");
+    assert_eq!(
+        probe_field(with(
+            "Check",
+            json!({"HTTP": "http://127.0.0.1:80/h", "Interval": "5s"})
+        )),
+        "Check.HTTP"
+    );
+    assert_eq!(
+        probe_field(with(
+            "Checks",
+            json!([{"TTL": "10s"}, {"tcp": "127.0.0.1:80", "interval": "5s"}])
+        )),
+        "Checks.TCP"
+    );
+}
