@@ -43,13 +43,17 @@ impl Cacheable for Watermarks {
 }
 
 impl Store {
-    /// Records that registrations of these service names were removed: a new revision for each
-    /// name and for the catalog. Best effort: the removal itself has happened, so a failure here
-    /// is logged (an index may then go back once, which clients survive by starting over).
-    pub(super) async fn mark_removed<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// Records that registrations of these service names are about to be removed: a new revision
+    /// for each name and for the catalog. Called before the deletes, so no snapshot can see a row
+    /// gone without the watermark that keeps its index up; an error means the caller must not
+    /// delete.
+    pub(super) async fn mark_removed<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
         let mut names: Vec<&str> = names.into_iter().collect();
         if names.is_empty() {
-            return;
+            return Ok(());
         }
         names.sort_unstable();
         names.dedup();
@@ -80,10 +84,15 @@ impl Store {
             .buffer_unordered(8)
             .collect()
             .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            tracing::warn!(error = %e, "could not record a removal's index watermark");
-        }
+        // Some may have landed before one failed: never serve the old ones from the cache.
         self.forget_reads();
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => {
+                tracing::warn!(error = %e, "could not record a removal's index watermark");
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// The watermarks, through the read cache.

@@ -1,0 +1,90 @@
+//! The Consul API when storage misbehaves: a removal whose index watermark cannot be written
+//! removes nothing (503, the row stays, the index never goes back), and the sweep's expiry does
+//! the same. Storage faults come from a counting proxy in front of Azurite that fails one kind of
+//! write, or stops answering altogether.
+
+use crate::harness::*;
+use reqwest::Method;
+use serde_json::json;
+
+/// Where the index watermarks live (the state table's `~index` partition).
+const WATERMARKS: &str = "PartitionKey='~index'";
+
+async fn index(h: &Handler, path: &str) -> u64 {
+    let r = h.request(Method::GET, path, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.header("x-consul-index").unwrap().parse().unwrap()
+}
+
+async fn behind_proxy() -> (Handler, CountingProxy) {
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    (Handler::behind(&proxy, &[]).await, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deregistration_without_its_watermark_deletes_nothing() {
+    let (h, proxy) = behind_proxy().await;
+    let body = json!({"serviceName": "wm", "serviceType": "api", "instanceId": "a",
+                      "endpoint": "http://127.0.0.1:9/"});
+    h.register_ok(&body).await;
+    let before = index(&h, "/v1/health/service/wm").await;
+
+    proxy.fail_writes_to(Some(WATERMARKS));
+    let r = h
+        .deregister("serviceName=wm&serviceType=api&instanceId=a")
+        .await;
+    r.assert_503("deregistration whose watermark cannot be written");
+    let rows = h.tables().rows(&h.registry_table).await;
+    assert_eq!(rows.len(), 1, "nothing may be deleted: {rows:?}");
+    assert!(
+        proxy.requests().iter().any(|r| r.starts_with("FAILED")),
+        "the watermark write was attempted: {:?}",
+        proxy.requests()
+    );
+    assert!(
+        !proxy.requests().iter().any(|r| r.starts_with("DELETE")),
+        "no delete was sent: {:?}",
+        proxy.requests()
+    );
+    assert!(index(&h, "/v1/health/service/wm").await >= before);
+
+    proxy.fail_writes_to(None);
+    let r = h
+        .deregister("serviceName=wm&serviceType=api&instanceId=a")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(h.tables().rows(&h.registry_table).await.is_empty());
+    let after = index(&h, "/v1/health/service/wm").await;
+    assert!(after > before, "{after} > {before}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_expires_nothing_without_its_watermarks() {
+    let (h, proxy) = behind_proxy().await;
+    for id in ["a", "b"] {
+        h.register_ok(
+            &json!({"serviceName": "exp", "serviceType": "api", "instanceId": id,
+                              "endpoint": "http://127.0.0.1:9/", "ttlSeconds": 5}),
+        )
+        .await;
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+        h.set_last_heartbeat("api", &format!("exp:{id}"), long_ago)
+            .await;
+    }
+    proxy.fail_writes_to(Some(WATERMARKS));
+    let r = h.sweep().await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    let rows = h.tables().rows(&h.registry_table).await;
+    assert_eq!(rows.len(), 2, "nothing may be deleted: {rows:?}");
+
+    proxy.fail_writes_to(None);
+    assert_eq!(h.sweep_report().await.deleted_expired, 2);
+    assert!(h.tables().rows(&h.registry_table).await.is_empty());
+    let marks = h.tables().all_rows(&h.state_table).await;
+    assert!(
+        marks
+            .iter()
+            .any(|m| m["PartitionKey"] == "~index" && m["RowKey"] == "exp"),
+        "{marks:?}"
+    );
+}
