@@ -88,3 +88,44 @@ async fn the_sweep_expires_nothing_without_its_watermarks() {
         "{marks:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_read_answers_within_its_hold_when_storage_stops_answering() {
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    // A storage budget far longer than the hold: a re-check that waited for storage would
+    // overrun the hold by seconds and end in a 503.
+    let h = Handler::behind(
+        &proxy,
+        &[
+            ("STORAGE_TIMEOUT_MS", "15000"),
+            ("DISCOVERY_CACHE_TTL_MS", "200"),
+        ],
+    )
+    .await;
+    h.register_ok(&json!({"serviceName": "held", "serviceType": "api",
+                          "endpoint": "http://127.0.0.1:9/"}))
+        .await;
+    let seen = index(&h, "/v1/health/service/held").await;
+
+    proxy.stall(true);
+    let hold = std::time::Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let r = h
+        .request(
+            Method::GET,
+            &format!("/v1/health/service/held?index={seen}&wait=3s"),
+            None,
+        )
+        .await;
+    let took = started.elapsed();
+    proxy.stall(false);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-consul-index"), Some(seen.to_string()));
+    assert_eq!(r.json()[0]["Service"]["Service"], "held");
+    // The hold plus its jitter (at most a sixteenth), and time to answer.
+    let limit = hold + hold / 16 + std::time::Duration::from_millis(1500);
+    assert!(
+        took >= hold && took < limit,
+        "held {took:?}, limit {limit:?}"
+    );
+}

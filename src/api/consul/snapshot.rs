@@ -226,11 +226,25 @@ impl ConsulCatalog {
         }
         let generation = self.store.write_generation();
         let all = KeySelection::all();
-        let (services, health, marks) = tokio::try_join!(
+        let fetched = tokio::try_join!(
             self.store.find_services(&all, None),
             self.store.find_health(&all, None),
             self.store.watermarks()
-        )?;
+        );
+        let (services, health, marks) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // Remembered until the next recheck: the requests queued behind this rebuild,
+                // and the watchers rechecking meanwhile, get the last good snapshot instead of
+                // each leading a fetch of their own against a store that is failing.
+                let mut state = self.lock();
+                if state.sources.is_some() {
+                    state.checked_at = Some(Instant::now());
+                    state.generation = generation;
+                }
+                return Err(e);
+            }
+        };
         let sources = Sources {
             services,
             health,
