@@ -17,6 +17,7 @@ mod consul_auth;
 mod consul_faults;
 mod consul_index;
 mod consul_reads;
+mod consul_revival;
 mod consul_ttl_only;
 mod consul_writes;
 mod contention;

@@ -47,6 +47,7 @@ impl Catalog {
         marks: Arc<Watermarks>,
         now: DateTime<Utc>,
         never_checked: CheckStatus,
+        lapse_delay: chrono::TimeDelta,
     ) -> Catalog {
         let mut entries: Vec<Entry> = services
             .iter()
@@ -54,7 +55,7 @@ impl Catalog {
                 let row = health
                     .get(&service.partition_key, &service.row_key)
                     .filter(|h| h.describes(service));
-                entry(service, row, now, never_checked)
+                entry(service, row, now, never_checked, lapse_delay)
             })
             .collect();
         entries.sort_unstable_by(|a, b| {
@@ -120,6 +121,15 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// When the row with these keys expires by the snapshot's copy of it: `None` when the snapshot
+    /// does not have it, `Some(None)` when it has no TTL. The copy's heartbeat is never newer than
+    /// the row's, so a row that has really lapsed shows as expired here too.
+    pub fn expires_at(&self, partition_key: &str, row_key: &str) -> Option<Option<DateTime<Utc>>> {
+        self.by_key
+            .get(&(partition_key.to_owned(), row_key.to_owned()))
+            .map(|i| self.entries[*i].expires_at)
+    }
+
     /// Whether the row with these keys had lapsed when the snapshot was built.
     pub fn lapsed(&self, partition_key: &str, row_key: &str) -> bool {
         self.by_key
@@ -164,6 +174,8 @@ impl Sources {
 pub struct ConsulCatalog {
     store: Store,
     never_checked: CheckStatus,
+    /// How long after its TTL lapses a lapse counts: the read cache's TTL (`entry::entry`).
+    lapse_delay: chrono::TimeDelta,
     state: Mutex<State>,
     rebuild: tokio::sync::Mutex<()>,
     changed: watch::Sender<u64>,
@@ -184,11 +196,14 @@ impl ConsulCatalog {
             Arc::default(),
             Utc::now(),
             never_checked,
+            chrono::TimeDelta::zero(),
         );
         let (changed, _) = watch::channel(0);
+        let lapse_delay = chrono::TimeDelta::from_std(store.cache_ttl()).unwrap_or_default();
         ConsulCatalog {
             store,
             never_checked,
+            lapse_delay,
             state: Mutex::new(State {
                 catalog: Arc::new(empty),
                 sources: None,
@@ -265,6 +280,7 @@ impl ConsulCatalog {
             sources.marks.value.clone(),
             now,
             self.never_checked,
+            self.lapse_delay,
         ));
         if let Some(highest) = catalog.entries.iter().map(|e| e.modify_index).max() {
             self.store.observe_revision(highest.max(catalog.index));
