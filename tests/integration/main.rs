@@ -19,6 +19,7 @@ mod consul_index;
 mod consul_reads;
 mod consul_revival;
 mod consul_ttl_only;
+mod consul_watermarks;
 mod consul_writes;
 mod contention;
 mod cors;

@@ -3,7 +3,7 @@
 //! the path and headers, not the host, so the signature still holds). Tests read the count of
 //! storage round trips one API request cost, and the most connections and requests the handler had
 //! open at once (`Peaks`); `start_delayed` holds every request a while first, a store that is slow.
-//! Faults on demand: `fail_writes_to` answers 503 to the writes whose path contains a fragment (one
+//! Faults on demand: `fail_writes_to` answers 503 to the writes whose path or body contains a fragment (one
 //! kind of row failing while the rest works), `stall` holds every request until it is lifted (a
 //! store that accepts connections and never answers).
 //! `Handler::behind` starts a handler whose storage is such a proxy.
@@ -37,7 +37,7 @@ pub struct CountingProxy {
 /// The faults switched on now.
 #[derive(Default)]
 struct Faults {
-    /// Writes (anything but GET) whose shown path contains this are answered 503.
+    /// Writes (anything but GET) whose path or body contains this are answered 503.
     failing_writes: Mutex<Option<String>>,
     /// While set, requests wait here before being forwarded.
     stalled: tokio::sync::watch::Sender<bool>,
@@ -121,16 +121,23 @@ impl CountingProxy {
                 tokio::time::sleep(delay).await;
                 let mut stalled = faults.stalled.subscribe();
                 let _ = stalled.wait_for(|on| !*on).await;
-                if request.method() != axum::http::Method::GET {
-                    let failing = faults.failing_writes.lock().unwrap().clone();
-                    let path = percent_decoded(request.uri().path());
-                    if failing.is_some_and(|fragment| path.contains(&fragment)) {
-                        log.lock()
-                            .unwrap()
-                            .push(format!("FAILED {} {path}", request.method()));
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                let failing = faults.failing_writes.lock().unwrap().clone();
+                let request = match failing {
+                    Some(fragment) if request.method() != axum::http::Method::GET => {
+                        let (parts, body) = request.into_parts();
+                        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                        let path = percent_decoded(parts.uri.path());
+                        let text = String::from_utf8_lossy(&body);
+                        if path.contains(&fragment) || text.contains(&fragment) {
+                            log.lock()
+                                .unwrap()
+                                .push(format!("FAILED {} {path}", parts.method));
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                        }
+                        axum::extract::Request::from_parts(parts, axum::body::Body::from(body))
                     }
-                }
+                    _ => request,
+                };
                 let accept = request
                     .headers()
                     .get(axum::http::header::ACCEPT)
@@ -162,7 +169,8 @@ impl CountingProxy {
         }
     }
 
-    /// From now on, answers 503 to every write whose path contains `fragment` (`None`: stop).
+    /// From now on, answers 503 to every write whose path or body contains `fragment` (`None`:
+    /// stop).
     pub fn fail_writes_to(&self, fragment: Option<&str>) {
         *self.faults.failing_writes.lock().unwrap() = fragment.map(str::to_owned);
     }
