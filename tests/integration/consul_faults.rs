@@ -130,3 +130,23 @@ async fn a_held_read_answers_within_its_hold_when_storage_stops_answering() {
         "held {took:?}, limit {limit:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_kv_read_needs_no_storage() {
+    let proxy = CountingProxy::start(Azurite::shared().port).await;
+    let h = Handler::behind(&proxy, &[("STORAGE_TIMEOUT_MS", "15000")]).await;
+    proxy.stall(true);
+    let started = std::time::Instant::now();
+    let r = h
+        .request(Method::GET, "/v1/kv/fabio/config?index=1&wait=1s", None)
+        .await;
+    let took = started.elapsed();
+    proxy.stall(false);
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.header("x-consul-index").as_deref(), Some("1"));
+    let hold = std::time::Duration::from_secs(1);
+    assert!(
+        took >= hold && took < hold * 3,
+        "held {took:?} with storage stalled"
+    );
+}
