@@ -14,6 +14,7 @@ mod compression;
 mod connector_env;
 mod connector_env_rows;
 mod consul_auth;
+mod consul_carriers;
 mod consul_faults;
 mod consul_index;
 mod consul_reads;
