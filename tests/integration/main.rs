@@ -13,6 +13,7 @@ mod cli;
 mod compression;
 mod connector_env;
 mod connector_env_rows;
+mod consul_agent_index;
 mod consul_auth;
 mod consul_carriers;
 mod consul_faults;
