@@ -20,6 +20,7 @@ mod consul_faults;
 mod consul_index;
 mod consul_reads;
 mod consul_revival;
+mod consul_shutdown;
 mod consul_ttl_only;
 mod consul_watermarks;
 mod consul_writes;

@@ -52,6 +52,7 @@ pub async fn wait_for_change(
             Ok(()) = signal.changed() => {}
             _ = tokio::time::sleep(recheck) => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(snapshot),
+            () = catalog.stopped() => return Ok(snapshot),
         }
         // Bounded by the hold: storage that is slow or down must not keep a watcher past it. A
         // failed rebuild leaves the last snapshot in place and the hold goes on.

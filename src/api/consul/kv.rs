@@ -17,7 +17,10 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> ApiResult<Response>
     // The index never moves: a held request just waits out its hold, with no snapshot and so no
     // storage read (a store that is down must not turn Fabio's long poll into a 503 and a spin).
     if query.index.is_some_and(|seen| seen >= KV_INDEX) {
-        tokio::time::sleep(hold::hold_for(&query, api.settings.max_hold)).await;
+        tokio::select! {
+            () = tokio::time::sleep(hold::hold_for(&query, api.settings.max_hold)) => {}
+            () = api.catalog.stopped() => {}
+        }
     }
     Ok(with_index(StatusCode::NOT_FOUND, KV_INDEX, Vec::new()))
 }

@@ -179,6 +179,8 @@ pub struct ConsulCatalog {
     state: Mutex<State>,
     rebuild: tokio::sync::Mutex<()>,
     changed: watch::Sender<u64>,
+    /// Set once the process is shutting down: held requests answer at once.
+    stopping: watch::Sender<bool>,
 }
 
 struct State {
@@ -199,6 +201,7 @@ impl ConsulCatalog {
             chrono::TimeDelta::zero(),
         );
         let (changed, _) = watch::channel(0);
+        let (stopping, _) = watch::channel(false);
         let lapse_delay = chrono::TimeDelta::from_std(store.cache_ttl()).unwrap_or_default();
         ConsulCatalog {
             store,
@@ -212,6 +215,7 @@ impl ConsulCatalog {
             }),
             rebuild: tokio::sync::Mutex::new(()),
             changed,
+            stopping,
         }
     }
 
@@ -223,6 +227,18 @@ impl ConsulCatalog {
     pub fn peek(&self) -> Option<Arc<Catalog>> {
         let state = self.lock();
         state.sources.as_ref().map(|_| state.catalog.clone())
+    }
+
+    /// The process is shutting down: every held request answers now, so the server's graceful
+    /// drain is not held up for a whole hold.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once `stop` has been called.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
 
     /// Wakes every time a rebuild changes the catalog's index.
