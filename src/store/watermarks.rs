@@ -25,8 +25,6 @@ use std::collections::HashMap;
 
 const PARTITION: &str = "~index";
 const ALL: &str = "~all";
-/// Tries at raising one watermark before giving up as contended.
-const RAISE_ATTEMPTS: usize = 5;
 
 /// The watermarks as read: per service name, and the catalog's.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -93,13 +91,15 @@ impl Store {
     /// Raises one watermark row above what it holds and above every revision this process has
     /// seen. Read first, then written only on the version read (If-Match, or an insert when there
     /// is none): a concurrent removal from an instance whose clock is behind can never overwrite a
-    /// higher watermark with a lower one. Lost races are retried a few times.
+    /// higher watermark with a lower one. A lost race means another removal raised it in the
+    /// meantime, at the same moment as this one would have: that is taken as done (retrying would
+    /// turn a burst of removals of one name into conflicts).
     async fn raise(&self, row: &str) -> Result<(), StoreError> {
         let entity_client = self
             .state
             .partition_key_client(PARTITION)
             .entity_client(row);
-        for _ in 0..RAISE_ATTEMPTS {
+        {
             let found = match entity_client.get::<Map<String, Value>>().await {
                 Ok(found) => Some(found),
                 Err(e) if is_row_missing(&e) => None,
@@ -125,19 +125,17 @@ impl Store {
                     .map(|_| ()),
             };
             match written {
-                Ok(()) => return Ok(()),
+                Ok(()) => Ok(()),
                 Err(e)
                     if is_status(&e, StatusCode::Conflict)
                         || is_status(&e, StatusCode::PreconditionFailed)
-                        || is_row_missing(&e) => {}
-                Err(e) => return Err(e.into()),
+                        || is_row_missing(&e) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
             }
         }
-        Err(StoreError::Contended {
-            detail: format!(
-                "an index watermark was rewritten by concurrent removals {RAISE_ATTEMPTS} times in a row"
-            ),
-        })
     }
 
     /// The watermarks, through the read cache.
