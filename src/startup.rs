@@ -163,11 +163,14 @@ impl Application {
         // Under the host the host forwards with its own `Host`, and owns authentication.
         let hosts = (standalone && !self.settings.security.authentication_configured())
             .then(|| HostPolicy::loopback(local, self.settings.security.allowed_hosts.clone()));
+        let consul = self.state.consul.clone();
         let app = app(self.state, standalone, hosts);
         let mut server_shutdown = shutdown_rx.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested; finishing in-flight requests");
+            // Held Consul reads answer now rather than at the end of their holds.
+            consul.catalog.stop();
             let _ = shutdown_tx.send(true);
         });
         let connections = self.settings.server.connections;

@@ -64,11 +64,7 @@ pub async fn heartbeat(
     let now = crate::now_iso();
     // A heartbeat that revives a lapsed registration is a change Consul's clients see (its TTL
     // check turns back from critical): it takes a new revision, so their index does not drop.
-    let revives = state
-        .consul
-        .catalog
-        .peek()
-        .is_some_and(|c| c.lapsed(key.partition_key(), &key.row_key()));
+    let revives = revives(&state, &key).await?;
     let beat = if revives {
         state.store.check_update(&key, &now, None, true).await?
     } else {
@@ -83,4 +79,25 @@ pub async fn heartbeat(
         instance_id: key.instance_id.as_ref().map(ToString::to_string),
         last_heartbeat: now,
     }))
+}
+
+/// Whether this heartbeat ends a lapse, decided cheaply when it can be. The snapshot's copy of a
+/// row never has a newer heartbeat than the row, so a copy that has not expired proves the row has
+/// not (the usual case: no storage read). A copy that has expired, or a row the snapshot lacks, is
+/// checked against a current snapshot (read-cache lookups, a rebuild at most once per re-check).
+/// Without any snapshot (a process that has served no Consul read) the heartbeat is a plain one.
+async fn revives(state: &AppState, key: &InstanceKey) -> ApiResult<bool> {
+    let catalog = &state.consul.catalog;
+    let Some(known) = catalog.peek() else {
+        return Ok(false);
+    };
+    let now = chrono::Utc::now();
+    let (pk, rk) = (key.partition_key(), key.row_key());
+    match known.expires_at(pk, &rk) {
+        Some(None) => return Ok(false),
+        Some(Some(at)) if at > now => return Ok(false),
+        _ => {}
+    }
+    let current = catalog.current().await?;
+    Ok(matches!(current.expires_at(pk, &rk), Some(Some(at)) if at <= now))
 }

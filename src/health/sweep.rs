@@ -89,7 +89,7 @@ struct Plan<'a> {
     long_expired: Vec<&'a ServiceRecord>,
     /// Health rows whose registration is gone: deleted at the end.
     orphaned: Vec<&'a HealthRecord>,
-    /// Not probed: their circuit's backoff has not elapsed.
+    /// Not probed: their circuit's backoff has not elapsed, or their health comes from a TTL only.
     skipped: usize,
     /// Registry rows with keys this handler cannot address.
     invalid_rows: usize,
@@ -118,6 +118,11 @@ fn plan<'a>(
             || critical_too_long(service, record, sweep_time)
         {
             long_expired.push(service);
+            continue;
+        }
+        // Health from a TTL only (a Consul registration without an HTTP or TCP check).
+        if !service.probed() {
+            skipped += 1;
             continue;
         }
         let prior = record.and_then(HealthRecord::circuit_state);

@@ -22,7 +22,13 @@ impl Store {
     /// registry before this delete writes its verdict after it): the next sweep deletes such rows,
     /// and until then a new registration of the key ignores it (checked before it was registered,
     /// `HealthRecord::describes`).
+    ///
+    /// The name's index watermark is raised first: a snapshot taken between the delete and a later
+    /// watermark would see the row gone and the index lower. If the watermark cannot be written
+    /// nothing is deleted (the caller answers 503 and may retry). A deregistration that then finds
+    /// nothing has moved the index once for no change, which clients take as a spurious wake-up.
     pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
+        self.mark_removed([key.service_name.as_str()]).await?;
         let result = self
             .within_budget(self.with_tables(|| async {
                 self.delete_row(&self.health, key.partition_key(), &key.row_key(), None)
@@ -33,23 +39,28 @@ impl Store {
             .await;
         self.known.gone(key.partition_key(), &key.row_key());
         self.forget_reads();
-        if let Ok(true) = result {
-            self.mark_removed([key.service_name.as_str()]).await;
-        }
         result
     }
 
     /// Deletes registrations whose TTL lapsed long ago, each only if it has not changed since it was
     /// read (a heartbeat or re-registration in between wins). Returns how many were deleted.
+    ///
+    /// Every candidate's name is watermarked before any delete (see `deregister`); if that fails
+    /// nothing is deleted. Every delete is then attempted even when one fails, and the first
+    /// failure is returned after them all.
     pub async fn delete_expired(&self, rows: &[&ServiceRecord]) -> Result<usize, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
+        for row in rows {
+            self.observe_revision(row.revision_or_timestamp());
+        }
+        self.mark_removed(rows.iter().map(|row| row.service_name.as_str()))
+            .await?;
         // Futures built up front, not in a stream `map` closure: see `health::sweep`.
         let deletes: Vec<_> = rows
             .iter()
             .map(|row| {
-                self.observe_revision(row.revision_or_timestamp());
                 self.within_budget(async move {
                     let etag = row.etag.as_deref();
                     let gone = self
@@ -60,18 +71,27 @@ impl Store {
                         self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
                             .await?;
                     }
-                    Ok(gone.then_some(row.service_name.as_str()))
+                    Ok(gone)
                 })
             })
             .collect();
-        let removed: Result<Vec<Option<&str>>, StoreError> = futures::stream::iter(deletes)
+        let results: Vec<Result<bool, StoreError>> = futures::stream::iter(deletes)
             .buffer_unordered(DELETE_CONCURRENCY)
-            .try_collect()
+            .collect()
             .await;
         self.forget_reads();
-        let removed: Vec<&str> = removed?.into_iter().flatten().collect();
-        self.mark_removed(removed.iter().copied()).await;
-        Ok(removed.len())
+        let mut deleted = 0;
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(gone) => deleted += usize::from(gone),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
     }
 
     /// Deletes health rows whose registration is gone, each only if unchanged since it was read.

@@ -137,7 +137,19 @@ impl<'a> InstanceRow<'a> {
 impl InstanceRow<'_> {
     /// What the last sweep recorded; `None` when never checked. A status other than `healthy` (a
     /// row another client wrote) counts as unhealthy.
+    ///
+    /// A registration the monitor does not probe (`ServiceRecord::probed`) is judged by its TTL
+    /// (expiry is separate, `is_expired`) and its Consul check status: healthy unless a check
+    /// update set it critical; a health row it may have from before is ignored.
     pub fn health_state(&self) -> Option<HealthState> {
+        if !self.service.probed() {
+            let critical = self.service.consul.check_status.as_deref() == Some("critical");
+            return Some(if critical {
+                HealthState::Unhealthy
+            } else {
+                HealthState::Healthy
+            });
+        }
         self.health.map(|h| {
             if h.is_healthy() {
                 HealthState::Healthy

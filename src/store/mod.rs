@@ -199,6 +199,11 @@ impl Store {
         self.writes.current()
     }
 
+    /// How long reads are served from this process's cache (`DISCOVERY_CACHE_TTL_MS`).
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_ttl
+    }
+
     /// Records revisions (or storage stamps) read elsewhere, so the revisions this process writes
     /// next are above them.
     pub fn observe_revision(&self, revision: u64) {

@@ -5,7 +5,8 @@
 //! and node-consul start over, vmagent restarts its watch). So every removal of a registration (a
 //! deregistration, the sweep's expiry and critical-too-long removals) writes a new revision into two
 //! rows of the state table: one for the service's name, one for the whole catalog. Their revisions
-//! join the max, so the index moves on a removal and never drops.
+//! join the max, so the index moves on a removal and never drops. A watermark is only ever raised:
+//! read, then rewritten on the version read with a revision above it (`raise`).
 //!
 //! Rows: PartitionKey `~index`, RowKey the service name (names start with a letter or digit) or
 //! `~all`, property `revision` (Int64). `~index` can never be a service type, so nothing else meets
@@ -13,8 +14,11 @@
 //! process's writes like the others.
 
 use super::cache::Fetched;
+use super::error::{is_row_missing, is_status};
 use super::properties::{integer, put_int64, string};
 use super::{Cacheable, Store, StoreError};
+use azure_core::StatusCode;
+use azure_data_tables::IfMatchCondition;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -43,47 +47,95 @@ impl Cacheable for Watermarks {
 }
 
 impl Store {
-    /// Records that registrations of these service names were removed: a new revision for each
-    /// name and for the catalog. Best effort: the removal itself has happened, so a failure here
-    /// is logged (an index may then go back once, which clients survive by starting over).
-    pub(super) async fn mark_removed<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// Records that registrations of these service names are about to be removed: a new revision
+    /// for each name and for the catalog. Called before the deletes, so no snapshot can see a row
+    /// gone without the watermark that keeps its index up; an error means the caller must not
+    /// delete.
+    pub(super) async fn mark_removed<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
         let mut names: Vec<&str> = names.into_iter().collect();
         if names.is_empty() {
-            return;
+            return Ok(());
         }
         names.sort_unstable();
         names.dedup();
-        let revision = self.clock.next(chrono::Utc::now());
         let writes: Vec<_> = names
             .into_iter()
-            .chain([ALL])
-            .map(|row| {
-                let mut entity = Map::new();
-                entity.insert("PartitionKey".into(), PARTITION.into());
-                entity.insert("RowKey".into(), row.into());
-                put_int64(&mut entity, "revision", revision);
-                let entity = Value::Object(entity);
-                self.within_budget(self.with_tables(move || {
-                    let entity = entity.clone();
-                    async move {
-                        self.state
-                            .partition_key_client(PARTITION)
-                            .entity_client(row)
-                            .insert_or_replace(entity)?
-                            .await?;
-                        Ok(())
-                    }
-                }))
-            })
+            .map(|row| self.within_budget(self.with_tables(move || self.raise(row))))
             .collect();
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
+        let mut results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
             .buffer_unordered(8)
             .collect()
             .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            tracing::warn!(error = %e, "could not record a removal's index watermark");
+        // The catalog's last, so its revision is above every name's: a catalog index (which
+        // counts only this one) never falls below a name's.
+        if results.iter().all(Result::is_ok) {
+            results.push(
+                self.within_budget(self.with_tables(|| self.raise(ALL)))
+                    .await,
+            );
         }
+        // Some may have landed before one failed: never serve the old ones from the cache.
         self.forget_reads();
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => {
+                tracing::warn!(error = %e, "could not record a removal's index watermark");
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Raises one watermark row above what it holds and above every revision this process has
+    /// seen. Read first, then written only on the version read (If-Match, or an insert when there
+    /// is none): a concurrent removal from an instance whose clock is behind can never overwrite a
+    /// higher watermark with a lower one. A lost race means another removal raised it in the
+    /// meantime, at the same moment as this one would have: that is taken as done (retrying would
+    /// turn a burst of removals of one name into conflicts).
+    async fn raise(&self, row: &str) -> Result<(), StoreError> {
+        let entity_client = self
+            .state
+            .partition_key_client(PARTITION)
+            .entity_client(row);
+        {
+            let found = match entity_client.get::<Map<String, Value>>().await {
+                Ok(found) => Some(found),
+                Err(e) if is_row_missing(&e) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(held) = found
+                .as_ref()
+                .and_then(|f| integer(&f.entity, "revision"))
+                .and_then(|n| u64::try_from(n).ok())
+            {
+                self.clock.observe(held);
+            }
+            let mut entity = Map::new();
+            entity.insert("PartitionKey".into(), PARTITION.into());
+            entity.insert("RowKey".into(), row.into());
+            put_int64(&mut entity, "revision", self.clock.next(chrono::Utc::now()));
+            let entity = Value::Object(entity);
+            let written = match found {
+                None => self.state.insert::<_, Value>(entity)?.await.map(|_| ()),
+                Some(found) => entity_client
+                    .update(entity, IfMatchCondition::Etag(found.etag))?
+                    .await
+                    .map(|_| ()),
+            };
+            match written {
+                Ok(()) => Ok(()),
+                Err(e)
+                    if is_status(&e, StatusCode::Conflict)
+                        || is_status(&e, StatusCode::PreconditionFailed)
+                        || is_row_missing(&e) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 
     /// The watermarks, through the read cache.

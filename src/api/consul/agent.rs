@@ -81,8 +81,18 @@ pub async fn service(
 ) -> ApiResult<Response> {
     let api = consul(&state);
     let query = parse_query(&uri, &api.settings)?;
+    // Blocks on the index it answers with (the entry's ModifyIndex), so a client that sends back
+    // the index it was given is held until this service changes; once no row has the ID any
+    // more, the catalog's index (a removal moves it) wakes it.
+    let scope = |c: &super::snapshot::Catalog| {
+        c.with_id(&id)
+            .iter()
+            .map(|e| e.modify_index)
+            .max()
+            .unwrap_or(c.index)
+    };
     let snapshot =
-        hold::wait_for_change(&api.catalog, &query, api.settings.max_hold, |c| c.index).await?;
+        hold::wait_for_change(&api.catalog, &query, api.settings.max_hold, scope).await?;
     let found: Vec<_> = snapshot
         .with_id(&id)
         .into_iter()

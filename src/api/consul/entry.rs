@@ -40,8 +40,11 @@ pub struct Entry {
     /// Since when its checks have been critical, as far as the rows say (a lapse, an unhealthy
     /// verdict): what `DeregisterCriticalServiceAfter` counts from.
     pub critical_since: Option<DateTime<Utc>>,
-    /// Its TTL has lapsed.
+    /// Its TTL has lapsed, and the lapse counts (critical, and in the index): `lapse_delay` after
+    /// `expires_at`.
     pub lapsed: bool,
+    /// When its TTL lapses by the row as read (`None`: no TTL).
+    pub expires_at: Option<DateTime<Utc>>,
     /// The status a check update (or the register body) last set, if any.
     pub set_status: Option<CheckStatus>,
     /// Registered through the Consul API with checks of its own (possibly none).
@@ -96,11 +99,18 @@ pub fn node_id(node: &str) -> String {
 }
 
 /// The entry a row makes; `None` when its endpoint has no host or port this model can show.
+///
+/// A lapse counts (the TTL check critical, the lapse in the index) only `lapse_delay` (the read
+/// cache's TTL) after `expires_at`: a heartbeat that arrived just before the lapse may not be in
+/// the rows yet, and an instance that counted a lapse that never happened would send the index up
+/// and back down. Counted this late, a lapse was read while it was real, and the heartbeat that
+/// ends it writes a revision above it (`api::heartbeat`).
 pub fn entry(
     service: &ServiceRecord,
     health: Option<&HealthRecord>,
     now: DateTime<Utc>,
     never_checked: CheckStatus,
+    lapse_delay: chrono::TimeDelta,
 ) -> Option<Entry> {
     let url = url::Url::parse(&service.endpoint).ok()?;
     let address = match url.host()? {
@@ -140,7 +150,8 @@ pub fn entry(
     };
 
     let expires_at = service.expires_at();
-    let lapsed = expires_at.is_some_and(|at| at <= now);
+    let counted_at = expires_at.map(|at| at + lapse_delay);
+    let lapsed = counted_at.is_some_and(|at| at <= now);
     let facts = HealthFacts {
         health: health.and_then(|h| h.status.value()),
         circuit: health.and_then(|h| h.circuit.as_ref().and_then(Stored::value)),
@@ -155,7 +166,8 @@ pub fn entry(
 
     let revision = service.revision_or_timestamp();
     let health_revision = health.map_or(0, HealthRecord::revision_or_timestamp);
-    let modify_index = row_revision(revision, expires_at, now).max(health_revision);
+    let modify_index =
+        row_revision(revision, expires_at.filter(|_| lapsed), now).max(health_revision);
     let create_index = service
         .create_revision
         .or_else(|| {
@@ -184,9 +196,10 @@ pub fn entry(
         checks,
         create_index,
         modify_index: modify_index.max(1),
-        lapses_at: expires_at.filter(|at| *at > now),
+        lapses_at: counted_at.filter(|at| *at > now),
         critical_since,
         lapsed,
+        expires_at,
         set_status,
         consul_checks: service.consul.checks.is_some(),
     })
@@ -261,6 +274,8 @@ mod tests {
         ServiceRecord::from_entity(entity.as_object().unwrap())
     }
 
+    const NO_DELAY: chrono::TimeDelta = chrono::TimeDelta::zero();
+
     fn now() -> DateTime<Utc> {
         crate::parse_iso("2026-12-07T10:00:00.000Z").unwrap()
     }
@@ -275,7 +290,7 @@ mod tests {
             "registeredAt": "2026-12-07T09:00:00.000Z", "lastHeartbeat": "2026-12-07T09:59:00.000Z",
             "weight": 3, "revision": "1765000000000000", "createRevision": "1764000000000000"
         }));
-        let e = entry(&r, None, now(), CheckStatus::Warning).unwrap();
+        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.id.as_str(), e.name.as_str()), ("pod-7", "orders"));
         assert_eq!((e.address.as_str(), e.port), ("orders.example.com", 443));
         assert_eq!(e.meta["DAPR_PORT"], "50002");
@@ -297,13 +312,13 @@ mod tests {
     #[test]
     fn ports_default_by_scheme_and_ipv6_loses_its_brackets() {
         let r = row(json!({"PartitionKey": "p", "RowKey": "a", "endpoint": "http://[::1]/"}));
-        let e = entry(&r, None, now(), CheckStatus::Warning).unwrap();
+        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!(
             (e.address.as_str(), e.port, e.id.as_str()),
             ("::1", 80, "a")
         );
         let r = row(json!({"PartitionKey": "p", "RowKey": "a", "endpoint": "tcp://db:5432"}));
-        let e = entry(&r, None, now(), CheckStatus::Warning).unwrap();
+        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.port, e.checks[0].kind.as_str()), (5432, "tcp"));
     }
 
@@ -320,7 +335,7 @@ mod tests {
             deregister_critical_after: None,
             check_status: Some("passing".into()),
         };
-        let e = entry(&r, None, now(), CheckStatus::Warning).unwrap();
+        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!(e.checks[0].id, "a-ttl");
         assert_eq!(e.status(), CheckStatus::Critical);
         let lapsed = crate::parse_iso("2026-12-07T09:59:30.000Z").unwrap();
@@ -328,9 +343,22 @@ mod tests {
         assert_eq!(e.critical_since, Some(lapsed));
         // Before the lapse: the status its client set, and the lapse still to come.
         let before = crate::parse_iso("2026-12-07T09:59:10.000Z").unwrap();
-        let e = entry(&r, None, before, CheckStatus::Warning).unwrap();
+        let e = entry(&r, None, before, CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.status(), e.modify_index), (CheckStatus::Passing, 5));
         assert_eq!(e.lapses_at, Some(lapsed));
+        // Within the delay after the lapse: not counted yet, and due when the delay ends.
+        let delay = chrono::TimeDelta::seconds(2);
+        let just_after = lapsed + chrono::TimeDelta::seconds(1);
+        let e = entry(&r, None, just_after, CheckStatus::Warning, delay).unwrap();
+        assert_eq!((e.status(), e.modify_index), (CheckStatus::Passing, 5));
+        assert_eq!(e.lapses_at, Some(lapsed + delay));
+        assert_eq!(e.expires_at, Some(lapsed));
+        // After it: counted from the lapse itself.
+        let e = entry(&r, None, lapsed + delay, CheckStatus::Warning, delay).unwrap();
+        assert_eq!(
+            (e.status(), e.modify_index),
+            (CheckStatus::Critical, micros(lapsed))
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! re-checks the snapshot every 1 to 2 s (drawn per request, so thousands of watchers spread out),
 //! which is a look at the shared snapshot, or at most three read-cache lookups. It holds an `Arc` of
 //! the snapshot and a `watch` receiver, nothing per watcher beside its own future.
+//!
+//! Storage that is slow or down never stretches a hold: each re-check is cut at the hold's end,
+//! and a re-check that fails keeps the snapshot the watcher has (the catalog remembers the failure
+//! until its next re-check, so watchers do not queue up behind fetches of their own).
 
 use super::snapshot::{Catalog, ConsulCatalog};
 use crate::domain::consul::ConsulQuery;
@@ -48,8 +52,15 @@ pub async fn wait_for_change(
             Ok(()) = signal.changed() => {}
             _ = tokio::time::sleep(recheck) => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(snapshot),
+            () = catalog.stopped() => return Ok(snapshot),
         }
-        snapshot = catalog.current().await?;
+        // Bounded by the hold: storage that is slow or down must not keep a watcher past it. A
+        // failed rebuild leaves the last snapshot in place and the hold goes on.
+        match tokio::time::timeout_at(deadline, catalog.current()).await {
+            Ok(Ok(current)) => snapshot = current,
+            Ok(Err(_)) => {}
+            Err(_) => return Ok(snapshot),
+        }
         if scope(&snapshot) > seen {
             return Ok(snapshot);
         }

@@ -121,11 +121,11 @@ where
 }
 
 /// Hands `X-Consul-Token` or `?token=` to the authentication layer as `Authorization: Bearer`,
-/// unless the request carries an `Authorization` header already (Consul reads `?token=` first,
-/// then `X-Consul-Token`, then the bearer header; here an explicit `Authorization` wins, so a
-/// proxy's credential is never replaced by a query parameter).
+/// unless the request carries a bearer token already (Consul reads `?token=` first, then
+/// `X-Consul-Token`, then the bearer header; here an explicit bearer token wins). Any other
+/// `Authorization` (a proxy's `Basic` credential) says nothing to this registry and is replaced.
 async fn token_as_bearer(mut request: Request, next: Next) -> Response {
-    if !request.headers().contains_key(header::AUTHORIZATION) {
+    if !has_bearer(&request) {
         let from_query = request.uri().query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, v)| k == "token" && !v.is_empty())
@@ -144,6 +144,16 @@ async fn token_as_bearer(mut request: Request, next: Next) -> Response {
         }
     }
     next.run(request).await
+}
+
+/// Whether the request carries `Authorization: Bearer …` (the scheme in any case).
+fn has_bearer(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
 }
 
 /// Consul answers errors in plain text, and its clients put that text in their exceptions: the

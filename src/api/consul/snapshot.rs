@@ -50,6 +50,7 @@ impl Catalog {
         marks: Arc<Watermarks>,
         now: DateTime<Utc>,
         never_checked: CheckStatus,
+        lapse_delay: chrono::TimeDelta,
     ) -> Catalog {
         let mut entries: Vec<Entry> = services
             .iter()
@@ -57,7 +58,7 @@ impl Catalog {
                 let row = health
                     .get(&service.partition_key, &service.row_key)
                     .filter(|h| h.describes(service));
-                entry(service, row, now, never_checked)
+                entry(service, row, now, never_checked, lapse_delay)
             })
             .collect();
         entries.sort_unstable_by(|a, b| {
@@ -123,6 +124,15 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// When the row with these keys expires by the snapshot's copy of it: `None` when the snapshot
+    /// does not have it, `Some(None)` when it has no TTL. The copy's heartbeat is never newer than
+    /// the row's, so a row that has really lapsed shows as expired here too.
+    pub fn expires_at(&self, partition_key: &str, row_key: &str) -> Option<Option<DateTime<Utc>>> {
+        self.by_key
+            .get(&(partition_key.to_owned(), row_key.to_owned()))
+            .map(|i| self.entries[*i].expires_at)
+    }
+
     /// Whether the row with these keys had lapsed when the snapshot was built.
     pub fn lapsed(&self, partition_key: &str, row_key: &str) -> bool {
         self.by_key
@@ -167,9 +177,13 @@ impl Sources {
 pub struct ConsulCatalog {
     store: Store,
     never_checked: CheckStatus,
+    /// How long after its TTL lapses a lapse counts: the read cache's TTL (`entry::entry`).
+    lapse_delay: chrono::TimeDelta,
     state: Mutex<State>,
     rebuild: tokio::sync::Mutex<()>,
     changed: watch::Sender<u64>,
+    /// Set once the process is shutting down: held requests answer at once.
+    stopping: watch::Sender<bool>,
 }
 
 struct State {
@@ -187,11 +201,15 @@ impl ConsulCatalog {
             Arc::default(),
             Utc::now(),
             never_checked,
+            chrono::TimeDelta::zero(),
         );
         let (changed, _) = watch::channel(0);
+        let (stopping, _) = watch::channel(false);
+        let lapse_delay = chrono::TimeDelta::from_std(store.cache_ttl()).unwrap_or_default();
         ConsulCatalog {
             store,
             never_checked,
+            lapse_delay,
             state: Mutex::new(State {
                 catalog: Arc::new(empty),
                 sources: None,
@@ -200,6 +218,7 @@ impl ConsulCatalog {
             }),
             rebuild: tokio::sync::Mutex::new(()),
             changed,
+            stopping,
         }
     }
 
@@ -211,6 +230,18 @@ impl ConsulCatalog {
     pub fn peek(&self) -> Option<Arc<Catalog>> {
         let state = self.lock();
         state.sources.as_ref().map(|_| state.catalog.clone())
+    }
+
+    /// The process is shutting down: every held request answers now, so the server's graceful
+    /// drain is not held up for a whole hold.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once `stop` has been called.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
 
     /// Wakes every time a rebuild changes the catalog's index.
@@ -239,11 +270,25 @@ impl ConsulCatalog {
         }
         let generation = self.store.write_generation();
         let all = KeySelection::all();
-        let (services, health, marks) = tokio::try_join!(
+        let fetched = tokio::try_join!(
             self.store.find_services(&all, None),
             self.store.find_health(&all, None),
             self.store.watermarks()
-        )?;
+        );
+        let (services, health, marks) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // Remembered until the next recheck: the requests queued behind this rebuild,
+                // and the watchers rechecking meanwhile, get the last good snapshot instead of
+                // each leading a fetch of their own against a store that is failing.
+                let mut state = self.lock();
+                if state.sources.is_some() {
+                    state.checked_at = Some(Instant::now());
+                    state.generation = generation;
+                }
+                return Err(e);
+            }
+        };
         let sources = Sources {
             services,
             health,
@@ -264,6 +309,7 @@ impl ConsulCatalog {
             sources.marks.value.clone(),
             now,
             self.never_checked,
+            self.lapse_delay,
         ));
         if let Some(highest) = catalog.entries.iter().map(|e| e.modify_index).max() {
             self.store.observe_revision(highest.max(catalog.index));

@@ -19,6 +19,9 @@
 //!   `false`, ...). Any other value is a 400 naming `passing` (Consul: "Invalid value for ?passing").
 //! - `node-meta=key:value`, repeated, all must match; a pair without `:` means an empty value, and a
 //!   key given twice keeps its last value (Consul builds a map).
+//! - `tag` and `node-meta` values are also split on `,`: the Functions host joins a repeated query
+//!   key into one value with commas (docs/functions-host-protocol.md), so `tag=a&tag=b` arrives as
+//!   `tag=a,b`. A tag or node-meta value that itself contains a comma cannot be queried.
 //! - `stale`, `consistent`, `cached` are presence flags; `stale` with `consistent` is a 400 (Consul:
 //!   "Cannot specify ?stale with ?consistent, conflicting semantics").
 //! - Accepted and ignored: `near`, `ns`, `partition`, `peer`, `merge-central-config`, `hash`,
@@ -110,11 +113,13 @@ impl ConsulQuery {
         }
         for (key, value) in pairs {
             match key.as_str() {
-                "tag" => query.tags.push(value.clone()),
+                "tag" => query.tags.extend(value.split(',').map(str::to_owned)),
                 "node-meta" => {
-                    let (name, wanted) = value.split_once(':').unwrap_or((value, ""));
-                    query.node_meta.retain(|(known, _)| known != name);
-                    query.node_meta.push((name.to_owned(), wanted.to_owned()));
+                    for pair in value.split(',') {
+                        let (name, wanted) = pair.split_once(':').unwrap_or((pair, ""));
+                        query.node_meta.retain(|(known, _)| known != name);
+                        query.node_meta.push((name.to_owned(), wanted.to_owned()));
+                    }
                 }
                 _ => {}
             }
@@ -389,5 +394,17 @@ mod tests {
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(printed.contains("<redacted>"));
         assert_eq!(parse(&[("token", "")]).unwrap().token, None);
+    }
+
+    #[test]
+    fn tags_and_node_meta_the_host_joined_with_commas_are_split() {
+        let q = parse(&[("tag", "a,b"), ("tag", "c"), ("node-meta", "k:1,r:x")]).unwrap();
+        assert_eq!(q.tags, ["a", "b", "c"]);
+        let meta: Vec<(&str, &str)> = q
+            .node_meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(meta, [("k", "1"), ("r", "x")]);
     }
 }

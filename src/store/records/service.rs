@@ -104,6 +104,25 @@ impl ServiceRecord {
         }
     }
 
+    /// Whether the health monitor probes this registration. Not when the Consul API wrote it with
+    /// no HTTP or TCP check (a TTL check only, or none): its health is what its TTL and check
+    /// updates say, as in Consul, and its `endpoint` may well refuse a probe. The marker is the
+    /// stored `consulChecks` list itself (each entry's `Type`); rows without it (the native API's,
+    /// the recipe's) are always probed. An unreadable list reads as empty, as the Consul view
+    /// shows it (no checks), so such a row is not probed either.
+    pub fn probed(&self) -> bool {
+        let Some(checks) = &self.consul.checks else {
+            return true;
+        };
+        match checks.value() {
+            Value::Array(items) => items.iter().any(|check| {
+                let kind = check.get("Type").and_then(Value::as_str);
+                !matches!(kind, Some("ttl"))
+            }),
+            _ => true,
+        }
+    }
+
     /// The row's keys, if they are keys this handler can safely address (see `InstanceKey`).
     pub fn key(&self) -> Option<InstanceKey> {
         InstanceKey::from_stored(&self.partition_key, &self.row_key).ok()
@@ -395,5 +414,25 @@ mod tests {
         assert!(!r.is_expired(DateTime::<Utc>::MAX_UTC));
         // Written back as it was read.
         assert_eq!(r.to_entity()["registeredAt"], "last week");
+    }
+
+    #[test]
+    fn only_consul_rows_without_a_probe_check_go_unprobed() {
+        let with = |checks: Option<&str>| {
+            let mut e = json!({"PartitionKey": "p", "RowKey": "r", "endpoint": "http://e"});
+            if let Some(c) = checks {
+                e["consulChecks"] = json!(c);
+            }
+            ServiceRecord::from_entity(&map(e)).probed()
+        };
+        assert!(with(None), "native and recipe rows are probed");
+        assert!(!with(Some("[]")), "a check-less Consul registration");
+        assert!(!with(Some(r#"[{"CheckID":"service:a","Type":"ttl"}]"#)));
+        assert!(with(Some(r#"[{"Type":"ttl"},{"Type":"http"}]"#)));
+        assert!(with(Some(r#"[{"Type":"tcp"}]"#)));
+        assert!(
+            !with(Some("not json")),
+            "unreadable reads as no checks, as Consul shows it"
+        );
     }
 }

@@ -3,9 +3,13 @@
 //! the path and headers, not the host, so the signature still holds). Tests read the count of
 //! storage round trips one API request cost, and the most connections and requests the handler had
 //! open at once (`Peaks`); `start_delayed` holds every request a while first, a store that is slow.
+//! Faults on demand: `fail_writes_to` answers 503 to the writes whose path or body contains a fragment (one
+//! kind of row failing while the rest works), `stall` holds every request until it is lifted (a
+//! store that accepts connections and never answers).
 //! `Handler::behind` starts a handler whose storage is such a proxy.
 
 use super::{connection_string_for_port, poll_until, Handler, HandlerConfig, Mode};
+use axum::response::IntoResponse;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +30,17 @@ pub struct CountingProxy {
     /// When each answered request arrived and when its answer was ready: what `Peaks::requests`
     /// is the most of at once.
     answered: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    faults: Arc<Faults>,
     task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+/// The faults switched on now.
+#[derive(Default)]
+struct Faults {
+    /// Writes (anything but GET) whose path or body contains this are answered 503.
+    failing_writes: Mutex<Option<String>>,
+    /// While set, requests wait here before being forwarded.
+    stalled: tokio::sync::watch::Sender<bool>,
 }
 
 /// A count of things open now and the most ever open at once.
@@ -93,15 +107,37 @@ impl CountingProxy {
         let requests = in_flight.clone();
         let answered: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
         let answer_times = answered.clone();
+        let faults: Arc<Faults> = Arc::default();
+        let switch = faults.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let (client, log, accept_log) = (client.clone(), log.clone(), accept_log.clone());
             let answers = answers.clone();
             let requests = requests.clone();
             let answer_times = answer_times.clone();
+            let faults = switch.clone();
             async move {
                 let arrived = Instant::now();
                 let _open = requests.open();
                 tokio::time::sleep(delay).await;
+                let mut stalled = faults.stalled.subscribe();
+                let _ = stalled.wait_for(|on| !*on).await;
+                let failing = faults.failing_writes.lock().unwrap().clone();
+                let request = match failing {
+                    Some(fragment) if request.method() != axum::http::Method::GET => {
+                        let (parts, body) = request.into_parts();
+                        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                        let path = percent_decoded(parts.uri.path());
+                        let text = String::from_utf8_lossy(&body);
+                        if path.contains(&fragment) || text.contains(&fragment) {
+                            log.lock()
+                                .unwrap()
+                                .push(format!("FAILED {} {path}", parts.method));
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                        }
+                        axum::extract::Request::from_parts(parts, axum::body::Body::from(body))
+                    }
+                    _ => request,
+                };
                 let accept = request
                     .headers()
                     .get(axum::http::header::ACCEPT)
@@ -128,8 +164,20 @@ impl CountingProxy {
             connections,
             in_flight,
             answered,
+            faults,
             task: Arc::new(task),
         }
+    }
+
+    /// From now on, answers 503 to every write whose path or body contains `fragment` (`None`:
+    /// stop).
+    pub fn fail_writes_to(&self, fragment: Option<&str>) {
+        *self.faults.failing_writes.lock().unwrap() = fragment.map(str::to_owned);
+    }
+
+    /// From now on, holds every request until `stall(false)`: storage that stopped answering.
+    pub fn stall(&self, on: bool) {
+        self.faults.stalled.send_replace(on);
     }
 
     /// The most connections and requests open at once so far.
