@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_service_read_holds_on_its_own_index() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     for name in ["first", "later"] {
         h.register_ok(&json!({"serviceName": name, "serviceType": "api",
                               "endpoint": "http://127.0.0.1:9/"}))

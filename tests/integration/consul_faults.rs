@@ -19,7 +19,10 @@ async fn index(h: &Handler, path: &str) -> u64 {
 
 async fn behind_proxy() -> (Handler, CountingProxy) {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    (Handler::behind(&proxy, &[]).await, proxy)
+    (
+        Handler::behind(&proxy, &[("REGISTRY_ALLOW_ANONYMOUS", "true")]).await,
+        proxy,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,6 +103,7 @@ async fn a_held_read_answers_within_its_hold_when_storage_stops_answering() {
         &[
             ("STORAGE_TIMEOUT_MS", "15000"),
             ("DISCOVERY_CACHE_TTL_MS", "200"),
+            ("REGISTRY_ALLOW_ANONYMOUS", "true"),
         ],
     )
     .await;
@@ -134,7 +138,14 @@ async fn a_held_read_answers_within_its_hold_when_storage_stops_answering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_kv_read_needs_no_storage() {
     let proxy = CountingProxy::start(Azurite::shared().port).await;
-    let h = Handler::behind(&proxy, &[("STORAGE_TIMEOUT_MS", "15000")]).await;
+    let h = Handler::behind(
+        &proxy,
+        &[
+            ("STORAGE_TIMEOUT_MS", "15000"),
+            ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+        ],
+    )
+    .await;
     proxy.stall(true);
     let started = std::time::Instant::now();
     let r = h

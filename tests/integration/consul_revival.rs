@@ -9,7 +9,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_after_a_lapse_writes_a_revision_though_the_snapshot_predates_it() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     let key = json!({"serviceName": "rev", "serviceType": "api", "instanceId": "a"});
     let mut body = key.clone();
     body["endpoint"] = json!("http://127.0.0.1:9/");

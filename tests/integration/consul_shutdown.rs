@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_reads_answer_at_once_on_shutdown() {
-    let mut h = Handler::start().await;
+    let mut h = Handler::start_consul_anonymous().await;
     h.register_ok(&json!({"serviceName": "bye", "serviceType": "api",
                           "endpoint": "http://127.0.0.1:9/"}))
         .await;

@@ -14,7 +14,7 @@ async fn put(h: &Handler, path: &str, body: Option<Value>) -> Resp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ttl_only_consul_registration_is_never_probed() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     // Answers 503 to anything: a probe would mark it unhealthy and open its circuit.
     let target = HttpTarget::status(503);
     for (id, check) in [("ttl-1", json!({"TTL": "30s"})), ("bare-1", Value::Null)] {

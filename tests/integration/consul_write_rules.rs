@@ -241,7 +241,7 @@ async fn a_pass_after_a_fail_through_another_process_is_never_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deregister_critical_service_after_counts_a_critical_set_by_fail() {
-    let h = Handler::start().await;
+    let h = Handler::start_consul_anonymous().await;
     for (name, after) in [("failing", Some("1s")), ("kept", None)] {
         let mut check = json!({"TTL": "60s"});
         if let Some(after) = after {
@@ -276,7 +276,11 @@ async fn deregister_critical_service_after_counts_a_critical_set_by_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssrf_refusal_names_the_consul_field_the_address_came_from() {
-    let h = Handler::start_with(&[("HEALTH_ALLOW_LOOPBACK", "false")]).await;
+    let h = Handler::start_with(&[
+        ("HEALTH_ALLOW_LOOPBACK", "false"),
+        ("REGISTRY_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
     let base = json!({"Name": "probe", "Address": "127.0.0.1", "Port": 8080});
     let cases = [
         (
