@@ -23,10 +23,13 @@ impl Store {
     /// and until then a new registration of the key ignores it (checked before it was registered,
     /// `HealthRecord::describes`).
     ///
-    /// The name's index watermark is raised first: a snapshot taken between the delete and a later
-    /// watermark would see the row gone and the index lower. If the watermark cannot be written
-    /// nothing is deleted (the caller answers 503 and may retry). A deregistration that then finds
-    /// nothing has moved the index once for no change, which clients take as a spurious wake-up.
+    /// The name's index watermark is raised before the deletes and again after them. Before: a
+    /// snapshot taken between the delete and a later watermark would see the row gone and the index
+    /// lower; if that watermark cannot be written nothing is deleted (the caller answers 503 and
+    /// may retry). After: a watcher woken by the first one may have read the row still there, and
+    /// without a second move it would hold that index and never see the row go. A second watermark
+    /// that cannot be written is logged, not an error: the rows are gone, and only a watcher woken
+    /// in the few milliseconds between the two misses the removal until the next change.
     pub async fn deregister(&self, key: &InstanceKey) -> Result<bool, StoreError> {
         self.mark_removed([key.service_name.as_str()]).await?;
         let result = self
@@ -39,15 +42,25 @@ impl Store {
             .await;
         self.known.gone(key.partition_key(), &key.row_key());
         self.forget_reads();
+        if matches!(result, Ok(true)) {
+            self.mark_removed_again([key.service_name.as_str()]).await;
+        }
         result
+    }
+
+    /// The watermark raised after a removal (see `deregister`): best effort, logged when it fails.
+    async fn mark_removed_again<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        if let Err(e) = self.mark_removed(names).await {
+            tracing::warn!(error = %e, "removal done, but its second index watermark was not written");
+        }
     }
 
     /// Deletes registrations whose TTL lapsed long ago, each only if it has not changed since it was
     /// read (a heartbeat or re-registration in between wins). Returns how many were deleted.
     ///
     /// Every candidate's name is watermarked before any delete (see `deregister`); if that fails
-    /// nothing is deleted. Every delete is then attempted even when one fails, and the first
-    /// failure is returned after them all.
+    /// nothing is deleted. Every delete is then attempted even when one fails, the names of those
+    /// that removed a row are watermarked again, and the first failure is returned after them all.
     pub async fn delete_expired(&self, rows: &[&ServiceRecord]) -> Result<usize, StoreError> {
         if rows.is_empty() {
             return Ok(0);
@@ -71,23 +84,25 @@ impl Store {
                         self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
                             .await?;
                     }
-                    Ok(gone)
+                    Ok(gone.then_some(row.service_name.as_str()))
                 })
             })
             .collect();
-        let results: Vec<Result<bool, StoreError>> = futures::stream::iter(deletes)
+        let results: Vec<Result<Option<&str>, StoreError>> = futures::stream::iter(deletes)
             .buffer_unordered(DELETE_CONCURRENCY)
             .collect()
             .await;
         self.forget_reads();
-        let mut deleted = 0;
+        let mut removed = Vec::new();
         let mut failure = None;
         for result in results {
             match result {
-                Ok(gone) => deleted += usize::from(gone),
+                Ok(gone) => removed.extend(gone),
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
+        let deleted = removed.len();
+        self.mark_removed_again(removed).await;
         match failure {
             Some(e) => Err(e),
             None => Ok(deleted),

@@ -63,6 +63,42 @@ async fn a_deregistration_without_its_watermark_deletes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deregistration_raises_its_watermarks_before_and_after_the_delete() {
+    // A watcher woken by the first watermark may read the row still there; only a second one,
+    // after the delete, moves its index again and shows the row gone.
+    let (h, proxy) = behind_proxy().await;
+    let body = json!({"serviceName": "twice", "serviceType": "api", "instanceId": "a",
+                      "endpoint": "http://127.0.0.1:9/"});
+    h.register_ok(&body).await;
+    let before = index(&h, "/v1/health/service/twice").await;
+    let from = proxy.requests().len();
+    let r = h
+        .deregister("serviceName=twice&serviceType=api&instanceId=a")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = proxy.since(from);
+    let delete = seen
+        .iter()
+        .position(|r| r.starts_with("DELETE") && r.contains(&h.registry_table))
+        .unwrap_or_else(|| panic!("the registration was deleted: {seen:?}"));
+    let watermark_writes = |requests: &[String]| {
+        requests
+            .iter()
+            .filter(|r| !r.starts_with("GET") && r.contains(&h.state_table))
+            .count()
+    };
+    assert!(
+        watermark_writes(&seen[..delete]) >= 1,
+        "a watermark before the delete: {seen:?}"
+    );
+    assert!(
+        watermark_writes(&seen[delete..]) >= 1,
+        "a watermark after the delete: {seen:?}"
+    );
+    assert!(index(&h, "/v1/health/service/twice").await > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_expires_nothing_without_its_watermarks() {
     let (h, proxy) = behind_proxy().await;
     for id in ["a", "b"] {
