@@ -2,7 +2,7 @@
 //! `CatalogService` rows, and the nodes (one per endpoint host).
 
 use super::render::{catalog_service, CatalogService};
-use super::{answer, consul, filters, hold, parse_query, visible, AppState};
+use super::{answer, consul, filters, hold, parse_query, readable, AppState};
 use crate::error::ApiResult;
 use crate::security::Caller;
 use axum::extract::{Path, State};
@@ -33,10 +33,7 @@ pub async fn services(
     for (name, entries) in snapshot.services() {
         let mut tags: Vec<&str> = Vec::new();
         let mut any = false;
-        for e in entries.iter().filter(|e| visible(&caller, e)) {
-            if !filters::node_meta_matches(&query) {
-                continue;
-            }
+        for e in readable(entries, &caller, &query) {
             if let Some(f) = &filter {
                 if !f.matches(&filters::CatalogSubject(e, &api.settings.datacenter)) {
                     continue;
@@ -71,12 +68,8 @@ pub async fn service(
     })
     .await?;
     let dc = api.settings.datacenter.as_str();
-    let items: Vec<CatalogService> = snapshot
-        .service(&name)
-        .iter()
-        .filter(|e| visible(&caller, e))
+    let items: Vec<CatalogService> = readable(snapshot.service(&name), &caller, &query)
         .filter(|e| query.tags.iter().all(|t| e.tags.contains(t)))
-        .filter(|_| filters::node_meta_matches(&query))
         .filter(|e| {
             filter
                 .as_ref()
@@ -95,12 +88,10 @@ pub async fn nodes(State(state): State<AppState>, caller: Caller, uri: Uri) -> A
         hold::wait_for_change(&api.catalog, &query, api.settings.max_hold, |c| c.index).await?;
     let dc = api.settings.datacenter.as_str();
     let mut nodes = BTreeMap::new();
-    if filters::node_meta_matches(&query) {
-        for e in snapshot.entries.iter().filter(|e| visible(&caller, e)) {
-            nodes
-                .entry(e.address.as_str())
-                .or_insert_with(|| super::render::node(e, dc));
-        }
+    for e in readable(&snapshot.entries, &caller, &query) {
+        nodes
+            .entry(e.address.as_str())
+            .or_insert_with(|| super::render::node(e, dc));
     }
     let nodes: Vec<_> = nodes.into_values().collect();
     answer(snapshot.index, &nodes)

@@ -2,7 +2,7 @@
 //! every check in a state.
 
 use super::render::{health_check, service_entry, HealthCheck, ServiceEntry};
-use super::{answer, consul, filters, hold, parse_query, visible, AppState};
+use super::{answer, consul, filters, hold, parse_query, readable, AppState};
 use crate::domain::consul::{CheckStatus, StateFilter};
 use crate::error::ApiResult;
 use crate::security::Caller;
@@ -26,13 +26,9 @@ pub async fn service(
     })
     .await?;
     let dc = api.settings.datacenter.as_str();
-    let items: Vec<ServiceEntry> = snapshot
-        .service(&name)
-        .iter()
-        .filter(|e| visible(&caller, e))
+    let items: Vec<ServiceEntry> = readable(snapshot.service(&name), &caller, &query)
         .filter(|e| query.tags.iter().all(|t| e.tags.contains(t)))
         .filter(|e| !query.passing || e.status() == CheckStatus::Passing)
-        .filter(|_| filters::node_meta_matches(&query))
         .filter(|e| {
             filter
                 .as_ref()
@@ -57,11 +53,7 @@ pub async fn checks(
         c.service_index(&name)
     })
     .await?;
-    let items: Vec<HealthCheck> = snapshot
-        .service(&name)
-        .iter()
-        .filter(|e| visible(&caller, e))
-        .filter(|_| filters::node_meta_matches(&query))
+    let items: Vec<HealthCheck> = readable(snapshot.service(&name), &caller, &query)
         .flat_map(|e| e.checks.iter().map(move |c| (e, c)))
         .filter(|(e, c)| {
             filter
@@ -86,11 +78,7 @@ pub async fn state(
     let filter = filters::check_filter(&query)?;
     let snapshot =
         hold::wait_for_change(&api.catalog, &query, api.settings.max_hold, |c| c.index).await?;
-    let items: Vec<HealthCheck> = snapshot
-        .entries
-        .iter()
-        .filter(|e| visible(&caller, e))
-        .filter(|_| filters::node_meta_matches(&query))
+    let items: Vec<HealthCheck> = readable(&snapshot.entries, &caller, &query)
         .flat_map(|e| e.checks.iter().map(move |c| (e, c)))
         .filter(|(_, c)| wanted.admits(c.status))
         .filter(|(e, c)| {

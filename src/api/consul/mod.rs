@@ -244,6 +244,22 @@ fn visible(caller: &Caller, entry: &Entry) -> bool {
         .covers(&entry.partition_key, &entry.name)
 }
 
+/// Where every catalog and health read starts: the entries the caller may read, or none when
+/// `node-meta` asks for metadata the nodes do not carry (every node carries the same, so it is
+/// judged once per request, not per entry).
+fn readable<'a>(
+    entries: &'a [Entry],
+    caller: &'a Caller,
+    query: &ConsulQuery,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    let entries = if filters::node_meta_matches(query) {
+        entries
+    } else {
+        &[]
+    };
+    entries.iter().filter(move |e| visible(caller, e))
+}
+
 /// The shared state's Consul half.
 fn consul(state: &AppState) -> &Arc<ConsulApi> {
     &state.consul
