@@ -21,7 +21,14 @@ use std::sync::LazyLock;
 
 const HTML: &str = include_str!("dashboard/index.html");
 const CSS: &str = include_str!("dashboard/dashboard.css");
-const JS: &str = include_str!("dashboard/dashboard.js");
+// One script, in this order: the graph's model and drawing and the timeline define what the page
+// script (last) uses.
+const JS: &str = concat!(
+    include_str!("dashboard/graph_model.js"),
+    include_str!("dashboard/graph_view.js"),
+    include_str!("dashboard/timeline.js"),
+    include_str!("dashboard/dashboard.js")
+);
 
 struct DashboardPage {
     html: String,

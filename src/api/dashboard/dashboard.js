@@ -1,11 +1,13 @@
 // The dashboard: reads discovery and the last sweep with the key kept in sessionStorage (sent as
 // `Authorization: Bearer`, never in the URL), polls discovery with If-None-Match, and renders with
-// textContent only, so nothing a registrant wrote can become markup. What one key was shown never
-// outlives it: a key change, "Forget key" and a refused key (401, 403) clear every card, the
+// textContent only, so nothing a registrant wrote can become markup. The dependency graph
+// (graph_model.js, graph_view.js) and the timeline of transitions (timeline.js) are drawn from the
+// same two answers. What one key was shown never outlives it: a key change, "Forget key" and a
+// refused key (401, 403) clear every card, the graph and its chosen service, the timeline, the
 // last-sweep box, the counts and the type list, and an answer to a request made with an earlier
 // key is dropped.
-"use strict";
 (function () {
+  "use strict";
   const KEY = "registry.key";
   const POLL_MS = 10000;
   const $ = (id) => document.getElementById(id);
@@ -15,6 +17,8 @@
   let generation = 0;
   // Said in place of the services while nothing is shown: why (null once a key's data is shown).
   let notice = null;
+  // The graph as drawn (its handle forgets the drawing and the chosen service).
+  let graph = null;
 
   function headers() {
     const h = { Accept: "application/json" };
@@ -74,15 +78,24 @@
     return { services: all, etag: tag };
   }
 
-  // What the last-sweep box shows, built but not yet shown.
+  // What the last-sweep box and the timeline show, built but not yet shown: { box, timeline }.
   async function loadSweep() {
     const r = await fetch("Sweep", { headers: headers(), cache: "no-store" });
     if (r.status === 401 || r.status === 403) {
-      return el("p", "The last sweep is shown to admin keys only; this " +
-        (r.status === 401 ? "request had no accepted key" : "key is not an admin key") + ".", "muted");
+      const why = (r.status === 401 ? "request had no accepted key" : "key is not an admin key") + ".";
+      return { box: el("p", "The last sweep is shown to admin keys only; this " + why, "muted"),
+        timeline: el("p", "Transitions are shown to admin keys only; this " + why, "muted") };
     }
-    if (!r.ok) return el("p", "Last sweep: " + (await errorText(r)), "error");
-    const last = (await r.json()).lastSweep;
+    if (!r.ok) {
+      const why = await errorText(r);
+      return { box: el("p", "Last sweep: " + why, "error"), timeline: el("p", "Transitions: " + why, "error") };
+    }
+    const body = await r.json();
+    const timeline = DashboardTimeline.build(body.recentTransitions);
+    return { box: sweepBox(body.lastSweep), timeline };
+  }
+
+  function sweepBox(last) {
     if (!last) return el("p", "No sweep has run yet.", "muted");
     const rows = [["outcome", last.outcome], ["started", last.startedAt], ["finished", last.finishedAt],
       ["swept by", last.checkedBy], ["trigger", last.trigger]];
@@ -109,6 +122,22 @@
 
   function health(s) { return s.healthStatus ? s.healthStatus.status : "unchecked"; }
 
+  // The graph of every service (the filters narrow the cards only). A service chosen before stays
+  // chosen, and keeps the keyboard focus, when new data redraws the graph.
+  function renderGraph() {
+    const model = DashboardGraphModel.build(services);
+    const had = graph ? graph.chosen() : null;
+    const focused = document.activeElement && document.activeElement.closest &&
+      document.activeElement.closest("#graph g.node");
+    if (graph) graph.clear();
+    graph = DashboardGraphView.draw($("graph"), $("graph-detail"), $("graph-note"), model, had);
+    if (!model.nodes.size) $("graph").append(el("p", notice || "No services registered.", "muted"));
+    if (focused && had) {
+      const again = [...$("graph").querySelectorAll("g.node")].find((g) => g.dataset.key === had);
+      if (again) again.focus();
+    }
+  }
+
   function card(s) {
     const h = s.healthStatus || {};
     const state = health(s);
@@ -116,18 +145,26 @@
     c.dataset.service = s.serviceName;
     c.dataset.health = state;
     c.append(el("h4", s.serviceName + (s.instanceId ? " / " + s.instanceId : "")));
-    const badge = el("span", state === "unchecked" ? "not checked yet" : state, "badge " + state);
-    const rows = [["health", badge], ["circuit", h.circuit], ["error", h.errorMessage],
+    const badge = el("span", state === "unchecked" ? "not checked yet" : state, "badge own " + state);
+    const rows = [["health", badge]];
+    // With dependencies: what the registry makes of this instance with them (the own verdict above).
+    if (typeof s.effectiveStatus === "string") {
+      rows.push(["effective", el("span", s.effectiveStatus, "badge effective " + s.effectiveStatus)]);
+      if (Array.isArray(s.blockedBy) && s.blockedBy.length) rows.push(["blocked by", s.blockedBy.join(" \u2192 ")]);
+    }
+    rows.push(["circuit", h.circuit], ["error", h.errorMessage],
       ["last check", h.lastChecked], ["next probe", h.nextProbeAt],
       ["response", h.responseTime === undefined || h.responseTime === null ? null : h.responseTime + " ms"],
       ["endpoint", s.endpoint], ["version", s.version], ["weight", s.weight],
       ["TTL", s.ttlSeconds ? s.ttlSeconds + " s" : "none"],
       ["expires", s.expiresAt ? s.expiresAt + (s.expired ? " (expired)" : "") : null],
       ["last heartbeat", s.lastHeartbeat], ["tags", (s.tags || []).join(", ")],
-      ["metadata", Object.keys(s.metadata || {}).length ? JSON.stringify(s.metadata) : null]];
+      ["metadata", Object.keys(s.metadata || {}).length ? JSON.stringify(s.metadata) : null]);
     const dl = list(rows);
-    const err = dl.querySelectorAll("dd")[2];
-    if (h.errorMessage) err.classList.add("error");
+    if (h.errorMessage) {
+      const at = [...dl.querySelectorAll("dt")].find((dt) => dt.textContent === "error");
+      at.nextElementSibling.classList.add("error");
+    }
     c.append(dl);
     return c;
   }
@@ -172,14 +209,19 @@
       : "Nothing shown without a key.";
   }
 
-  // Removes everything a key was shown: the services (so every card, the counts and the type
-  // list), the last-sweep box and the discovery tag; `why` is said in the services' place.
+  // Removes everything a key was shown: the services (so every card, the counts, the type list
+  // and the graph with its chosen service), the last-sweep box, the timeline and the discovery
+  // tag; `why` is said in the services' and the graph's place.
   function clearShown(why) {
     services = [];
     etag = null;
     notice = why;
+    if (graph) graph.clear();
+    graph = null;
     $("sweep").replaceChildren();
+    $("timeline").replaceChildren();
     render();
+    renderGraph();
   }
 
   let busy = false;
@@ -194,9 +236,11 @@
       if (asked !== generation) return;
       if (loaded) { services = loaded.services; etag = loaded.etag; notice = null; }
       if (loaded || force) render();
+      if (loaded) renderGraph();
       const sweep = await loadSweep();
       if (asked !== generation) return;
-      $("sweep").replaceChildren(sweep);
+      $("sweep").replaceChildren(sweep.box);
+      $("timeline").replaceChildren(sweep.timeline);
       $("status").textContent = (loaded ? "Updated " : "Unchanged since last look, checked ") +
         new Date().toISOString();
       $("status").className = "";
