@@ -6,7 +6,9 @@
 # integration test `dashboard` runs it inside the loopback-only namespace. `playwright install` is never run: the
 # script points Playwright at /usr/bin/chromium.
 #
-# Usage: scripts/check-dashboard.sh <base URL> <admin key> <screenshot.png>
+# With --graph first, scripts/check_dashboard_graph.py instead: the dependency graph and the timeline.
+#
+# Usage: scripts/check-dashboard.sh [--graph] <base URL> <admin key> <screenshot.png>
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,4 +18,9 @@ if [ ! -x /usr/bin/chromium ]; then
   exit 1
 fi
 venv="$(tool_venv dashboard-browser "$REPO_ROOT/scripts/dashboard-requirements.txt")"
-exec "$venv/bin/python" "$REPO_ROOT/scripts/check_dashboard.py" "$@"
+check="$REPO_ROOT/scripts/check_dashboard.py"
+if [ "${1:-}" = "--graph" ]; then
+  check="$REPO_ROOT/scripts/check_dashboard_graph.py"
+  shift
+fi
+exec "$venv/bin/python" "$check" "$@"

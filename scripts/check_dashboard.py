@@ -8,7 +8,9 @@ filters, the conditional refresh (If-None-Match, 304), the keyboard order, the l
 admin key was shown leaves the page with it: after "Forget key", after a key the registry refuses,
 after a 401 for a key accepted before (no key change), and when an answer for the previous key
 arrives after "Forget key", no service name, instance, type, endpoint, error or timestamp of that
-data is anywhere in the page, and the last-sweep box is empty.
+data is anywhere in the page (the dependency graph and the timeline included), and the last-sweep
+box, the graph and the timeline are empty. The graph with dependencies and the timeline in detail:
+scripts/check_dashboard_graph.py.
 
 Usage: check_dashboard.py <base URL> <admin key> <screenshot.png>
 """
@@ -29,7 +31,8 @@ ARGS = [
 ]
 
 # Everything of the admin key's data that is specific to it: names, instances, types, endpoints,
-# errors and timestamps of every card, and the last sweep's times.
+# errors and timestamps of every card, the last sweep's times, the graph's services and the
+# timeline's subjects, reasons and times.
 SHOWN = """() => {
   const out = [];
   for (const c of document.querySelectorAll("article.card")) {
@@ -44,6 +47,8 @@ SHOWN = """() => {
   for (const dt of document.querySelectorAll("#sweep-details dt")) {
     if (["started", "finished"].includes(dt.textContent)) out.push(dt.nextElementSibling.textContent);
   }
+  for (const g of document.querySelectorAll("#graph g.node")) out.push(g.dataset.key);
+  for (const s of document.querySelectorAll("#timeline li :is(.subject, .reason, time)")) out.push(s.textContent);
   return out.filter((v) => v && v !== "—");
 }"""
 
@@ -63,9 +68,14 @@ def refused_fetches_only(problems):
 
 
 def assert_forgotten(page, shown, after):
-    """Nothing of `shown` anywhere in the page; no card, count, type or last sweep."""
+    """Nothing of `shown` anywhere in the page; no card, count, type, last sweep, graph node, chosen
+    service or transition."""
     expect(page.locator("article.card")).to_have_count(0)
     expect(page.locator("#sweep")).to_be_empty()
+    expect(page.locator("#timeline")).to_be_empty()
+    expect(page.locator("#graph svg")).to_have_count(0)
+    expect(page.locator("#graph-detail")).to_have_text("")
+    expect(page.locator("#graph-note")).to_be_empty()
     expect(page.locator("#shown-count")).to_have_text("")
     expect(page.locator("#filter-type option")).to_have_count(1)
     text = page.evaluate(PAGE_TEXT)
@@ -115,14 +125,19 @@ def main(base, key, screenshot):
         up = page.locator("article[data-service=dash-up]")
         down = page.locator("article[data-service=dash-down]")
         expect(up).to_contain_text("healthy")
-        expect(up.locator(".badge")).to_have_text("healthy")
+        expect(up.locator(".badge.own")).to_have_text("healthy")
         expect(up).to_contain_text("pod-1")
         expect(up).to_contain_text("closed")
         expect(up).to_contain_text("600 s")
         expect(up).to_contain_text("250")
         expect(up).to_contain_text("blue")
         expect(up).to_contain_text('"zone":"1"')
-        expect(down.locator(".badge")).to_have_text("unhealthy")
+        expect(down.locator(".badge.own")).to_have_text("unhealthy")
+        # The graph: one node per service, coloured and labelled by status, no edges.
+        expect(page.locator("#graph g.node")).to_have_count(2)
+        expect(page.locator("#graph g.node[data-key='web:dash-up']")).to_have_attribute("data-status", "healthy")
+        expect(page.locator("#graph g.node[data-key='api:dash-down'] .node-status")).to_contain_text("unhealthy")
+        expect(page.locator("#graph path.edge")).to_have_count(0)
         expect(down).to_contain_text("HTTP 503")
         expect(down).to_contain_text("open")
         expect(down.locator("dd.error")).to_have_text("HTTP 503")

@@ -2,7 +2,10 @@
 //! Chromium (scripts/check-dashboard.sh): a healthy and a failing local target, one sweep, the
 //! page with the admin key entered, its filters and its conditional refresh, that the admin key's
 //! data leaves the page after "Forget key" and a refused key, and a screenshot under
-//! target/ci-artifacts/.
+//! target/ci-artifacts/. Then the dependency graph and the timeline: a three-level chain whose leaf
+//! fails, a soft dependency and a cycle, one sweep, the graph's nodes, edges, colours, labels and
+//! highlighted chain and the timeline's transitions in the page (scripts/check_dashboard_graph.py),
+//! and target/ci-artifacts/dashboard-graph.png.
 
 use crate::harness::*;
 use reqwest::Method;
@@ -96,17 +99,24 @@ async fn chromium_shows_health_reasons_and_filters() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((up.hits(), down.hits()), (1, 1), "each target probed once");
 
+    browser(&h, &[], "dashboard.png").await;
+}
+
+/// Runs scripts/check-dashboard.sh (with `flags`) against `h` and the admin key, bounded by
+/// BROWSER_BUDGET, and asserts it passed and left its screenshot `shot` in target/ci-artifacts/.
+async fn browser(h: &Handler, flags: &[&str], shot: &str) {
     let artifacts = manifest_dir().join("target/ci-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("dashboard.png");
+    let shot = artifacts.join(shot);
     let _ = std::fs::remove_file(&shot);
     let base = h.url("");
     let base = base.trim_end_matches('/').to_owned();
     let script = manifest_dir().join("scripts/check-dashboard.sh");
-    let shot_arg = shot.clone();
+    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    args.extend([base, ADMIN.to_owned(), shot.to_str().unwrap().to_owned()]);
     let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(script)
-            .args([base.as_str(), ADMIN, shot_arg.to_str().unwrap()])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -132,4 +142,68 @@ async fn chromium_shows_health_reasons_and_filters() {
     assert!(status.success(), "{status}\n{stdout}\n{stderr}");
     assert!(shot.is_file(), "no screenshot at {}", shot.display());
     println!("dashboard screenshot: {}", shot.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_draws_the_dependency_graph_and_the_timeline() {
+    let h = handler().await;
+    let failing = HttpTarget::status(503);
+    let up = HttpTarget::status(200);
+    let admin = bearer(ADMIN);
+    let auth = [("Authorization", admin.as_str())];
+    // web:shop -> api:orders -> db:orders-sql (503), web:shop softly on cache:sessions, and a
+    // cycle loop:ping <-> loop:pong, every other target answering 200.
+    let registrations = [
+        json!({"serviceType": "db", "serviceName": "orders-sql", "endpoint": failing.url}),
+        json!({"serviceType": "api", "serviceName": "orders", "endpoint": up.url,
+               "dependsOn": ["db:orders-sql"]}),
+        json!({"serviceType": "web", "serviceName": "shop", "endpoint": up.url,
+               "dependsOn": ["api:orders", {"service": "cache:sessions", "required": false}]}),
+        json!({"serviceType": "cache", "serviceName": "sessions", "endpoint": up.url}),
+        json!({"serviceType": "loop", "serviceName": "ping", "endpoint": up.url,
+               "dependsOn": ["loop:pong"]}),
+        json!({"serviceType": "loop", "serviceName": "pong", "endpoint": up.url,
+               "dependsOn": ["loop:ping"]}),
+    ];
+    for body in &registrations {
+        let r = h
+            .send(
+                Method::POST,
+                "/api/ServiceRegistrar",
+                &auth,
+                Some(body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let sweep = timer_envelope(timer_info_object()).to_string();
+    let r = h
+        .send(Method::POST, "/HealthMonitor", &auth, Some(sweep))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (failing.hits(), up.hits()),
+        (1, 5),
+        "each target probed once"
+    );
+
+    // What the page will draw, as the API says it: the chain, nearest first.
+    let r = h
+        .send(
+            Method::GET,
+            "/api/ServiceDiscovery?serviceType=web&serviceName=shop",
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let shop = &r.json()["services"][0];
+    assert_eq!(shop["effectiveStatus"], "unhealthy", "{shop}");
+    assert_eq!(
+        shop["blockedBy"],
+        json!(["api:orders", "db:orders-sql"]),
+        "{shop}"
+    );
+
+    browser(&h, &["--graph"], "dashboard-graph.png").await;
 }
