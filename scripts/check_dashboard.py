@@ -156,18 +156,18 @@ def main(base, key, screenshot):
         assert sent and sent[-1].headers.get("authorization") == "Bearer " + key
 
         # Filters: health, then name, then type.
-        page.get_by_label("Health").select_option("unhealthy")
+        page.get_by_label("Health", exact=True).select_option("unhealthy")
         expect(cards).to_have_count(1)
         expect(cards.first).to_have_attribute("data-service", "dash-down")
-        page.get_by_label("Health").select_option("")
-        page.get_by_label("Name contains").fill("up")
+        page.get_by_label("Health", exact=True).select_option("")
+        page.get_by_label("Name contains", exact=True).fill("up")
         expect(cards).to_have_count(1)
         expect(cards.first).to_have_attribute("data-service", "dash-up")
-        page.get_by_label("Name contains").fill("")
-        page.get_by_label("Type").select_option("api")
+        page.get_by_label("Name contains", exact=True).fill("")
+        page.get_by_label("Type", exact=True).select_option("api")
         expect(cards).to_have_count(1)
         expect(cards.first).to_have_attribute("data-service", "dash-down")
-        page.get_by_label("Type").select_option("")
+        page.get_by_label("Type", exact=True).select_option("")
         expect(cards).to_have_count(2)
 
         # A refresh asks with If-None-Match and keeps what is shown on the 304.
@@ -180,7 +180,7 @@ def main(base, key, screenshot):
         expect(cards).to_have_count(2)
 
         # Focus is visible: Tab from the last filter reaches the button, which gets an outline.
-        page.get_by_label("Health").focus()
+        page.get_by_label("Health", exact=True).focus()
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == "refresh"
         outline = page.evaluate(
