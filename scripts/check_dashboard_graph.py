@@ -6,8 +6,9 @@ chain `web:shop` -> `api:orders` -> `db:orders-sql` whose leaf answers 503, `web
 softly on a healthy `cache:sessions`, and a healthy two-service cycle `loop:ping` <-> `loop:pong`.
 Checks, in the page: the nodes, the edges (soft dashed, cycle edges marked), each node's colour and
 written status, the blocking chain drawn heavy and said as text when a node gets keyboard focus,
-the cycle listed, the timeline newest first with the leaf's transition to unhealthy; then the cap
-(an answer of 320 services, from a Playwright route, draws 300 and says so); then that the graph,
+the cycle listed, the timeline newest first with the leaf's transition to unhealthy; then, from
+Playwright routes answering discovery, data shaped like the registry's in the cases the chain does
+not show (see `shapes`) and the cap (320 services: 300 drawn, and the page says so); then that the graph,
 its chosen service and the timeline leave the page with the key (after "Forget key", a refused key,
 and an answer for the previous key that arrives after "Forget key"). Saves a screenshot.
 
@@ -136,6 +137,62 @@ def check_timeline(page):
     assert "503" in leaf[0]["reason"], leaf[0]
 
 
+def shapes():
+    """Discovery's answer with the cases the registered chain does not show: a service with one of
+    two instances down, a dependency nobody registered, an instance with no effectiveStatus (an
+    older registry: its own verdict counts), one never checked, a soft dependency known only from
+    the `dependencies` detail, and a three-service cycle."""
+    def inst(t, n, own=None, eff=None, blocked=(), **more):
+        s = {"serviceType": t, "serviceName": n, "endpoint": "http://127.0.0.1:9/", **more}
+        if own:
+            s["healthStatus"] = {"status": own}
+        if eff:
+            s["effectiveStatus"], s["blockedBy"] = eff, list(blocked)
+        return s
+    return json.dumps({"services": [
+        inst("a", "x", "healthy", "healthy", instanceId="1"),
+        inst("a", "x", "unhealthy", "unhealthy", instanceId="2"),
+        inst("b", "y", "healthy", "healthy", dependsOn=[{"service": "ghost:z", "required": True}]),
+        inst("c", "w", "unhealthy"),
+        inst("d", "v", "healthy", "degraded", ["a:x"],
+             dependencies=[{"service": "a:x", "required": False, "effectiveStatus": "degraded"}]),
+        inst("u", "0"),
+        inst("p", "1", "healthy", "healthy", dependsOn=["r:1"]),
+        inst("q", "1", "healthy", "healthy", dependsOn=["p:1"]),
+        inst("r", "1", "healthy", "healthy", dependsOn=["q:1"]),
+    ]})
+
+
+def check_shapes(page):
+    """The drawing of data shaped like the registry's, through a route: statuses, the unregistered
+    dependency, the soft blocking edge, the cycle's words, and every edge off a cycle pointing right."""
+    page.route("**/api/ServiceDiscovery*", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=shapes()))
+    page.get_by_role("button", name="Refresh now").click()
+    expect(page.locator("#graph g.node")).to_have_count(9)
+    graph = page.evaluate(GRAPH)
+    nodes = {n["key"]: n for n in graph["nodes"]}
+    want = {"a:x": "degraded", "b:y": "healthy", "ghost:z": "unknown", "c:w": "unhealthy", "d:v": "degraded",
+            "u:0": "unknown", "p:1": "healthy", "q:1": "healthy", "r:1": "healthy"}
+    assert {k: n["status"] for k, n in nodes.items()} == want, nodes
+    assert "1/2 instances healthy" in nodes["a:x"]["aria"], nodes["a:x"]
+    assert nodes["a:x"]["fill"] == "rgb(254, 247, 224)", nodes["a:x"]  # --fill-warn
+    assert nodes["u:0"]["fill"] == "rgb(241, 243, 244)", nodes["u:0"]  # --fill-none
+    assert "unregistered" in nodes["ghost:z"]["cls"] and nodes["ghost:z"]["label"] == "not registered"
+    edges = {(e["from"], e["to"]): set(e["cls"].split()) for e in graph["edges"]}
+    assert edges[("d:v", "a:x")] >= {"soft", "blocking"}, edges
+    assert "blocking" not in edges[("b:y", "ghost:z")], edges
+    expect(page.locator("#graph-note .cycles")).to_have_text("Cycle: p:1 \u2192 r:1 \u2192 q:1 \u2192 p:1")
+    leftward = page.evaluate("""() => {
+      const x = (k) => Number(/translate\\((\\d+)/.exec(document.querySelector(
+        `#graph g.node[data-key="${k}"]`).getAttribute("transform"))[1]);
+      return [...document.querySelectorAll("#graph path.edge:not(.cycle)")]
+        .filter((p) => x(p.dataset.from) >= x(p.dataset.to)).map((p) => p.dataset.from + ">" + p.dataset.to);
+    }""")
+    assert not leftward, leftward
+    page.unroute("**/api/ServiceDiscovery*")
+
+
 def check_cap(page):
     """An answer of 320 services draws 300, says so, and the layout takes little time."""
     page.route("**/api/ServiceDiscovery*", lambda route: route.fulfill(
@@ -195,6 +252,7 @@ def main(base, key, screenshot):
         assert wide <= 0, f"{wide}px of horizontal scrolling at 320px"
         page.set_viewport_size({"width": 1280, "height": 900})
 
+        check_shapes(page)
         check_cap(page)
         status = page.locator("#status")
         # The chosen service and everything drawn go with the key.

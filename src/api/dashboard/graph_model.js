@@ -120,7 +120,28 @@ const DashboardGraphModel = (function () {
     pass([...columns].reverse());
   }
 
-  // The whole model: {nodes, edges, cycles, columns, total, shown, cap}.
+  // The shortest cycle through `start` inside its component, as keys (start first and last), found
+  // breadth-first, so the words under the graph name arrows that are really there.
+  function cycleThrough(start, members, out) {
+    const inside = new Set(members);
+    const before = new Map([[start, null]]);
+    const queue = [start];
+    while (queue.length) {
+      const v = queue.shift();
+      for (const w of out.get(v) || []) {
+        if (!inside.has(w)) continue;
+        if (w === start) {
+          const path = [start];
+          for (let at = v; at !== start; at = before.get(at)) path.splice(1, 0, at);
+          return [...path, start];
+        }
+        if (!before.has(w)) { before.set(w, v); queue.push(w); }
+      }
+    }
+    return [...members, start];
+  }
+
+  // The whole model: {nodes, edges, cycles: [{members, path}], columns, total, shown, cap}.
   function build(instances) {
     const byService = new Map();
     for (const s of instances) {
@@ -180,7 +201,8 @@ const DashboardGraphModel = (function () {
     const sccs = components(keys, out);
     const sccOf = new Map();
     sccs.forEach((members, i) => members.forEach((k) => sccOf.set(k, i)));
-    const cycles = sccs.filter((m) => m.length > 1);
+    const cycles = sccs.filter((m) => m.length > 1)
+      .map((members) => ({ members, path: cycleThrough(members[0], members, out) }));
     // Longest path to a sink, per component (sinks come first, so every target is done).
     const layerOf = [];
     sccs.forEach((members, i) => {

@@ -109,7 +109,11 @@ const DashboardGraphView = (function () {
     }
     if (model.cycles.length) {
       const list = text("ul", "", "cycles");
-      for (const c of model.cycles) list.append(text("li", "Cycle: " + [...c, c[0]].join(" \u2192 ")));
+      for (const c of model.cycles) {
+        const rest = c.members.filter((k) => !c.path.includes(k));
+        list.append(text("li", "Cycle: " + c.path.join(" \u2192 ") +
+          (rest.length ? " (with " + rest.join(", ") + " in the same loop of dependencies)" : "")));
+      }
       note.append(list);
     }
     const cols = model.columns.length;
