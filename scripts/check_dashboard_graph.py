@@ -139,7 +139,8 @@ def check_timeline(page):
 
 def shapes():
     """Discovery's answer with the cases the registered chain does not show: a service with one of
-    two instances down, a dependency nobody registered, an instance with no effectiveStatus (an
+    two instances down, a dependency nobody registered, one registered but not in the answer (a
+    scoped key: the `dependencies` detail's status counts), an instance with no effectiveStatus (an
     older registry: its own verdict counts), one never checked, a soft dependency known only from
     the `dependencies` detail, and a three-service cycle."""
     def inst(t, n, own=None, eff=None, blocked=(), **more):
@@ -157,6 +158,8 @@ def shapes():
         inst("d", "v", "healthy", "degraded", ["a:x"],
              dependencies=[{"service": "a:x", "required": False, "effectiveStatus": "degraded"}]),
         inst("u", "0"),
+        inst("e", "e", "healthy", "unhealthy", ["hidden:h"], dependsOn=[{"service": "hidden:h", "required": True}],
+             dependencies=[{"service": "hidden:h", "required": True, "status": "unhealthy"}]),
         inst("p", "1", "healthy", "healthy", dependsOn=["r:1"]),
         inst("q", "1", "healthy", "healthy", dependsOn=["p:1"]),
         inst("r", "1", "healthy", "healthy", dependsOn=["q:1"]),
@@ -169,19 +172,22 @@ def check_shapes(page):
     page.route("**/api/ServiceDiscovery*", lambda route: route.fulfill(
         status=200, content_type="application/json", body=shapes()))
     page.get_by_role("button", name="Refresh now").click()
-    expect(page.locator("#graph g.node")).to_have_count(9)
+    expect(page.locator("#graph g.node")).to_have_count(11)
     graph = page.evaluate(GRAPH)
     nodes = {n["key"]: n for n in graph["nodes"]}
     want = {"a:x": "degraded", "b:y": "healthy", "ghost:z": "unknown", "c:w": "unhealthy", "d:v": "degraded",
-            "u:0": "unknown", "p:1": "healthy", "q:1": "healthy", "r:1": "healthy"}
+            "u:0": "unknown", "p:1": "healthy", "q:1": "healthy", "r:1": "healthy", "e:e": "unhealthy",
+            "hidden:h": "unhealthy"}
     assert {k: n["status"] for k, n in nodes.items()} == want, nodes
     assert "1/2 instances healthy" in nodes["a:x"]["aria"], nodes["a:x"]
     assert nodes["a:x"]["fill"] == "rgb(254, 247, 224)", nodes["a:x"]  # --fill-warn
     assert nodes["u:0"]["fill"] == "rgb(241, 243, 244)", nodes["u:0"]  # --fill-none
     assert "unregistered" in nodes["ghost:z"]["cls"] and nodes["ghost:z"]["label"] == "not registered"
+    assert "outside" in nodes["hidden:h"]["cls"] and "not in view" in nodes["hidden:h"]["label"], nodes["hidden:h"]
     edges = {(e["from"], e["to"]): set(e["cls"].split()) for e in graph["edges"]}
     assert edges[("d:v", "a:x")] >= {"soft", "blocking"}, edges
     assert "blocking" not in edges[("b:y", "ghost:z")], edges
+    assert "blocking" in edges[("e:e", "hidden:h")], edges
     expect(page.locator("#graph-note .cycles")).to_have_text("Cycle: p:1 \u2192 r:1 \u2192 q:1 \u2192 p:1")
     leftward = page.evaluate("""() => {
       const x = (k) => Number(/translate\\((\\d+)/.exec(document.querySelector(
@@ -237,6 +243,8 @@ def main(base, key, screenshot):
 
         check_graph(page)
         check_timeline(page)
+        # The last sweep's counts by effective status.
+        expect(page.locator("#sweep-details")).to_contain_text("3 healthy, 0 degraded, 3 unhealthy, 0 unknown")
         # The cards say the effective status and the chain too.
         orders = page.locator("article[data-service=orders]")
         expect(orders.locator(".badge.effective")).to_have_text("unhealthy")

@@ -104,6 +104,11 @@
       for (const k of ["probed", "healthy", "unhealthy", "duration_ms", "deleted_expired"]) {
         rows.push([k.replace("_", " "), last.counters[k]]);
       }
+      // With dependencies: the live registrations by effective status after that sweep.
+      if (last.counters.effective_healthy !== undefined) {
+        rows.push(["effective", ["healthy", "degraded", "unhealthy", "unknown"]
+          .map((k) => (last.counters["effective_" + k] || 0) + " " + k).join(", ")]);
+      }
     }
     return list(rows, "sweep-details");
   }

@@ -141,9 +141,25 @@ const DashboardGraphModel = (function () {
     return [...members, start];
   }
 
+  // What the instances' `dependencies` details say of each dependency: {status, note}.
+  function reportedOf(instances) {
+    const said = new Map();
+    for (const s of instances) {
+      if (!Array.isArray(s.dependencies)) continue;
+      for (const d of s.dependencies) {
+        if (d && typeof d.service === "string" && !said.has(d.service)) {
+          said.set(d.service, { status: STATUSES.includes(d.status) ? d.status : "unknown",
+            note: typeof d.note === "string" ? d.note : null });
+        }
+      }
+    }
+    return said;
+  }
+
   // The whole model: {nodes, edges, cycles: [{members, path}], columns, total, shown, cap}.
   function build(instances) {
     const byService = new Map();
+    const reported = reportedOf(instances);
     for (const s of instances) {
       if (!s || typeof s.serviceType !== "string" || typeof s.serviceName !== "string") continue;
       const k = serviceKey(s);
@@ -163,18 +179,21 @@ const DashboardGraphModel = (function () {
       }
       deps.delete(k);
       nodes.set(k, {
-        key: k, registered: true, status: serviceStatus(statuses), chain: chainOf(counted),
+        key: k, registered: true, outside: false, status: serviceStatus(statuses), chain: chainOf(counted),
         instances: counted.length, healthy: statuses.filter((v) => v === "healthy").length,
         dependsOn: [...deps].map(([service, required]) => ({ service, required })).sort((a, b) =>
           a.service < b.service ? -1 : 1),
       });
       for (const d of deps.keys()) wanted.set(d, true);
     }
-    // A dependency nobody registered is drawn too, as unknown: it is reported, not a failure.
+    // A dependency not in this answer is drawn too. Not registered: unknown, which is reported,
+    // not a failure. Registered but not shown to this key (a scoped key): as the registry judged it.
     for (const d of wanted.keys()) {
       if (!nodes.has(d)) {
-        nodes.set(d, { key: d, registered: false, status: "unknown", chain: [], instances: 0,
-          healthy: 0, dependsOn: [] });
+        const said = reported.get(d);
+        const absent = !said || said.note === "not registered";
+        nodes.set(d, { key: d, registered: !absent, outside: !absent, status: absent ? "unknown" : said.status,
+          chain: [], instances: 0, healthy: 0, dependsOn: [] });
       }
     }
     const total = nodes.size;

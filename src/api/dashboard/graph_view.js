@@ -29,6 +29,7 @@ const DashboardGraphView = (function () {
 
   function statusWords(n) {
     if (!n.registered) return "unknown (not registered)";
+    if (n.outside) return n.status + " (not in this view: the registry's verdict for its dependents)";
     const of = n.instances === 1 ? "1 instance" : n.instances + " instances";
     return n.status + " (" + n.healthy + "/" + of + " healthy)";
   }
@@ -151,7 +152,7 @@ const DashboardGraphView = (function () {
     for (const k of model.columns.flat()) {
       const n = model.nodes.get(k);
       const at = position(n);
-      const cls = ["node", n.status, n.registered ? "" : "unregistered", n.onCycle ? "on-cycle" : "",
+      const cls = ["node", n.status, n.registered ? "" : "unregistered", n.outside ? "outside" : "", n.onCycle ? "on-cycle" : "",
         n.chain.length ? "blocked" : "", causes.has(k) ? "cause" : ""].filter(Boolean).join(" ");
       const g = svg("g", { transform: `translate(${at.x},${at.y})`, tabindex: 0, role: "button",
         "aria-pressed": "false" }, cls);
@@ -165,7 +166,7 @@ const DashboardGraphView = (function () {
       const label = svg("text", { x: 10, y: 19 }, "node-name");
       label.textContent = short(k);
       const state = svg("text", { x: 10, y: 38 }, "node-status");
-      state.textContent = (n.registered ? n.status : "not registered") +
+      state.textContent = (n.registered ? n.status : "not registered") + (n.outside ? " \u00b7 not in view" : "") +
         (n.chain.length ? " \u00b7 blocked" : causes.has(k) ? " \u00b7 cause" : "") + (n.onCycle ? " \u00b7 cycle" : "");
       g.append(tip, svg("rect", { width: W, height: H, rx: 6, ry: 6 }, "node-box"), label, state);
       nodeEls.set(k, g);
