@@ -30,6 +30,7 @@ mod tests;
 
 pub use declared::{from_stored, parse_depends_on, stored_text, Dependency, MAX_DEPENDENCIES};
 
+use super::HealthState;
 use std::collections::HashMap;
 
 /// The longest `blockedBy` chain reported.
@@ -52,6 +53,17 @@ impl EffectiveStatus {
             EffectiveStatus::Degraded => "degraded",
             EffectiveStatus::Unhealthy => "unhealthy",
             EffectiveStatus::Unknown => "unknown",
+        }
+    }
+
+    /// The status `healthyOnly` and the resolver's eligibility judge by when they use the effective
+    /// status: healthy and degraded are admitted (as healthy), unhealthy never, unknown as never
+    /// checked.
+    pub fn admitted_as(self) -> Option<HealthState> {
+        match self {
+            EffectiveStatus::Healthy | EffectiveStatus::Degraded => Some(HealthState::Healthy),
+            EffectiveStatus::Unhealthy => Some(HealthState::Unhealthy),
+            EffectiveStatus::Unknown => None,
         }
     }
 
