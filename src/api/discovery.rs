@@ -126,8 +126,9 @@ async fn render(
         read_after: refreshing,
     };
     let listing = state.store.select(&listing_query).await?;
+    let effective = state.store.effective(&listing, now).await?;
     cpu_heavy(listing.rows_read(), || {
-        RenderedPage::render(&listing, query, now)
+        RenderedPage::render(&listing, &effective, query, now)
     })
 }
 

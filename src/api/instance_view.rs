@@ -3,7 +3,7 @@
 //! Made from a store `InstanceRow`, whose `lastHeartbeat` and expiry already include this
 //! process's newer heartbeats.
 
-use crate::domain::Circuit;
+use crate::domain::{Circuit, DependencyState, Judgement};
 use crate::store::{InstanceRow, JsonText, Stored};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -55,6 +55,62 @@ pub struct InstanceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, value_type = Option<super::openapi::HealthCheckSettings>)]
     health_check: Option<Value>,
+    /// The services it declared it needs, as stored (only when it declared any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    depends_on: Option<Vec<DeclaredView>>,
+    /// `healthy`, `degraded`, `unhealthy` or `unknown`: the own verdict (`healthStatus`) combined
+    /// with the health of the services it depends on. Without `dependsOn`, the own verdict.
+    #[schema(example = "unhealthy")]
+    effective_status: &'static str,
+    /// The chain of `serviceType:serviceName` keys that made the effective status degraded or
+    /// unhealthy, nearest first; empty otherwise (and when the own verdict is as bad).
+    #[schema(example = json!(["api:orders", "db:orders-sql"]))]
+    blocked_by: Vec<String>,
+    /// Each declared dependency as it was found (only when it declared any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    dependencies: Option<Vec<DependencyView>>,
+}
+
+/// One declared dependency, as registered (canonical form).
+#[derive(Serialize, utoipa::ToSchema)]
+struct DeclaredView {
+    #[schema(example = "db:orders-sql")]
+    service: String,
+    required: bool,
+}
+
+/// One declared dependency with its health for its dependents.
+#[derive(Serialize, utoipa::ToSchema)]
+struct DependencyView {
+    /// `serviceType:serviceName`.
+    #[schema(example = "db:orders-sql")]
+    service: String,
+    required: bool,
+    /// Its effective health for dependents: `healthy`, `degraded`, `unhealthy`, or `unknown` (not
+    /// registered, or not checked yet).
+    status: &'static str,
+    /// `not registered`, `not checked yet`, `no live instance` or `some instances unhealthy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    note: Option<&'static str>,
+    /// When this dependency closes a cycle: the path from this service back to itself. A
+    /// dependency on a cycle does not change the effective status.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cycle: Vec<String>,
+}
+
+impl From<DependencyState> for DependencyView {
+    fn from(state: DependencyState) -> Self {
+        DependencyView {
+            service: state.service,
+            required: state.required,
+            status: state.status.as_str(),
+            note: state.note,
+            cycle: state.cycle,
+        }
+    }
 }
 
 /// What the last sweep recorded. Times as stored: ISO-8601 UTC with milliseconds.
@@ -111,8 +167,10 @@ struct HealthView {
 }
 
 impl InstanceView {
-    pub fn of(row: &InstanceRow<'_>, now: DateTime<Utc>) -> Self {
+    /// The row as shown, with its effective status (`judgement`; `store::Effective::of`).
+    pub fn of(row: &InstanceRow<'_>, judgement: Judgement, now: DateTime<Utc>) -> Self {
         let service = row.service;
+        let declared = !service.depends_on.is_empty();
         let expires = row.expires_at();
         let text = |stored: &Option<Stored<_>>| stored.as_ref().map(|t| t.text().to_owned());
         InstanceView {
@@ -148,6 +206,25 @@ impl InstanceView {
             expires_at: expires.map(crate::iso),
             expired: expires.is_some_and(|e| e <= now),
             health_check: service.health_check.as_ref().map(|c| c.to_json()),
+            depends_on: declared.then(|| {
+                service
+                    .depends_on
+                    .iter()
+                    .map(|d| DeclaredView {
+                        service: d.service.clone(),
+                        required: d.required,
+                    })
+                    .collect()
+            }),
+            effective_status: judgement.status.as_str(),
+            blocked_by: judgement.blocked_by,
+            dependencies: declared.then(|| {
+                judgement
+                    .dependencies
+                    .into_iter()
+                    .map(DependencyView::from)
+                    .collect()
+            }),
         }
     }
 }
@@ -166,7 +243,9 @@ mod tests {
         );
         let health = HealthRecord::from_entity(health.as_object().unwrap());
         let row = InstanceRow::as_stored(&service, Some(&health));
-        serde_json::to_value(InstanceView::of(&row, Utc::now())).unwrap()["healthStatus"].clone()
+        let own = crate::store::Effective::default().of(&service, row.own_status());
+        serde_json::to_value(InstanceView::of(&row, own, Utc::now())).unwrap()["healthStatus"]
+            .clone()
     }
 
     #[test]

@@ -36,8 +36,9 @@ pub struct Resolved {
     tag = "registry",
     operation_id = "resolve",
     summary = "Choose one instance of a service to call",
-    description = "Eligible: not expired, weight above 0, and healthy (or, while none is healthy, \
-        never checked). One random draw in proportion to `weight / cost`, where `cost = \
+    description = "Eligible: not expired, weight above 0, and effectively healthy or degraded \
+        (`effectiveStatus`: the own verdict with the declared dependencies' health; `effective=false` \
+        judges the own verdict only), or, while none is, never checked. One random draw in proportion to `weight / cost`, where `cost = \
         (responseTimeEwma + 25) × (1 + consecutiveFailures)`.",
     params(ResolverParams),
     responses(
@@ -70,16 +71,27 @@ pub async fn resolve(
     };
     let now = chrono::Utc::now();
     let listing = state.store.select(&listing_query).await?;
+    let effective = state.store.effective(&listing, now).await?;
+    let judge = |row: &InstanceRow<'_>| effective.of(row.service, row.own_status());
     let chosen = cpu_heavy(listing.rows_read(), || {
         let rows = listing.rows(now);
-        let eligible = eligible(rows.iter().collect(), |row| row.standing(now));
+        let eligible = eligible(rows.iter().collect(), |row| {
+            let mut standing = row.standing(now);
+            if !query.own_verdict_only {
+                standing.health = judge(row).status.admitted_as();
+            }
+            standing
+        });
         let candidates: Vec<Candidate> = eligible.iter().map(|j| candidate(j)).collect();
         match choose(&candidates, &mut fastrand::Rng::new()) {
-            Some(index) => Ok((InstanceView::of(eligible[index], now), eligible.len())),
+            Some(index) => Ok((
+                InstanceView::of(eligible[index], judge(eligible[index]), now),
+                eligible.len(),
+            )),
             // Only now, so a successful resolve of a large service renders one item, not all.
             None => Err(rows
                 .iter()
-                .map(|row| InstanceView::of(row, now))
+                .map(|row| InstanceView::of(row, judge(row), now))
                 .collect::<Vec<_>>()),
         }
     });

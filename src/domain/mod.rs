@@ -8,6 +8,7 @@ mod check;
 mod circuit;
 pub mod connector;
 pub mod consul;
+mod dependencies;
 mod describes;
 mod eligibility;
 mod endpoint;
@@ -24,6 +25,11 @@ pub use access::{Grants, Role, Scope};
 pub use balance::{choose, Candidate};
 pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
+pub use dependencies::{
+    evaluate, from_stored as depends_on_from_stored, parse_depends_on,
+    stored_text as depends_on_text, Dependency, DependencyState, EffectiveStatus, InstanceFacts,
+    Judgement, MAX_CHAIN, MAX_DEPENDENCIES,
+};
 pub use describes::verdict_describes_registration;
 pub use eligibility::{eligible, healthy_only, Standing};
 pub use endpoint::Endpoint;

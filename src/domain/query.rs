@@ -44,6 +44,8 @@ pub struct DiscoveryQuery {
     /// With `healthy_only`: when nothing selected is healthy, return everything selected.
     pub fail_open: bool,
     pub include_expired: bool,
+    /// `effective=false`: `healthyOnly` judges the own verdict only, not the effective status.
+    pub own_verdict_only: bool,
     pub limit: Option<usize>,
     /// Resume after this row (from a continuation token).
     pub after: Option<(String, String)>,
@@ -82,6 +84,7 @@ impl DiscoveryQuery {
                 "healthyOnly" => query.healthy_only = flag("healthyOnly", value)?,
                 "failOpen" => query.fail_open = flag("failOpen", value)?,
                 "includeExpired" => query.include_expired = flag("includeExpired", value)?,
+                "effective" => query.own_verdict_only = !flag("effective", value)?,
                 "tags" | "tag" => query.attributes.tags.extend(
                     value
                         .split(',')
@@ -201,6 +204,9 @@ mod tests {
             [("region".to_owned(), "eu=west".to_owned())]
         );
         assert_eq!(q.limit, Some(10));
+        assert!(!q.own_verdict_only, "the effective status by default");
+        let own = DiscoveryQuery::parse([("effective", "false")]).unwrap();
+        assert!(own.own_verdict_only);
         assert_eq!(
             DiscoveryQuery::parse([]).unwrap(),
             DiscoveryQuery::default()
@@ -215,6 +221,7 @@ mod tests {
             ("healthyOnly", "yes"),
             ("failOpen", "1"),
             ("includeExpired", "maybe"),
+            ("effective", "no"),
             ("metadata", "novalue"),
             ("metadata", "=v"),
             ("limit", "0"),

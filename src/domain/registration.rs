@@ -6,8 +6,8 @@
 
 use super::fields::{body_object, json_type, optional_string, present, required_string};
 use super::{
-    has_control_char, probe_target, Endpoint, HealthCheck, InstanceId, InstanceKey, ServiceName,
-    ServiceType, ValidationError,
+    has_control_char, parse_depends_on, probe_target, Dependency, Endpoint, HealthCheck,
+    InstanceId, InstanceKey, ServiceName, ServiceType, ValidationError,
 };
 use serde_json::{Map, Value};
 
@@ -42,6 +42,8 @@ pub struct Registration {
     /// applied (`probe_target`, as the sweep computes it from the stored row), judged by the SSRF
     /// guard at registration.
     pub probe_target: Endpoint,
+    /// The services it declares it needs (`dependsOn`), in declared order; empty when none.
+    pub depends_on: Vec<Dependency>,
 }
 
 impl Registration {
@@ -77,6 +79,8 @@ impl Registration {
         let ttl_seconds =
             optional_integer(object, "ttlSeconds", MIN_TTL_SECONDS..=MAX_TTL_SECONDS)?;
         let weight = optional_integer(object, "weight", 0..=MAX_WEIGHT)?;
+        let own = format!("{service_type}:{service_name}");
+        let depends_on = parse_depends_on(present(object, "dependsOn"), &own)?;
 
         Ok(Registration {
             key: InstanceKey {
@@ -84,6 +88,7 @@ impl Registration {
                 service_name,
                 instance_id,
             },
+            depends_on,
             endpoint: endpoint.to_owned(),
             health_endpoint: health_endpoint.to_owned(),
             version,
@@ -329,6 +334,15 @@ mod tests {
         assert_eq!(
             field_of(with("healthCheck", json!({"kind": "udp"}))),
             "healthCheck.kind"
+        );
+        assert_eq!(field_of(with("dependsOn", json!("db:x"))), "dependsOn");
+        assert_eq!(
+            field_of(with("dependsOn", json!(["db:x", 1]))),
+            "dependsOn[1]"
+        );
+        assert_eq!(
+            field_of(with("dependsOn", json!(["default:svc"]))),
+            "dependsOn[0]"
         );
         let many: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
         assert_eq!(field_of(with("metadata", Value::Object(many))), "metadata");

@@ -33,6 +33,8 @@ impl ServiceSelection {
 pub struct ResolveQuery {
     pub keys: ServiceSelection,
     pub attributes: AttributeFilter,
+    /// `effective=false`: eligibility judges the own verdict only, not the effective status.
+    pub own_verdict_only: bool,
 }
 
 impl ResolveQuery {
@@ -58,7 +60,10 @@ impl ResolveQuery {
             return Err(required());
         }
         let DiscoveryQuery {
-            keys, attributes, ..
+            keys,
+            attributes,
+            own_verdict_only,
+            ..
         } = DiscoveryQuery::parse(pairs)?;
         Ok(ResolveQuery {
             keys: ServiceSelection {
@@ -68,6 +73,7 @@ impl ResolveQuery {
                 instance_id: keys.instance_id,
             },
             attributes,
+            own_verdict_only,
         })
     }
 }
@@ -100,6 +106,9 @@ mod tests {
                 version: Some("2.0.0".into()),
             }
         );
+        assert!(!q.own_verdict_only);
+        let own = ResolveQuery::from_query_string("serviceName=a&effective=false").unwrap();
+        assert!(own.own_verdict_only);
         // The last non-empty serviceName wins, as in discovery.
         let q = ResolveQuery::parse([("serviceName", "a"), ("serviceName", "")]).unwrap();
         assert_eq!(q.keys.service_name.as_str(), "a");

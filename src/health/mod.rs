@@ -3,6 +3,7 @@
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
+mod effective;
 mod guard;
 mod identity_endpoint;
 mod lookup;

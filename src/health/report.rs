@@ -65,6 +65,15 @@ sweep_report! {
     deleted_orphans,
     /// Registrations deleted because their TTL lapsed more than the grace period ago.
     deleted_expired,
+    /// Live registrations (TTL not lapsed) whose effective status after this sweep is healthy:
+    /// their own verdict combined with their declared dependencies' health.
+    effective_healthy,
+    /// Of those, degraded (own warning, a soft dependency down, a required one partly down).
+    effective_degraded,
+    /// Of those, unhealthy (own verdict, or a required dependency with no healthy instance).
+    effective_unhealthy,
+    /// Of those, never checked.
+    effective_unknown,
 }
 
 /// What starts the summary line; tests and log searches look for it.
@@ -135,11 +144,15 @@ mod tests {
             invalid_rows: 0,
             deleted_orphans: 5,
             deleted_expired: 6,
+            effective_healthy: 7,
+            effective_degraded: 1,
+            effective_unhealthy: 2,
+            effective_unknown: 0,
         };
         let line = report.summary();
         assert_eq!(
             line,
-            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6"
+            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6, effective_healthy 7, effective_degraded 1, effective_unhealthy 2, effective_unknown 0"
         );
         assert_eq!(SweepReport::from_summary(&line), Some(report));
         assert_eq!(

@@ -9,6 +9,7 @@
 //! writes the answer. A storage failure fails the sweep: a sweep that could not record what it
 //! measured must not look like a success.
 
+use super::effective::EffectiveCounts;
 use super::monitor::SweepContext;
 use super::{Prober, SweepReport};
 use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
@@ -62,11 +63,17 @@ pub(super) async fn run_sweep(
     )?;
     let plan = plan(&services, &previous, context, sweep_time);
     let stop_starting_at = start_deadline(&plan.due, context, started);
-    let probed = probe_and_record(plan.due, context, sweep_time, stop_starting_at).await?;
+    let mut probed = probe_and_record(plan.due, context, sweep_time, stop_starting_at).await?;
     let deleted_expired = store.delete_expired(&plan.long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
+    let verdicts = std::mem::take(&mut probed.written.verdicts);
+    let effective = EffectiveCounts::of(&services, &previous, verdicts, sweep_time);
     let count = |n: usize| n as u64;
     Ok(SweepReport {
+        effective_healthy: effective.healthy,
+        effective_degraded: effective.degraded,
+        effective_unhealthy: effective.unhealthy,
+        effective_unknown: effective.unknown,
         probed: count(probed.written.rows),
         healthy: count(probed.written.healthy),
         unhealthy: count(probed.written.rows - probed.written.healthy),
@@ -242,7 +249,7 @@ async fn probe_and_record(
         futures::stream::iter(probes).buffer_unordered(settings.probe.concurrency.max(1));
     let mut writing = futures::stream::FuturesUnordered::new();
     let mut filling: HashMap<String, Vec<HealthRecord>> = HashMap::new();
-    // Only the counts of what was written are kept: a verdict's row is dropped once it is stored.
+    // What was written is kept (counts and rows) until the summary's effective counts are made.
     let mut written = Written::default();
     let (mut skipped_deadline, mut refused) = (0, 0);
     loop {
@@ -361,6 +368,8 @@ struct Written {
     requests: usize,
     rows: usize,
     healthy: usize,
+    /// The verdicts written, for the summary's effective counts (`EffectiveCounts`).
+    verdicts: Vec<HealthRecord>,
 }
 
 impl Written {
@@ -368,16 +377,18 @@ impl Written {
         self.requests += other.requests;
         self.rows += other.rows;
         self.healthy += other.healthy;
+        self.verdicts.extend(other.verdicts);
     }
 }
 
-/// Writes verdicts; the rows are dropped here, only their counts go back to the report.
+/// Writes verdicts; the rows go back with their counts, for the summary's effective counts.
 async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreError> {
     let requests = store.write_health(&rows).await?;
     Ok(Written {
         requests,
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
+        verdicts: rows,
     })
 }
 

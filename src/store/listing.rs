@@ -81,6 +81,23 @@ impl Listing<'_> {
         self.services.read_at.min(self.health.read_at)
     }
 
+    /// The registry rows read (every row the key selection covers, before any filter).
+    pub(super) fn services(&self) -> &Fetched<Vec<ServiceRecord>> {
+        &self.services
+    }
+
+    pub(super) fn health(&self) -> &Fetched<HealthByKey> {
+        &self.health
+    }
+
+    pub(super) fn selection(&self) -> &KeySelection {
+        self.query.keys
+    }
+
+    pub(super) fn read_after(&self) -> Option<Instant> {
+        self.query.read_after
+    }
+
     /// The heartbeats laid over this listing, for a value rendered from it to keep.
     pub fn overlay(&self) -> &HeartbeatOverlay {
         &self.overlay
@@ -157,6 +174,11 @@ impl InstanceRow<'_> {
                 HealthState::Unhealthy
             }
         })
+    }
+
+    /// The own verdict as effective status reads it (`degraded` included; `store::own_status`).
+    pub fn own_status(&self) -> crate::domain::EffectiveStatus {
+        super::own_status(self.service, self.health)
     }
 
     /// The newest `lastHeartbeat` known: this process's, or the row's (`None`: unreadable).

@@ -42,6 +42,7 @@ mod batch;
 mod cache;
 mod connection;
 mod delete;
+mod effective;
 mod error;
 mod filter;
 mod heartbeats;
@@ -57,6 +58,7 @@ mod transport;
 mod watermarks;
 
 pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
+pub use effective::{judge_rows, own_status, Effective};
 pub use error::StoreError;
 pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};
 pub use lease::LeaseOutcome;

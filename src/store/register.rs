@@ -90,6 +90,7 @@ impl Store {
             ttl_seconds: registration.ttl_seconds.map(i64::from),
             weight: registration.weight,
             health_check: registration.health_check.clone(),
+            depends_on: registration.depends_on.clone(),
             consul: consul.clone(),
             revision: None,
             create_revision: None,

@@ -30,6 +30,7 @@ mod consul_writes;
 mod contention;
 mod cors;
 mod dashboard;
+mod dependencies;
 mod deploy_contract;
 mod discovery;
 mod discovery_filters;

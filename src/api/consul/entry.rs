@@ -14,7 +14,7 @@
 //!   and, while its TTL has lapsed, the lapse; `CreateIndex` the row's creation.
 
 use crate::domain::consul::{check_status, CheckStatus, HealthFacts};
-use crate::domain::{micros, row_revision, HealthState};
+use crate::domain::{micros, row_revision, EffectiveStatus, HealthState, Judgement};
 use crate::store::{HealthRecord, ServiceRecord, Stored};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -59,6 +59,8 @@ pub struct Check {
     /// `ttl`, `http` or `tcp`.
     pub kind: String,
     pub status: CheckStatus,
+    /// What a dependency did to it (`blocked by api:orders, db:orders-sql`); empty otherwise.
+    pub output: String,
 }
 
 impl Entry {
@@ -108,6 +110,7 @@ pub fn node_id(node: &str) -> String {
 pub fn entry(
     service: &ServiceRecord,
     health: Option<&HealthRecord>,
+    judgement: &Judgement,
     now: DateTime<Utc>,
     never_checked: CheckStatus,
     lapse_delay: chrono::TimeDelta,
@@ -156,13 +159,21 @@ pub fn entry(
         health: health.and_then(|h| h.status.value()),
         circuit: health.and_then(|h| h.circuit.as_ref().and_then(Stored::value)),
         ttl_lapsed: lapsed,
+        degraded: judgement.status == EffectiveStatus::Degraded,
+        blocked: judgement.status == EffectiveStatus::Unhealthy && !judgement.blocked_by.is_empty(),
     };
     let set_status = service
         .consul
         .check_status
         .as_deref()
         .and_then(|s| CheckStatus::parse("checkStatus", s).ok());
-    let checks = checks(service, &id, facts, set_status, never_checked);
+    let mut checks = checks(service, &id, facts, set_status, never_checked);
+    if !judgement.blocked_by.is_empty() {
+        let output = format!("blocked by {}", judgement.blocked_by.join(", "));
+        for check in checks.iter_mut().filter(|c| c.kind != "ttl") {
+            check.output.clone_from(&output);
+        }
+    }
 
     let revision = service.revision_or_timestamp();
     let health_revision = health.map_or(0, HealthRecord::revision_or_timestamp);
@@ -243,6 +254,7 @@ fn checks(
                         .unwrap_or_else(|| format!("Service '{}' check", service.service_name)),
                     kind,
                     status,
+                    output: String::new(),
                 })
             })
             .collect();
@@ -260,6 +272,7 @@ fn checks(
             name: format!("Service '{}' check", service.service_name),
             kind: kind.to_owned(),
             status: worst([status, set_status.unwrap_or(CheckStatus::Passing)].into_iter()),
+            output: String::new(),
         }]
     }
 }
@@ -269,6 +282,14 @@ mod tests {
     use super::*;
     use crate::store::ConsulFields;
     use serde_json::json;
+
+    fn own() -> Judgement {
+        Judgement {
+            status: EffectiveStatus::Unknown,
+            blocked_by: Vec::new(),
+            dependencies: Vec::new(),
+        }
+    }
 
     fn row(entity: Value) -> ServiceRecord {
         ServiceRecord::from_entity(entity.as_object().unwrap())
@@ -290,7 +311,7 @@ mod tests {
             "registeredAt": "2026-12-07T09:00:00.000Z", "lastHeartbeat": "2026-12-07T09:59:00.000Z",
             "weight": 3, "revision": "1765000000000000", "createRevision": "1764000000000000"
         }));
-        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
+        let e = entry(&r, None, &own(), now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.id.as_str(), e.name.as_str()), ("pod-7", "orders"));
         assert_eq!((e.address.as_str(), e.port), ("orders.example.com", 443));
         assert_eq!(e.meta["DAPR_PORT"], "50002");
@@ -312,13 +333,13 @@ mod tests {
     #[test]
     fn ports_default_by_scheme_and_ipv6_loses_its_brackets() {
         let r = row(json!({"PartitionKey": "p", "RowKey": "a", "endpoint": "http://[::1]/"}));
-        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
+        let e = entry(&r, None, &own(), now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!(
             (e.address.as_str(), e.port, e.id.as_str()),
             ("::1", 80, "a")
         );
         let r = row(json!({"PartitionKey": "p", "RowKey": "a", "endpoint": "tcp://db:5432"}));
-        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
+        let e = entry(&r, None, &own(), now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.port, e.checks[0].kind.as_str()), (5432, "tcp"));
     }
 
@@ -335,7 +356,7 @@ mod tests {
             deregister_critical_after: None,
             check_status: Some("passing".into()),
         };
-        let e = entry(&r, None, now(), CheckStatus::Warning, NO_DELAY).unwrap();
+        let e = entry(&r, None, &own(), now(), CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!(e.checks[0].id, "a-ttl");
         assert_eq!(e.status(), CheckStatus::Critical);
         let lapsed = crate::parse_iso("2026-12-07T09:59:30.000Z").unwrap();
@@ -343,18 +364,26 @@ mod tests {
         assert_eq!(e.critical_since, Some(lapsed));
         // Before the lapse: the status its client set, and the lapse still to come.
         let before = crate::parse_iso("2026-12-07T09:59:10.000Z").unwrap();
-        let e = entry(&r, None, before, CheckStatus::Warning, NO_DELAY).unwrap();
+        let e = entry(&r, None, &own(), before, CheckStatus::Warning, NO_DELAY).unwrap();
         assert_eq!((e.status(), e.modify_index), (CheckStatus::Passing, 5));
         assert_eq!(e.lapses_at, Some(lapsed));
         // Within the delay after the lapse: not counted yet, and due when the delay ends.
         let delay = chrono::TimeDelta::seconds(2);
         let just_after = lapsed + chrono::TimeDelta::seconds(1);
-        let e = entry(&r, None, just_after, CheckStatus::Warning, delay).unwrap();
+        let e = entry(&r, None, &own(), just_after, CheckStatus::Warning, delay).unwrap();
         assert_eq!((e.status(), e.modify_index), (CheckStatus::Passing, 5));
         assert_eq!(e.lapses_at, Some(lapsed + delay));
         assert_eq!(e.expires_at, Some(lapsed));
         // After it: counted from the lapse itself.
-        let e = entry(&r, None, lapsed + delay, CheckStatus::Warning, delay).unwrap();
+        let e = entry(
+            &r,
+            None,
+            &own(),
+            lapsed + delay,
+            CheckStatus::Warning,
+            delay,
+        )
+        .unwrap();
         assert_eq!(
             (e.status(), e.modify_index),
             (CheckStatus::Critical, micros(lapsed))

@@ -178,7 +178,8 @@ impl FilterSubject for CheckSubject<'_> {
             ["ServiceID"] => text(&e.id),
             ["ServiceName"] => text(&e.name),
             ["ServiceTags"] => list(&e.tags),
-            ["Notes"] | ["Output"] => text(""),
+            ["Notes"] => text(""),
+            ["Output"] => text(&c.output),
             _ => FieldValue::Missing,
         }
     }

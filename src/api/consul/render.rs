@@ -68,7 +68,7 @@ pub struct HealthCheck<'a> {
     pub name: &'a str,
     pub status: &'static str,
     pub notes: &'static str,
-    pub output: &'static str,
+    pub output: &'a str,
     #[serde(rename = "ServiceID")]
     pub service_id: &'a str,
     pub service_name: &'a str,
@@ -174,7 +174,7 @@ pub fn health_check<'a>(e: &'a Entry, check: &'a Check) -> HealthCheck<'a> {
         name: &check.name,
         status: check.status.as_str(),
         notes: "",
-        output: "",
+        output: &check.output,
         service_id: &e.id,
         service_name: &e.name,
         service_tags: &e.tags,

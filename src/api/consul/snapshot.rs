@@ -13,8 +13,10 @@
 
 use super::entry::{entry, Entry};
 use crate::domain::consul::CheckStatus;
-use crate::domain::{index_of, KeySelection};
-use crate::store::{Fetched, HealthByKey, ServiceRecord, Store, StoreError, Watermarks};
+use crate::domain::{index_of, Judgement, KeySelection};
+use crate::store::{
+    judge_rows, own_status, Fetched, HealthByKey, ServiceRecord, Store, StoreError, Watermarks,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -52,13 +54,29 @@ impl Catalog {
         never_checked: CheckStatus,
         lapse_delay: chrono::TimeDelta,
     ) -> Catalog {
+        // Effective statuses only where some row declares dependencies (else each is its own).
+        let judged: HashMap<(&str, &str), Judgement> =
+            if services.iter().any(|s| !s.depends_on.is_empty()) {
+                judge_rows(services, health, now)
+                    .into_iter()
+                    .map(|(s, j)| ((s.partition_key.as_str(), s.row_key.as_str()), j))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
         let mut entries: Vec<Entry> = services
             .iter()
             .filter_map(|service| {
                 let row = health
                     .get(&service.partition_key, &service.row_key)
                     .filter(|h| h.describes(service));
-                entry(service, row, now, never_checked, lapse_delay)
+                let key = (service.partition_key.as_str(), service.row_key.as_str());
+                let judgement = judged.get(&key).cloned().unwrap_or_else(|| Judgement {
+                    status: own_status(service, row),
+                    blocked_by: Vec::new(),
+                    dependencies: Vec::new(),
+                });
+                entry(service, row, &judgement, now, never_checked, lapse_delay)
             })
             .collect();
         entries.sort_unstable_by(|a, b| {

@@ -12,7 +12,7 @@
 use crate::api::instance_view::InstanceView;
 use crate::domain::{continuation_token, healthy_only, DiscoveryQuery};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Cacheable, HeartbeatOverlay, HeartbeatsView, InstanceRow, Listing};
+use crate::store::{Cacheable, Effective, HeartbeatOverlay, HeartbeatsView, InstanceRow, Listing};
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
@@ -76,6 +76,7 @@ impl RenderedPage {
     /// page knows which ones a heartbeat revives).
     pub(super) fn render(
         listing: &Listing<'_>,
+        effective: &Effective,
         query: &DiscoveryQuery,
         now: DateTime<Utc>,
     ) -> ApiResult<RenderedPage> {
@@ -97,12 +98,15 @@ impl RenderedPage {
             }
             kept.push(row);
         }
-        let page = paginate(query, kept);
+        let page = paginate(query, effective, kept);
         let mut text = String::new();
         let items = page
             .rows
             .iter()
-            .map(|row| Item::render(&mut text, row, now))
+            .map(|row| {
+                let judgement = effective.of(row.service, row.own_status());
+                Item::render(&mut text, row, judgement, now)
+            })
             .collect::<ApiResult<Vec<Item>>>()?;
         // Held while the page is cached and served: without the slack the doubling left (a
         // 5 MB whole-registry text grew to an 8 MiB buffer).
@@ -120,7 +124,10 @@ impl RenderedPage {
             stale_at,
             expired,
             overlay: listing.overlay().clone(),
-            read_at: listing.read_at(),
+            // The dependencies' rows lapse too: the page with the older of the reads.
+            read_at: effective
+                .read_at
+                .map_or(listing.read_at(), |at| at.min(listing.read_at())),
         })
     }
 }
@@ -129,8 +136,13 @@ impl Item {
     /// Appends one instance's JSON to `text` and marks its parts. The marks are found from the end:
     /// the fields after `lastHeartbeat` are all this handler's own (no caller text can hold a bare
     /// `"`), so the last `,"lastHeartbeat":` is the field, whatever a caller put in `metadata`.
-    fn render(text: &mut String, row: &InstanceRow<'_>, now: DateTime<Utc>) -> ApiResult<Item> {
-        let json = serde_json::to_string(&InstanceView::of(row, now))
+    fn render(
+        text: &mut String,
+        row: &InstanceRow<'_>,
+        judgement: crate::domain::Judgement,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Item> {
+        let json = serde_json::to_string(&InstanceView::of(row, judgement, now))
             .map_err(|e| ApiError::Internal(format!("cannot serialise services: {e}")))?;
         let mark = |key: &str| {
             json.rfind(key)
@@ -275,10 +287,25 @@ impl Iterator for Body {
 }
 
 /// Applies `healthyOnly` (with `failOpen`, by the domain's `healthy_only` rule) and `limit` to rows
-/// already filtered by attributes and expiry.
-fn paginate<'a>(query: &DiscoveryQuery, rows: Vec<&'a InstanceRow<'a>>) -> Page<'a> {
+/// already filtered by attributes and expiry. `healthyOnly` judges the effective status (healthy and
+/// degraded pass), or with `effective=false` the own verdict as it always did.
+fn paginate<'a>(
+    query: &DiscoveryQuery,
+    effective: &Effective,
+    rows: Vec<&'a InstanceRow<'a>>,
+) -> Page<'a> {
+    let health = |row: &&InstanceRow<'_>| {
+        if query.own_verdict_only {
+            row.health_state()
+        } else {
+            effective
+                .of(row.service, row.own_status())
+                .status
+                .admitted_as()
+        }
+    };
     let (rows, failed_open) = if query.healthy_only {
-        let (rows, failed_open) = healthy_only(rows, query.fail_open, |row| row.health_state());
+        let (rows, failed_open) = healthy_only(rows, query.fail_open, health);
         (rows, Some(failed_open))
     } else {
         (rows, None)
@@ -343,7 +370,8 @@ mod tests {
         let now = crate::parse_iso("2026-11-25T05:00:30.000Z").unwrap();
         let row = InstanceRow::as_stored(&service, None);
         let mut text = String::new();
-        let item = Item::render(&mut text, &row, now).unwrap();
+        let own = Effective::default().of(&service, row.own_status());
+        let item = Item::render(&mut text, &row, own, now).unwrap();
         let heartbeats = RecentHeartbeats::new(std::time::Duration::from_secs(60));
         let mut out = String::new();
         item.write(&text, &heartbeats.view(), &mut out);

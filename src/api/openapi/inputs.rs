@@ -60,6 +60,13 @@ pub struct RegistrationRequest {
     #[schema(minimum = 0, maximum = 1000, default = 100)]
     weight: Option<u32>,
     health_check: Option<HealthCheckSettings>,
+    /// The services this one needs, at most 32, none twice, not itself: each
+    /// `"serviceType:serviceName"` (both halves by the key rule) or `{"service": "…", "required":
+    /// false}` (`required` defaults to true; a soft dependency only degrades). Discovery and the
+    /// resolver judge the instance's `effectiveStatus` by them. A refusal names the entry
+    /// (`dependsOn[2]`). Default: none.
+    #[schema(schema_with = depends_on_schema)]
+    depends_on: Option<Vec<serde_json::Value>>,
 }
 
 /// How the health monitor checks this registration. Every field is optional; unknown ones are
@@ -139,6 +146,9 @@ pub struct DiscoveryParams {
     fail_open: Option<bool>,
     /// Also return instances whose TTL lapsed.
     include_expired: Option<bool>,
+    /// `false`: `healthyOnly` judges the own verdict (`healthStatus`) only, as before dependencies
+    /// existed. Default `true`: it judges `effectiveStatus`, admitting `healthy` and `degraded`.
+    effective: Option<bool>,
     /// Page size. Default: everything in one answer.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -169,6 +179,9 @@ pub struct ResolverParams {
     metadata: Option<Vec<String>>,
     /// Exact match.
     version: Option<String>,
+    /// `false`: eligibility judges the own verdict only. Default `true`: the effective status
+    /// (`healthy` and `degraded` are eligible, `unhealthy` never).
+    effective: Option<bool>,
 }
 
 /// Deregistration picks exactly one row.
@@ -203,6 +216,42 @@ fn tags_schema() -> impl Into<RefOr<Schema>> {
         .max_items(Some(32))
         .default(Some(serde_json::json!([])))
         .examples([serde_json::json!(["production", "rest-api"])])
+}
+
+fn depends_on_schema() -> impl Into<RefOr<Schema>> {
+    let key = || {
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+            "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}:[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        ))
+    };
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("service", key())
+        .required("service")
+        .property(
+            "required",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::Boolean,
+                    Type::Null,
+                ]))
+                .default(Some(serde_json::json!(true))),
+        );
+    ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .item(key())
+                .item(object),
+        )
+        .max_items(Some(32))
+        .examples([serde_json::json!([
+            "db:orders-sql",
+            {"service": "cache:orders-redis", "required": false}
+        ])])
 }
 
 fn metadata_schema() -> impl Into<RefOr<Schema>> {

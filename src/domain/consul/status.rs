@@ -8,8 +8,12 @@
 //!    expires, the check goes critical"); it stays listed until the registration is removed;
 //! 2. an open circuit → `critical`, whatever the last recorded status;
 //! 3. recorded `unhealthy` (a half-open circuit included: it is still isolated) → `critical`;
-//! 4. recorded `healthy` → `passing`;
-//! 5. never checked → the configured status, `warning` by default. Traefik routes `warning`;
+//!    so is an instance a required dependency blocks (effective status `unhealthy` with a
+//!    `blockedBy` chain, which the check's `Output` names);
+//! 4. own or effective `degraded` (a warning check, a soft dependency down, a required one partly
+//!    down) → `warning`;
+//! 5. recorded `healthy` → `passing`;
+//! 6. never checked → the configured status, `warning` by default. Traefik routes `warning`;
 //!    Dapr, Fabio, consul-template and `?passing` do not. Consul itself starts new checks `critical`;
 //!    an operator who wants that sets it.
 //!
@@ -75,16 +79,21 @@ pub struct HealthFacts {
     pub circuit: Option<Circuit>,
     /// Its TTL lapsed: no heartbeat within `ttlSeconds` (judged by the caller against its `now`).
     pub ttl_lapsed: bool,
+    /// Its own verdict is `degraded`, or its effective status is (and nothing worse holds).
+    pub degraded: bool,
+    /// A required dependency makes it unhealthy (`blockedBy` is not empty).
+    pub blocked: bool,
 }
 
 /// The check status Consul clients see for an instance (rules in the module docs).
 pub fn check_status(facts: HealthFacts, never_checked: CheckStatus) -> CheckStatus {
-    if facts.ttl_lapsed || facts.circuit == Some(Circuit::Open) {
+    if facts.ttl_lapsed || facts.circuit == Some(Circuit::Open) || facts.blocked {
         return CheckStatus::Critical;
     }
     match facts.health {
-        Some(HealthState::Healthy) => CheckStatus::Passing,
         Some(HealthState::Unhealthy) => CheckStatus::Critical,
+        _ if facts.degraded => CheckStatus::Warning,
+        Some(HealthState::Healthy) => CheckStatus::Passing,
         None => never_checked,
     }
 }
@@ -227,7 +236,37 @@ mod tests {
             health,
             circuit,
             ttl_lapsed,
+            ..HealthFacts::default()
         }
+    }
+
+    #[test]
+    fn degraded_is_warning_and_a_blocked_instance_critical() {
+        let healthy = facts(Some(HealthState::Healthy), None, false);
+        let degraded = HealthFacts {
+            degraded: true,
+            ..healthy
+        };
+        assert_eq!(check_status(degraded, WARN), CheckStatus::Warning);
+        // A stored `degraded` the status type does not read yet: no verdict, but degraded.
+        let own = HealthFacts {
+            health: None,
+            ..degraded
+        };
+        assert_eq!(
+            check_status(own, CheckStatus::Critical),
+            CheckStatus::Warning
+        );
+        let blocked = HealthFacts {
+            blocked: true,
+            ..healthy
+        };
+        assert_eq!(check_status(blocked, WARN), CheckStatus::Critical);
+        let unhealthy = HealthFacts {
+            health: Some(HealthState::Unhealthy),
+            ..degraded
+        };
+        assert_eq!(check_status(unhealthy, WARN), CheckStatus::Critical);
     }
 
     #[test]

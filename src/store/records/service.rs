@@ -2,7 +2,7 @@
 //! the recipe writes it (plus the instance properties a registration gave), and its cache weight.
 
 use super::text_weight;
-use crate::domain::{HealthCheck, InstanceKey, DEFAULT_WEIGHT};
+use crate::domain::{Dependency, HealthCheck, InstanceKey, DEFAULT_WEIGHT};
 use crate::store::properties::{
     count, integer, json_text, put_int32, put_int64, stored, string, JsonText, Stored,
 };
@@ -31,6 +31,9 @@ pub struct ServiceRecord {
     pub ttl_seconds: Option<i64>,
     pub weight: Option<u32>,
     pub health_check: Option<HealthCheck>,
+    /// `dependsOn` (String, canonical JSON): the services the registration declared it needs;
+    /// empty when absent, and when another client stored text this handler cannot read.
+    pub depends_on: Vec<Dependency>,
     /// What the Consul-compatible API adds (absent on rows it did not write).
     pub consul: ConsulFields,
     /// `revision` (Int64): when a Consul-visible part of the row last changed (`domain::revision`);
@@ -85,6 +88,7 @@ impl ServiceRecord {
             health_check: string(entity, "healthCheck")
                 .as_deref()
                 .and_then(HealthCheck::from_stored),
+            depends_on: depends_on(entity, &partition_key, &row_key),
             consul: ConsulFields {
                 checks: entity
                     .contains_key("consulChecks")
@@ -252,6 +256,9 @@ impl ServiceRecord {
         if let Some(check) = &self.health_check {
             extra.insert("healthCheck".into(), check.to_json().to_string().into());
         }
+        if let Some(text) = crate::domain::depends_on_text(&self.depends_on) {
+            extra.insert("dependsOn".into(), text.into());
+        }
         if let Some(checks) = &self.consul.checks {
             extra.insert("consulChecks".into(), checks.text().into());
         }
@@ -269,6 +276,18 @@ impl ServiceRecord {
         }
         entity
     }
+}
+
+/// The row's `dependsOn`, read tolerantly: text another client stored that does not read as a
+/// list of dependencies is ignored (a debug line says so), never fatal to the listing.
+fn depends_on(entity: &Map<String, Value>, partition_key: &str, row_key: &str) -> Vec<Dependency> {
+    let Some(text) = string(entity, "dependsOn") else {
+        return Vec::new();
+    };
+    crate::domain::depends_on_from_stored(&text).unwrap_or_else(|why| {
+        tracing::debug!(partition_key, row_key, %why, "ignoring an unreadable dependsOn");
+        Vec::new()
+    })
 }
 
 impl Cacheable for Vec<ServiceRecord> {
@@ -289,6 +308,7 @@ impl Cacheable for Vec<ServiceRecord> {
                     ])
                     + r.tags.text().len()
                     + r.metadata.text().len()
+                    + r.depends_on.iter().map(|d| d.service.len() + 8).sum::<usize>()
                     // Two kept time texts and a health check's path, about.
                     + 128
             })
@@ -382,6 +402,31 @@ mod tests {
         // On an HTTP-only Consul registration the set status shows nowhere.
         let http = json!([{"CheckID": "c", "Type": "http"}]);
         assert_eq!(row(Some(http), "critical").critical_since(None, now), None);
+    }
+
+    #[test]
+    fn depends_on_round_trips_as_canonical_text_and_bad_text_is_ignored() {
+        let mut r = ServiceRecord::from_entity(&map(json!({
+            "PartitionKey": "api", "RowKey": "y", "endpoint": "http://e",
+            "dependsOn": "[\"db:x\", {\"service\": \"cache:r\", \"required\": false}]"
+        })));
+        assert_eq!(r.depends_on.len(), 2);
+        let entity = r.to_entity();
+        assert_eq!(
+            entity["dependsOn"],
+            r#"[{"service":"db:x","required":true},{"service":"cache:r","required":false}]"#
+        );
+        r.depends_on.clear();
+        assert!(
+            r.to_entity().get("dependsOn").is_none(),
+            "absent when empty"
+        );
+        for bad in ["not json", "{}", "[\"nocolon\"]", "[1]"] {
+            let r = ServiceRecord::from_entity(&map(json!({
+                "PartitionKey": "api", "RowKey": "y", "endpoint": "http://e", "dependsOn": bad
+            })));
+            assert!(r.depends_on.is_empty(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,16 +5,18 @@
 use super::poll_until;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-/// A local HTTP server answering every request with a fixed status (and optional headers).
+/// A local HTTP server answering every request with one status (and optional headers); the
+/// status can be changed while it runs (`set_status`).
 pub struct HttpTarget {
     pub url: String,
     pub port: u16,
     pub hits: Arc<AtomicU64>,
+    status: Arc<AtomicU16>,
 }
 
 fn read_request_head(stream: &mut TcpStream) {
@@ -54,11 +56,14 @@ impl HttpTarget {
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicU64::new(0));
         let hits2 = hits.clone();
+        let status_cell = Arc::new(AtomicU16::new(status));
+        let status2 = status_cell.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let hits = hits2.clone();
                 let headers = headers.clone();
+                let status = status2.load(Ordering::SeqCst);
                 thread::spawn(move || {
                     read_request_head(&mut stream);
                     hits.fetch_add(1, Ordering::SeqCst);
@@ -82,7 +87,13 @@ impl HttpTarget {
             url: format!("http://127.0.0.1:{port}/health"),
             port,
             hits,
+            status: status_cell,
         }
+    }
+
+    /// Answers every later connection with `status`.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
     }
 
     /// 302 to `location`.

@@ -5,9 +5,15 @@
 use super::{assert_iso_utc, parse_iso};
 use serde_json::{json, Value};
 
-/// Keys of one discovery item: the five instance fields, then the recipe's ten (`healthCheck`
-/// comes along only when the registration set one).
+/// Keys a discovery item has only when its registration gave them.
+pub const OPTIONAL_ITEM_KEYS: &[&str] = &["healthCheck", "dependsOn", "dependencies"];
+
+/// Keys of one discovery item: the five instance fields, then the recipe's ten, then the
+/// effective status and what blocks it (`OPTIONAL_ITEM_KEYS` come along only when the
+/// registration set them).
 pub const ITEM_KEYS: &[&str] = &[
+    "effectiveStatus",
+    "blockedBy",
     "instanceId",
     "weight",
     "ttlSeconds",
@@ -62,8 +68,10 @@ pub fn assert_discovery_shape(v: &Value) -> Vec<Value> {
         let mut sk: Vec<&str> = so.keys().map(String::as_str).collect();
         sk.sort();
         let mut expected: Vec<&str> = ITEM_KEYS.to_vec();
-        if so.contains_key("healthCheck") {
-            expected.push("healthCheck");
+        for key in OPTIONAL_ITEM_KEYS {
+            if so.contains_key(*key) {
+                expected.push(key);
+            }
         }
         expected.sort();
         assert_eq!(sk, expected, "keys of a service entry: {s}");
@@ -133,11 +141,11 @@ pub fn assert_item_shape(s: &Value) {
     let obj = s
         .as_object()
         .unwrap_or_else(|| panic!("service item is not an object: {s}"));
-    // Exactly the contract's keys; `healthCheck` may come along when the registration set one.
+    // Exactly the contract's keys; the optional ones may come along when the registration set them.
     let mut keys: Vec<&str> = obj
         .keys()
         .map(String::as_str)
-        .filter(|k| *k != "healthCheck")
+        .filter(|k| !OPTIONAL_ITEM_KEYS.contains(k))
         .collect();
     keys.sort();
     let mut expected = ITEM_KEYS.to_vec();
@@ -163,6 +171,14 @@ pub fn assert_item_shape(s: &Value) {
         other => panic!("expiresAt must be an ISO string or null, got {other}: {s}"),
     }
     assert!(s["expired"].is_boolean(), "expired must be a bool: {s}");
+    assert!(
+        matches!(
+            s["effectiveStatus"].as_str(),
+            Some("healthy" | "degraded" | "unhealthy" | "unknown")
+        ),
+        "effectiveStatus: {s}"
+    );
+    assert!(s["blockedBy"].is_array(), "blockedBy must be an array: {s}");
     assert!(
         s["healthStatus"].is_null() || s["healthStatus"].is_object(),
         "healthStatus must be null or an object: {s}"
