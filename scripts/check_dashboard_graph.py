@@ -230,6 +230,10 @@ def main(base, key, screenshot):
         page = context.pages[0] if context.pages else context.new_page()
         page.on("console", lambda m: m.type == "error" and problems.append(m.text))
         page.on("pageerror", lambda e: problems.append(str(e)))
+        # The browser's own /favicon.ico request is answered 404 (the page has no icon); any other
+        # 404 is a problem.
+        missing = []
+        page.on("response", lambda r: r.status == 404 and missing.append(r.url))
         response = page.goto(base + "/api/Dashboard")
         assert response.status == 200, response.status
         expect(page.locator("#status")).to_contain_text("authentication required")
@@ -298,6 +302,8 @@ def main(base, key, screenshot):
         page.unroute("**/api/Sweep*")
 
         refused_fetches_only(problems)
+        assert all(u.endswith("/favicon.ico") for u in missing), missing
+        problems[:] = [p for p in problems if "status of 404" not in p]
         assert not problems, problems
         context.close()
     print(f"dashboard graph: ok; screenshot {screenshot}")
