@@ -7,6 +7,9 @@
 const DashboardGraphModel = (function () {
   "use strict";
   const MAX_NODES = 300;
+  // Placeholder slots for edges that cross columns (beyond this many, such edges are drawn straight
+  // across, over whatever lies between).
+  const MAX_SLOTS = 3000;
   const STATUSES = ["healthy", "degraded", "unhealthy", "unknown"];
   // Which services are kept when there are more than MAX_NODES: the troubled ones first.
   const RANK = { unhealthy: 0, degraded: 1, unknown: 2, healthy: 3 };
@@ -156,7 +159,8 @@ const DashboardGraphModel = (function () {
     return said;
   }
 
-  // The whole model: {nodes, edges, cycles: [{members, path}], columns, total, shown, cap}.
+  // The whole model: {nodes, edges (each with `via`, the slots it passes through), cycles:
+  // [{members, path}], columns (service keys and slots), total, shown, cap}.
   function build(instances) {
     const byService = new Map();
     const reported = reportedOf(instances);
@@ -205,15 +209,12 @@ const DashboardGraphModel = (function () {
     const keep = new Map(kept.map((n) => [n.key, n]));
     const edges = [];
     const out = new Map();
-    const neighbours = new Map();
-    const link = (a, b) => { if (!neighbours.has(a)) neighbours.set(a, []); neighbours.get(a).push(b); };
     for (const n of keep.values()) {
       out.set(n.key, []);
       for (const d of n.dependsOn) {
         if (!keep.has(d.service)) continue;
         edges.push({ from: n.key, to: d.service, required: d.required, cycle: false, blocking: false });
         out.get(n.key).push(d.service);
-        link(n.key, d.service); link(d.service, n.key);
       }
     }
     const keys = [...keep.keys()].sort();
@@ -243,10 +244,37 @@ const DashboardGraphModel = (function () {
       n.cycle = n.onCycle ? sccs[sccOf.get(k)] : [];
       columns[depth - n.layer].push(k);
     }
+    // An edge that crosses columns passes through a placeholder slot in each column between, so
+    // it runs where no service stands and cannot seem to leave one it does not belong to. Slot
+    // names start with a line break, which no service key holds.
+    const neighbours = new Map();
+    const link = (a, b) => { if (!neighbours.has(a)) neighbours.set(a, []); neighbours.get(a).push(b); };
+    const columnOf = (k) => depth - keep.get(k).layer;
+    let slots = 0;
+    for (const e of edges) {
+      e.cycle = sccOf.get(e.from) === sccOf.get(e.to);
+      e.via = [];
+      let prev = e.from;
+      const from = columnOf(e.from), to = columnOf(e.to);
+      if (!e.cycle && to - from > 1 && slots + to - from - 1 <= MAX_SLOTS) {
+        for (let c = from + 1; c < to; c++) {
+          const slot = "\n" + slots++;
+          columns[c].push(slot);
+          e.via.push(slot);
+          link(prev, slot); link(slot, prev);
+          prev = slot;
+        }
+      }
+      link(prev, e.to); link(e.to, prev);
+    }
     orderColumns(columns, neighbours);
-    columns.forEach((col, c) => col.forEach((k, r) => { keep.get(k).column = c; keep.get(k).row = r; }));
+    const at = new Map();
+    columns.forEach((col, c) => col.forEach((k, r) => {
+      at.set(k, { column: c, row: r });
+      if (keep.has(k)) { keep.get(k).column = c; keep.get(k).row = r; }
+    }));
+    for (const e of edges) e.via = e.via.map((slot) => at.get(slot));
     const edgeByPair = new Map(edges.map((e) => [e.from + "\n" + e.to, e]));
-    for (const e of edges) e.cycle = sccOf.get(e.from) === sccOf.get(e.to);
     // Every blocked service's chain, edge by edge: the service, then each key it is blocked by.
     for (const n of keep.values()) {
       const path = [n.key, ...n.chain];

@@ -64,18 +64,29 @@ const DashboardGraphView = (function () {
 
   function position(n) { return { x: PAD + n.column * (W + GAP_X), y: PAD + n.row * (H + GAP_Y) }; }
 
-  // A curve from a service's right side to its dependency's left side; within one column (a
-  // cycle) a loop out to the right and back.
+  // A curve from a service's right side to its dependency's left side, straight through each
+  // slot it passes in the columns between; within one column (a cycle) a loop out to the right
+  // and back.
   function edgePath(model, e) {
     const a = position(model.nodes.get(e.from)), b = position(model.nodes.get(e.to));
     const sx = a.x + W, sy = a.y + H / 2;
     if (e.from === e.to) return `M${sx},${sy - 8} C${sx + LOOP},${sy - 30} ${sx + LOOP},${sy + 30} ${sx},${sy + 8}`;
     if (b.x > a.x) {
-      const tx = b.x, ty = b.y + H / 2, mid = (sx + tx) / 2;
-      return `M${sx},${sy} C${mid},${sy} ${mid},${ty} ${tx},${ty}`;
+      let d = `M${sx},${sy}`, x = sx, y = sy;
+      const curve = (tx, ty) => { const mid = (x + tx) / 2; d += ` C${mid},${y} ${mid},${ty} ${tx},${ty}`; x = tx; y = ty; };
+      for (const slot of e.via || []) {
+        const p = position(slot);
+        curve(p.x, p.y + H / 2);
+        d += ` L${p.x + W},${p.y + H / 2}`;
+        x = p.x + W;
+      }
+      curve(b.x, b.y + H / 2);
+      return d;
     }
     // Upward loops bend further out than downward ones, so a two-service cycle shows two arcs.
-    const tx = b.x + W, ty = b.y + H / 2, bend = sx + LOOP * (ty < sy ? 1.6 : 0.8) + Math.min(30, Math.abs(ty - sy) / 8);
+    // Both stay inside the gap before the next column.
+    const tx = b.x + W, ty = b.y + H / 2,
+      bend = sx + Math.min(GAP_X - 12, LOOP * (ty < sy ? 1.6 : 0.8) + Math.min(30, Math.abs(ty - sy) / 8));
     return `M${sx},${sy + (ty > sy ? 6 : -6)} C${bend},${sy} ${bend},${ty} ${tx},${ty}`;
   }
 
@@ -149,7 +160,7 @@ const DashboardGraphView = (function () {
     const nodeEls = new Map();
     const causes = new Set([...model.nodes.values()].filter((n) => n.chain.length)
       .map((n) => n.chain[n.chain.length - 1]));
-    for (const k of model.columns.flat()) {
+    for (const k of model.columns.flat().filter((c) => model.nodes.has(c))) {
       const n = model.nodes.get(k);
       const at = position(n);
       const cls = ["node", n.status, n.registered ? "" : "unregistered", n.outside ? "outside" : "", n.onCycle ? "on-cycle" : "",
