@@ -3,6 +3,7 @@
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
+mod events;
 mod guard;
 mod identity_endpoint;
 mod lookup;
@@ -11,6 +12,7 @@ mod probe;
 mod report;
 mod sweep;
 
+pub use events::{EventCounts, EventPipeline, EventSink, PublishError};
 pub use guard::{ProbeGuard, Refused};
 pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;

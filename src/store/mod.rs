@@ -43,6 +43,7 @@ mod cache;
 mod connection;
 mod delete;
 mod error;
+mod events;
 mod filter;
 mod heartbeats;
 mod known;
@@ -58,6 +59,7 @@ mod watermarks;
 
 pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
 pub use error::StoreError;
+pub use events::{PendingEvent, MAX_RECENT_CHARS};
 pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};
