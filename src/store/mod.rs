@@ -50,6 +50,7 @@ mod lease;
 mod listing;
 mod properties;
 mod query;
+mod queues;
 mod records;
 mod register;
 mod sweeps;
@@ -62,6 +63,7 @@ pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, Recorde
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};
+pub use queues::{ReceivedMessage, StorageQueue};
 pub use records::{ConsulFields, HealthRecord, ServiceRecord};
 pub use sweeps::SweepRecord;
 pub use watermarks::Watermarks;
@@ -107,6 +109,8 @@ pub struct Store {
     watermarks_cache: Arc<ReadCache<Watermarks, StoreError>>,
     /// The hybrid clock new revisions come from (`domain::revision`).
     clock: Arc<RevisionClock>,
+    /// The same account's queue service, when the storage source has a queue endpoint (`queues`).
+    queues: Option<azure_storage_queues::QueueServiceClient>,
 }
 
 impl Store {
@@ -114,8 +118,8 @@ impl Store {
     pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
         let storage = connection::resolve(settings)?;
         let endpoint: Arc<str> = Arc::from(storage.endpoint.as_str());
-        let service: TableServiceClient =
-            connection::client(storage, settings.timeout, settings.connections.max);
+        let (service, queues): (TableServiceClient, _) =
+            connection::clients(storage, settings.timeout, settings.connections.max);
         let writes = Generation::default();
         let cache_ttl = settings.cache.ttl;
         Ok(Store {
@@ -133,6 +137,7 @@ impl Store {
             heartbeats: Arc::new(RecentHeartbeats::new(cache_ttl)),
             cache_ttl,
             writes,
+            queues,
         })
     }
 
