@@ -35,6 +35,7 @@ mod discovery;
 mod discovery_filters;
 mod entra;
 mod envelopes;
+mod events;
 mod health_checks;
 mod health_monitor;
 mod host_routing;

@@ -101,10 +101,19 @@ fn subject_of(key: &crate::domain::InstanceKey) -> Subject<'_> {
 /// computation is connected here they are the own statuses, as `domain::events` sets them.
 pub(crate) fn connect_effective_statuses(_transitions: &mut [Transition]) {}
 
-/// The destinations the settings name. (The Storage Queue's sink joins here with the queue client.)
+/// The destinations the settings name: the Storage Queue (and, when configured, Event Grid).
 pub(crate) fn sinks(
-    _settings: &crate::configuration::EventSettings,
-    _store: &crate::store::Store,
+    settings: &crate::configuration::EventSettings,
+    store: &crate::store::Store,
 ) -> Vec<std::sync::Arc<dyn EventSink>> {
-    Vec::new()
+    let mut sinks: Vec<std::sync::Arc<dyn EventSink>> = Vec::new();
+    if let Some(name) = &settings.queue {
+        match store.queue(name) {
+            Some(queue) => sinks.push(std::sync::Arc::new(sink::QueueSink::new(queue))),
+            None => tracing::warn!(
+                "HEALTH_EVENTS_QUEUE is set but the storage connection names no queue endpoint: events are not published to a queue"
+            ),
+        }
+    }
+    sinks
 }
