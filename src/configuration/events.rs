@@ -33,9 +33,17 @@ pub struct TopicSettings {
     /// The topic's endpoint, `https://<topic>.<region>-1.eventgrid.azure.net/api/events` (`http://`
     /// only for a loopback address: the tests' imitation).
     pub endpoint: url::Url,
-    /// The topic's access key (`aeg-sas-key` header); `None`: a managed-identity token for
-    /// `https://eventgrid.azure.net`.
-    pub key: Option<Secret>,
+    pub auth: TopicAuth,
+}
+
+/// How the topic is told who publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicAuth {
+    /// The topic's access key (`HEALTH_EVENTS_TOPIC_KEY`), sent as the `aeg-sas-key` header.
+    Key(Secret),
+    /// No key: a managed-identity token for `https://eventgrid.azure.net` (the identity needs the
+    /// `EventGrid Data Sender` role on the topic).
+    ManagedIdentity(super::IdentitySettings),
 }
 
 impl EventSettings {
@@ -62,7 +70,13 @@ pub(super) fn settings(
                 variable: TOPIC_ENDPOINT_VAR.into(),
                 reason,
             })?,
-            key: env.text(TOPIC_KEY_VAR).map(Secret::new),
+            auth: match env.text(TOPIC_KEY_VAR) {
+                Some(key) => TopicAuth::Key(Secret::new(key)),
+                None => TopicAuth::ManagedIdentity(super::identity::settings(
+                    env,
+                    Duration::from_secs(10),
+                )?),
+            },
         }),
     };
     let outbox_max = env.count("HEALTH_EVENTS_OUTBOX_MAX", 1_000)?;
@@ -181,9 +195,10 @@ mod tests {
         ])
         .unwrap();
         let topic = s.topic.unwrap();
-        assert_eq!(topic.key.unwrap().expose(), "c2VjcmV0");
+        assert!(matches!(topic.auth, TopicAuth::Key(key) if key.expose() == "c2VjcmV0"));
         let local = read(&[(TOPIC_ENDPOINT_VAR, "http://127.0.0.1:9/api/events")]).unwrap();
-        assert!(local.topic.unwrap().key.is_none());
+        let auth = local.topic.unwrap().auth;
+        assert!(matches!(auth, TopicAuth::ManagedIdentity(_)));
         for bad in [
             "http://example.com/api/events",
             "not a url",

@@ -34,7 +34,7 @@ pub use connector::{ConnectorSettings, ConnectorVariables, SELF_REGISTER_VAR};
 pub use consul::{ConsulSettings, UncheckedStatus};
 use environment::Environment;
 pub use error::ConfigError;
-pub use events::{EventSettings, TopicSettings, QUEUE_VAR as HEALTH_EVENTS_QUEUE_VAR};
+pub use events::{EventSettings, TopicAuth, TopicSettings, QUEUE_VAR as HEALTH_EVENTS_QUEUE_VAR};
 pub use health::{HealthSettings, ProbeGuardSettings, ProbeSettings, SweepSettings};
 pub use identity::{IdentitySettings, IdentitySource};
 pub use metrics::MetricsSettings;

@@ -315,3 +315,92 @@ async fn an_expiry_removal_is_an_event() {
         "TTL lapsed",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_grid_topic_receives_the_batch_with_its_key_and_media_type() {
+    use crate::harness::event_grid::EventGridTopic;
+    let topic = EventGridTopic::start("dG9waWMta2V5").await;
+    let h = Handler::start_with(&[
+        ("HEALTH_EVENTS_TOPIC_ENDPOINT", &topic.endpoint),
+        ("HEALTH_EVENTS_TOPIC_KEY", "dG9waWMta2V5"),
+    ])
+    .await;
+    let one = SwitchableTarget::start(200);
+    let two = SwitchableTarget::start(503);
+    h.register_ok(&pod(&one.url)).await;
+    let mut other = pod(&two.url);
+    other["instanceId"] = json!("pod-2");
+    h.register_ok(&other).await;
+    let report = h.sweep_report().await;
+    assert_eq!(
+        (report.transitions, report.events_published),
+        (2, 2),
+        "{report:?}"
+    );
+    let batches = topic.accepted();
+    assert_eq!(batches.len(), 1, "one batch for the sweep: {batches:?}");
+    let mut subjects: Vec<&str> = batches[0]
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["api:orders/pod-1", "api:orders/pod-2"]);
+    let first = batches[0]
+        .iter()
+        .find(|e| e["subject"] == "api:orders/pod-1")
+        .unwrap();
+    assert_event(
+        first,
+        "registry.instance.registered",
+        "absent",
+        "healthy",
+        "check passed",
+    );
+    let (headers, query) = &topic.requests()[0];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("aeg-sas-key"), Some("dG9waWMta2V5"));
+    assert_eq!(
+        header("content-type"),
+        Some("application/cloudevents-batch+json; charset=utf-8")
+    );
+    assert_eq!(header("authorization"), None);
+    assert_eq!(query, "api-version=2018-01-01");
+    assert!(
+        !h.logs().contains("dG9waWMta2V5"),
+        "the key is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_refuses_the_key_keeps_the_events_pending_and_counts_the_failures() {
+    use crate::harness::event_grid::EventGridTopic;
+    let topic = EventGridTopic::start("right").await;
+    let h = Handler::start_with(&[
+        ("HEALTH_EVENTS_TOPIC_ENDPOINT", &topic.endpoint),
+        ("HEALTH_EVENTS_TOPIC_KEY", "wrong"),
+    ])
+    .await;
+    let target = SwitchableTarget::start(200);
+    h.register_ok(&pod(&target.url)).await;
+    let report = h.sweep_report().await;
+    assert_eq!(
+        (report.events_published, report.events_pending),
+        (0, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.events_publish_failures, 3,
+        "three attempts: {report:?}"
+    );
+    assert_eq!(
+        report.healthy, 1,
+        "the verdict is written either way: {report:?}"
+    );
+    assert!(topic.accepted().is_empty());
+    assert_eq!(h.last_sweep().await["counters"]["events_pending"], 1);
+}

@@ -5,11 +5,13 @@
 //! publish, keep what was not delivered, remember the recent ones).
 //!
 //! - `pipeline`: after the writes, bounded in time, never failing the sweep;
-//! - `sink`: where events go (the Storage Queue, Event Grid), behind one trait.
+//! - `sink`: where events go, behind one trait, and the Storage Queue's sink;
+//! - `event_grid`: the Event Grid topic's sink (the CloudEvents batch form).
 //!
 //! The pure rules (what is a transition, its id, the CloudEvents shape) are the domain's
 //! (`domain::events`, `domain::cloud_event`).
 
+mod event_grid;
 mod pipeline;
 mod sink;
 
@@ -114,6 +116,10 @@ pub(crate) fn sinks(
                 "HEALTH_EVENTS_QUEUE is set but the storage connection names no queue endpoint: events are not published to a queue"
             ),
         }
+    }
+    if let Some(topic) = &settings.topic {
+        let sink = event_grid::EventGridSink::new(topic, settings.publish_timeout);
+        sinks.push(std::sync::Arc::new(sink));
     }
     sinks
 }

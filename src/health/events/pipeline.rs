@@ -112,7 +112,10 @@ impl EventPipeline {
         }
         self.remember_recent(store, &all).await;
         let delivered = self.deliver(&all, &mut counts).await;
-        counts.published = delivered.len() as u64;
+        // With no destination nothing is published: the events only join the recent list.
+        if !self.sinks.is_empty() {
+            counts.published = delivered.len() as u64;
+        }
         // What stays: every undelivered event, oldest dropped beyond the bound.
         let undelivered: Vec<&PendingEvent> = all
             .iter()

@@ -57,6 +57,7 @@ mod wire;
 pub mod arm;
 pub mod arm_setup;
 pub mod entra;
+pub mod event_grid;
 pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
