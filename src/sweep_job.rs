@@ -48,6 +48,11 @@ impl SweepJob {
         }
     }
 
+    /// The monitor the job sweeps with (a deregistration hands it its event).
+    pub fn monitor(&self) -> &HealthMonitor {
+        &self.monitor
+    }
+
     /// Discovery, then one sweep, unless the monitor declines to sweep (one running here, or the
     /// lease held elsewhere); the monitor logs what happened.
     pub async fn run(&self, trigger: SweepTrigger) -> Result<SweepOutcome, StoreError> {

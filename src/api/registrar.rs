@@ -148,6 +148,13 @@ pub async fn deregister(
         return Err(not_registered(&key));
     }
     tracing::info!(service_id = %key.service_id(), row_key = %key.row_key(), "service deregistered");
+    // Its health-change event, kept for the next sweep to publish and list (best effort).
+    state
+        .sweep_job
+        .monitor()
+        .events()
+        .record_deregistration(&state.store, &key)
+        .await;
     Ok(Json(Registered::new(
         "Service deregistered successfully",
         &key,

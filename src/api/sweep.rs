@@ -11,7 +11,7 @@ use crate::security::Caller;
 use crate::store::SweepRecord;
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -20,6 +20,30 @@ pub struct SweepStatus {
     /// `null` until a sweep has run against these tables.
     #[schema(required = true)]
     last_sweep: Option<LastSweep>,
+    /// The last health-change transitions the sweeps recorded (at most 100), newest first: status
+    /// changes, first verdicts, expiry removals and deregistrations.
+    recent_transitions: Vec<RecentTransition>,
+}
+
+/// One transition, as its CloudEvent says it (`docs/events.md`).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RecentTransition {
+    /// When it happened: the start of the sweep that recorded it, or the deregistration.
+    time: String,
+    /// `serviceType:serviceName`, or `serviceType:serviceName/instanceId`.
+    subject: String,
+    /// `registry.health.changed`, `registry.instance.registered`, `registry.instance.deregistered`
+    /// or `registry.instance.expired`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `healthy`, `degraded`, `unhealthy`, `unknown` or `absent` (not registered).
+    from: String,
+    to: String,
+    reason: String,
+    /// The event's id, as published.
+    #[serde(default)]
+    id: String,
 }
 
 /// The last sweep that ran, whichever process ran it. Times are ISO-8601 UTC text with
@@ -123,8 +147,16 @@ pub async fn last_sweep(
     caller: Caller,
 ) -> ApiResult<Json<SweepStatus>> {
     caller.may_administer()?;
-    let record = state.store.last_sweep(SweepReport::COUNTERS).await?;
+    let (record, recent) = tokio::try_join!(
+        state.store.last_sweep(SweepReport::COUNTERS),
+        state.store.recent_transitions()
+    )?;
     Ok(Json(SweepStatus {
         last_sweep: record.map(LastSweep::from),
+        // Read tolerantly: an entry this version cannot read is left out.
+        recent_transitions: recent
+            .into_iter()
+            .filter_map(|entry| serde_json::from_value(entry).ok())
+            .collect(),
     }))
 }

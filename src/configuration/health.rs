@@ -19,6 +19,8 @@ pub struct HealthSettings {
     /// Standalone mode only: the timer's six-field NCRONTAB text (from `HEALTH_MONITOR_SCHEDULE`,
     /// else `HealthMonitor/function.json`), `%NAME%` already resolved. `None`: the host owns the timer.
     pub schedule: Option<String>,
+    /// Where the sweep's transitions are published (`HEALTH_EVENTS_*`).
+    pub events: super::EventSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,5 +115,6 @@ pub(super) fn settings(
         circuit,
         sweep,
         schedule,
+        events: super::events::settings(env)?,
     })
 }

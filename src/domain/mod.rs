@@ -6,12 +6,14 @@ mod access;
 mod balance;
 mod check;
 mod circuit;
+mod cloud_event;
 pub mod connector;
 pub mod consul;
 mod dependencies;
 mod describes;
 mod eligibility;
 mod endpoint;
+pub mod events;
 mod expiry;
 mod fields;
 mod health;
@@ -25,6 +27,7 @@ pub use access::{Grants, Role, Scope};
 pub use balance::{choose, Candidate};
 pub use check::{probe_target, CheckKind, HealthCheck, MAX_CHECK_TIMEOUT};
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
+pub use cloud_event::{cloud_event, recent_entry, DATA_CONTENT_TYPE, SPEC_VERSION};
 pub use dependencies::{
     evaluate, from_stored as depends_on_from_stored, parse_depends_on,
     stored_text as depends_on_text, Dependency, DependencyState, EffectiveStatus, InstanceFacts,

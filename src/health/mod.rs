@@ -4,6 +4,7 @@
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
 mod effective;
+mod events;
 mod guard;
 mod identity_endpoint;
 mod lookup;
@@ -12,6 +13,7 @@ mod probe;
 mod report;
 mod sweep;
 
+pub use events::{EventCounts, EventPipeline, EventSink, PublishError};
 pub use guard::{ProbeGuard, Refused};
 pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;

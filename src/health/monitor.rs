@@ -78,6 +78,8 @@ pub(super) struct SweepContext {
     use_lease: bool,
     /// One sweep at a time in this process.
     lock: tokio::sync::Mutex<()>,
+    /// Where the sweep's transitions go once its verdicts are written.
+    pub events: super::events::EventPipeline,
 }
 
 impl HealthMonitor {
@@ -86,8 +88,11 @@ impl HealthMonitor {
             settings.probe.timeout,
             ProbeGuard::from(&settings.probe_guard),
         );
+        let sinks = super::events::sinks(&settings.events, &store);
+        let events = super::events::EventPipeline::new(&settings.events, sinks);
         HealthMonitor {
             context: Arc::new(SweepContext {
+                events,
                 store,
                 prober,
                 settings: settings.clone(),
@@ -96,6 +101,11 @@ impl HealthMonitor {
                 lock: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Where the sweep's transitions go; a deregistration hands its event here.
+    pub fn events(&self) -> &super::events::EventPipeline {
+        &self.context.events
     }
 
     /// The prober the sweep uses, whose SSRF policy registration applies up front.

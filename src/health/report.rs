@@ -74,6 +74,16 @@ sweep_report! {
     effective_unhealthy,
     /// Of those, never checked.
     effective_unknown,
+    /// Health-change transitions this sweep recorded (status changes, first verdicts, removals).
+    transitions,
+    /// Events every configured destination accepted (this sweep's and the outbox's).
+    events_published,
+    /// Event deliveries that failed, retries included.
+    events_publish_failures,
+    /// Events left in the outbox for the next sweep.
+    events_pending,
+    /// Events dropped because the outbox was full, oldest first.
+    events_dropped,
 }
 
 /// What starts the summary line; tests and log searches look for it.
@@ -148,11 +158,16 @@ mod tests {
             effective_degraded: 1,
             effective_unhealthy: 2,
             effective_unknown: 0,
+            transitions: 2,
+            events_published: 1,
+            events_publish_failures: 3,
+            events_pending: 1,
+            events_dropped: 0,
         };
         let line = report.summary();
         assert_eq!(
             line,
-            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6, effective_healthy 7, effective_degraded 1, effective_unhealthy 2, effective_unknown 0"
+            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6, effective_healthy 7, effective_degraded 1, effective_unhealthy 2, effective_unknown 0, transitions 2, events_published 1, events_publish_failures 3, events_pending 1, events_dropped 0"
         );
         assert_eq!(SweepReport::from_summary(&line), Some(report));
         assert_eq!(

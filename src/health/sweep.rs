@@ -12,6 +12,7 @@
 use super::effective::EffectiveCounts;
 use super::monitor::SweepContext;
 use super::{Prober, SweepReport};
+use crate::domain::events::Transition;
 use crate::domain::{CircuitPolicy, CircuitState, HealthState, KeySelection};
 use crate::store::Store;
 use crate::store::{HealthByKey, HealthRecord, ServiceRecord, StoreError};
@@ -68,6 +69,14 @@ pub(super) async fn run_sweep(
     let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
     let verdicts = std::mem::take(&mut probed.written.verdicts);
     let effective = EffectiveCounts::of(&services, &previous, verdicts, sweep_time);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let mut transitions = probed.written.transitions;
+    transitions.extend(deleted_expired.iter().filter_map(|service| {
+        let health = previous.get(&service.partition_key, &service.row_key);
+        super::events::expiry_transition(service, health, sweep_time)
+    }));
+    // After the writes, bounded, never failing the sweep.
+    let events = context.events.after_sweep(store, transitions).await;
     let count = |n: usize| n as u64;
     Ok(SweepReport {
         effective_healthy: effective.healthy,
@@ -77,14 +86,19 @@ pub(super) async fn run_sweep(
         probed: count(probed.written.rows),
         healthy: count(probed.written.healthy),
         unhealthy: count(probed.written.rows - probed.written.healthy),
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms,
         write_requests: count(probed.written.requests),
         refused: count(probed.refused),
         skipped: count(plan.skipped),
         skipped_deadline: count(probed.skipped_deadline),
         invalid_rows: count(plan.invalid_rows),
         deleted_orphans: count(deleted_orphans),
-        deleted_expired: count(deleted_expired),
+        deleted_expired: count(deleted_expired.len()),
+        transitions: events.transitions,
+        events_published: events.published,
+        events_publish_failures: events.publish_failures,
+        events_pending: events.pending,
+        events_dropped: events.dropped,
     })
 }
 
@@ -248,8 +262,9 @@ async fn probe_and_record(
     let mut probing =
         futures::stream::iter(probes).buffer_unordered(settings.probe.concurrency.max(1));
     let mut writing = futures::stream::FuturesUnordered::new();
-    let mut filling: HashMap<String, Vec<HealthRecord>> = HashMap::new();
-    // What was written is kept (counts and rows) until the summary's effective counts are made.
+    let mut filling: HashMap<String, Vec<Verdict>> = HashMap::new();
+    // What was written is kept (counts, rows and transitions) until the summary's effective counts
+    // are made and the transitions handed on.
     let mut written = Written::default();
     let (mut skipped_deadline, mut refused) = (0, 0);
     loop {
@@ -257,11 +272,11 @@ async fn probe_and_record(
             next = probing.next() => match next {
                 None => break,
                 Some(None) => skipped_deadline += 1,
-                Some(Some((record, was_refused))) => {
+                Some(Some((verdict, was_refused))) => {
                     refused += usize::from(was_refused);
-                    let partition = record.partition_key.clone();
+                    let partition = verdict.record.partition_key.clone();
                     let rows = filling.entry(partition.clone()).or_default();
-                    rows.push(record);
+                    rows.push(verdict);
                     if rows.len() >= WRITE_BATCH {
                         let rows = filling.remove(&partition).unwrap_or_default();
                         writing.push(write(store, rows));
@@ -277,7 +292,7 @@ async fn probe_and_record(
             "sweep start deadline reached; the rest are probed first next time"
         );
     }
-    let rest: Vec<HealthRecord> = filling.into_values().flatten().collect();
+    let rest: Vec<Verdict> = filling.into_values().flatten().collect();
     if !rest.is_empty() {
         writing.push(write(store, rest));
     }
@@ -291,6 +306,12 @@ async fn probe_and_record(
     })
 }
 
+/// A health row to write, and the transition it makes (published once it is written).
+struct Verdict {
+    record: HealthRecord,
+    transition: Option<Transition>,
+}
+
 /// Probes one due service no earlier than `not_before` and works out its new health row; `None`
 /// when the start deadline passed first. The flag says whether the SSRF guard refused the target.
 async fn probe_one(
@@ -299,7 +320,7 @@ async fn probe_one(
     recording: Recording<'_>,
     not_before: Instant,
     stop_starting_at: Instant,
-) -> Option<(HealthRecord, bool)> {
+) -> Option<(Verdict, bool)> {
     tokio::time::sleep_until(not_before.into()).await;
     if Instant::now() >= stop_starting_at {
         return None;
@@ -330,6 +351,14 @@ async fn probe_one(
             "service health changed"
         );
     }
+    // The events hook: the stored state against the one about to be written.
+    let transition = super::events::verdict_transition(
+        service,
+        due.prior.as_ref(),
+        &state,
+        &verdict.error_message,
+        recording.sweep_time,
+    );
     let response_ms = f64::from(verdict.response_time_ms);
     let record = HealthRecord {
         partition_key: service.partition_key.clone(),
@@ -359,7 +388,7 @@ async fn probe_one(
             None => response_ms,
         }),
     };
-    Some((record, verdict.refused))
+    Some((Verdict { record, transition }, verdict.refused))
 }
 
 /// What writes stored, for the sweep's report: one write's, or the sum so far.
@@ -370,6 +399,9 @@ struct Written {
     healthy: usize,
     /// The verdicts written, for the summary's effective counts (`EffectiveCounts`).
     verdicts: Vec<HealthRecord>,
+    /// The transitions of the rows written (only those: a verdict that was not stored is
+    /// detected again by the next sweep).
+    transitions: Vec<Transition>,
 }
 
 impl Written {
@@ -378,16 +410,23 @@ impl Written {
         self.rows += other.rows;
         self.healthy += other.healthy;
         self.verdicts.extend(other.verdicts);
+        self.transitions.extend(other.transitions);
     }
 }
 
-/// Writes verdicts; the rows go back with their counts, for the summary's effective counts.
-async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreError> {
+/// Writes verdicts; the rows go back with their counts and transitions, for the summary's
+/// effective counts and the events.
+async fn write(store: &Store, verdicts: Vec<Verdict>) -> Result<Written, StoreError> {
+    let (rows, transitions): (Vec<HealthRecord>, Vec<Option<Transition>>) = verdicts
+        .into_iter()
+        .map(|v| (v.record, v.transition))
+        .unzip();
     let requests = store.write_health(&rows).await?;
     Ok(Written {
         requests,
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
+        transitions: transitions.into_iter().flatten().collect(),
         verdicts: rows,
     })
 }

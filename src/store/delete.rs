@@ -56,14 +56,17 @@ impl Store {
     }
 
     /// Deletes registrations whose TTL lapsed long ago, each only if it has not changed since it was
-    /// read (a heartbeat or re-registration in between wins). Returns how many were deleted.
+    /// read (a heartbeat or re-registration in between wins). Returns those that were deleted.
     ///
     /// Every candidate's name is watermarked before any delete (see `deregister`); if that fails
     /// nothing is deleted. Every delete is then attempted even when one fails, the names of those
     /// that removed a row are watermarked again, and the first failure is returned after them all.
-    pub async fn delete_expired(&self, rows: &[&ServiceRecord]) -> Result<usize, StoreError> {
+    pub async fn delete_expired<'a>(
+        &self,
+        rows: &[&'a ServiceRecord],
+    ) -> Result<Vec<&'a ServiceRecord>, StoreError> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         for row in rows {
             self.observe_revision(row.revision_or_timestamp());
@@ -84,14 +87,15 @@ impl Store {
                         self.delete_row(&self.health, &row.partition_key, &row.row_key, None)
                             .await?;
                     }
-                    Ok(gone.then_some(row.service_name.as_str()))
+                    Ok(gone.then_some(*row))
                 })
             })
             .collect();
-        let results: Vec<Result<Option<&str>, StoreError>> = futures::stream::iter(deletes)
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .collect()
-            .await;
+        let results: Vec<Result<Option<&ServiceRecord>, StoreError>> =
+            futures::stream::iter(deletes)
+                .buffer_unordered(DELETE_CONCURRENCY)
+                .collect()
+                .await;
         self.forget_reads();
         let mut removed = Vec::new();
         let mut failure = None;
@@ -101,11 +105,11 @@ impl Store {
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
-        let deleted = removed.len();
-        self.mark_removed_again(removed).await;
+        self.mark_removed_again(removed.iter().map(|row| row.service_name.as_str()))
+            .await;
         match failure {
             Some(e) => Err(e),
-            None => Ok(deleted),
+            None => Ok(removed),
         }
     }
 

@@ -73,7 +73,11 @@ async fn after_a_sweep_health_holds_services_only_and_the_state_table_the_rest()
     );
     assert_eq!(
         keys(&tables.all_rows(&h.state_table).await),
-        vec![pair("~lease", "HealthMonitor"), pair("~sweep", "last")]
+        vec![
+            pair("~events", "recent"),
+            pair("~lease", "HealthMonitor"),
+            pair("~sweep", "last")
+        ]
     );
     let lease = tables
         .row(&h.state_table, "~lease", "HealthMonitor")

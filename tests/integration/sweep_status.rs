@@ -107,7 +107,12 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
         .await
         .envelope_res();
     assert_eq!(res.status, 200, "{}", res.raw);
-    assert_eq!(res.json(), json!({"lastSweep": shown}));
+    let answer = res.json();
+    assert_eq!(answer["lastSweep"], shown, "{answer}");
+    assert_eq!(
+        answer["recentTransitions"],
+        h.sweep_status().await["recentTransitions"]
+    );
 
     // The row is the handler's own: never listed, never judged an orphan or an invalid row.
     let v = h.discover_ok("").await;
@@ -248,7 +253,7 @@ async fn the_last_sweep_is_for_admins() {
         .await;
     assert_eq!(
         (r.status, r.json()),
-        (200, json!({"lastSweep": null})),
+        (200, json!({"lastSweep": null, "recentTransitions": []})),
         "{}",
         r.text
     );

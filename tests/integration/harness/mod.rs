@@ -57,6 +57,7 @@ mod wire;
 pub mod arm;
 pub mod arm_setup;
 pub mod entra;
+pub mod event_grid;
 pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
@@ -75,7 +76,9 @@ pub use host_routes::{HostRoutes, Trigger};
 pub use node::{node_package, run_node};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};
-pub use targets::{closed_port, query_of, HoldingTarget, HttpTarget, SilentTarget, TcpTarget};
+pub use targets::{
+    closed_port, query_of, HoldingTarget, HttpTarget, SilentTarget, SwitchableTarget, TcpTarget,
+};
 pub use wait::{poll_until, to_millis, wait_until_past, wait_until_past_stored};
 pub use wire::{
     assert_discovery_shape, assert_item_shape, int32_prop, iso, items, key_of, keys,

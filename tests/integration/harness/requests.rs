@@ -186,16 +186,22 @@ impl Handler {
         sweep_report(&logs).unwrap_or_else(|| panic!("no sweep summary in {logs:?}"))
     }
 
-    /// `GET /api/Sweep` (no credentials), asserted 200 with JSON holding only `lastSweep`; its
-    /// value (`null` before the first sweep).
+    /// `GET /api/Sweep` (no credentials), asserted 200 with JSON holding only `lastSweep` and
+    /// `recentTransitions`; the value of `lastSweep` (`null` before the first sweep).
     pub async fn last_sweep(&self) -> Value {
+        self.sweep_status().await["lastSweep"].clone()
+    }
+
+    /// `GET /api/Sweep` (no credentials), asserted 200 with JSON holding only `lastSweep` and
+    /// `recentTransitions`: the whole answer.
+    pub async fn sweep_status(&self) -> Value {
         let r = self.request(reqwest::Method::GET, "/api/Sweep", None).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.assert_json_content_type();
         let v = r.json();
         let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(fields, vec!["lastSweep"], "{v}");
-        v["lastSweep"].clone()
+        assert_eq!(fields, vec!["lastSweep", "recentTransitions"], "{v}");
+        v
     }
 
     /// POST /api/ServiceHeartbeat with `body`.

@@ -106,6 +106,44 @@ impl HttpTarget {
     }
 }
 
+/// A local HTTP server whose status a test changes between sweeps (`set`).
+pub struct SwitchableTarget {
+    pub url: String,
+    status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl SwitchableTarget {
+    pub fn start(status: u16) -> SwitchableTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let current = Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let shared = current.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let status = shared.load(Ordering::SeqCst);
+                thread::spawn(move || {
+                    read_request_head(&mut stream);
+                    let resp = format!(
+                        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        reason(status)
+                    );
+                    let _ = stream.write_all(resp.as_bytes());
+                });
+            }
+        });
+        SwitchableTarget {
+            url: format!("http://127.0.0.1:{port}/health"),
+            status: current,
+        }
+    }
+
+    /// What every request from now on is answered with.
+    pub fn set(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+}
+
 /// Accepts connections (and reads the request) but never answers.
 ///
 /// It also tells what it saw, without the test timing anything: how many connections arrived and
