@@ -431,3 +431,34 @@ async fn a_bad_dependency_is_a_400_naming_it_and_nothing_is_written() {
     }
     assert!(h.tables().rows(&h.registry_table).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_list_another_client_stored_badly_is_ignored() {
+    let h = quick_handler().await;
+    let target = HttpTarget::status(200);
+    h.register_ok(&body("api", "y", &target, json!(["db:x"])))
+        .await;
+    let tables = h.tables();
+    let mut row = tables.row(&h.registry_table, "api", "y").await.unwrap();
+    row["dependsOn"] = json!("[\"not a key\"");
+    tables.upsert(&h.registry_table, &row).await;
+    let mut other = row.clone();
+    other["RowKey"] = json!("z");
+    other["serviceName"] = json!("z");
+    other["dependsOn"] = json!(r#"[{"service":"db:gone"}]"#);
+    tables.upsert(&h.registry_table, &other).await;
+    h.sweep_report().await;
+    let v = h.discover_ok("serviceType=api").await;
+    let items = assert_discovery_shape(&v);
+    let y = item(&items, "api:y");
+    assert_eq!(
+        (y["effectiveStatus"].clone(), y.get("dependsOn")),
+        (json!("healthy"), None)
+    );
+    let z = item(&items, "api:z");
+    assert_eq!(
+        z["dependencies"],
+        json!([{"service": "db:gone", "required": true, "status": "unknown", "note": "not registered"}])
+    );
+    assert_eq!(z["effectiveStatus"], "healthy");
+}
