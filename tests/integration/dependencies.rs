@@ -462,3 +462,68 @@ async fn a_dependency_list_another_client_stored_badly_is_ignored() {
     );
     assert_eq!(z["effectiveStatus"], "healthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_shows_a_blocked_instance_critical_with_its_chain_and_a_degraded_one_warning() {
+    let h = Handler::spawn(
+        HandlerConfig::consul_anonymous()
+            .env("HEALTH_PROBE_TIMEOUT_MS", "1000")
+            .env("HEALTH_FAILURES_TO_UNHEALTHY", "1"),
+    )
+    .await;
+    let (db, cache, api, jobs) = (
+        HttpTarget::status(503),
+        HttpTarget::status(503),
+        HttpTarget::status(200),
+        HttpTarget::status(200),
+    );
+    h.register_ok(&body("db", "x", &db, Value::Null)).await;
+    h.register_ok(&body("cache", "r", &cache, Value::Null))
+        .await;
+    h.register_ok(&body("api", "orders", &api, json!(["db:x"])))
+        .await;
+    h.register_ok(&body(
+        "jobs",
+        "billing",
+        &jobs,
+        json!([{"service": "cache:r", "required": false}]),
+    ))
+    .await;
+    h.sweep_report().await;
+    let check = |name: &'static str| {
+        let h = &h;
+        async move {
+            let r = h
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/health/service/{name}"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()[0]["Checks"][0].clone()
+        }
+    };
+    let settled = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let (orders, billing) = (check("orders").await, check("billing").await);
+            (orders["Status"] == "critical" && billing["Status"] == "warning")
+                .then_some((orders, billing))
+        },
+    )
+    .await;
+    let (orders, billing) = settled.expect("the Consul view never showed the dependencies");
+    assert_eq!(orders["Output"], "blocked by db:x", "{orders}");
+    assert_eq!(billing["Output"], "blocked by cache:r", "{billing}");
+    // `?passing` leaves out the blocked one.
+    let r = h
+        .request(
+            reqwest::Method::GET,
+            "/v1/health/service/orders?passing",
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]), "{}", r.text);
+}
