@@ -527,3 +527,49 @@ async fn consul_shows_a_blocked_instance_critical_with_its_chain_and_a_degraded_
         .await;
     assert_eq!(r.json(), json!([]), "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_degraded_verdict_is_degraded_and_degrades_its_dependents() {
+    let h = Handler::start().await;
+    let (db, api) = (local_endpoint("db"), local_endpoint("api"));
+    h.register_ok(&json!({"serviceType": "db", "serviceName": "x", "endpoint": db}))
+        .await;
+    h.register_ok(
+        &json!({"serviceType": "api", "serviceName": "y", "endpoint": api,
+                          "dependsOn": ["db:x"]}),
+    )
+    .await;
+    // Verdicts as a monitor that knows warning checks writes them (no sweep here).
+    let tables = h.tables();
+    for (pk, status) in [("db", "degraded"), ("api", "healthy")] {
+        let rk = if pk == "db" { "x" } else { "y" };
+        tables
+            .upsert(
+                &h.health_table,
+                &json!({"PartitionKey": pk, "RowKey": rk, "serviceName": rk, "status": status,
+                        "lastChecked": "2026-12-07T10:00:00.000Z", "responseTime": 3, "errorMessage": ""}),
+            )
+            .await;
+    }
+    let v = h.discover_ok("").await;
+    let items = assert_discovery_shape(&v);
+    let (x, y) = (item(&items, "db:x"), item(&items, "api:y"));
+    assert_eq!(
+        (
+            x["healthStatus"]["status"].clone(),
+            x["effectiveStatus"].clone()
+        ),
+        (json!("degraded"), json!("degraded"))
+    );
+    assert_eq!(
+        (y["effectiveStatus"].clone(), y["blockedBy"].clone()),
+        (json!("degraded"), json!(["db:x"]))
+    );
+    // Degraded is admitted; the old rule (own verdict `healthy` only) is not.
+    let v = h.discover_ok("healthyOnly=true&serviceType=db").await;
+    assert_eq!(assert_discovery_shape(&v).len(), 1, "{v}");
+    let v = h
+        .discover_ok("healthyOnly=true&serviceType=db&effective=false")
+        .await;
+    assert_eq!(assert_discovery_shape(&v).len(), 0, "{v}");
+}
