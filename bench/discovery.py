@@ -11,7 +11,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from common import RUNS, Azurite, Handler, load, log, median_of, preload, tables, tool
+from common import RUNS, Azurite, Handler, http, load, log, median_of, preload, tables, tool
 
 DISCOVERY_SIZES = [int(n) for n in os.environ.get("BENCH_DISCOVERY_SIZES", "1000,10000").split(",") if n]
 
@@ -231,7 +231,52 @@ def rows(results):
         rows.append(("peak RSS, instances", "", "", "", f"warm {rss['warm']:.1f} MiB, uncached {rss['uncached']:.1f} MiB"))
     for size, rss in results.get("peak_rss_mib", {}).items():
         rows.append((f"peak RSS, discovery {size}", "", "", "", f"{rss:.1f} MiB"))
+    return rows + dependency_rows(results)
+
+
+DEPENDENCY_SIZE = int(os.environ.get("BENCH_DEPENDENCY_SIZE", "10000"))
+
+
+def bench_dependencies(results):
+    """What declared dependencies cost discovery: one service that declares three (so its
+    discovery judges the whole registry of DEPENDENCY_SIZE services) beside one that declares none,
+    each discovered by type and name, warm and uncached (DISCOVERY_CACHE_TTL_MS=0)."""
+    azurite = Azurite()
+    names = tables()
+    log(f"preloading {DEPENDENCY_SIZE} services (+ health rows) for the dependencies scenario")
+    preload(azurite, names, DEPENDENCY_SIZE)
+    out = {"services": DEPENDENCY_SIZE}
+    for label, env in (("warm", {}), ("uncached", {"DISCOVERY_CACHE_TTL_MS": "0"})):
+        handler = Handler(azurite, names, extra_env=env)
+        handler.wait_ready()
+        for name, depends_on in (("plain", None), ("dependent", ["type-1:svc-00001", "type-2:svc-00002",
+                                                                  {"service": "type-3:svc-00003", "required": False}])):
+            body = {"serviceType": "bench", "serviceName": name, "endpoint": "http://127.0.0.1:9/"}
+            if depends_on:
+                body["dependsOn"] = depends_on
+            status, _, answer = http("POST", f"{handler.base}/api/ServiceRegistrar", body)
+            assert status == 200, answer
+        for name in ("plain", "dependent"):
+            url = f"{handler.base}/api/ServiceDiscovery?serviceType=bench&serviceName={name}"
+            m = median_of([load(url, 16) for _ in range(RUNS)])
+            out[f"{name}_{label}"] = m
+            log(f"dependencies {label} {name}: {m['rps']:.0f}/s, p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms")
+        out[f"peak_rss_mib_{label}"] = handler.peak_rss_mib()
+        handler.stop()
+    results["dependencies"] = out
+
+
+def dependency_rows(results):
+    d = results.get("dependencies")
+    if not d:
+        return []
+    rows = []
+    for label in ("warm", "uncached"):
+        for name, what in (("plain", "no dependsOn"), ("dependent", "3 dependsOn, whole registry judged")):
+            m = d[f"{name}_{label}"]
+            rows.append((f"discover by type+name, {what}, {label}", f"{m['rps']:.0f}", f"{m['p50_ms']:.2f}",
+                         f"{m['p99_ms']:.2f}", f"{d['services']} services"))
     return rows
 
 
-SCENARIOS = {"discovery": bench_discovery, "instances": bench_instances}
+SCENARIOS = {"discovery": bench_discovery, "instances": bench_instances, "dependencies": bench_dependencies}

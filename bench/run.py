@@ -14,7 +14,7 @@ Only 127.0.0.1 is ever contacted. Every load is bounded in count and time. Resul
 stdout and bench/results/<UTC timestamp>.json with the machine, versions, command lines and every
 figure. Environment: BENCH_RUNS (default 3), BENCH_SECONDS per load run (default 3),
 BENCH_SCENARIOS (comma-separated, default cold_start,heartbeats,registration,uncached,memory,sweep;
-also discovery, instances, consul), BENCH_SERVICES (memory, sweep, uncached; default 10000),
+also discovery, instances, dependencies, consul), BENCH_SERVICES (memory, sweep, uncached; default 10000),
 BENCH_HEARTBEAT_INSTANCES (default 10000), BENCH_HEARTBEAT_SECONDS (default 15),
 BENCH_WITH_WHOLE_SECONDS (the same with a whole-registry reader added; default 10),
 BENCH_SATURATED_SECONDS (the closed-loop discovery run beside the heartbeats; default 5),

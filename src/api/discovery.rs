@@ -126,8 +126,10 @@ async fn render(
         read_after: refreshing,
     };
     let listing = state.store.select(&listing_query).await?;
-    let effective = state.store.effective(&listing, now).await?;
-    cpu_heavy(listing.rows_read(), || {
+    let dependencies = state.store.dependency_reads(&listing).await?;
+    let rows = listing.rows_read() + dependencies.as_ref().map_or(0, |d| d.rows());
+    cpu_heavy(rows, || {
+        let effective = dependencies.map(|d| d.judge(now)).unwrap_or_default();
         RenderedPage::render(&listing, &effective, query, now)
     })
 }

@@ -71,9 +71,11 @@ pub async fn resolve(
     };
     let now = chrono::Utc::now();
     let listing = state.store.select(&listing_query).await?;
-    let effective = state.store.effective(&listing, now).await?;
-    let judge = |row: &InstanceRow<'_>| effective.of(row.service, row.own_status());
-    let chosen = cpu_heavy(listing.rows_read(), || {
+    let dependencies = state.store.dependency_reads(&listing).await?;
+    let rows = listing.rows_read() + dependencies.as_ref().map_or(0, |d| d.rows());
+    let chosen = cpu_heavy(rows, || {
+        let effective = dependencies.map(|d| d.judge(now)).unwrap_or_default();
+        let judge = |row: &InstanceRow<'_>| effective.of(row.service, row.own_status());
         let rows = listing.rows(now);
         let eligible = eligible(rows.iter().collect(), |row| {
             let mut standing = row.standing(now);

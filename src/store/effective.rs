@@ -40,15 +40,33 @@ impl Effective {
     }
 }
 
+/// The whole registry's two reads, when a listing needs them to judge its rows.
+pub struct DependencyReads {
+    services: Fetched<Vec<ServiceRecord>>,
+    health: Fetched<HealthByKey>,
+}
+
+impl DependencyReads {
+    /// How many registry rows judging them goes over (for `cpu_heavy`).
+    pub fn rows(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Every row judged (CPU only: a linear pass over the rows and their declared edges).
+    pub fn judge(&self, now: DateTime<Utc>) -> Effective {
+        judge(&self.services, &self.health, now)
+    }
+}
+
 impl Store {
-    /// The effective status of `listing`'s rows (see the module docs for what is read).
-    pub async fn effective(
+    /// The reads `listing`'s effective statuses need: `None` when none of its rows declares a
+    /// dependency (see the module docs for what is read otherwise).
+    pub async fn dependency_reads(
         &self,
         listing: &Listing<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Effective, StoreError> {
+    ) -> Result<Option<DependencyReads>, StoreError> {
         if listing.services().iter().all(|s| s.depends_on.is_empty()) {
-            return Ok(Effective::default());
+            return Ok(None);
         }
         let (services, health) = if listing.selection() == &KeySelection::all() {
             (listing.services().clone(), listing.health().clone())
@@ -60,12 +78,12 @@ impl Store {
                 self.find_health(&all, read_after)
             )?
         };
-        Ok(judge(&services, &health, now))
+        Ok(Some(DependencyReads { services, health }))
     }
 }
 
 /// Every row of the registry judged; the judgements of rows that declare dependencies kept.
-pub fn judge(
+fn judge(
     services: &Fetched<Vec<ServiceRecord>>,
     health: &Fetched<HealthByKey>,
     now: DateTime<Utc>,

@@ -60,7 +60,7 @@ mod transport;
 mod watermarks;
 
 pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
-pub use effective::{judge_rows, own_status, Effective};
+pub use effective::{judge_rows, own_status, DependencyReads, Effective};
 pub use error::StoreError;
 pub use events::{PendingEvent, MAX_RECENT_CHARS};
 pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};

@@ -431,3 +431,145 @@ async fn a_bad_dependency_is_a_400_naming_it_and_nothing_is_written() {
     }
     assert!(h.tables().rows(&h.registry_table).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_list_another_client_stored_badly_is_ignored() {
+    let h = quick_handler().await;
+    let target = HttpTarget::status(200);
+    h.register_ok(&body("api", "y", &target, json!(["db:x"])))
+        .await;
+    let tables = h.tables();
+    let mut row = tables.row(&h.registry_table, "api", "y").await.unwrap();
+    row["dependsOn"] = json!("[\"not a key\"");
+    tables.upsert(&h.registry_table, &row).await;
+    let mut other = row.clone();
+    other["RowKey"] = json!("z");
+    other["serviceName"] = json!("z");
+    other["dependsOn"] = json!(r#"[{"service":"db:gone"}]"#);
+    tables.upsert(&h.registry_table, &other).await;
+    h.sweep_report().await;
+    let v = h.discover_ok("serviceType=api").await;
+    let items = assert_discovery_shape(&v);
+    let y = item(&items, "api:y");
+    assert_eq!(
+        (y["effectiveStatus"].clone(), y.get("dependsOn")),
+        (json!("healthy"), None)
+    );
+    let z = item(&items, "api:z");
+    assert_eq!(
+        z["dependencies"],
+        json!([{"service": "db:gone", "required": true, "status": "unknown", "note": "not registered"}])
+    );
+    assert_eq!(z["effectiveStatus"], "healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_shows_a_blocked_instance_critical_with_its_chain_and_a_degraded_one_warning() {
+    let h = Handler::spawn(
+        HandlerConfig::consul_anonymous()
+            .env("HEALTH_PROBE_TIMEOUT_MS", "1000")
+            .env("HEALTH_FAILURES_TO_UNHEALTHY", "1"),
+    )
+    .await;
+    let (db, cache, api, jobs) = (
+        HttpTarget::status(503),
+        HttpTarget::status(503),
+        HttpTarget::status(200),
+        HttpTarget::status(200),
+    );
+    h.register_ok(&body("db", "x", &db, Value::Null)).await;
+    h.register_ok(&body("cache", "r", &cache, Value::Null))
+        .await;
+    h.register_ok(&body("api", "orders", &api, json!(["db:x"])))
+        .await;
+    h.register_ok(&body(
+        "jobs",
+        "billing",
+        &jobs,
+        json!([{"service": "cache:r", "required": false}]),
+    ))
+    .await;
+    h.sweep_report().await;
+    let check = |name: &'static str| {
+        let h = &h;
+        async move {
+            let r = h
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/health/service/{name}"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()[0]["Checks"][0].clone()
+        }
+    };
+    let settled = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let (orders, billing) = (check("orders").await, check("billing").await);
+            (orders["Status"] == "critical" && billing["Status"] == "warning")
+                .then_some((orders, billing))
+        },
+    )
+    .await;
+    let (orders, billing) = settled.expect("the Consul view never showed the dependencies");
+    assert_eq!(orders["Output"], "blocked by db:x", "{orders}");
+    assert_eq!(billing["Output"], "blocked by cache:r", "{billing}");
+    // `?passing` leaves out the blocked one.
+    let r = h
+        .request(
+            reqwest::Method::GET,
+            "/v1/health/service/orders?passing",
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_degraded_verdict_is_degraded_and_degrades_its_dependents() {
+    let h = Handler::start().await;
+    let (db, api) = (local_endpoint("db"), local_endpoint("api"));
+    h.register_ok(&json!({"serviceType": "db", "serviceName": "x", "endpoint": db}))
+        .await;
+    h.register_ok(
+        &json!({"serviceType": "api", "serviceName": "y", "endpoint": api,
+                          "dependsOn": ["db:x"]}),
+    )
+    .await;
+    // Verdicts as a monitor that knows warning checks writes them (no sweep here).
+    let tables = h.tables();
+    for (pk, status) in [("db", "degraded"), ("api", "healthy")] {
+        let rk = if pk == "db" { "x" } else { "y" };
+        tables
+            .upsert(
+                &h.health_table,
+                &json!({"PartitionKey": pk, "RowKey": rk, "serviceName": rk, "status": status,
+                        "lastChecked": "2026-12-07T10:00:00.000Z", "responseTime": 3, "errorMessage": ""}),
+            )
+            .await;
+    }
+    let v = h.discover_ok("").await;
+    let items = assert_discovery_shape(&v);
+    let (x, y) = (item(&items, "db:x"), item(&items, "api:y"));
+    assert_eq!(
+        (
+            x["healthStatus"]["status"].clone(),
+            x["effectiveStatus"].clone()
+        ),
+        (json!("degraded"), json!("degraded"))
+    );
+    assert_eq!(
+        (y["effectiveStatus"].clone(), y["blockedBy"].clone()),
+        (json!("degraded"), json!(["db:x"]))
+    );
+    // Degraded is admitted; the old rule (own verdict `healthy` only) is not.
+    let v = h.discover_ok("healthyOnly=true&serviceType=db").await;
+    assert_eq!(assert_discovery_shape(&v).len(), 1, "{v}");
+    let v = h
+        .discover_ok("healthyOnly=true&serviceType=db&effective=false")
+        .await;
+    assert_eq!(assert_discovery_shape(&v).len(), 0, "{v}");
+}

@@ -69,7 +69,9 @@ async fn recipe_written_rows_are_discovered() {
             "lastHeartbeat": "2026-11-25T05:00:00.123Z",
             "healthStatus": {"status": "healthy", "lastChecked": "2026-11-25T05:05:00.456Z", "responseTime": 87},
             // Instance fields as a recipe row reads: no instance, the default weight, no TTL.
-            "instanceId": null, "weight": 100, "ttlSeconds": null, "expiresAt": null, "expired": false
+            "instanceId": null, "weight": 100, "ttlSeconds": null, "expiresAt": null, "expired": false,
+            // Declaring no dependencies, its effective status is its own verdict.
+            "effectiveStatus": "healthy", "blockedBy": []
         })
     );
     assert_eq!(s[1]["serviceName"], "sql-db");

@@ -271,3 +271,75 @@ async fn the_recipes_own_functions_and_the_handler_read_each_others_rows() {
         assert!(row["responseTime"].is_i64(), "{row}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recipes_discovery_reads_rows_that_declare_dependencies() {
+    let az = Azurite::private();
+    let tables = az.tables();
+    let mut cfg = HandlerConfig::with_storage(Mode::CustomHandler, &az.connection_string())
+        .env("DISCOVERY_CACHE_TTL_MS", "0")
+        .env("HEALTH_PROBE_TIMEOUT_MS", "2000")
+        .env("HEALTH_FAILURES_TO_UNHEALTHY", "1");
+    cfg.registry_table = REGISTRY.to_owned();
+    cfg.health_table = HEALTH.to_owned();
+    let h = Handler::spawn(cfg).await;
+    let ready = poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            (tables.table_exists(REGISTRY).await && tables.table_exists(HEALTH).await).then_some(())
+        },
+    )
+    .await;
+    assert!(ready.is_some(), "no tables:\n{}", h.logs());
+    let recipe = Recipe {
+        connection_string: az.connection_string(),
+    };
+    let (db, api) = (HttpTarget::status(503), HttpTarget::status(200));
+    h.register_ok(&json!({"serviceType": "db", "serviceName": "orders-sql", "endpoint": db.url}))
+        .await;
+    h.register_ok(&json!({
+        "serviceType": "api", "serviceName": "orders", "endpoint": api.url,
+        "dependsOn": ["db:orders-sql", {"service": "cache:orders", "required": false}]
+    }))
+    .await;
+    let row = tables.row(REGISTRY, "api", "orders").await.unwrap();
+    assert_eq!(
+        row["dependsOn"],
+        r#"[{"service":"db:orders-sql","required":true},{"service":"cache:orders","required":false}]"#
+    );
+    assert_eq!(h.sweep_report().await.effective_unhealthy, 2);
+
+    // The recipe's discovery reads the row as it reads any: its own fields (health only with
+    // healthyOnly, which reads the own verdict).
+    let services = recipe.discover(json!({})).await;
+    assert_eq!(services.len(), 2, "{services:?}");
+    let expected = |health_status: Value| {
+        json!({
+            "serviceName": "orders", "endpoint": api.url, "healthEndpoint": api.url,
+            "serviceType": "api", "version": "1.0.0", "tags": [], "metadata": {},
+            "registeredAt": row["registeredAt"], "lastHeartbeat": row["lastHeartbeat"],
+            "healthStatus": health_status
+        })
+    };
+    assert_eq!(by_name(&services, "orders"), &expected(Value::Null));
+    let health = tables.row(HEALTH, "api", "orders").await.unwrap();
+    let healthy = recipe.discover(json!({"healthyOnly": "true"})).await;
+    assert_eq!(
+        healthy,
+        [expected(
+            json!({"status": "healthy", "lastChecked": health["lastChecked"],
+                         "responseTime": health["responseTime"]})
+        )],
+        "the recipe judges the own verdict only"
+    );
+    // The handler's discovery of the same rows shows what blocks it.
+    let v = h.discover_ok("serviceType=api").await;
+    let items = assert_discovery_shape(&v);
+    assert_eq!(items[0]["effectiveStatus"], "unhealthy");
+    assert_eq!(items[0]["blockedBy"], json!(["db:orders-sql"]));
+    // The recipe's monitor sweeps such rows as any other.
+    let lines = recipe.sweep().await;
+    let line = "Health check completed for orders: healthy".to_owned();
+    assert!(lines.contains(&line), "{line:?} not in {lines:?}");
+}
