@@ -9,6 +9,9 @@
 //   modules/functionapp.bicep  the plan (FC1, or Y1 for existing apps) and the function app
 //   modules/roles.bicep        the identity's data roles
 //   modules/topology.bicep     optional: the recipe's web app, Azure SQL, Redis, Service Connector
+//   modules/events.bicep       the health-change events' queue and the unhealthy-transitions alert
+//   modules/events-topic.bicep optional: an Event Grid topic for them
+//   modules/events-roles.bicep the identity's rights on both
 // No output carries a secret. What was checked offline and what never ran: infra/README.md.
 
 targetScope = 'resourceGroup'
@@ -71,6 +74,12 @@ param sqlAdminLogin string = ''
 ])
 param sqlAdminPrincipalType string = 'User'
 
+@description('Health-change events (docs/events.md): also publish to a new Event Grid topic (CloudEvents 1.0, Entra ID only).')
+param deployEventsTopic bool = false
+
+@description('Action group the unhealthy-transitions alert notifies (its resource id); empty: the alert fires without notifying.')
+param alertActionGroupId string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
@@ -95,6 +104,9 @@ var connectorSyncSources = deployRecipeTopology ? '${resourceId('Microsoft.Web/s
 var registryTableName = 'ServiceRegistry'
 var healthTableName = 'HealthStatus'
 var stateTableName = 'RegistryState'
+// What the handler reads from HEALTH_EVENTS_QUEUE (set below).
+var eventsQueueName = 'health-events'
+var eventsTopicName = '${prefix}-events-${suffix}'
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -122,6 +134,26 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module events 'modules/events.bicep' = {
+  name: 'events'
+  params: {
+    location: location
+    storageAccountName: storage.outputs.name
+    queueName: eventsQueueName
+    alertName: '${prefix}-unhealthy-${suffix}'
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupId: alertActionGroupId
+  }
+}
+
+module eventsTopic 'modules/events-topic.bicep' = if (deployEventsTopic) {
+  name: 'events-topic'
+  params: {
+    location: location
+    name: eventsTopicName
+  }
+}
+
 resource userAssignedIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (isUserAssigned) {
   name: '${prefix}-id-${suffix}'
   location: location
@@ -146,7 +178,11 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    handlerSettings: handlerSettings
+    handlerSettings: union(handlerSettings, {
+      HEALTH_EVENTS_QUEUE: events.outputs.queueName
+    }, deployEventsTopic ? {
+      HEALTH_EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
+    } : {})
     connectorSyncSources: connectorSyncSources
   }
 }
@@ -158,6 +194,16 @@ module roles 'modules/roles.bicep' = {
     storageAccountName: storage.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     hostUsesIdentity: isFlex
+  }
+}
+
+module eventRoles 'modules/events-roles.bicep' = {
+  name: 'event-roles'
+  params: {
+    principalId: isUserAssigned ? userAssignedIdentity.properties.principalId : functionApp.outputs.principalId
+    storageAccountName: storage.outputs.name
+    queueName: events.outputs.queueName
+    topicName: deployEventsTopic ? eventsTopicName : ''
   }
 }
 

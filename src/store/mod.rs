@@ -27,6 +27,7 @@
 //! - `lease`: the sweep lease standalone replicas share;
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
+//! - `events`: the health-change events' outbox rows and the recent transitions row, beside them;
 //! - `watermarks`: the rows that keep a Consul index from going backwards when registrations
 //!   are removed;
 //! - `cache`: the short-lived read cache; `heartbeats`: this process's heartbeats, kept beside it

@@ -139,8 +139,8 @@ async fn the_last_sweep_is_stored_and_served_with_exactly_its_summary_counters()
     );
     assert_eq!(
         h.tables().all_rows(&h.state_table).await.len(),
-        1,
-        "the summary"
+        2,
+        "the summary and the recent transitions"
     );
 }
 

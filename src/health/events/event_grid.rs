@@ -31,7 +31,7 @@ pub struct EventGridSink {
 
 enum Auth {
     Key(crate::configuration::Secret),
-    Identity(ManagedIdentityCredential),
+    Identity(Box<ManagedIdentityCredential>),
 }
 
 impl EventGridSink {
@@ -50,7 +50,7 @@ impl EventGridSink {
         let auth = match &settings.auth {
             TopicAuth::Key(key) => Auth::Key(key.clone()),
             TopicAuth::ManagedIdentity(identity) => {
-                Auth::Identity(ManagedIdentityCredential::new(identity))
+                Auth::Identity(Box::new(ManagedIdentityCredential::new(identity)))
             }
         };
         EventGridSink { http, url, auth }

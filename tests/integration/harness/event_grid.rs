@@ -13,13 +13,16 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
+/// One request as the topic saw it: its headers (lowercase names) and its query string.
+pub type SeenRequest = (Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct Topic {
     key: String,
     /// Every batch accepted, in order.
     accepted: Mutex<Vec<Vec<Value>>>,
     /// Every request's headers (lowercase names) and query, accepted or not.
-    requests: Mutex<Vec<(Vec<(String, String)>, String)>>,
+    requests: Mutex<Vec<SeenRequest>>,
 }
 
 pub struct EventGridTopic {
@@ -53,7 +56,7 @@ impl EventGridTopic {
     }
 
     /// Every request's headers (lowercase names) and query string.
-    pub fn requests(&self) -> Vec<(Vec<(String, String)>, String)> {
+    pub fn requests(&self) -> Vec<SeenRequest> {
         self.state.requests.lock().unwrap().clone()
     }
 }
