@@ -86,6 +86,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "CONSUL_UNCHECKED_STATUS",
     "CONSUL_MAX_HOLD_SECONDS",
     "CONSUL_SERVICE_TYPE",
+    // The template's Event Grid topic has local auth off (the app publishes with its identity's
+    // token); a key is only for a topic of one's own, set by hand as an app setting.
+    "HEALTH_EVENTS_TOPIC_KEY",
 ];
 
 /// Flex Consumption deprecates these (learn.microsoft.com, "Flex Consumption plan deprecations").
