@@ -78,6 +78,8 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
+    // Its queue endpoint is the table endpoint's host read as the queue host, so none is set.
+    "AZURE_STORAGEQUEUE_RESOURCEENDPOINT",
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
     // The Consul-compatible API: defaults that suit a deployment (docs/consul.md); an operator sets
