@@ -107,6 +107,9 @@ var stateTableName = 'RegistryState'
 // What the handler reads from HEALTH_EVENTS_QUEUE (set below).
 var eventsQueueName = 'health-events'
 var eventsTopicName = '${prefix}-events-${suffix}'
+var eventsAppSettings = {
+  HEALTH_EVENTS_QUEUE: eventsQueueName
+}
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -154,6 +157,11 @@ module eventsTopic 'modules/events-topic.bicep' = if (deployEventsTopic) {
   }
 }
 
+// The topic's endpoint, known once it exists: set only when it is deployed.
+var eventsTopicAppSettings = {
+  HEALTH_EVENTS_TOPIC_ENDPOINT: deployEventsTopic ? eventsTopic.outputs.endpoint : ''
+}
+
 resource userAssignedIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (isUserAssigned) {
   name: '${prefix}-id-${suffix}'
   location: location
@@ -178,11 +186,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    handlerSettings: union(handlerSettings, {
-      HEALTH_EVENTS_QUEUE: events.outputs.queueName
-    }, deployEventsTopic ? {
-      HEALTH_EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
-    } : {})
+    handlerSettings: union(handlerSettings, eventsAppSettings, deployEventsTopic ? eventsTopicAppSettings : {})
     connectorSyncSources: connectorSyncSources
   }
 }

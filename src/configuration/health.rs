@@ -104,6 +104,12 @@ pub(super) fn settings(
         // registration may ask for, and the writes.
         lease_ttl: start_deadline + MAX_CHECK_TIMEOUT + storage_timeout * 2,
     };
+    let events = super::events::settings(env)?;
+    let mut sweep = sweep;
+    if events.publishes() {
+        // Publishing runs after the writes, within its own bound: the lease covers it too.
+        sweep.lease_ttl += events.publish_timeout;
+    }
     let schedule = match mode {
         HostMode::CustomHandler { .. } => None,
         HostMode::Standalone { .. } => Some(schedule::text(env)?),
@@ -115,6 +121,6 @@ pub(super) fn settings(
         circuit,
         sweep,
         schedule,
-        events: super::events::settings(env)?,
+        events,
     })
 }

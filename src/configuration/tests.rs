@@ -144,6 +144,13 @@ fn the_lease_lasts_as_long_as_a_sweep_can() {
     assert_eq!(s.health.sweep.start_deadline, Duration::from_secs(235));
     assert_eq!(s.health.sweep.lease_ttl, Duration::from_secs(285));
     assert_eq!(s.health.sweep.expired_grace, Duration::from_secs(600));
+    // Publishing health-change events after the writes adds its bound.
+    let s = settings(&[
+        ("AzureWebJobsStorage", "x"),
+        ("HEALTH_EVENTS_QUEUE", "health-events"),
+    ])
+    .unwrap();
+    assert_eq!(s.health.sweep.lease_ttl, Duration::from_secs(295));
 }
 
 #[test]

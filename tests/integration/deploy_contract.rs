@@ -78,6 +78,8 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
+    // Its queue endpoint is the table endpoint's host read as the queue host, so none is set.
+    "AZURE_STORAGEQUEUE_RESOURCEENDPOINT",
     "STORAGE_CONNECTION_STRING",
     "AZURE_STORAGETABLE_CONNECTIONSTRING",
     // The Consul-compatible API: defaults that suit a deployment (docs/consul.md); an operator sets
@@ -86,6 +88,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "CONSUL_UNCHECKED_STATUS",
     "CONSUL_MAX_HOLD_SECONDS",
     "CONSUL_SERVICE_TYPE",
+    // The template's Event Grid topic has local auth off (the app publishes with its identity's
+    // token); a key is only for a topic of one's own, set by hand as an app setting.
+    "HEALTH_EVENTS_TOPIC_KEY",
 ];
 
 /// Flex Consumption deprecates these (learn.microsoft.com, "Flex Consumption plan deprecations").

@@ -142,8 +142,8 @@ async fn a_thousand_services_health_is_one_page_per_read() {
     assert_eq!(tables.all_rows(&h.health_table).await.len(), 1000);
     assert_eq!(
         tables.all_rows(&h.state_table).await.len(),
-        1,
-        "the summary"
+        2,
+        "the summary and the recent transitions"
     );
 
     let reads = |since: usize, table: &str| {

@@ -284,3 +284,89 @@ fn log_transition(transition: &Transition) {
         "health transition"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::events::PublishError;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    /// Fails its first `failures` calls, then accepts; counts every call.
+    struct Flaky {
+        failures: u32,
+        calls: AtomicU32,
+        batch: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl EventSink for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn batch_size(&self) -> usize {
+            self.batch
+        }
+        async fn deliver(&self, _events: &[Value]) -> Result<(), PublishError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures {
+                Err(PublishError("down".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn events(n: usize) -> Vec<(String, Value)> {
+        (0..n)
+            .map(|i| (format!("id-{i}"), serde_json::json!({"n": i})))
+            .collect()
+    }
+
+    async fn run(sink: &Flaky, n: usize) -> (HashSet<String>, u64) {
+        let accepted = Mutex::new(HashSet::new());
+        let failures = AtomicU64::new(0);
+        deliver_to(sink, &events(n), &accepted, &failures).await;
+        (accepted.into_inner().unwrap(), failures.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_retried_and_counted() {
+        let sink = Flaky {
+            failures: 2,
+            calls: AtomicU32::new(0),
+            batch: 100,
+        };
+        let (accepted, failures) = run(&sink, 3).await;
+        assert_eq!(accepted.len(), 3, "delivered on the third attempt");
+        assert_eq!((failures, sink.calls.load(Ordering::SeqCst)), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_fails_every_attempt_gets_no_more_batches() {
+        let sink = Flaky {
+            failures: u32::MAX,
+            calls: AtomicU32::new(0),
+            batch: 1,
+        };
+        let (accepted, failures) = run(&sink, 50).await;
+        assert!(accepted.is_empty());
+        // The batches in flight when the first gave up finish their attempts; no new one starts.
+        let calls = sink.calls.load(Ordering::SeqCst);
+        assert!(calls <= ATTEMPTS * CONCURRENCY as u32, "{calls} calls");
+        assert_eq!(failures, u64::from(calls));
+    }
+
+    #[tokio::test]
+    async fn batches_follow_the_sinks_size() {
+        let sink = Flaky {
+            failures: 0,
+            calls: AtomicU32::new(0),
+            batch: 100,
+        };
+        let (accepted, _) = run(&sink, 250).await;
+        assert_eq!(
+            (accepted.len(), sink.calls.load(Ordering::SeqCst)),
+            (250, 3)
+        );
+    }
+}
