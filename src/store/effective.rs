@@ -29,14 +29,17 @@ pub struct Effective {
 impl Effective {
     /// The row's judgement: the evaluation's, or its own verdict with nothing to blame.
     pub fn of(&self, service: &ServiceRecord, own: EffectiveStatus) -> Judgement {
-        self.judged
-            .get(&(service.partition_key.clone(), service.row_key.clone()))
-            .cloned()
-            .unwrap_or(Judgement {
-                status: own,
-                blocked_by: Vec::new(),
-                dependencies: Vec::new(),
+        let judged = (!service.depends_on.is_empty())
+            .then(|| {
+                self.judged
+                    .get(&(service.partition_key.clone(), service.row_key.clone()))
             })
+            .flatten();
+        judged.cloned().unwrap_or(Judgement {
+            status: own,
+            blocked_by: Vec::new(),
+            dependencies: Vec::new(),
+        })
     }
 }
 
