@@ -4,7 +4,7 @@
 
 use super::environment::Environment;
 use super::plan::PROBE_CONCURRENCY_VAR;
-use super::{schedule, ConfigError, HostMode, HostingPlan};
+use super::{fanout, schedule, ConfigError, FanoutSettings, HostMode, HostingPlan};
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct HealthSettings {
     /// Standalone mode only: the timer's six-field NCRONTAB text (from `HEALTH_MONITOR_SCHEDULE`,
     /// else `HealthMonitor/function.json`), `%NAME%` already resolved. `None`: the host owns the timer.
     pub schedule: Option<String>,
+    /// `SWEEP_QUEUE` and its companions: the sweep fanned out over a queue; `None`: in process.
+    pub fanout: Option<FanoutSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,5 +115,6 @@ pub(super) fn settings(
         circuit,
         sweep,
         schedule,
+        fanout: fanout::settings(env, mode)?,
     })
 }
