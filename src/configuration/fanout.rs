@@ -61,10 +61,12 @@ pub(super) fn settings(
     let window = env
         .parsed::<u64>("SWEEP_WINDOW_SECONDS", "a whole number of seconds above 0")?
         .map(|s| {
-            (s > 0).then(|| Duration::from_secs(s)).ok_or(ConfigError::Invalid {
-                variable: "SWEEP_WINDOW_SECONDS".to_owned(),
-                reason: "expected a whole number of seconds above 0, got 0".to_owned(),
-            })
+            (s > 0)
+                .then(|| Duration::from_secs(s))
+                .ok_or(ConfigError::Invalid {
+                    variable: "SWEEP_WINDOW_SECONDS".to_owned(),
+                    reason: "expected a whole number of seconds above 0, got 0".to_owned(),
+                })
         })
         .transpose()?;
     let schedule = match window {
@@ -72,9 +74,8 @@ pub(super) fn settings(
         Some(_) => String::new(),
         None => schedule::text(env)?,
     };
-    let visibility = Duration::from_secs(u64::from(
-        env.count("SWEEP_QUEUE_VISIBILITY_SECONDS", 30)?,
-    ));
+    let visibility =
+        Duration::from_secs(u64::from(env.count("SWEEP_QUEUE_VISIBILITY_SECONDS", 30)?));
     Ok(Some(FanoutSettings {
         queue,
         shard_size: shard_size as usize,
@@ -92,7 +93,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn read(vars: &[(&str, &str)], standalone: bool) -> Result<Option<FanoutSettings>, ConfigError> {
+    fn read(
+        vars: &[(&str, &str)],
+        standalone: bool,
+    ) -> Result<Option<FanoutSettings>, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -154,7 +158,10 @@ mod tests {
         let hosted = read(&vars, false).unwrap().unwrap();
         assert!(!hosted.poll);
         let windowed = read(
-            &[("SWEEP_QUEUE", "sweep-shards"), ("SWEEP_WINDOW_SECONDS", "60")],
+            &[
+                ("SWEEP_QUEUE", "sweep-shards"),
+                ("SWEEP_WINDOW_SECONDS", "60"),
+            ],
             false,
         )
         .unwrap()

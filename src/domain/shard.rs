@@ -284,7 +284,12 @@ mod tests {
             assert_eq!(covering(&shards, p, r), 1, "{p}/{r}");
         }
         // Keys registered after the cut: before the first, between two, after the last.
-        for (p, r) in [("api", "a"), ("api", "svc00249x"), ("db", "zzz"), ("web", "")] {
+        for (p, r) in [
+            ("api", "a"),
+            ("api", "svc00249x"),
+            ("db", "zzz"),
+            ("web", ""),
+        ] {
             assert_eq!(covering(&shards, p, r), 1, "{p}/{r}");
         }
         assert_eq!(covering(&shards, "new-type", "x"), 0);

@@ -78,6 +78,9 @@ pub(super) struct SweepContext {
     use_lease: bool,
     /// One sweep at a time in this process.
     lock: tokio::sync::Mutex<()>,
+    /// The process-wide probe limit (`HEALTH_PROBE_CONCURRENCY`), shared by the in-process sweep
+    /// and every shard this process runs at once.
+    pub probe_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl HealthMonitor {
@@ -94,6 +97,9 @@ impl HealthMonitor {
                 checked_by: server.process_name.clone(),
                 use_lease: server.mode.is_standalone(),
                 lock: tokio::sync::Mutex::new(()),
+                probe_slots: Arc::new(tokio::sync::Semaphore::new(
+                    settings.probe.concurrency.max(1),
+                )),
             }),
         }
     }
@@ -101,6 +107,16 @@ impl HealthMonitor {
     /// The prober the sweep uses, whose SSRF policy registration applies up front.
     pub fn prober(&self) -> &Prober {
         &self.context.prober
+    }
+
+    /// Runs one shard of a fanned-out sweep (the host's `ProbeShard` trigger, or this process's
+    /// poller): the sweep's own phases over the shard's key ranges (`health::shard`). No lock and
+    /// no lease: shards run side by side, under the process-wide probe limit.
+    pub async fn probe_shard(
+        &self,
+        message: &crate::domain::ShardMessage,
+    ) -> Result<super::ShardOutcome, StoreError> {
+        super::shard::run_shard(&self.context, message).await
     }
 
     /// Runs one sweep unless one is running here or (standalone) another replica holds the lease,
@@ -171,6 +187,7 @@ impl HealthMonitor {
             result: result
                 .map(SweepReport::counters)
                 .map_err(ToString::to_string),
+            fanout: None,
         };
         if let Err(e) = self.context.store.record_sweep(&record).await {
             tracing::warn!(function = "HealthMonitor", error = %e, "could not store the sweep's summary row");
