@@ -14,6 +14,12 @@ pub const CONNECTION_STRING_VARS: [&str; 3] = [
     "AzureWebJobsStorage",
 ];
 pub const RESOURCE_ENDPOINT_VAR: &str = "AZURE_STORAGETABLE_RESOURCEENDPOINT";
+/// With a managed identity, the queue endpoint (Service Connector's name first, then the Functions
+/// host's identity-based connection); without either, the table endpoint's host read as a queue host.
+pub const QUEUE_ENDPOINT_VARS: [&str; 2] = [
+    "AZURE_STORAGEQUEUE_RESOURCEENDPOINT",
+    "AzureWebJobsStorage__queueServiceUri",
+];
 
 #[derive(Debug, Clone)]
 pub struct StorageSettings {
@@ -48,6 +54,8 @@ pub enum StorageSource {
     /// Service Connector with managed identity: a table endpoint and token auth, no stored secret.
     ManagedIdentity {
         endpoint: String,
+        /// The same account's queue endpoint, when configured (`QUEUE_ENDPOINT_VARS`).
+        queue_endpoint: Option<String>,
         identity: IdentitySettings,
     },
 }
@@ -77,6 +85,7 @@ pub(super) fn settings(
             .map(|endpoint| {
                 Ok(StorageSource::ManagedIdentity {
                     endpoint,
+                    queue_endpoint: QUEUE_ENDPOINT_VARS.iter().find_map(|v| env.text(v)),
                     identity: identity::settings(env, timeout)?,
                 })
             })

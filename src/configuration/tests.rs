@@ -187,6 +187,7 @@ fn managed_identity_endpoint_beats_the_functions_own_storage() {
         s.storage.source,
         StorageSource::ManagedIdentity {
             endpoint: endpoint.into(),
+            queue_endpoint: None,
             identity: IdentitySettings {
                 source: IdentitySource::InstanceMetadata,
                 client_id: None,

@@ -6,6 +6,11 @@
 //! cannot turn into credentials, so we map it to Azurite's well-known account ourselves. Every error
 //! names the variable, never its value. With a managed identity there is no secret to parse: the
 //! table endpoint and our own credential (`crate::identity`).
+//!
+//! The same account's queue endpoint (the sweep's shards, health-change events) comes from the same
+//! source: `QueueEndpoint=` or the account name's public endpoint in a connection string, Azurite's
+//! queue port for development storage, and with an identity the configured queue endpoint or the
+//! table endpoint's host with `.table.` read as `.queue.`.
 
 use super::transport::CappedTransport;
 use crate::configuration::{ConfigError, IdentitySettings, StorageSettings, StorageSource};
@@ -14,6 +19,7 @@ use azure_core::auth::TokenCredential;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use azure_storage_queues::{QueueServiceClient, QueueServiceClientBuilder};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 const EMULATOR_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const EMULATOR_TABLE_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
+const EMULATOR_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
 
 /// The storage account as configured: its table endpoint and how to authenticate, everything the
 /// client needs.
@@ -29,6 +36,8 @@ pub(super) struct StorageEndpoint {
     pub credentials: StorageCredentials,
     /// For the start-up log line: the endpoint, which carries no secret.
     pub endpoint: String,
+    /// The same account's queue service, when the source names or implies one.
+    pub queue: Option<CloudLocation>,
 }
 
 pub(super) fn resolve(settings: &StorageSettings) -> Result<StorageEndpoint, ConfigError> {
@@ -36,9 +45,11 @@ pub(super) fn resolve(settings: &StorageSettings) -> Result<StorageEndpoint, Con
         StorageSource::ConnectionString { variable, value } => {
             from_connection_string(variable, value.expose())
         }
-        StorageSource::ManagedIdentity { endpoint, identity } => {
-            from_managed_identity(endpoint, identity)
-        }
+        StorageSource::ManagedIdentity {
+            endpoint,
+            queue_endpoint,
+            identity,
+        } => from_managed_identity(endpoint, queue_endpoint.as_deref(), identity),
     }
 }
 
@@ -66,19 +77,26 @@ fn from_connection_string(variable: &str, text: &str) -> Result<StorageEndpoint,
             },
             credentials: StorageCredentials::access_key(EMULATOR_ACCOUNT, EMULATOR_KEY.to_owned()),
             endpoint: EMULATOR_TABLE_ENDPOINT.to_owned(),
+            queue: Some(CloudLocation::Custom {
+                account: EMULATOR_ACCOUNT.to_owned(),
+                uri: EMULATOR_QUEUE_ENDPOINT.to_owned(),
+            }),
         });
     }
 
-    let endpoint = match (parsed.table_endpoint, parsed.account_name) {
-        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
-        (None, Some(account)) => {
+    let public_endpoint = |service: &str| {
+        parsed.account_name.map(|account| {
             let protocol = match parsed.default_endpoints_protocol {
                 Some(azure_storage::EndpointProtocol::Http) => "http",
                 _ => "https",
             };
             let suffix = parsed.endpoint_suffix.unwrap_or("core.windows.net");
-            format!("{protocol}://{account}.table.{suffix}")
-        }
+            format!("{protocol}://{account}.{service}.{suffix}")
+        })
+    };
+    let endpoint = match (parsed.table_endpoint, public_endpoint("table")) {
+        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
+        (None, Some(endpoint)) => endpoint,
         (None, None) => {
             return Err(invalid(
                 variable,
@@ -99,7 +117,18 @@ fn from_connection_string(variable: &str, text: &str) -> Result<StorageEndpoint,
     let credentials = parsed
         .storage_credentials()
         .map_err(|_| invalid(variable, "has no AccountKey or SharedAccessSignature"))?;
+    // A string naming its table endpoint names its queue endpoint too, or has none: the account's
+    // public one would be a guess at another host.
+    let queue = match (parsed.queue_endpoint, parsed.table_endpoint) {
+        (Some(queue), _) => Some(queue.trim_end_matches('/').to_owned()),
+        (None, Some(_)) => None,
+        (None, None) => public_endpoint("queue"),
+    };
     Ok(StorageEndpoint {
+        queue: queue.map(|uri| CloudLocation::Custom {
+            account: account.clone(),
+            uri,
+        }),
         location: CloudLocation::Custom {
             account,
             uri: endpoint.clone(),
@@ -114,6 +143,7 @@ fn from_connection_string(variable: &str, text: &str) -> Result<StorageEndpoint,
 /// system-assigned identity or the user-assigned one `AZURE_STORAGETABLE_CLIENTID` names.
 fn from_managed_identity(
     endpoint: &str,
+    queue_endpoint: Option<&str>,
     identity: &IdentitySettings,
 ) -> Result<StorageEndpoint, ConfigError> {
     let variable = crate::configuration::RESOURCE_ENDPOINT_VAR;
@@ -127,7 +157,18 @@ fn from_managed_identity(
         .ok_or_else(|| invalid(variable, "has no account host name"))?
         .to_owned();
     let credential: Arc<dyn TokenCredential> = Arc::new(ManagedIdentityCredential::new(identity));
+    let queue = match queue_endpoint {
+        Some(queue) => Some(queue.trim_end_matches('/').to_owned()),
+        None => url
+            .host_str()
+            .filter(|host| host.contains(".table."))
+            .map(|host| endpoint.replacen(host, &host.replacen(".table.", ".queue.", 1), 1)),
+    };
     Ok(StorageEndpoint {
+        queue: queue.map(|uri| CloudLocation::Custom {
+            account: account.clone(),
+            uri,
+        }),
         location: CloudLocation::Custom {
             account,
             uri: endpoint.clone(),
@@ -146,11 +187,14 @@ fn from_managed_identity(
 /// Azurite in `make bench`, and the hang the workaround guards against is bounded here by the request
 /// timeout and by the store's per-operation budget. At most `max_connections` requests are in flight
 /// (`transport`), so no more connections are ever open, and no more are kept idle.
-pub(super) fn client(
+///
+/// The queue client, when the account has a queue endpoint, shares the transport, so tables and
+/// queues together never hold more than `max_connections`.
+pub(super) fn clients(
     storage: StorageEndpoint,
     timeout: Duration,
     max_connections: usize,
-) -> TableServiceClient {
+) -> (TableServiceClient, Option<QueueServiceClient>) {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2).min(timeout))
         .timeout(timeout)
@@ -165,13 +209,23 @@ pub(super) fn client(
             .max_delay(Duration::from_millis(500))
             .max_total_elapsed(timeout),
     );
+    let transport = azure_core::TransportOptions::new(Arc::new(http));
+    let queues = storage.queue.map(|location| {
+        let options = azure_core::ClientOptions::default()
+            .transport(transport.clone())
+            .retry(retry.clone());
+        QueueServiceClientBuilder::with_location(location, storage.credentials.clone())
+            .client_options(options)
+            .build()
+    });
     let options = azure_core::ClientOptions::default()
-        .transport(azure_core::TransportOptions::new(Arc::new(http)))
+        .transport(transport)
         .retry(retry)
         .per_call_policies(vec![Arc::new(LeanQueries) as Arc<dyn azure_core::Policy>]);
-    TableServiceClientBuilder::with_location(storage.location, storage.credentials)
+    let tables = TableServiceClientBuilder::with_location(storage.location, storage.credentials)
         .client_options(options)
-        .build()
+        .build();
+    (tables, queues)
 }
 
 /// Asks for `odata=minimalmetadata` on entity queries, where the crate asks for `fullmetadata`
@@ -258,6 +312,67 @@ mod tests {
         assert_eq!(
             endpoint_of(text).unwrap(),
             "https://myacct.table.core.windows.net"
+        );
+    }
+
+    fn queue_of(storage: Result<StorageEndpoint, ConfigError>) -> Option<String> {
+        match storage.unwrap().queue {
+            Some(CloudLocation::Custom { uri, .. }) => Some(uri),
+            Some(_) => panic!("always a custom location"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn the_queue_endpoint_comes_from_the_same_source() {
+        let from = |text: &str| queue_of(from_connection_string("V", text));
+        assert_eq!(
+            from("UseDevelopmentStorage=true").as_deref(),
+            Some(EMULATOR_QUEUE_ENDPOINT)
+        );
+        assert_eq!(
+            from("AccountName=myacct;AccountKey=bXlrZXk=;EndpointSuffix=core.windows.net")
+                .as_deref(),
+            Some("https://myacct.queue.core.windows.net")
+        );
+        let table_only = format!(
+            "AccountName=devstoreaccount1;AccountKey={EMULATOR_KEY};TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
+        );
+        assert_eq!(from(&table_only), None);
+        assert_eq!(
+            from(&format!(
+                "{table_only}QueueEndpoint=http://127.0.0.1:2/devstoreaccount1/;"
+            ))
+            .as_deref(),
+            Some("http://127.0.0.1:2/devstoreaccount1")
+        );
+
+        let identity = IdentitySettings {
+            source: crate::configuration::IdentitySource::InstanceMetadata,
+            client_id: None,
+            timeout: Duration::from_secs(5),
+        };
+        let table = "https://acct.table.core.windows.net/";
+        assert_eq!(
+            queue_of(from_managed_identity(table, None, &identity)).as_deref(),
+            Some("https://acct.queue.core.windows.net")
+        );
+        assert_eq!(
+            queue_of(from_managed_identity(
+                table,
+                Some("https://q.example.test/"),
+                &identity
+            ))
+            .as_deref(),
+            Some("https://q.example.test")
+        );
+        assert_eq!(
+            queue_of(from_managed_identity(
+                "https://10.0.0.1/acct",
+                None,
+                &identity
+            )),
+            None
         );
     }
 

@@ -173,6 +173,13 @@ pub(super) fn is_row_missing(error: &azure_core::Error) -> bool {
     is_status(error, StatusCode::NotFound) && !is_table_missing(error)
 }
 
+/// A queue message's receipt no longer holds it: deleted, expired, or received again by another
+/// (404 `MessageNotFound`, 400 `PopReceiptMismatch`).
+pub(super) fn is_receipt_stale(error: &azure_core::Error) -> bool {
+    is_status(error, StatusCode::NotFound)
+        || matches!(error.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "PopReceiptMismatch")
+}
+
 pub(super) fn is_table_missing(error: &azure_core::Error) -> bool {
     matches!(error.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "TableNotFound")
 }

@@ -52,6 +52,7 @@ mod lease;
 mod listing;
 mod properties;
 mod query;
+mod queues;
 mod records;
 mod register;
 mod shards;
@@ -65,6 +66,7 @@ pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, Recorde
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};
+pub use queues::{ReceivedMessage, StorageQueue};
 pub use records::{ConsulFields, HealthRecord, ServiceRecord};
 pub use shards::{CurrentSweep, FanoutRecord, ProcessShare, ShardMarker};
 pub use sweeps::SweepRecord;
@@ -111,6 +113,8 @@ pub struct Store {
     watermarks_cache: Arc<ReadCache<Watermarks, StoreError>>,
     /// The hybrid clock new revisions come from (`domain::revision`).
     clock: Arc<RevisionClock>,
+    /// The same account's queue service, when the storage source has a queue endpoint (`queues`).
+    queues: Option<azure_storage_queues::QueueServiceClient>,
 }
 
 impl Store {
@@ -118,8 +122,8 @@ impl Store {
     pub fn connect(settings: &StorageSettings) -> Result<Self, ConfigError> {
         let storage = connection::resolve(settings)?;
         let endpoint: Arc<str> = Arc::from(storage.endpoint.as_str());
-        let service: TableServiceClient =
-            connection::client(storage, settings.timeout, settings.connections.max);
+        let (service, queues): (TableServiceClient, _) =
+            connection::clients(storage, settings.timeout, settings.connections.max);
         let writes = Generation::default();
         let cache_ttl = settings.cache.ttl;
         Ok(Store {
@@ -137,6 +141,7 @@ impl Store {
             heartbeats: Arc::new(RecentHeartbeats::new(cache_ttl)),
             cache_ttl,
             writes,
+            queues,
         })
     }
 

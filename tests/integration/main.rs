@@ -47,6 +47,7 @@ mod managed_identity;
 mod metrics;
 mod openapi;
 mod proxying;
+mod queues;
 mod rebinding;
 mod recipe;
 mod registrar;
