@@ -37,7 +37,6 @@ pub(super) async fn complete_if_last(context: &SweepContext, current: &CurrentSw
 /// At a tick, before a new sweep starts: the previous one's summary, unless it was written
 /// already (every shard ended). A sweep with shards still out is reported as unfinished. Its
 /// markers are deleted afterwards: nothing reads them once it is summarised.
-#[allow(dead_code)] // the tick calls it once the queue client is merged
 pub(super) async fn summarise_previous(
     context: &SweepContext,
     previous: &CurrentSweep,

@@ -5,16 +5,19 @@
 //! the sweep is fanned out: `shard` runs one shard through the sweep's own phases, and `fanout`
 //! sums the shards into the sweep's summary.
 
+mod enqueue;
 mod fanout;
 mod guard;
 mod identity_endpoint;
 mod lookup;
 mod monitor;
+mod poller;
 mod probe;
 mod report;
 mod shard;
 mod sweep;
 
+pub use enqueue::{Enqueued, FanoutError};
 pub use guard::{ProbeGuard, Refused};
 pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;
