@@ -109,11 +109,8 @@ pub(super) async fn sweep_rows(
 ) -> Result<Swept, StoreError> {
     let store = &context.store;
     let started = pass.started;
-    let mut plan = plan(services, previous, context, pass.sweep_time);
-    let recounted = pass
-        .sweep_id
-        .map(|id| already_counted(&mut plan.due, previous, id))
-        .unwrap_or_default();
+    let plan = plan(services, previous, context, pass);
+    let recounted = &plan.recounted;
     let stop_starting_at = start_deadline(&plan.due, context, started, pass.window_left);
     let probed = probe_and_record(plan.due, context, pass, stop_starting_at).await?;
     let deleted_expired = store.delete_expired(&plan.long_expired).await?;
@@ -140,24 +137,6 @@ pub(super) async fn sweep_rows(
     })
 }
 
-/// Takes out of `due` the services whose stored verdict is already this sweep's (a shard
-/// delivered twice, or again after its worker died): probing them again would count a failure
-/// twice and move thresholds and circuits by two steps in one sweep. Their verdicts count in the
-/// report as they stand.
-fn already_counted(due: &mut Vec<Due<'_>>, previous: &HealthByKey, sweep_id: &str) -> Written {
-    let mut counted = Written::default();
-    due.retain(|d| {
-        let stored = previous.get(&d.service.partition_key, &d.service.row_key);
-        let this_sweep = stored.is_some_and(|h| h.sweep_id.as_deref() == Some(sweep_id));
-        if this_sweep {
-            counted.rows += 1;
-            counted.healthy += usize::from(stored.is_some_and(HealthRecord::is_healthy));
-        }
-        !this_sweep
-    });
-    counted
-}
-
 /// What one sweep will do with the rows it read, before it contacts anything.
 struct Plan<'a> {
     /// To probe, longest-unchecked first.
@@ -170,6 +149,10 @@ struct Plan<'a> {
     skipped: usize,
     /// Registry rows with keys this handler cannot address.
     invalid_rows: usize,
+    /// Verdicts already recorded in this fanned-out sweep (a shard delivered twice, or again
+    /// after its worker died): left alone, since probing again would count a failure twice and
+    /// move thresholds and circuits two steps in one sweep. They count in the report as stored.
+    recounted: Written,
 }
 
 /// Sorts the rows read into what to probe, what to skip and what to delete.
@@ -177,9 +160,10 @@ fn plan<'a>(
     services: &'a [ServiceRecord],
     previous: &'a HealthByKey,
     context: &SweepContext,
-    sweep_time: DateTime<Utc>,
+    pass: Pass<'_>,
 ) -> Plan<'a> {
-    let settings = &context.settings;
+    let (settings, sweep_time) = (&context.settings, pass.sweep_time);
+    let mut recounted = Written::default();
     let mut due: Vec<Due> = Vec::with_capacity(services.len());
     let (mut skipped, mut invalid_rows) = (0, 0);
     let mut long_expired: Vec<&ServiceRecord> = Vec::new();
@@ -191,6 +175,13 @@ fn plan<'a>(
         let record = previous
             .get(&service.partition_key, &service.row_key)
             .filter(|h| h.describes(service));
+        if let Some(counted) =
+            record.filter(|h| pass.sweep_id.is_some() && h.sweep_id.as_deref() == pass.sweep_id)
+        {
+            recounted.rows += 1;
+            recounted.healthy += usize::from(counted.is_healthy());
+            continue;
+        }
         if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace)
             || critical_too_long(service, record, sweep_time)
         {
@@ -243,6 +234,7 @@ fn plan<'a>(
         orphaned,
         skipped,
         invalid_rows,
+        recounted,
     }
 }
 

@@ -134,7 +134,10 @@ impl Store {
             })
             .await?;
         keys.sort_unstable();
-        Ok(keys.into_iter().map(|KeyRow(p, r)| (p, r)).collect())
+        Ok(keys
+            .into_iter()
+            .map(|k| (k.partition_key, k.row_key))
+            .collect())
     }
 
     /// The registry rows in a shard's ranges, in key order, read from storage (not the cache).
@@ -329,10 +332,12 @@ fn marker_from(entity: &Map<String, Value>, counters: &[&str]) -> Option<ShardMa
 
 /// A registry row's keys, as a keys-only page holds them.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
-struct KeyRow(
-    #[serde(rename = "PartitionKey")] String,
-    #[serde(rename = "RowKey")] String,
-);
+struct KeyRow {
+    #[serde(rename = "PartitionKey")]
+    partition_key: String,
+    #[serde(rename = "RowKey")]
+    row_key: String,
+}
 
 /// A marker row as read.
 struct MarkerRow(Map<String, Value>);
