@@ -83,6 +83,8 @@ handler_settings=(
     CONSUL_UNCHECKED_STATUS
     CONSUL_MAX_HOLD_SECONDS
     CONSUL_SERVICE_TYPE
+    SWEEP_WINDOW_SECONDS
+    SWEEP_SHARD_SIZE
 )
 # handler-settings:end
 
