@@ -17,8 +17,8 @@ import subprocess
 import time
 import uuid
 
-from common import (AZURITE, KEY, RUNS, TOOL, Azurite, Handler, Proxy, free_port, http, load, log, median_of,
-                    preload, spawn, stop, tables, wait_http)
+from common import (ROOT, RUNS, TOOL, Azurite, Handler, Proxy, free_port, http, load, log, median_of, preload,
+                    spawn, stop, tables, wait_http)
 
 SERVICES = int(os.environ.get("BENCH_SERVICES", "10000"))
 PROCESSES = [int(p) for p in os.environ.get("BENCH_FANOUT_PROCESSES", "1,2,4").split(",")]
@@ -33,8 +33,7 @@ class QueueService:
 
     def __init__(self):
         self.port = free_port()
-        queue_bin = AZURITE.parent / "azurite-queue"
-        self.process = spawn([str(queue_bin), "--queueHost", "127.0.0.1", "--queuePort", str(self.port),
+        self.process = spawn([str(ROOT / "node_modules" / ".bin" / "azurite-queue"), "--queueHost", "127.0.0.1", "--queuePort", str(self.port),
                               "--inMemoryPersistence", "--skipApiVersionCheck", "--silent", "--disableTelemetry"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/")
