@@ -282,3 +282,38 @@ impl ShardWindow {
         parse_iso(message["deadline"].as_str().unwrap())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_is_a_503_so_the_host_delivers_the_shard_again() {
+    let azurite = Azurite::private();
+    let queue = queue_name();
+    let cfg = HandlerConfig::with_storage(Mode::CustomHandler, &azurite.connection_string())
+        .env("SWEEP_QUEUE", &queue)
+        .env("SWEEP_WINDOW_SECONDS", "120")
+        .env("STORAGE_TIMEOUT_MS", "2000");
+    let h = Handler::spawn(cfg).await;
+    let up = HttpTarget::status(200);
+    register(&h, "up", &up.url).await;
+    assert_eq!(h.sweep().await.status, 200);
+    let shards = storage_queue(&azurite.connection_string(), &queue);
+    let message = take_all(&shards, 1).await.remove(0);
+    // The tables go away; the queue stays.
+    azurite.stop();
+    let r = deliver(&h, &message, false).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    check_envelope_shape(&r.json());
+    let line = logs_of(&r.json()).remove(0);
+    assert!(
+        line.starts_with("ProbeShard failed (delivery 1): storage unavailable"),
+        "{line}"
+    );
+    assert_eq!(
+        up.hits(),
+        0,
+        "nothing probed without the current sweep's row"
+    );
+    // Storage back: the same message (delivered again) runs.
+    azurite.restart();
+    let again = first_log(&deliver(&h, &message, false).await);
+    assert!(again.contains("probed 1, healthy 1"), "{again}");
+}
