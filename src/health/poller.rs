@@ -3,9 +3,11 @@
 //! the way the platform's instances do. Under the host it never runs (the host's trigger
 //! delivers; a second consumer would halve the host's view of the queue and skew its scaling).
 //!
-//! - **In proportion to free probe slots**: a shard reserves `min(shard size, probe limit)` of the
-//!   process's probe slots while it runs, and the poller asks for as many shards as the free slots
-//!   hold (at least one when none runs, at most 32 per receive), never 32 shards at once.
+//! - **In proportion to free probe slots**: the poller asks for as many shards as the process's
+//!   free probe slots hold (`min(shard size, probe limit)` slots a shard; at least one when none
+//!   runs), never more than twice what the limit holds at once, never 32 at once. Slots, not
+//!   shards, are counted: a shard whose answering services are done holds only its silent ones'
+//!   slots, so the next shard starts while it waits for their timeouts.
 //! - **Visibility**: a shard taken is invisible for `SWEEP_QUEUE_VISIBILITY_SECONDS` (30 s) and
 //!   renewed every third of that while it runs, so a dead worker's shard reappears within that
 //!   time and another process takes it (its verdicts already written are not counted twice:
@@ -31,6 +33,9 @@ use tokio::task::JoinSet;
 const MAX_RECEIVE: usize = 32;
 /// The shortest wait between two receives on an empty queue (the host's too).
 const MIN_POLL: Duration = Duration::from_millis(100);
+/// How long the poller lets new shards start before it counts free probe slots again, and how
+/// often it looks while every slot is busy.
+const SETTLE: Duration = Duration::from_millis(250);
 /// How soon a shard that failed is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How long a poisoned shard is kept for an operator to look at.
@@ -44,6 +49,10 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
     };
     let limit = context.settings.probe.concurrency.max(1);
     let per_shard = fanout.settings.shard_size.clamp(1, limit);
+    // However many slots are free, never more shards at once than twice what the limit holds:
+    // a shard's probes start only after its reads, so free slots can overstate room for a moment.
+    let most = (2 * limit / per_shard).max(1);
+    let slots = &context.probe_slots;
     let mut running: JoinSet<()> = JoinSet::new();
     let mut idle = MIN_POLL;
     tracing::info!(
@@ -55,11 +64,18 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
         if *shutdown.borrow() {
             return;
         }
-        let free = limit.saturating_sub(running.len() * per_shard);
-        let want = (free / per_shard).min(MAX_RECEIVE);
+        while running.try_join_next().is_some() {}
+        // Free probe slots, not shards: a shard whose answering services are done holds only the
+        // slots of its silent ones, and the rest are free for the next shard.
+        let free = slots.available_permits() / per_shard;
+        let want = free
+            .max(usize::from(running.is_empty()))
+            .min(most.saturating_sub(running.len()))
+            .min(MAX_RECEIVE);
         if want == 0 {
             tokio::select! {
                 _ = running.join_next() => {}
+                _ = tokio::time::sleep(SETTLE) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
             continue;
@@ -92,8 +108,11 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
             let context = context.clone();
             running.spawn(async move { deliver(&context, message).await });
         }
-        // Finished tasks are reaped as they end, so the set never grows past the slots.
-        while running.try_join_next().is_some() {}
+        // Let the new shards read their rows and take their slots before counting free ones again.
+        tokio::select! {
+            _ = tokio::time::sleep(SETTLE) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
     }
 }
 
