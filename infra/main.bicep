@@ -4,7 +4,7 @@
 // By default (Flex Consumption, system-assigned identity) nothing in it holds a secret: the
 // storage account has shared keys off, and the host, the deployment, the handler and telemetry all
 // authenticate with the app's managed identity. The modules:
-//   modules/storage.bicep      the account: the three tables, host storage, the deployment container
+//   modules/storage.bicep      the account: the three tables, the sweep's shard queue and its poison queue, host storage, the deployment container
 //   modules/monitoring.bicep   Log Analytics + Application Insights (Entra ID ingestion only)
 //   modules/functionapp.bicep  the plan (FC1, or Y1 for existing apps) and the function app
 //   modules/roles.bicep        the identity's data roles
@@ -110,6 +110,8 @@ var eventsTopicName = '${prefix}-events-${suffix}'
 var eventsAppSettings = {
   HEALTH_EVENTS_QUEUE: eventsQueueName
 }
+// The fanned-out sweep's shard queue (docs/performance.md, "The fanned-out sweep").
+var sweepQueueName = 'sweep-shards'
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -125,6 +127,7 @@ module storage 'modules/storage.bicep' = {
     registryTableName: registryTableName
     healthTableName: healthTableName
     stateTableName: stateTableName
+    sweepQueueName: sweepQueueName
   }
 }
 
@@ -179,6 +182,8 @@ module functionApp 'modules/functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     blobEndpoint: storage.outputs.blobEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    sweepQueueName: sweepQueueName
     deploymentContainerName: deploymentContainerName
     registryTableName: registryTableName
     healthTableName: healthTableName

@@ -12,6 +12,7 @@
 #     OpenApi/function.json
 #     Dashboard/function.json
 #     ConsulApi/function.json
+#     ProbeShard/function.json
 #     handler                         (static Linux x86-64 executable, mode 0755)
 #
 # Zip deploy replaces the whole app, so everything must travel in this single package
@@ -110,6 +111,7 @@ app_files=(
     OpenApi/function.json
     Dashboard/function.json
     ConsulApi/function.json
+    ProbeShard/function.json
 )
 for f in "${app_files[@]}"; do
     [[ -f "${repo_root}/${f}" ]] || die "missing ${f} at the repository root"

@@ -75,6 +75,8 @@ pub struct Metrics {
     cache_misses: Counter,
     cache_refreshes: Counter,
     storage_errors: Family<KindLabel, Counter>,
+    shards: Family<OutcomeLabel, Counter>,
+    shard_queue_depth: Gauge,
 }
 
 /// The process's metrics.
@@ -98,8 +100,20 @@ impl Metrics {
             cache_misses: Counter::default(),
             cache_refreshes: Counter::default(),
             storage_errors: Family::default(),
+            shards: Family::default(),
+            shard_queue_depth: Gauge::default(),
         };
         let mut registry = m.registry;
+        registry.register(
+            "sweep_shards",
+            "Shards of a fanned-out sweep, by outcome: enqueued, done, dropped (window over), stale (older sweep), failed (storage), poisoned",
+            m.shards.clone(),
+        );
+        registry.register(
+            "sweep_queue_depth",
+            "The shard queue's approximate length when this process last looked (in-flight shards included)",
+            m.shard_queue_depth.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by function and HTTP status",
@@ -193,6 +207,19 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Shards of a fanned-out sweep by outcome (a fixed word).
+    pub fn shards(&self, outcome: &'static str, n: u64) {
+        self.shards
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(n);
+    }
+
+    /// The shard queue's approximate length, as last read.
+    pub fn shard_queue_depth(&self, depth: u64) {
+        self.shard_queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// A sweep that storage failed; `kind` is the storage error's (`StoreError::kind`).

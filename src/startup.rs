@@ -33,6 +33,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Fanout(#[from] crate::health::FanoutError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,
@@ -64,7 +66,7 @@ impl Application {
             .arm_sync
             .as_ref()
             .map(|s| ArmSync::new(s, store.clone()));
-        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server);
+        let monitor = HealthMonitor::new(store.clone(), &settings.health, &settings.server)?;
         let sweep_job = SweepJob::new(
             monitor.clone(),
             store.clone(),
@@ -113,6 +115,7 @@ impl Application {
             open_files,
             max_connections = self.settings.server.connections.max_connections,
             probe_concurrency = self.settings.health.probe.concurrency,
+            sweep_queue = self.settings.health.fanout.as_ref().map_or("none: the sweep runs in process", |f| f.queue.as_str()),
             storage_max_connections = self.settings.storage.connections.max,
             "handler listening"
         );
@@ -131,6 +134,10 @@ impl Application {
             let job = self.state.sweep_job.clone();
             tokio::spawn(async move { job.register_connections().await });
         }
+        // Standalone with SWEEP_QUEUE: take shards from the queue (returns at once otherwise).
+        let job = self.state.sweep_job.clone();
+        let stop = shutdown_rx.clone();
+        tokio::spawn(async move { job.poll_shards(stop).await });
         if let Some(schedule) = self.schedule {
             tokio::spawn(run_schedule(
                 schedule,

@@ -61,6 +61,20 @@ impl SweepJob {
             .await
     }
 
+    /// One shard of a fanned-out sweep (the host's `ProbeShard` trigger): no discovery, which
+    /// ran at the tick that cut it.
+    pub async fn probe_shard(
+        &self,
+        message: &crate::domain::ShardMessage,
+    ) -> Result<crate::health::ShardOutcome, StoreError> {
+        self.monitor.probe_shard(message).await
+    }
+
+    /// Standalone with `SWEEP_QUEUE`: this process takes shards from the queue until shutdown.
+    pub async fn poll_shards(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.monitor.poll_shards(shutdown).await;
+    }
+
     /// The ARM sync first: where both see a service, its row (with the linker) is the one kept, and
     /// self-registration leaves a row the sync owns alone.
     async fn discover_connections(&self) {

@@ -30,6 +30,9 @@ param userAssignedClientId string
 param storageAccountName string
 param blobEndpoint string
 param tableEndpoint string
+param queueEndpoint string
+@description('The fanned-out sweep\'s shard queue (SWEEP_QUEUE), which ProbeShard/function.json listens on.')
+param sweepQueueName string
 param deploymentContainerName string
 param registryTableName string
 param healthTableName string
@@ -60,6 +63,10 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 // managed identity: the same setting Service Connector writes for a system-identity connection.
 var handlerAppSettings = {
   AZURE_STORAGETABLE_RESOURCEENDPOINT: tableEndpoint
+  // The same account's queues, with the same identity: the sweep's shards. SWEEP_QUEUE also
+  // names the queue the ProbeShard trigger listens on (`%SWEEP_QUEUE%` in its function.json).
+  AZURE_STORAGEQUEUE_RESOURCEENDPOINT: queueEndpoint
+  SWEEP_QUEUE: sweepQueueName
   REGISTRY_TABLE: registryTableName
   HEALTH_TABLE: healthTableName
   STATE_TABLE: stateTableName
@@ -140,9 +147,19 @@ var flexConfig = {
       }
     }
   }
+  // maximumInstanceCount is the cost ceiling for the whole app. Per-function scaling is Flex's
+  // own: ProbeShard (a queue trigger) scales on instances of its own, apart from the HTTP group
+  // that serves discovery, so probing never slows discovery. No instance of it is kept ready:
+  // shards wait in the queue for at most one scale-out step.
   scaleAndConcurrency: {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    alwaysReady: [
+      {
+        name: 'function:ProbeShard'
+        instanceCount: 0
+      }
+    ]
   }
   // What the platform's stack list names for custom handlers on FC1 (infra/README.md, sources).
   runtime: {

@@ -41,8 +41,11 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (ho
   }
 }
 
-// The host's queues (identity-based AzureWebJobsStorage lists this role beside blob access).
-resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hostUsesIdentity) {
+// Queues: the handler puts, takes, renews and deletes the sweep's shards with the identity on
+// either plan, and on Flex the host's identity-based AzureWebJobsStorage (the ProbeShard trigger,
+// the poison queue) needs it too. Data Contributor is the narrowest built-in role with delete and
+// update message; the handler creates its queues if missing, a request to the queue service.
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storageAccount.id, principalId, storageQueueDataContributor)
   scope: storageAccount
   properties: {

@@ -22,6 +22,9 @@ param healthTableName string
 @description('The handler\'s own rows: the sweep lease and the last sweep\'s summary.')
 param stateTableName string
 
+@description('The sweep\'s shard queue (SWEEP_QUEUE); its poison queue is <name>-poison.')
+param sweepQueueName string
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_59:public network access stays on: no virtual network in this template, so callers and the platform reach it over the public endpoint; requests still need an Entra ID token
   // checkov:skip=CKV_AZURE_206:LRS by choice: registrations are re-sent by heartbeats and health rows are rewritten by every sweep; GRS doubles the storage cost
@@ -95,8 +98,27 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: stateTableName
 }
 
+// The fanned-out sweep: the queue its shards travel on, and the poison queue the host (or the
+// standalone poller) moves a shard to after maxDequeueCount failed tries. Created here so the
+// ProbeShard trigger has a queue to listen on from the first start.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource sweepQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: sweepQueueName
+}
+
+resource sweepPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${sweepQueueName}-poison'
+}
+
 output id string = account.id
 output name string = account.name
 output tableServiceId string = tableService.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output tableEndpoint string = account.properties.primaryEndpoints.table
+output queueEndpoint string = account.properties.primaryEndpoints.queue

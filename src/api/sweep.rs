@@ -8,7 +8,7 @@ use super::AppState;
 use crate::error::ApiResult;
 use crate::health::SweepReport;
 use crate::security::Caller;
-use crate::store::SweepRecord;
+use crate::store::{FanoutRecord, SweepRecord};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,63 @@ struct LastSweep {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     error: Option<String>,
+    /// A sweep fanned out over the shard queue (`SWEEP_QUEUE`): its shards and who probed them.
+    /// Absent for a sweep that ran in one process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    fanout: Option<FanoutSweep>,
+}
+
+/// A fanned-out sweep's shards. `counters` then sum its shards (`duration_ms`: from the sweep's
+/// start to its last shard's end); a sweep summarised at the next tick with shards still out has
+/// `finished` false.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct FanoutSweep {
+    sweep_id: String,
+    /// The end of the sweep's window (its start plus the schedule's interval).
+    deadline: String,
+    shards: u64,
+    shards_done: u64,
+    /// Shards that arrived after the window ended: not probed.
+    shards_dropped: u64,
+    /// Every shard ended (done or dropped).
+    finished: bool,
+    /// Finished with none dropped, the last shard ending before the deadline.
+    finished_in_window: bool,
+    /// Shards and services probed per process (`checkedBy` names).
+    by_process: Vec<ProcessCount>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ProcessCount {
+    process: String,
+    shards: u64,
+    probed: u64,
+}
+
+impl From<FanoutRecord> for FanoutSweep {
+    fn from(f: FanoutRecord) -> Self {
+        FanoutSweep {
+            sweep_id: f.sweep_id,
+            deadline: f.deadline,
+            shards: f.shards,
+            shards_done: f.shards_done,
+            shards_dropped: f.shards_dropped,
+            finished: f.finished,
+            finished_in_window: f.in_window,
+            by_process: f
+                .by_process
+                .into_iter()
+                .map(|p| ProcessCount {
+                    process: p.process,
+                    shards: p.shards,
+                    probed: p.probed,
+                })
+                .collect(),
+        }
+    }
 }
 
 // Named apart from `health::SweepOutcome` (did a trigger sweep at all); its schema keeps its name.
@@ -122,6 +179,7 @@ impl From<SweepRecord> for LastSweep {
             tick: record.tick,
             counters,
             error,
+            fanout: record.fanout.map(FanoutSweep::from),
         }
     }
 }

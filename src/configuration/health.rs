@@ -4,7 +4,7 @@
 
 use super::environment::Environment;
 use super::plan::PROBE_CONCURRENCY_VAR;
-use super::{schedule, ConfigError, HostMode, HostingPlan};
+use super::{fanout, schedule, ConfigError, FanoutSettings, HostMode, HostingPlan};
 use crate::domain::{CircuitPolicy, MAX_CHECK_TIMEOUT};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub struct HealthSettings {
     pub schedule: Option<String>,
     /// Where the sweep's transitions are published (`HEALTH_EVENTS_*`).
     pub events: super::EventSettings,
+    /// `SWEEP_QUEUE` and its companions: the sweep fanned out over a queue; `None`: in process.
+    pub fanout: Option<FanoutSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,5 +124,6 @@ pub(super) fn settings(
         sweep,
         schedule,
         events,
+        fanout: fanout::settings(env, mode)?,
     })
 }

@@ -19,9 +19,11 @@ mod fields;
 mod health;
 mod keys;
 mod query;
+mod queue_name;
 mod registration;
 mod resolve_query;
 mod revision;
+mod shard;
 
 pub use access::{Grants, Role, Scope};
 pub use balance::{choose, Candidate};
@@ -40,9 +42,13 @@ pub use expiry::{critical_too_long, expires_at, is_expired};
 pub use health::{HealthState, HealthVerdict};
 pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
 pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection};
+pub use queue_name::QueueName;
 pub use registration::{Registration, DEFAULT_WEIGHT};
 pub use resolve_query::{ResolveQuery, ServiceSelection};
 pub use revision::{index_of, micros, next_revision, row_revision, RevisionClock};
+pub use shard::{
+    cut_shards, KeyRange, ShardFate, ShardMessage, SweepId, DEFAULT_SHARD_SIZE, MAX_RANGES,
+};
 
 /// An input the caller got wrong: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,20 +1,28 @@
 //! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity_endpoint`
 //! for the managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
-//! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
+//! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`). With `SWEEP_QUEUE`
+//! the sweep is fanned out: `shard` runs one shard through the sweep's own phases, and `fanout`
+//! sums the shards into the sweep's summary.
 
 mod effective;
+mod enqueue;
 mod events;
+mod fanout;
 mod guard;
 mod identity_endpoint;
 mod lookup;
 mod monitor;
+mod poller;
 mod probe;
 mod report;
+mod shard;
 mod sweep;
 
+pub use enqueue::{Enqueued, FanoutError};
 pub use events::{EventCounts, EventPipeline, EventSink, PublishError};
 pub use guard::{ProbeGuard, Refused};
 pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;
 pub use report::SweepReport;
+pub use shard::ShardOutcome;

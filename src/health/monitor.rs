@@ -16,6 +16,7 @@
 //!   `sweep_job`) runs in the sweep's turn (so under its lease, on one replica), so what it
 //!   registers is probed in the same sweep; it never fails the sweep.
 
+use super::enqueue::{start_sweep, Enqueued, Fanout, FanoutError};
 use super::sweep::run_sweep;
 use super::{ProbeGuard, Prober, SweepReport};
 use crate::configuration::{HealthSettings, ServerSettings};
@@ -44,6 +45,8 @@ pub enum SweepOutcome {
     AlreadyRunning,
     /// Another replica holds the lease for this tick.
     LeaseHeldBy(String),
+    /// `SWEEP_QUEUE`: the sweep was cut into shards and put on the queue.
+    FannedOut(Enqueued),
 }
 
 impl SweepOutcome {
@@ -57,6 +60,7 @@ impl SweepOutcome {
             SweepOutcome::LeaseHeldBy(holder) => {
                 format!("HealthMonitor sweep skipped: the sweep lease for this tick is held by {holder}")
             }
+            SweepOutcome::FannedOut(enqueued) => enqueued.summary(),
         }
     }
 }
@@ -80,17 +84,31 @@ pub(super) struct SweepContext {
     lock: tokio::sync::Mutex<()>,
     /// Where the sweep's transitions go once its verdicts are written.
     pub events: super::events::EventPipeline,
+    /// The process-wide probe limit (`HEALTH_PROBE_CONCURRENCY`), shared by the in-process sweep
+    /// and every shard this process runs at once.
+    pub probe_slots: Arc<tokio::sync::Semaphore>,
+    /// `SWEEP_QUEUE`: ticks enqueue shards instead of sweeping here.
+    pub fanout: Option<Fanout>,
 }
 
 impl HealthMonitor {
-    pub fn new(store: Store, settings: &HealthSettings, server: &ServerSettings) -> Self {
+    pub fn new(
+        store: Store,
+        settings: &HealthSettings,
+        server: &ServerSettings,
+    ) -> Result<Self, FanoutError> {
         let prober = Prober::new(
             settings.probe.timeout,
             ProbeGuard::from(&settings.probe_guard),
         );
         let sinks = super::events::sinks(&settings.events, &store);
         let events = super::events::EventPipeline::new(&settings.events, sinks);
-        HealthMonitor {
+        let fanout = settings
+            .fanout
+            .as_ref()
+            .map(|f| Fanout::new(&store, f))
+            .transpose()?;
+        Ok(HealthMonitor {
             context: Arc::new(SweepContext {
                 events,
                 store,
@@ -99,8 +117,12 @@ impl HealthMonitor {
                 checked_by: server.process_name.clone(),
                 use_lease: server.mode.is_standalone(),
                 lock: tokio::sync::Mutex::new(()),
+                probe_slots: Arc::new(tokio::sync::Semaphore::new(
+                    settings.probe.concurrency.max(1),
+                )),
+                fanout,
             }),
-        }
+        })
     }
 
     /// Where the sweep's transitions go; a deregistration hands its event here.
@@ -111,6 +133,29 @@ impl HealthMonitor {
     /// The prober the sweep uses, whose SSRF policy registration applies up front.
     pub fn prober(&self) -> &Prober {
         &self.context.prober
+    }
+
+    /// Standalone with `SWEEP_QUEUE`: takes shards from the queue until `shutdown`
+    /// (`health::poller`); returns at once otherwise.
+    pub async fn poll_shards(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let polls = self
+            .context
+            .fanout
+            .as_ref()
+            .is_some_and(|f| f.settings.poll);
+        if polls {
+            super::poller::poll(self.context.clone(), shutdown).await;
+        }
+    }
+
+    /// Runs one shard of a fanned-out sweep (the host's `ProbeShard` trigger, or this process's
+    /// poller): the sweep's own phases over the shard's key ranges (`health::shard`). No lock and
+    /// no lease: shards run side by side, under the process-wide probe limit.
+    pub async fn probe_shard(
+        &self,
+        message: &crate::domain::ShardMessage,
+    ) -> Result<super::ShardOutcome, StoreError> {
+        super::shard::run_shard(&self.context, message).await
     }
 
     /// Runs one sweep unless one is running here or (standalone) another replica holds the lease,
@@ -151,6 +196,7 @@ impl HealthMonitor {
                     "sweep lease held elsewhere; this replica skips the tick"
                 )
             }
+            Ok(SweepOutcome::FannedOut(_)) => {}
             Ok(SweepOutcome::AlreadyRunning) => {}
             Err(e) => {
                 metrics().sweep_failed(e.kind());
@@ -181,6 +227,7 @@ impl HealthMonitor {
             result: result
                 .map(SweepReport::counters)
                 .map_err(ToString::to_string),
+            fanout: None,
         };
         if let Err(e) = self.context.store.record_sweep(&record).await {
             tracing::warn!(function = "HealthMonitor", error = %e, "could not store the sweep's summary row");
@@ -202,7 +249,7 @@ impl HealthMonitor {
         };
         let Some(tick) = tick else {
             before_probes.await;
-            return run_sweep(context, started_at).await.map(SweepOutcome::Ran);
+            return self.run(started_at, None).await;
         };
         let holder = &context.checked_by;
         let lease = context
@@ -213,12 +260,28 @@ impl HealthMonitor {
             return Ok(SweepOutcome::LeaseHeldBy(holder));
         }
         before_probes.await;
-        let result = run_sweep(context, started_at).await;
+        let scheduled = matches!(trigger, SweepTrigger::Scheduled { .. }).then_some(tick);
+        let result = self.run(started_at, scheduled).await;
         // Released whether or not the sweep succeeded: the next tick must not wait for the expiry.
         if let Err(e) = context.store.release_sweep_lease(holder).await {
             tracing::warn!(error = %e, "could not release the sweep lease; it lapses at its expiry");
         }
-        result.map(SweepOutcome::Ran)
+        result
+    }
+
+    /// The sweep itself: in process, or (`SWEEP_QUEUE`) cut into shards and enqueued.
+    async fn run(
+        &self,
+        started_at: DateTime<Utc>,
+        tick: Option<DateTime<Utc>>,
+    ) -> Result<SweepOutcome, StoreError> {
+        let context = &*self.context;
+        match &context.fanout {
+            None => run_sweep(context, started_at).await.map(SweepOutcome::Ran),
+            Some(fanout) => start_sweep(context, fanout, started_at, tick)
+                .await
+                .map(SweepOutcome::FannedOut),
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! results are written in entity-group transactions.
 //! What a probe's result *means* for the recorded status (thresholds, the circuit breaker's backoff)
 //! is `domain::CircuitPolicy`'s decision; this module only reads the previous rows, asks it, and
-//! writes the answer. A storage failure fails the sweep: a sweep that could not record what it
+//! writes the answer. A shard of a fanned-out sweep (`health::shard`) runs the same phases over
+//! its key ranges (`sweep_rows`), so whatever changes here applies to both. A storage failure fails the sweep: a sweep that could not record what it
 //! measured must not look like a success.
 
 use super::effective::EffectiveCounts;
@@ -35,6 +36,11 @@ struct Recording<'a> {
     checked_by: &'a str,
     /// Every transition of one sweep is dated at its start.
     sweep_time: DateTime<Utc>,
+    /// A fanned-out sweep's id, stamped on every verdict.
+    sweep_id: Option<&'a str>,
+    /// The process-wide probe limit: however many shards run here at once, no more than
+    /// `HEALTH_PROBE_CONCURRENCY` probes are in flight.
+    slots: &'a tokio::sync::Semaphore,
 }
 
 /// A service the sweep will probe, with what the previous sweeps recorded about it.
@@ -62,30 +68,77 @@ pub(super) async fn run_sweep(
         store.find_services(&everything, None),
         store.find_health(&everything, None)
     )?;
-    let plan = plan(&services, &previous, context, sweep_time);
-    let stop_starting_at = start_deadline(&plan.due, context, started);
-    let mut probed = probe_and_record(plan.due, context, sweep_time, stop_starting_at).await?;
+    let pass = Pass {
+        sweep_time,
+        started,
+        sweep_id: None,
+        window_left: None,
+    };
+    Ok(sweep_rows(context, pass, &services, &previous)
+        .await?
+        .report)
+}
+
+/// How one pass over some rows is run: the whole registry in process, or one shard of a
+/// fanned-out sweep (`health::shard`), which runs the same phases over its key ranges.
+#[derive(Clone, Copy)]
+pub(super) struct Pass<'a> {
+    /// Every transition is dated at the sweep's start.
+    pub sweep_time: DateTime<Utc>,
+    /// When this pass started (its reads included): `duration_ms` and the start deadline count
+    /// from here.
+    pub started: Instant,
+    /// A fanned-out sweep's id: stamped on every verdict, and a row that already carries it was
+    /// counted in this sweep (a shard delivered again) and is not probed twice.
+    pub sweep_id: Option<&'a str>,
+    /// What is left of a fanned-out sweep's window: no probe starts after it, less one timeout.
+    pub window_left: Option<Duration>,
+}
+
+/// What a pass did: its report, and (a shard delivered again) how many verdicts it found already
+/// counted in this sweep, which the report includes.
+pub(super) struct Swept {
+    pub report: SweepReport,
+    pub recounted: usize,
+}
+
+/// The phases after the reads, over the rows read: plan, probe and record, delete what is gone.
+pub(super) async fn sweep_rows(
+    context: &SweepContext,
+    pass: Pass<'_>,
+    services: &[ServiceRecord],
+    previous: &HealthByKey,
+) -> Result<Swept, StoreError> {
+    let store = &context.store;
+    let started = pass.started;
+    let plan = plan(services, previous, context, pass);
+    let recounted = &plan.recounted;
+    let stop_starting_at = start_deadline(&plan.due, context, started, pass.window_left);
+    let mut probed = probe_and_record(plan.due, context, pass, stop_starting_at).await?;
     let deleted_expired = store.delete_expired(&plan.long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
     let verdicts = std::mem::take(&mut probed.written.verdicts);
-    let effective = EffectiveCounts::of(&services, &previous, verdicts, sweep_time);
+    // A shard judges its own rows: a dependency in another shard reads as not registered (unknown).
+    let effective = EffectiveCounts::of(services, previous, verdicts, pass.sweep_time);
     let duration_ms = started.elapsed().as_millis() as u64;
-    let mut transitions = probed.written.transitions;
+    let mut transitions = std::mem::take(&mut probed.written.transitions);
     transitions.extend(deleted_expired.iter().filter_map(|service| {
         let health = previous.get(&service.partition_key, &service.row_key);
-        super::events::expiry_transition(service, health, sweep_time)
+        super::events::expiry_transition(service, health, pass.sweep_time)
     }));
     // After the writes, bounded, never failing the sweep.
     let events = context.events.after_sweep(store, transitions).await;
     let count = |n: usize| n as u64;
-    Ok(SweepReport {
+    let report = SweepReport {
         effective_healthy: effective.healthy,
         effective_degraded: effective.degraded,
         effective_unhealthy: effective.unhealthy,
         effective_unknown: effective.unknown,
-        probed: count(probed.written.rows),
-        healthy: count(probed.written.healthy),
-        unhealthy: count(probed.written.rows - probed.written.healthy),
+        probed: count(probed.written.rows + recounted.rows),
+        healthy: count(probed.written.healthy + recounted.healthy),
+        unhealthy: count(
+            probed.written.rows - probed.written.healthy + recounted.rows - recounted.healthy,
+        ),
         duration_ms,
         write_requests: count(probed.written.requests),
         refused: count(probed.refused),
@@ -99,6 +152,10 @@ pub(super) async fn run_sweep(
         events_publish_failures: events.publish_failures,
         events_pending: events.pending,
         events_dropped: events.dropped,
+    };
+    Ok(Swept {
+        report,
+        recounted: recounted.rows,
     })
 }
 
@@ -114,6 +171,10 @@ struct Plan<'a> {
     skipped: usize,
     /// Registry rows with keys this handler cannot address.
     invalid_rows: usize,
+    /// Verdicts already recorded in this fanned-out sweep (a shard delivered twice, or again
+    /// after its worker died): left alone, since probing again would count a failure twice and
+    /// move thresholds and circuits two steps in one sweep. They count in the report as stored.
+    recounted: Written,
 }
 
 /// Sorts the rows read into what to probe, what to skip and what to delete.
@@ -121,9 +182,10 @@ fn plan<'a>(
     services: &'a [ServiceRecord],
     previous: &'a HealthByKey,
     context: &SweepContext,
-    sweep_time: DateTime<Utc>,
+    pass: Pass<'_>,
 ) -> Plan<'a> {
-    let settings = &context.settings;
+    let (settings, sweep_time) = (&context.settings, pass.sweep_time);
+    let mut recounted = Written::default();
     let mut due: Vec<Due> = Vec::with_capacity(services.len());
     let (mut skipped, mut invalid_rows) = (0, 0);
     let mut long_expired: Vec<&ServiceRecord> = Vec::new();
@@ -135,6 +197,13 @@ fn plan<'a>(
         let record = previous
             .get(&service.partition_key, &service.row_key)
             .filter(|h| h.describes(service));
+        if let Some(counted) =
+            record.filter(|h| pass.sweep_id.is_some() && h.sweep_id.as_deref() == pass.sweep_id)
+        {
+            recounted.rows += 1;
+            recounted.healthy += usize::from(counted.is_healthy());
+            continue;
+        }
         if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace)
             || critical_too_long(service, record, sweep_time)
         {
@@ -187,24 +256,34 @@ fn plan<'a>(
         orphaned,
         skipped,
         invalid_rows,
+        recounted,
     }
 }
 
 /// When the sweep stops starting probes, counted from its start. A registration may ask for a
 /// longer timeout than the default the start deadline was computed with: start the last probes
 /// earlier by the difference, so the sweep still ends in time.
-fn start_deadline(due: &[Due], context: &SweepContext, started: Instant) -> Instant {
+fn start_deadline(
+    due: &[Due],
+    context: &SweepContext,
+    started: Instant,
+    window_left: Option<Duration>,
+) -> Instant {
     let settings = &context.settings;
     let longest_timeout = due
         .iter()
         .filter_map(|d| d.service.health_check.as_ref().and_then(|c| c.timeout))
         .max()
         .unwrap_or_default();
-    started
-        + settings
+    // A shard stops starting probes one timeout before its sweep's window ends.
+    let deadline = match window_left {
+        Some(left) => settings
             .sweep
             .start_deadline
-            .saturating_sub(longest_timeout.saturating_sub(settings.probe.timeout))
+            .min(left.saturating_sub(settings.probe.timeout)),
+        None => settings.sweep.start_deadline,
+    };
+    started + deadline.saturating_sub(longest_timeout.saturating_sub(settings.probe.timeout))
 }
 
 /// What probing the due services wrote and left out.
@@ -220,7 +299,7 @@ struct Probed {
 async fn probe_and_record(
     due: Vec<Due<'_>>,
     context: &SweepContext,
-    sweep_time: DateTime<Utc>,
+    pass: Pass<'_>,
     stop_starting_at: Instant,
 ) -> Result<Probed, StoreError> {
     let SweepContext {
@@ -234,7 +313,9 @@ async fn probe_and_record(
     let recording = Recording {
         circuit: &settings.circuit,
         checked_by,
-        sweep_time,
+        sweep_time: pass.sweep_time,
+        sweep_id: pass.sweep_id,
+        slots: &context.probe_slots,
     };
     // The futures are built up front (they do nothing until polled) rather than in a `map` closure
     // over borrowed rows, which the compiler cannot prove `Send` for the spawned scheduler task.
@@ -325,6 +406,11 @@ async fn probe_one(
     if Instant::now() >= stop_starting_at {
         return None;
     }
+    // Closed only if the process is going away; then no probe starts.
+    let _slot = recording.slots.acquire().await.ok()?;
+    if Instant::now() >= stop_starting_at {
+        return None;
+    }
     let service = due.service;
     // Boxed: the probe's state (the HTTP client's request future, about 1 KiB) then exists only
     // while it runs, `concurrency` at a time, and not inline in each of the sweep's futures, all
@@ -381,6 +467,7 @@ async fn probe_one(
             Some(prior) if prior.status == state.status => due.status_revision,
             _ => None,
         },
+        sweep_id: recording.sweep_id.map(str::to_owned),
         timestamp: None,
         etag: None,
         response_time_ewma: Some(match due.previous_ewma {

@@ -15,6 +15,7 @@
 
 mod envelope;
 mod openapi;
+mod queue_trigger;
 
 use crate::api::{self, AppState};
 use crate::error::ApiError;
@@ -60,6 +61,9 @@ pub fn function_name(path: &str) -> &'static str {
     if path == "/HealthMonitor" {
         return "HealthMonitor";
     }
+    if path == "/ProbeShard" {
+        return "ProbeShard";
+    }
     if path.starts_with("/v1/") {
         return "ConsulApi";
     }
@@ -91,10 +95,12 @@ pub fn router(state: AppState, api: Router, standalone: bool) -> Router {
             ))
             .with_state(state);
     }
-    let mut router = Router::new().route(
-        "/HealthMonitor",
-        post(timer_invocation).fallback(wrong_method),
-    );
+    let mut router = Router::new()
+        .route(
+            "/HealthMonitor",
+            post(timer_invocation).fallback(wrong_method),
+        )
+        .route("/ProbeShard", post(shard_invocation).fallback(wrong_method));
     for (function, route) in HTTP_FUNCTIONS {
         let api = api.clone();
         // The whole-server guard sees `/ConsulApi`, not `/v1/...`: the envelope asks it itself.
@@ -253,6 +259,51 @@ async fn timer_invocation(
     }
 }
 
+/// `POST /ProbeShard`: the host's queue trigger, one shard of a fanned-out sweep. Answered 200
+/// *with a body* when the shard ran or was dropped (the host then deletes the message; an empty
+/// 2xx body can hang the invocation until `functionTimeout`), non-2xx when it could not run (the
+/// host makes the message visible again, and after `maxDequeueCount` tries moves it to
+/// `<queue>-poison`).
+async fn shard_invocation(State(state): State<AppState>, body: Body) -> Response {
+    let message = api::read_body(body, MAX_ENVELOPE_BYTES)
+        .await
+        .and_then(|body| parse_envelope(&body))
+        .and_then(|envelope| queue_trigger::QueueMessage::from_envelope(&envelope));
+    let failed = |status: StatusCode, line: String| {
+        (status, Json(InvocationReply::logs(vec![line]))).into_response()
+    };
+    let message = match message {
+        Ok(message) => message,
+        Err(e) => return failed(StatusCode::BAD_REQUEST, format!("ProbeShard: {e}")),
+    };
+    let shard = match crate::domain::ShardMessage::parse(&message.text) {
+        Ok(shard) => shard,
+        Err(e) => {
+            return failed(
+                StatusCode::BAD_REQUEST,
+                format!("ProbeShard: not a shard ({}): {e}", e.field),
+            )
+        }
+    };
+    let tries = message
+        .dequeue_count
+        .map_or_else(String::new, |n| format!(" (delivery {n})"));
+    match state.sweep_job.probe_shard(&shard).await {
+        Ok(outcome) => (
+            StatusCode::OK,
+            Json(InvocationReply::logs(vec![format!(
+                "{}{tries}",
+                outcome.summary(&shard)
+            )])),
+        )
+            .into_response(),
+        Err(e) => failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("ProbeShard failed{tries}: {e}"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::function_name;
@@ -264,6 +315,7 @@ mod tests {
         assert_eq!(function_name("/OpenApi"), "OpenApi");
         assert_eq!(function_name("/ServiceRegistrar"), "ServiceRegistrar");
         assert_eq!(function_name("/HealthMonitor"), "HealthMonitor");
+        assert_eq!(function_name("/ProbeShard"), "ProbeShard");
         assert_eq!(function_name("/"), "readiness");
         assert_eq!(function_name("/api/OpenApi"), "other");
         assert_eq!(function_name("/api/nope"), "other");

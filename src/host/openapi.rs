@@ -42,6 +42,7 @@ impl Modify for HostProtocol {
         let mut schemas = Vec::new();
         with_dependencies::<HttpInvocation>(&mut schemas);
         with_dependencies::<TimerInvocation>(&mut schemas);
+        with_dependencies::<QueueInvocation>(&mut schemas);
         with_dependencies::<InvocationReply>(&mut schemas);
         components.schemas.extend(schemas);
 
@@ -122,6 +123,30 @@ impl Modify for HostProtocol {
         openapi
             .paths
             .add_path_operation("/HealthMonitor", vec![HttpMethod::Post], timer);
+
+        let shard = OperationBuilder::new()
+            .tag(TAG)
+            .operation_id(Some("invokeProbeShard"))
+            .summary(Some("Run one shard of a fanned-out sweep (the ProbeShard queue trigger)"))
+            .description(Some(
+                "The host's queue-trigger invocation for one message of the `SWEEP_QUEUE` queue. \
+                 `Data.shard` is the message text as the host sends it: a JSON string holding the \
+                 text's JSON encoding (also read: the text itself, or base64 of it); \
+                 `Metadata.DequeueCount` a string or a number. The shard's services are probed and \
+                 recorded as the in-process sweep does; a shard of an older sweep, or one that \
+                 arrives after its sweep's window, is dropped. Served in custom-handler mode only.",
+            ))
+            .request_body(Some(json_body("QueueInvocation")))
+            .responses(
+                ResponsesBuilder::new()
+                    .response("200", json_response("The shard ran or was dropped: `Logs` says which (the host deletes the message).", "InvocationReply"))
+                    .response("400", json_response("No shard in the envelope, or not a shard message (the host retries it, then moves it to `<queue>-poison`).", "InvocationReply"))
+                    .response("503", json_response("Storage failed; `Logs` holds `ProbeShard failed: <reason>` (the host makes the message visible again).", "InvocationReply")),
+            )
+            .securities(Some([]));
+        openapi
+            .paths
+            .add_path_operation("/ProbeShard", vec![HttpMethod::Post], shard);
 
         let ready = OperationBuilder::new()
             .tag(TAG)
@@ -225,6 +250,21 @@ struct TimerInvocation {
     metadata: Option<serde_json::Value>,
 }
 
+/// The queue trigger's envelope: `Data.shard` holds the message, `Metadata` the trigger's data
+/// (`DequeueCount`, `Id`, …) and the message's top-level fields, as the host copies them.
+#[derive(ToSchema)]
+#[schema(rename_all = "PascalCase")]
+struct QueueInvocation {
+    data: Option<QueueInvocationData>,
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(ToSchema)]
+struct QueueInvocationData {
+    /// The message text, JSON-encoded once more by the host.
+    shard: Option<String>,
+}
+
 #[derive(ToSchema)]
 struct TimerInvocationData {
     #[schema(rename = "myTimer")]
@@ -302,6 +342,7 @@ mod tests {
             "/ServiceRegistrar",
             "/OpenApi",
             "/HealthMonitor",
+            "/ProbeShard",
             "/",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");

@@ -1,7 +1,7 @@
 //! The OData `$filter` a key selection becomes: the only text this handler sends to storage that is
 //! built from a caller's input, so it is built here and nowhere else.
 
-use crate::domain::KeySelection;
+use crate::domain::{KeyRange, KeySelection};
 
 /// An OData literal: quotes doubled. Keys are already restricted to characters that need no escaping;
 /// this is the second line of defence, not the first.
@@ -36,6 +36,20 @@ pub(super) fn filter_for(selection: &KeySelection) -> Option<String> {
         (None, _) => {}
     }
     (!clauses.is_empty()).then(|| clauses.join(" and "))
+}
+
+/// The `$filter` for one shard's key range: one partition, a RowKey range inside it (half-open,
+/// either end possibly open), so storage answers it with a range scan of one partition. The keys
+/// come from a queue message, so they are quoted like any other literal.
+pub(super) fn range_filter(range: &KeyRange) -> String {
+    let mut filter = format!("PartitionKey eq {}", literal(&range.partition));
+    if let Some(from) = &range.from {
+        filter.push_str(&format!(" and RowKey ge {}", literal(from)));
+    }
+    if let Some(to) = &range.to {
+        filter.push_str(&format!(" and RowKey lt {}", literal(to)));
+    }
+    filter
 }
 
 /// Whether a row the selection's filter returned is one it means: the name range also returns
@@ -84,5 +98,23 @@ mod tests {
         q.instance_id = Some(InstanceId::parse("pod-1").unwrap());
         assert_eq!(filter_for(&q).unwrap(), "RowKey eq 'svc:pod-1'");
         assert_eq!(literal("o'brien"), "'o''brien'");
+    }
+
+    #[test]
+    fn a_shard_range_is_one_partition_and_a_half_open_row_range() {
+        let range = |from: Option<&str>, to: Option<&str>| KeyRange {
+            partition: "api".into(),
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+        };
+        assert_eq!(range_filter(&range(None, None)), "PartitionKey eq 'api'");
+        assert_eq!(
+            range_filter(&range(Some("b"), Some("o'k"))),
+            "PartitionKey eq 'api' and RowKey ge 'b' and RowKey lt 'o''k'"
+        );
+        assert_eq!(
+            range_filter(&range(None, Some("m"))),
+            "PartitionKey eq 'api' and RowKey lt 'm'"
+        );
     }
 }

@@ -25,6 +25,8 @@
 //!   resolver read, both tables joined with this process's heartbeats laid over them;
 //! - `batch`: the sweep's health rows, written in entity-group transactions;
 //! - `lease`: the sweep lease standalone replicas share;
+//! - `shards`: the fanned-out sweep's rows (the current sweep, one marker per shard that ended)
+//!   and a shard's reads (the registry's keys; the rows of a shard's key ranges);
 //! - `sweeps`: the last sweep's summary row, beside the lease in the state table (a table of its
 //!   own so that health reads hold services only: 1,000 of them are one page, not two);
 //! - `events`: the health-change events' outbox rows and the recent transitions row, beside them;
@@ -56,6 +58,7 @@ mod query;
 mod queues;
 mod records;
 mod register;
+mod shards;
 mod sweeps;
 mod transport;
 mod watermarks;
@@ -70,6 +73,7 @@ pub use listing::{InstanceRow, Listing, ListingQuery};
 pub use properties::{JsonText, Stored};
 pub use queues::{ReceivedMessage, StorageQueue};
 pub use records::{ConsulFields, HealthRecord, ServiceRecord};
+pub use shards::{CurrentSweep, FanoutRecord, ProcessShare, ShardMarker};
 pub use sweeps::SweepRecord;
 pub use watermarks::Watermarks;
 

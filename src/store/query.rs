@@ -83,7 +83,7 @@ impl Store {
             .await
     }
 
-    async fn find<T: FromEntity>(
+    pub(super) async fn find<T: FromEntity>(
         &self,
         table: &TableClient,
         filter: Option<&str>,
@@ -116,7 +116,7 @@ impl Store {
 }
 
 /// A row type read from query pages.
-trait FromEntity: Send + Sync + 'static {
+pub(super) trait FromEntity: Send + Sync + 'static {
     fn from_entity(entity: &Map<String, Value>) -> Self;
     fn row_key(&self) -> &str;
 }

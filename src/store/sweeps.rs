@@ -17,6 +17,7 @@
 
 use super::error::is_row_missing;
 use super::properties::{integer, put_int64, put_text, string};
+use super::shards::{fanout_from, put_fanout, FanoutRecord};
 use super::{Store, StoreError};
 use serde_json::{json, Map, Value};
 
@@ -34,6 +35,8 @@ pub struct SweepRecord {
     pub tick: Option<String>,
     /// The summary's counters by name, or why the sweep failed (redacted).
     pub result: Result<Vec<(String, u64)>, String>,
+    /// A fanned-out sweep's shards and who probed them; `None` for an in-process sweep.
+    pub fanout: Option<FanoutRecord>,
 }
 
 impl Store {
@@ -93,6 +96,9 @@ fn to_entity(record: &SweepRecord) -> Value {
         }
         Err(reason) => put_text(row, "error", reason),
     }
+    if let Some(fanout) = &record.fanout {
+        put_fanout(row, fanout);
+    }
     entity
 }
 
@@ -116,11 +122,13 @@ fn from_entity(entity: &Map<String, Value>, counters: &[&str]) -> SweepRecord {
         checked_by: text("checkedBy"),
         tick: string(entity, "tick").filter(|_| text("trigger") == "schedule"),
         result,
+        fanout: fanout_from(entity),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::shards::ProcessShare;
     use super::*;
 
     const COUNTERS: &[&str] = &["probed", "duration_ms"];
@@ -133,6 +141,7 @@ mod tests {
             checked_by: "replica-1".into(),
             tick: Some("2026-11-25T09:15:00.000Z".into()),
             result: Ok(vec![("probed".into(), 4), ("duration_ms".into(), 87)]),
+            fanout: None,
         };
         let entity = to_entity(&record);
         assert_eq!(entity["probed"], "4");
@@ -156,6 +165,7 @@ mod tests {
             checked_by: "handler".into(),
             tick: None,
             result: Err("storage unavailable: no answer from storage within 10000 ms".into()),
+            fanout: None,
         };
         let entity = to_entity(&record);
         assert_eq!(
@@ -164,5 +174,41 @@ mod tests {
         );
         assert!(entity.get("probed").is_none() && entity.get("tick").is_none());
         assert_eq!(from_entity(entity.as_object().unwrap(), COUNTERS), record);
+    }
+
+    #[test]
+    fn a_fanned_out_sweep_keeps_its_shards_and_shares() {
+        let record = SweepRecord {
+            started_at: "2026-11-25T09:15:00.000Z".into(),
+            finished_at: "2026-11-25T09:16:10.000Z".into(),
+            checked_by: "replica-1".into(),
+            tick: None,
+            result: Ok(vec![("probed".into(), 500)]),
+            fanout: Some(FanoutRecord {
+                sweep_id: "20261125T091500000Z-0001".into(),
+                deadline: "2026-11-25T09:20:00.000Z".into(),
+                shards: 2,
+                shards_done: 2,
+                shards_dropped: 0,
+                finished: true,
+                in_window: true,
+                by_process: vec![ProcessShare {
+                    process: "replica-2".into(),
+                    shards: 2,
+                    probed: 500,
+                }],
+            }),
+        };
+        let entity = to_entity(&record);
+        assert_eq!(entity["shardsDone@odata.type"], "Edm.Int64");
+        assert_eq!(entity["finishedInWindow"], true);
+        assert_eq!(
+            entity["byProcess"],
+            r#"[{"process":"replica-2","shards":2,"probed":500}]"#
+        );
+        assert_eq!(
+            from_entity(entity.as_object().unwrap(), &["probed"]),
+            record
+        );
     }
 }

@@ -91,6 +91,14 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     // The template's Event Grid topic has local auth off (the app publishes with its identity's
     // token); a key is only for a topic of one's own, set by hand as an app setting.
     "HEALTH_EVENTS_TOPIC_KEY",
+    // The fanned-out sweep's standalone poller only (under the host the host's queue trigger
+    // delivers shards, with host.json's settings).
+    "SWEEP_QUEUE_MAX_DEQUEUE_COUNT",
+    "SWEEP_QUEUE_VISIBILITY_SECONDS",
+    "SWEEP_QUEUE_MAX_POLL_MS",
+    // The queue endpoint under the host's own name; the template sets the handler's
+    // (AZURE_STORAGEQUEUE_RESOURCEENDPOINT) instead.
+    "AzureWebJobsStorage__queueServiceUri",
 ];
 
 /// Flex Consumption deprecates these (learn.microsoft.com, "Flex Consumption plan deprecations").
@@ -731,4 +739,51 @@ fn the_public_urls_reach_the_same_functions_as_under_the_api_prefix_and_v1_reach
     ] {
         assert!(now.resolve("GET", path).is_none(), "{path}");
     }
+}
+
+#[test]
+fn the_shard_queue_the_trigger_listens_on_is_the_one_the_template_creates_and_names() {
+    let root = manifest_dir();
+    let triggers = crate::harness::queue_triggers(root);
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    let probe = &triggers[0];
+    assert_eq!(probe.function, "ProbeShard");
+    // The host resolves `%SWEEP_QUEUE%` from the app settings, where the handler reads it too.
+    assert_eq!(probe.queue_name, "%SWEEP_QUEUE%");
+    let app = read(&root.join("infra/modules/functionapp.bicep"));
+    assert!(
+        app.contains("SWEEP_QUEUE: sweepQueueName"),
+        "the app settings name the queue"
+    );
+    assert!(
+        app.contains("'function:ProbeShard'"),
+        "ProbeShard's own scaling group"
+    );
+    let storage = read(&root.join("infra/modules/storage.bicep"));
+    assert!(
+        storage.contains("name: sweepQueueName"),
+        "the queue is created"
+    );
+    assert!(
+        storage.contains("name: '${sweepQueueName}-poison'"),
+        "and its poison queue"
+    );
+    let main = read(&root.join("infra/main.bicep"));
+    let name = main
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("var sweepQueueName = '"))
+        .and_then(|rest| rest.strip_suffix('\''))
+        .expect("var sweepQueueName");
+    service_registry::domain::QueueName::parse_with_poison("SWEEP_QUEUE", name)
+        .expect("a valid queue name with room for -poison");
+    // host.json's queue settings are inside the extension's bounds.
+    let host: serde_json::Value = serde_json::from_str(&read(&root.join("host.json"))).unwrap();
+    let queues = &host["extensions"]["queues"];
+    let batch = queues["batchSize"].as_u64().unwrap();
+    assert!((1..=32).contains(&batch), "batchSize {batch}");
+    assert!(queues["maxDequeueCount"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        queues["messageEncoding"], "base64",
+        "the handler puts base64 text"
+    );
 }

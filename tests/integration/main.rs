@@ -63,6 +63,8 @@ mod startup;
 mod state_table;
 mod storage_cap;
 mod storage_faults;
+mod sweep_queue;
+mod sweep_queue_host;
 mod sweep_status;
 mod typed_rows;
 mod why_and_when;

@@ -41,6 +41,9 @@ pub struct HealthRecord {
     /// The sweep carries it over while the status holds; `None` on a row to write asks the store
     /// for a new one.
     pub status_revision: Option<u64>,
+    /// `sweepId`: the fanned-out sweep whose verdict this is (absent for an in-process sweep). A
+    /// shard delivered again in the same sweep leaves such a row alone, so no failure counts twice.
+    pub sweep_id: Option<String>,
     /// Storage's own `Timestamp` as read; never written.
     pub timestamp: Option<DateTime<Utc>>,
     /// The row's version as read (`odata.etag`), for conditional deletes; never written.
@@ -70,6 +73,7 @@ impl HealthRecord {
             checked_by: string(entity, "checkedBy"),
             response_time_ewma: number(entity, "responseTimeEwma"),
             status_revision: integer(entity, "statusRevision").and_then(|n| u64::try_from(n).ok()),
+            sweep_id: string(entity, "sweepId"),
             timestamp: string(entity, "Timestamp")
                 .as_deref()
                 .and_then(crate::parse_iso),
@@ -161,6 +165,9 @@ impl HealthRecord {
         }
         if let Some(revision) = self.status_revision {
             put_int64(extra, "statusRevision", revision);
+        }
+        if let Some(sweep) = &self.sweep_id {
+            put_text(extra, "sweepId", sweep);
         }
         // A tenth of a millisecond is all the ranking needs; `+ 0.0` turns -0 into 0.
         if let Some(ewma) = self.response_time_ewma.filter(|f| f.is_finite()) {
@@ -361,6 +368,7 @@ mod tests {
             checked_by: Some("host-1".into()),
             response_time_ewma: Some(12.0),
             status_revision: Some(1_764_046_800_000_000),
+            sweep_id: Some("20261125T050000000Z-0001".into()),
             timestamp: None,
             etag: None,
         };

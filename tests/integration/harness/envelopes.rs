@@ -1,5 +1,6 @@
 //! The host's invocation envelopes, as the Functions host builds them with forwarding off: an HTTP
-//! trigger's request object (`Data.req`) and the timer's `myTimer`, each with the `sys` metadata.
+//! trigger's request object (`Data.req`), the timer's `myTimer` and a queue message
+//! (`queue_envelope`), each with the `sys` metadata.
 
 use serde_json::{json, Value};
 
@@ -129,5 +130,78 @@ pub fn timer_envelope(my_timer: Value) -> Value {
     json!({
         "Data": { "myTimer": my_timer },
         "Metadata": { "sys": sys_metadata("HealthMonitor") }
+    })
+}
+
+/// One queue message as the host's queue listener holds it when it invokes the function.
+pub struct QueueDelivery<'a> {
+    pub id: &'a str,
+    pub pop_receipt: &'a str,
+    pub dequeue_count: u64,
+    /// The message text (after the queue's base64 is undone).
+    pub text: &'a str,
+}
+
+/// The queue trigger's envelope exactly as the host builds it for a custom handler
+/// (docs/functions-host-protocol.md, "The queue trigger"):
+/// - `Data.<name>`: the message text is a string input, which the host serialises once more, so
+///   the value is a JSON string holding the text's JSON encoding (`"\"{\\\"v\\\":1}\""`);
+/// - `Metadata`: the trigger's binding data with every scalar JSON-encoded into a string
+///   (`"DequeueCount": "1"`, `"Id": "\"…\""`), dates as text, `sys` an object; and, because the
+///   text is JSON, each top-level field of the message that is not an array copied in as the
+///   JSON encoding of its text (`"v": "\"1\""`, `"sweep": "\"…\""`).
+///
+/// `numeric_count`: the docs' older example instead (`"DequeueCount": 1`, unquoted `Id`).
+pub fn queue_envelope(
+    function: &str,
+    name: &str,
+    message: &QueueDelivery,
+    numeric_count: bool,
+) -> Value {
+    let encode = |text: &str| Value::String(serde_json::to_string(text).unwrap());
+    let now = chrono::Utc::now();
+    let date = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    let mut metadata = serde_json::Map::new();
+    if numeric_count {
+        metadata.insert("DequeueCount".into(), json!(message.dequeue_count));
+        metadata.insert("Id".into(), json!(message.id));
+        metadata.insert("PopReceipt".into(), json!(message.pop_receipt));
+    } else {
+        metadata.insert(
+            "DequeueCount".into(),
+            json!(message.dequeue_count.to_string()),
+        );
+        metadata.insert("Id".into(), encode(message.id));
+        metadata.insert("PopReceipt".into(), encode(message.pop_receipt));
+    }
+    metadata.insert("InsertionTime".into(), json!(date(now)));
+    metadata.insert(
+        "ExpirationTime".into(),
+        json!(date(now + chrono::Duration::minutes(5))),
+    );
+    metadata.insert(
+        "NextVisibleTime".into(),
+        json!(date(now + chrono::Duration::minutes(10))),
+    );
+    // `Utility.ApplyBindingData`: the JSON message's top-level fields, arrays left out, each as
+    // its text, then JSON-encoded like every other scalar.
+    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(message.text) {
+        for (field, value) in fields {
+            let text = match &value {
+                Value::Array(_) => continue,
+                Value::Object(_) => {
+                    metadata.insert(field, value);
+                    continue;
+                }
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            metadata.insert(field, encode(&text));
+        }
+    }
+    metadata.insert("sys".into(), sys_metadata(function));
+    json!({
+        "Data": { name: encode(message.text) },
+        "Metadata": Value::Object(metadata),
     })
 }

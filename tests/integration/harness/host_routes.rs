@@ -236,3 +236,64 @@ fn precedence(x: &[Segment], y: &[Segment]) -> Ordering {
         Ordering::Equal
     }
 }
+
+/// A queue-triggered function as function.json declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTrigger {
+    pub function: String,
+    /// The binding's `name`: the key of its message in `Data`.
+    pub name: String,
+    /// `queueName` as written (`%SETTING%` is resolved by the host from app settings).
+    pub queue_name: String,
+    pub connection: Option<String>,
+}
+
+impl QueueTrigger {
+    /// The queue's name, `%NAME%` resolved through `settings` as the host's name resolver does.
+    pub fn queue(&self, settings: &[(&str, &str)]) -> String {
+        match self
+            .queue_name
+            .strip_prefix('%')
+            .and_then(|n| n.strip_suffix('%'))
+        {
+            Some(name) => settings
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+                .unwrap_or_else(|| panic!("app setting {name} is not set")),
+            None => self.queue_name.clone(),
+        }
+    }
+}
+
+/// Every `*/function.json` with a `queueTrigger`, in folder order.
+pub fn queue_triggers(root: &Path) -> Vec<QueueTrigger> {
+    let mut triggers = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("function.json")) else {
+            continue;
+        };
+        let config: Value = serde_json::from_str(&text).expect("function.json is JSON");
+        let Some(binding) = config["bindings"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["type"] == "queueTrigger"))
+        else {
+            continue;
+        };
+        triggers.push(QueueTrigger {
+            function: dir.file_name().unwrap().to_str().unwrap().to_owned(),
+            name: binding["name"].as_str().expect("a trigger name").to_owned(),
+            queue_name: binding["queueName"]
+                .as_str()
+                .expect("a queueName")
+                .to_owned(),
+            connection: binding["connection"].as_str().map(str::to_owned),
+        });
+    }
+    triggers
+}

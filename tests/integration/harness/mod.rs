@@ -9,7 +9,8 @@
 //! - `envelopes`: the host's invocation envelopes (HTTP trigger, timer);
 //! - `host_routes` (the host's routing by host.json and function.json) and `host_front` (the host's
 //!   front door on a port of its own: routing, function keys, forwarding or envelopes), for clients
-//!   that call the function app's public URLs;
+//!   that call the function app's public URLs; `queue_listener` (the host's queue trigger: polls a
+//!   queue of the tests' Azurite and posts each message's envelope, with host.json's settings);
 //! - `responses`: answers as tests read them, the shared error body and the sweep's report
 //!   (`sweep_report`, the one way to read a sweep);
 //! - `wire`: the API's bodies as tests write them and check their shape (discovery's items);
@@ -47,6 +48,7 @@ mod handler;
 mod host_front;
 mod host_routes;
 mod node;
+mod queue_listener;
 mod requests;
 mod responses;
 mod tables;
@@ -67,13 +69,16 @@ pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
 pub use consul_client::{index_of, ConsulClient, Library};
 pub use counting_proxy::CountingProxy;
-pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope};
+pub use envelopes::{
+    queue_envelope, sys_metadata, timer_envelope, timer_info_object, QueueDelivery, ReqEnvelope,
+};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
 pub use host_front::{rebuilt_query, Delivery, HostFront, FRONT_END_LIMIT};
-pub use host_routes::{HostRoutes, Trigger};
+pub use host_routes::{queue_triggers, HostRoutes, Trigger};
 pub use node::{node_package, run_node};
+pub use queue_listener::{storage_queue, QueueHost, QueueOptions};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};
 pub use targets::{

@@ -1,0 +1,213 @@
+//! The standalone poller: with `SWEEP_QUEUE`, every standalone process takes shards from the
+//! queue itself, with the Functions host's own queue-trigger semantics, so replicas share a sweep
+//! the way the platform's instances do. Under the host it never runs (the host's trigger
+//! delivers; a second consumer would halve the host's view of the queue and skew its scaling).
+//!
+//! - **In proportion to free probe slots**: the poller asks for as many shards as the process's
+//!   free probe slots hold (`min(shard size, probe limit)` slots a shard; at least one when none
+//!   runs), never more than twice what the limit holds at once, never 32 at once. Slots, not
+//!   shards, are counted: a shard whose answering services are done holds only its silent ones'
+//!   slots, so the next shard starts while it waits for their timeouts.
+//! - **Visibility**: a shard taken is invisible for `SWEEP_QUEUE_VISIBILITY_SECONDS` (30 s) and
+//!   renewed every third of that while it runs, so a dead worker's shard reappears within that
+//!   time and another process takes it (its verdicts already written are not counted twice:
+//!   `health::shard`).
+//! - **Success** deletes the message; **failure** (storage) makes it visible again after a short
+//!   delay; a message received more than `SWEEP_QUEUE_MAX_DEQUEUE_COUNT` times, or failing on its
+//!   last try, is copied to `<queue>-poison` and deleted (as the host's `QueueProcessor` does).
+//! - **Back-off** on an empty queue: from 100 ms, doubling with jitter, up to
+//!   `SWEEP_QUEUE_MAX_POLL_MS` (2 s), back to 100 ms as soon as a message arrives.
+
+use super::enqueue::Fanout;
+use super::monitor::SweepContext;
+use super::shard::run_shard;
+use crate::domain::ShardMessage;
+use crate::metrics::metrics;
+use crate::store::{ReceivedMessage, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The most messages one receive may ask for (the service's limit).
+const MAX_RECEIVE: usize = 32;
+/// The shortest wait between two receives on an empty queue (the host's too).
+const MIN_POLL: Duration = Duration::from_millis(100);
+/// How long the poller lets new shards start before it counts free probe slots again, and how
+/// often it looks while every slot is busy.
+const SETTLE: Duration = Duration::from_millis(250);
+/// How soon a shard that failed is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long a poisoned shard is kept for an operator to look at.
+const POISON_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Polls until `shutdown`; running shards are left to finish or, if the process ends first, to
+/// reappear on the queue after their visibility timeout.
+pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiver<bool>) {
+    let Some(fanout) = context.fanout.as_ref() else {
+        return;
+    };
+    let limit = context.settings.probe.concurrency.max(1);
+    let per_shard = fanout.settings.shard_size.clamp(1, limit);
+    // However many slots are free, never more shards at once than twice what the limit holds:
+    // a shard's probes start only after its reads, so free slots can overstate room for a moment.
+    let most = (2 * limit / per_shard).max(1);
+    let slots = &context.probe_slots;
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut idle = MIN_POLL;
+    tracing::info!(
+        queue = fanout.queue.name(),
+        shards_at_once = limit / per_shard,
+        "polling the sweep's shard queue"
+    );
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        while running.try_join_next().is_some() {}
+        // Free probe slots, not shards: a shard whose answering services are done holds only the
+        // slots of its silent ones, and the rest are free for the next shard.
+        let free = slots.available_permits() / per_shard;
+        let want = free
+            .max(usize::from(running.is_empty()))
+            .min(most.saturating_sub(running.len()))
+            .min(MAX_RECEIVE);
+        if want == 0 {
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = tokio::time::sleep(SETTLE) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            continue;
+        }
+        let taken = match fanout
+            .queue
+            .receive(want as u8, fanout.settings.visibility)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(queue = fanout.queue.name(), error = %e, "cannot read the shard queue");
+                Vec::new()
+            }
+        };
+        if taken.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(with_jitter(idle)) => {}
+                _ = running.join_next(), if !running.is_empty() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            idle = (idle * 2).min(fanout.settings.max_poll_interval.max(MIN_POLL));
+            continue;
+        }
+        idle = MIN_POLL;
+        if let Ok(depth) = fanout.queue.approximate_length().await {
+            metrics().shard_queue_depth(depth);
+        }
+        for message in taken {
+            let context = context.clone();
+            running.spawn(async move { deliver(&context, message).await });
+        }
+        // Let the new shards read their rows and take their slots before counting free ones again.
+        tokio::select! {
+            _ = tokio::time::sleep(SETTLE) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One message, as the host's queue listener handles one: poison check, run, renew while
+/// running, delete on success, release or poison on failure.
+async fn deliver(context: &SweepContext, mut message: ReceivedMessage) {
+    let Some(fanout) = context.fanout.as_ref() else {
+        return;
+    };
+    let max = u64::from(fanout.settings.max_dequeue_count);
+    if message.dequeue_count > max {
+        poison(
+            fanout,
+            &message,
+            "received more often than the dequeue limit",
+        )
+        .await;
+        return;
+    }
+    let parsed = ShardMessage::parse(&message.text);
+    let result = match &parsed {
+        Ok(shard) => {
+            let run = run_shard(context, shard);
+            let renew = keep_invisible(fanout, &mut message);
+            tokio::select! {
+                result = run => result.map(|_| ()),
+                // Never ends on its own: the renewal loop stops when the shard does.
+                never = renew => match never {},
+            }
+        }
+        Err(e) => Err(StoreError::unexpected(format!(
+            "unreadable shard message: {e}"
+        ))),
+    };
+    match result {
+        Ok(()) => {
+            if let Err(e) = fanout.queue.delete(&message).await {
+                // It reappears and is run again; its verdicts are already counted.
+                tracing::warn!(error = %e, "shard done but its message could not be deleted");
+            }
+        }
+        Err(e) if message.dequeue_count >= max => {
+            tracing::warn!(error = %e, "shard failed on its last try");
+            poison(fanout, &message, "failed on its last try").await;
+        }
+        Err(_) => {
+            // Visible again soon, for this process or another.
+            let _ = fanout.queue.renew(&mut message, RETRY_AFTER).await;
+        }
+    }
+}
+
+/// Renews the message's invisibility every third of the visibility timeout, for as long as it
+/// is polled (the shard's run is raced against it).
+async fn keep_invisible(
+    fanout: &Fanout,
+    message: &mut ReceivedMessage,
+) -> std::convert::Infallible {
+    let visibility = fanout.settings.visibility;
+    loop {
+        tokio::time::sleep(visibility / 3).await;
+        match fanout.queue.renew(message, visibility).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "a running shard's message was taken by another receiver; both run it, and its verdicts count once"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not renew a running shard's message"),
+        }
+    }
+}
+
+/// Copies a message to the poison queue and deletes it, as the host does after
+/// `maxDequeueCount` failures.
+async fn poison(fanout: &Fanout, message: &ReceivedMessage, why: &str) {
+    metrics().shards("poisoned", 1);
+    tracing::warn!(
+        queue = fanout.poison.name(),
+        dequeue_count = message.dequeue_count,
+        "shard moved to the poison queue: {why}"
+    );
+    match fanout
+        .poison
+        .put(&message.text, POISON_TTL, Duration::ZERO)
+        .await
+    {
+        Ok(_) => {
+            let _ = fanout.queue.delete(message).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not move a shard to the poison queue"),
+    }
+}
+
+/// A delay between half and all of `base`, so processes polling one queue drift apart.
+fn with_jitter(base: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    base / 2 + Duration::from_nanos(hash % (base.as_nanos() as u64 / 2).max(1))
+}
