@@ -1,14 +1,20 @@
 //! How a probe's outcome becomes the status stored in HealthStatus.
 //!
 //! The recipe's rule is kept: an HTTP answer below 400 is healthy, anything else (4xx/5xx, a timeout,
-//! a refused connection) is unhealthy, with a short reason in `errorMessage`. Thresholds and flap
-//! damping build on this verdict later; the probe itself never decides.
+//! a refused connection) is unhealthy, with a short reason in `errorMessage`. Consul's warning rule
+//! sits beside it: HTTP 429, and 503 with a `Retry-After` header, say "alive but asking for less
+//! load", which is `degraded`, not a failure; so does a certificate close to its expiry. A
+//! registration's `expectedStatus` list replaces the below-400 rule (`domain::check`). Thresholds and
+//! flap damping build on this verdict later; the probe itself never decides.
 
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
     Healthy,
+    /// A warning: the target answers but asks for less load, or its certificate expires soon.
+    /// Not a failure: it counts toward no threshold and opens no circuit.
+    Degraded,
     Unhealthy,
 }
 
@@ -17,8 +23,24 @@ impl HealthState {
     pub fn as_str(self) -> &'static str {
         match self {
             HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
             HealthState::Unhealthy => "unhealthy",
         }
+    }
+
+    /// Whether callers may be sent to it: healthy or degraded (a warning is not a failure).
+    pub fn is_usable(self) -> bool {
+        self != HealthState::Unhealthy
+    }
+}
+
+/// Consul's reading of a status that is not a success: 429, and 503 with `Retry-After`, are
+/// warnings (with their reason), everything else a failure.
+pub fn warning_reason(status: u16, retry_after: bool) -> Option<String> {
+    match (status, retry_after) {
+        (429, _) => Some("HTTP 429 (rate limited)".to_owned()),
+        (503, true) => Some("HTTP 503 with Retry-After (overloaded)".to_owned()),
+        _ => None,
     }
 }
 
@@ -35,11 +57,25 @@ pub struct HealthVerdict {
 }
 
 impl HealthVerdict {
-    pub fn from_http_status(status: u16, elapsed: Duration) -> Self {
+    /// The default rule: below 400 healthy, 429 and 503 with `Retry-After` degraded, the rest
+    /// unhealthy.
+    pub fn from_http_status(status: u16, retry_after: bool, elapsed: Duration) -> Self {
         if status < 400 {
             Self::healthy(elapsed)
+        } else if let Some(reason) = warning_reason(status, retry_after) {
+            Self::degraded(elapsed, reason)
         } else {
             Self::unhealthy(elapsed, format!("HTTP {status}"))
+        }
+    }
+
+    /// A warning, with its reason.
+    pub fn degraded(elapsed: Duration, reason: impl Into<String>) -> Self {
+        HealthVerdict {
+            state: HealthState::Degraded,
+            response_time_ms: millis(elapsed),
+            error_message: reason.into(),
+            refused: false,
         }
     }
 
@@ -83,16 +119,35 @@ mod tests {
     fn below_400_is_healthy() {
         let ms = Duration::from_millis(12);
         for s in [200, 204, 301, 399] {
-            let v = HealthVerdict::from_http_status(s, ms);
+            let v = HealthVerdict::from_http_status(s, false, ms);
             assert_eq!(v.state, HealthState::Healthy);
             assert_eq!(v.error_message, "");
             assert_eq!(v.response_time_ms, 12);
         }
         for s in [400, 404, 500, 503] {
-            let v = HealthVerdict::from_http_status(s, ms);
+            let v = HealthVerdict::from_http_status(s, false, ms);
             assert_eq!(v.state, HealthState::Unhealthy);
             assert_eq!(v.error_message, format!("HTTP {s}"));
         }
+    }
+
+    #[test]
+    fn rate_limits_and_retry_after_are_warnings_with_a_reason() {
+        let ms = Duration::from_millis(3);
+        for (status, retry_after) in [(429, false), (429, true), (503, true)] {
+            let v = HealthVerdict::from_http_status(status, retry_after, ms);
+            assert_eq!(v.state, HealthState::Degraded, "{status} {retry_after}");
+            assert!(
+                v.error_message.starts_with(&format!("HTTP {status}")),
+                "{v:?}"
+            );
+        }
+        for (status, retry_after) in [(503, false), (500, true), (502, true)] {
+            let v = HealthVerdict::from_http_status(status, retry_after, ms);
+            assert_eq!(v.state, HealthState::Unhealthy, "{status} {retry_after}");
+        }
+        assert_eq!(HealthState::Degraded.as_str(), "degraded");
+        assert!(HealthState::Degraded.is_usable() && !HealthState::Unhealthy.is_usable());
     }
 
     #[test]

@@ -134,6 +134,9 @@ impl Prober {
                     // Dropping the response closes the body unread.
                     Ok(response) => HealthVerdict::from_http_status(
                         response.status().as_u16(),
+                        response
+                            .headers()
+                            .contains_key(reqwest::header::RETRY_AFTER),
                         started.elapsed(),
                     ),
                     Err(e) => match refusal_in(&e) {

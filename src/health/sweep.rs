@@ -69,7 +69,8 @@ pub(super) async fn run_sweep(
     Ok(SweepReport {
         probed: count(probed.written.rows),
         healthy: count(probed.written.healthy),
-        unhealthy: count(probed.written.rows - probed.written.healthy),
+        degraded: count(probed.written.degraded),
+        unhealthy: count(probed.written.rows - probed.written.healthy - probed.written.degraded),
         duration_ms: started.elapsed().as_millis() as u64,
         write_requests: count(probed.written.requests),
         refused: count(probed.refused),
@@ -303,12 +304,11 @@ async fn probe_one(
     // of which are built up front (10,000 services held about 10 MiB of them).
     let verdict =
         Box::pin(prober.probe(&service.health_endpoint, service.health_check.as_ref())).await;
-    let success = verdict.state == HealthState::Healthy;
     // Every transition of one sweep is dated at its start, so a backoff of five minutes comes due
-    // at the next five-minute tick, not one tick later.
+    // at the next five-minute tick, not one tick later. A warning (degraded) is not a failure.
     let state = recording
         .circuit
-        .next(due.prior.as_ref(), success, recording.sweep_time);
+        .record(due.prior.as_ref(), verdict.state, recording.sweep_time);
     if state.last_transition == recording.sweep_time {
         // One line per change of status (a first verdict included), not per probe: enough to
         // query which services are unhealthy now (docs/operations.md) at a cost bounded by churn.
@@ -361,6 +361,7 @@ struct Written {
     requests: usize,
     rows: usize,
     healthy: usize,
+    degraded: usize,
 }
 
 impl Written {
@@ -368,6 +369,7 @@ impl Written {
         self.requests += other.requests;
         self.rows += other.rows;
         self.healthy += other.healthy;
+        self.degraded += other.degraded;
     }
 }
 
@@ -378,6 +380,10 @@ async fn write(store: &Store, rows: Vec<HealthRecord>) -> Result<Written, StoreE
         requests,
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
+        degraded: rows
+            .iter()
+            .filter(|r| r.status.value() == Some(HealthState::Degraded))
+            .count(),
     })
 }
 
@@ -391,11 +397,14 @@ fn critical_too_long(
     let Some(after) = service.consul.deregister_critical_after else {
         return false;
     };
-    let unhealthy_since = health.filter(|h| !h.is_healthy()).and_then(|h| {
-        h.last_transition
-            .as_ref()
-            .and_then(crate::store::Stored::value)
-    });
+    // A warning is not critical (Consul's rule): only an unhealthy verdict counts.
+    let unhealthy_since = health
+        .filter(|h| !h.is_healthy() && h.status.value() != Some(HealthState::Degraded))
+        .and_then(|h| {
+            h.last_transition
+                .as_ref()
+                .and_then(crate::store::Stored::value)
+        });
     crate::domain::critical_too_long(
         service.critical_since(unhealthy_since, now),
         Some(Duration::from_secs(u64::from(after))),

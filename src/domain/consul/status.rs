@@ -9,7 +9,9 @@
 //! 2. an open circuit → `critical`, whatever the last recorded status;
 //! 3. recorded `unhealthy` (a half-open circuit included: it is still isolated) → `critical`;
 //! 4. recorded `healthy` → `passing`;
-//! 5. never checked → the configured status, `warning` by default. Traefik routes `warning`;
+//! 5. recorded `degraded` (HTTP 429, 503 with `Retry-After`, a certificate close to expiry) →
+//!    `warning`;
+//! 6. never checked → the configured status, `warning` by default. Traefik routes `warning`;
 //!    Dapr, Fabio, consul-template and `?passing` do not. Consul itself starts new checks `critical`;
 //!    an operator who wants that sets it.
 //!
@@ -84,6 +86,7 @@ pub fn check_status(facts: HealthFacts, never_checked: CheckStatus) -> CheckStat
     }
     match facts.health {
         Some(HealthState::Healthy) => CheckStatus::Passing,
+        Some(HealthState::Degraded) => CheckStatus::Warning,
         Some(HealthState::Unhealthy) => CheckStatus::Critical,
         None => never_checked,
     }
@@ -240,6 +243,20 @@ mod tests {
         assert_eq!(
             check_status(facts(healthy, Some(Circuit::Closed), false), WARN),
             CheckStatus::Passing
+        );
+    }
+
+    #[test]
+    fn degraded_is_warning_unless_lapsed() {
+        let degraded = Some(HealthState::Degraded);
+        let passing = CheckStatus::Passing;
+        assert_eq!(
+            check_status(facts(degraded, Some(Circuit::Closed), false), passing),
+            CheckStatus::Warning
+        );
+        assert_eq!(
+            check_status(facts(degraded, None, true), passing),
+            CheckStatus::Critical
         );
     }
 

@@ -16,7 +16,8 @@
 //! - `api_keys`: the API keys the keyed tests run with and a handler configured with them;
 //! - `azurite` (the emulator), `tables` (direct table access), `counting_proxy` (a proxy in front
 //!   of Azurite that counts storage round trips);
-//! - `targets` (local probe targets and a closed port), `wait` (polling and waiting for stored
+//! - `targets` (local probe targets and a closed port), `check_targets` (targets whose answer a
+//!   test changes: status, headers, body), `wait` (polling and waiting for stored
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
 //! - `consul_client`: real Consul client libraries (py-consul, node-consul) as child processes;
@@ -37,6 +38,7 @@
 
 mod api_keys;
 mod azurite;
+mod check_targets;
 mod child_env;
 mod cli;
 mod connector_env;
@@ -61,6 +63,7 @@ pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
 pub use azurite::{connection_string_for_port, Azurite};
+pub use check_targets::FlippingTarget;
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
