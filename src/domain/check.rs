@@ -1,4 +1,5 @@
-//! Per-registration health-check settings: which kind of check, how long to wait, which path.
+//! Per-registration health-check settings: which kind of check, how long to wait, which path, and
+//! what an HTTP answer must look like (`expectedStatus`, `expectBody`: `domain::http_expect`).
 //!
 //! A registration may say `"healthCheck": {"kind": "tcp"}` for a service whose health endpoint is an
 //! HTTP URL but whose health is better judged by a connect, or give a path (`/healthz`) and a
@@ -7,6 +8,7 @@
 //! read tolerantly (an unreadable setting is ignored, not fatal).
 
 use super::fields::present;
+use super::http_expect::{parse_expect_body, ExpectedStatus};
 use super::{has_control_char, Endpoint, ValidationError};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -42,6 +44,10 @@ pub struct HealthCheck {
     pub timeout: Option<Duration>,
     /// Replaces the path and query of an HTTP health endpoint.
     pub path: Option<String>,
+    /// HTTP only: the statuses that pass, instead of "below 400".
+    pub expected_status: Option<ExpectedStatus>,
+    /// HTTP only: a substring the first 64 KiB of the body must hold.
+    pub expect_body: Option<String>,
 }
 
 impl HealthCheck {
@@ -90,6 +96,12 @@ impl HealthCheck {
                 ))
             }
         };
+        let expected_status = present(object, "expectedStatus")
+            .map(ExpectedStatus::parse)
+            .transpose()?;
+        let expect_body = present(object, "expectBody")
+            .map(parse_expect_body)
+            .transpose()?;
         let is_http = matches!(health_endpoint, Endpoint::Http(_));
         if kind == Some(CheckKind::Http) && !is_http {
             return Err(ValidationError::new(
@@ -102,16 +114,25 @@ impl HealthCheck {
         } else {
             CheckKind::Tcp
         });
-        if path.is_some() && effective_kind == CheckKind::Tcp {
-            return Err(ValidationError::new(
-                "healthCheck.path",
-                "healthCheck.path applies only to http checks",
-            ));
+        let http_only = [
+            ("healthCheck.path", path.is_some()),
+            ("healthCheck.expectedStatus", expected_status.is_some()),
+            ("healthCheck.expectBody", expect_body.is_some()),
+        ];
+        if effective_kind != CheckKind::Http {
+            if let Some((field, _)) = http_only.iter().find(|(_, given)| *given) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{field} applies only to http checks"),
+                ));
+            }
         }
         Ok(HealthCheck {
             kind,
             timeout,
             path,
+            expected_status,
+            expect_body,
         })
     }
 
@@ -134,6 +155,12 @@ impl HealthCheck {
                 .get("path")
                 .and_then(Value::as_str)
                 .and_then(|p| parse_path(p).ok()),
+            expected_status: object
+                .get("expectedStatus")
+                .and_then(ExpectedStatus::from_stored),
+            expect_body: object
+                .get("expectBody")
+                .and_then(|b| parse_expect_body(b).ok()),
         })
     }
 
@@ -148,6 +175,12 @@ impl HealthCheck {
         }
         if let Some(path) = &self.path {
             object.insert("path".into(), json!(path));
+        }
+        if let Some(expected) = &self.expected_status {
+            object.insert("expectedStatus".into(), expected.to_json());
+        }
+        if let Some(body) = &self.expect_body {
+            object.insert("expectBody".into(), json!(body));
         }
         Value::Object(object)
     }
@@ -278,15 +311,33 @@ mod tests {
             field_of(json!({"kind": "tcp", "path": "/x"}), http()),
             "healthCheck.path"
         );
+        for (check, field) in [
+            (
+                json!({"expectedStatus": [200]}),
+                "healthCheck.expectedStatus",
+            ),
+            (json!({"expectBody": "ok"}), "healthCheck.expectBody"),
+        ] {
+            assert_eq!(field_of(check.clone(), tcp()), field, "{check}");
+            let mut by_connect = check.clone();
+            by_connect["kind"] = json!("tcp");
+            assert_eq!(field_of(by_connect, http()), field, "{check}");
+        }
+        assert_eq!(
+            field_of(json!({"expectedStatus": [200, 1000]}), http()),
+            "healthCheck.expectedStatus[1]"
+        );
     }
 
     #[test]
     fn stored_text_round_trips_and_garbage_is_ignored() {
         let check = HealthCheck::parse(
-            &json!({"kind": "http", "timeoutMs": 2000, "path": "/h"}),
+            &json!({"kind": "http", "timeoutMs": 2000, "path": "/h",
+                    "expectedStatus": [200, "401-403"], "expectBody": "UP"}),
             &http(),
         )
         .unwrap();
+        assert_eq!(check.to_json()["expectedStatus"], json!([200, "401-403"]));
         assert_eq!(
             HealthCheck::from_stored(&check.to_json().to_string()),
             Some(check)

@@ -1,9 +1,10 @@
-//! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity_endpoint`
+//! The HealthMonitor: probes (`probe`, with `http_probe` judging an HTTP answer), what they may reach (`guard`, with `identity_endpoint`
 //! for the managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
 mod guard;
+mod http_probe;
 mod identity_endpoint;
 mod lookup;
 mod monitor;

@@ -1,7 +1,9 @@
 //! One health check against one endpoint.
 //!
-//! HTTP(S) endpoints get a GET: healthy iff the status is below 400. Redirects are not followed (a
-//! registered URL must not be able to bounce the checker elsewhere) and the body is never read.
+//! HTTP(S) endpoints get a GET, judged by `http_probe`: below 400 healthy (or the registration's
+//! `expectedStatus`), 429 and 503 with `Retry-After` degraded. Redirects are not followed (a
+//! registered URL must not be able to bounce the checker elsewhere) and the body is read only for
+//! `expectBody`, at most 64 KiB of it.
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
 //! Every address is checked by the `guard`, with the port it will be contacted on, before any
@@ -9,6 +11,7 @@
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
 use super::guard::{ProbeGuard, Refused};
+use super::http_probe::judge_response;
 use super::lookup::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
 use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::net::SocketAddr;
@@ -74,7 +77,7 @@ impl Prober {
         if let Err(refused) = self.policy.check_endpoint(&target) {
             return HealthVerdict::refused(started.elapsed(), refused.to_string());
         }
-        let outcome = tokio::time::timeout(timeout, self.attempt(&target, started)).await;
+        let outcome = tokio::time::timeout(timeout, self.attempt(&target, check, started)).await;
         outcome.unwrap_or_else(|_| {
             HealthVerdict::unhealthy(
                 started.elapsed(),
@@ -113,7 +116,12 @@ impl Prober {
             })
     }
 
-    async fn attempt(&self, endpoint: &Endpoint, started: Instant) -> HealthVerdict {
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        check: Option<&HealthCheck>,
+        started: Instant,
+    ) -> HealthVerdict {
         match endpoint {
             Endpoint::Http(url) => {
                 let pinned;
@@ -131,14 +139,7 @@ impl Prober {
                     _ => &self.http,
                 };
                 match client.get(url.clone()).send().await {
-                    // Dropping the response closes the body unread.
-                    Ok(response) => HealthVerdict::from_http_status(
-                        response.status().as_u16(),
-                        response
-                            .headers()
-                            .contains_key(reqwest::header::RETRY_AFTER),
-                        started.elapsed(),
-                    ),
+                    Ok(response) => judge_response(response, check, started).await,
                     Err(e) => match refusal_in(&e) {
                         Some(refused) => {
                             HealthVerdict::refused(started.elapsed(), refused.to_string())
