@@ -25,6 +25,8 @@ pub enum CheckKind {
     Http,
     /// A TCP connect to the endpoint's host and port.
     Tcp,
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (TLS for `grpcs://`): SERVING is healthy.
+    Grpc,
 }
 
 impl CheckKind {
@@ -32,13 +34,24 @@ impl CheckKind {
         match self {
             CheckKind::Http => "http",
             CheckKind::Tcp => "tcp",
+            CheckKind::Grpc => "grpc",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "http" => Some(CheckKind::Http),
+            "tcp" => Some(CheckKind::Tcp),
+            "grpc" => Some(CheckKind::Grpc),
+            _ => None,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthCheck {
-    /// `None`: follow the endpoint's scheme (`tcp://` is a connect, `http(s)://` a GET).
+    /// `None`: follow the endpoint's scheme (`tcp://` is a connect, `http(s)://` a GET,
+    /// `grpc(s)://` a gRPC health check).
     pub kind: Option<CheckKind>,
     /// `None`: the monitor's default (`HEALTH_PROBE_TIMEOUT_MS`).
     pub timeout: Option<Duration>,
@@ -61,14 +74,12 @@ impl HealthCheck {
         })?;
         let kind = match present(object, "kind") {
             None => None,
-            Some(Value::String(text)) if text == "http" => Some(CheckKind::Http),
-            Some(Value::String(text)) if text == "tcp" => Some(CheckKind::Tcp),
-            Some(_) => {
-                return Err(ValidationError::new(
+            Some(value) => Some(value.as_str().and_then(CheckKind::parse).ok_or_else(|| {
+                ValidationError::new(
                     "healthCheck.kind",
-                    "healthCheck.kind must be \"http\" or \"tcp\"",
-                ))
-            }
+                    "healthCheck.kind must be \"http\", \"tcp\" or \"grpc\"",
+                )
+            })?),
         };
         let timeout = match present(object, "timeoutMs") {
             None => None,
@@ -102,18 +113,23 @@ impl HealthCheck {
         let expect_body = present(object, "expectBody")
             .map(parse_expect_body)
             .transpose()?;
-        let is_http = matches!(health_endpoint, Endpoint::Http(_));
-        if kind == Some(CheckKind::Http) && !is_http {
+        let scheme_kind = match health_endpoint {
+            Endpoint::Http(_) => CheckKind::Http,
+            Endpoint::Tcp { .. } => CheckKind::Tcp,
+            Endpoint::Grpc { .. } => CheckKind::Grpc,
+        };
+        // A connect works on any endpoint; a GET and a gRPC check only on their own schemes.
+        if let Some(kind) = kind.filter(|k| *k != CheckKind::Tcp && *k != scheme_kind) {
+            let needs = match kind {
+                CheckKind::Http => "an http(s) health endpoint",
+                _ => "a grpc(s) health endpoint",
+            };
             return Err(ValidationError::new(
                 "healthCheck.kind",
-                "healthCheck.kind \"http\" needs an http(s) health endpoint, not tcp://",
+                format!("healthCheck.kind \"{}\" needs {needs}", kind.as_str()),
             ));
         }
-        let effective_kind = kind.unwrap_or(if is_http {
-            CheckKind::Http
-        } else {
-            CheckKind::Tcp
-        });
+        let effective_kind = kind.unwrap_or(scheme_kind);
         let http_only = [
             ("healthCheck.path", path.is_some()),
             ("healthCheck.expectedStatus", expected_status.is_some()),
@@ -141,11 +157,10 @@ impl HealthCheck {
         let value: Value = serde_json::from_str(text).ok()?;
         let object = value.as_object()?;
         Some(HealthCheck {
-            kind: match object.get("kind").and_then(Value::as_str) {
-                Some("http") => Some(CheckKind::Http),
-                Some("tcp") => Some(CheckKind::Tcp),
-                _ => None,
-            },
+            kind: object
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(CheckKind::parse),
             timeout: object
                 .get("timeoutMs")
                 .and_then(Value::as_u64)
@@ -188,10 +203,13 @@ impl HealthCheck {
     /// The health endpoint with this check's kind and path applied (through `probe_target`).
     fn target(&self, endpoint: Endpoint) -> Endpoint {
         match (self.kind, endpoint) {
-            (Some(CheckKind::Tcp), Endpoint::Http(url)) => Endpoint::Tcp {
-                host: url.host_str().unwrap_or_default().to_owned(),
-                port: url.port_or_known_default().unwrap_or(80),
-            },
+            (Some(CheckKind::Tcp), endpoint @ (Endpoint::Http(_) | Endpoint::Grpc { .. })) => {
+                let (host, port) = endpoint.host_and_port();
+                Endpoint::Tcp {
+                    host: host.to_owned(),
+                    port,
+                }
+            }
             (_, Endpoint::Http(mut url)) => {
                 if let Some(path) = &self.path {
                     let (path, query) = match path.split_once('?') {
@@ -203,7 +221,7 @@ impl HealthCheck {
                 }
                 Endpoint::Http(url)
             }
-            (_, tcp) => tcp,
+            (_, other) => other,
         }
     }
 }
@@ -244,6 +262,14 @@ mod tests {
         Endpoint::parse("endpoint", "https://svc.internal:8443/ready?x=1").unwrap()
     }
 
+    fn grpc() -> Endpoint {
+        Endpoint::parse_health(
+            "healthEndpoint",
+            "grpcs://orders.internal:50051/shop.Orders",
+        )
+        .unwrap()
+    }
+
     fn tcp() -> Endpoint {
         Endpoint::parse("endpoint", "tcp://redis.internal:6380").unwrap()
     }
@@ -274,6 +300,17 @@ mod tests {
             }
         );
         assert_eq!(HealthCheck::default().target(tcp()), tcp());
+        let check =
+            HealthCheck::parse(&json!({"kind": "grpc", "timeoutMs": 900}), &grpc()).unwrap();
+        assert_eq!(check.target(grpc()), grpc());
+        let check = HealthCheck::parse(&json!({"kind": "tcp"}), &grpc()).unwrap();
+        assert_eq!(
+            check.target(grpc()),
+            Endpoint::Tcp {
+                host: "orders.internal".into(),
+                port: 50051
+            }
+        );
     }
 
     #[test]
@@ -292,6 +329,15 @@ mod tests {
             "healthCheck.kind"
         );
         assert_eq!(field_of(json!({"kind": "http"}), tcp()), "healthCheck.kind");
+        assert_eq!(
+            field_of(json!({"kind": "grpc"}), http()),
+            "healthCheck.kind"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "http"}), grpc()),
+            "healthCheck.kind"
+        );
+        assert_eq!(field_of(json!({"path": "/x"}), grpc()), "healthCheck.path");
         for bad in [json!(99), json!(30_001), json!(1.5), json!("500")] {
             assert_eq!(
                 field_of(json!({"timeoutMs": bad}), http()),

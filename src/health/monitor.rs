@@ -85,7 +85,8 @@ impl HealthMonitor {
         let prober = Prober::new(
             settings.probe.timeout,
             ProbeGuard::from(&settings.probe_guard),
-        );
+        )
+        .with_roots(settings.probe_roots.clone());
         HealthMonitor {
             context: Arc::new(SweepContext {
                 store,

@@ -5,11 +5,14 @@
 //! registered URL must not be able to bounce the checker elsewhere) and the body is read only for
 //! `expectBody`, at most 64 KiB of it.
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
+//! `grpc(s)://host:port[/service]` endpoints get the standard gRPC health check (`grpc_probe`),
+//! over a connection made here to the allowed addresses.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
 //! Every address is checked by the `guard`, with the port it will be contacted on, before any
 //! packet is sent to it: literals as they are, names after `lookup` looked them up (an HTTP probe
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
+use super::grpc_probe::GrpcTarget;
 use super::guard::{ProbeGuard, Refused};
 use super::http_probe::judge_response;
 use super::lookup::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
@@ -24,10 +27,14 @@ pub struct Prober {
     http: reqwest::Client,
     timeout: Duration,
     policy: Arc<ProbeGuard>,
+    /// Root certificates (DER) trusted besides the public ones (`HEALTH_PROBE_CA_FILE`).
+    roots: Arc<Vec<Vec<u8>>>,
+    /// gRPC over TLS: built once, with the same roots.
+    grpc_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// The probe client's settings; `pin` fixes where a name connects (reqwest then asks no resolver).
-fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
+fn http_client(pin: Option<(&str, &[SocketAddr])>, roots: &[Vec<u8>]) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -48,6 +55,11 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
     if let Some((host, addresses)) = pin {
         builder = builder.resolve_to_addrs(host, addresses);
     }
+    for der in roots {
+        if let Ok(certificate) = reqwest::Certificate::from_der(der) {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
     builder
         .build()
         .expect("a reqwest client with rustls and static settings always builds")
@@ -56,9 +68,22 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
 impl Prober {
     pub fn new(timeout: Duration, policy: ProbeGuard) -> Self {
         Prober {
-            http: http_client(None),
+            http: http_client(None, &[]),
             timeout,
             policy: Arc::new(policy),
+            roots: Arc::new(Vec::new()),
+            grpc_tls: super::tls::grpc_client_config(&[]),
+        }
+    }
+
+    /// The same prober, trusting `roots` (DER certificates) besides the public roots for
+    /// `https://` and `grpcs://` targets.
+    pub fn with_roots(self, roots: Vec<Vec<u8>>) -> Self {
+        Prober {
+            http: http_client(None, &roots),
+            grpc_tls: super::tls::grpc_client_config(&roots),
+            roots: Arc::new(roots),
+            ..self
         }
     }
 
@@ -68,7 +93,7 @@ impl Prober {
     pub async fn probe(&self, endpoint: &str, check: Option<&HealthCheck>) -> HealthVerdict {
         let _in_flight = crate::metrics::metrics().probe_started();
         let started = Instant::now();
-        let target = match Endpoint::parse("healthEndpoint", endpoint) {
+        let target = match Endpoint::parse_health("healthEndpoint", endpoint) {
             Ok(endpoint) => probe_target(endpoint, check),
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
@@ -132,7 +157,7 @@ impl Prober {
                             Ok(addresses) => addresses,
                             Err(verdict) => return verdict,
                         };
-                        pinned = http_client(Some((host, &addresses)));
+                        pinned = http_client(Some((host, &addresses)), &self.roots);
                         &pinned
                     }
                     // A literal was judged by `check_endpoint`, port included.
@@ -147,6 +172,25 @@ impl Prober {
                         None => HealthVerdict::unhealthy(started.elapsed(), describe(e)),
                     },
                 }
+            }
+            Endpoint::Grpc {
+                host,
+                port,
+                service,
+                tls,
+            } => {
+                let addresses = match self.allowed(host, *port, started).await {
+                    Ok(addresses) => addresses,
+                    Err(verdict) => return verdict,
+                };
+                let target = GrpcTarget {
+                    host,
+                    port: *port,
+                    service,
+                    addresses: &addresses,
+                    tls: tls.then(|| self.grpc_tls.clone()),
+                };
+                super::grpc_probe::check(target, started).await.verdict
             }
             Endpoint::Tcp { host, port } => {
                 let addresses = match self.allowed(host, *port, started).await {

@@ -10,6 +10,7 @@ mod arm_sync_bounds;
 mod auth;
 mod auth_host;
 mod check_expectations;
+mod check_grpc;
 mod check_warnings;
 mod circuit;
 mod cli;

@@ -21,6 +21,8 @@
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
 //! - `consul_client`: real Consul client libraries (py-consul, node-consul) as child processes;
+//! - `grpc_server`: a real gRPC health server (grpcio's) as a child process, and the self-signed
+//!   certificates the TLS checks are tested with;
 //! - `connector_env`: Service Connector's variables and the rows self-registration writes;
 //! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager, and
 //!   `arm_setup`, a handler syncing from it), `entra`
@@ -45,6 +47,7 @@ mod connector_env;
 mod consul_client;
 mod counting_proxy;
 mod envelopes;
+mod grpc_server;
 mod handler;
 mod host_front;
 mod host_routes;
@@ -70,6 +73,7 @@ pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGIST
 pub use consul_client::{index_of, ConsulClient, Library};
 pub use counting_proxy::CountingProxy;
 pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope};
+pub use grpc_server::{GrpcHealthServer, TestCertificate};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
