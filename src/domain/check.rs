@@ -16,6 +16,7 @@ use std::time::Duration;
 pub const MIN_CHECK_TIMEOUT_MS: u64 = 100;
 pub const MAX_CHECK_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_CHECK_PATH_LEN: usize = 1024;
+pub const MAX_TLS_EXPIRY_WARNING_DAYS: u64 = 365;
 /// The longest any probe may wait.
 pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_millis(MAX_CHECK_TIMEOUT_MS);
 
@@ -61,6 +62,8 @@ pub struct HealthCheck {
     pub expected_status: Option<ExpectedStatus>,
     /// HTTP only: a substring the first 64 KiB of the body must hold.
     pub expect_body: Option<String>,
+    /// `https://` and `grpcs://` only: a certificate expiring within this many days is a warning.
+    pub tls_expiry_warning_days: Option<u16>,
 }
 
 impl HealthCheck {
@@ -130,6 +133,29 @@ impl HealthCheck {
             ));
         }
         let effective_kind = kind.unwrap_or(scheme_kind);
+        let tls_expiry_warning_days = match present(object, "tlsExpiryWarningDays") {
+            None => None,
+            Some(value) => match value.as_u64() {
+                Some(days @ 1..=MAX_TLS_EXPIRY_WARNING_DAYS) => Some(days as u16),
+                _ => {
+                    return Err(ValidationError::new(
+                        "healthCheck.tlsExpiryWarningDays",
+                        format!("healthCheck.tlsExpiryWarningDays must be a whole number from 1 to {MAX_TLS_EXPIRY_WARNING_DAYS}"),
+                    ))
+                }
+            },
+        };
+        let over_tls = match health_endpoint {
+            Endpoint::Http(url) => url.scheme() == "https",
+            Endpoint::Grpc { tls, .. } => *tls,
+            Endpoint::Tcp { .. } => false,
+        };
+        if tls_expiry_warning_days.is_some() && (effective_kind == CheckKind::Tcp || !over_tls) {
+            return Err(ValidationError::new(
+                "healthCheck.tlsExpiryWarningDays",
+                "healthCheck.tlsExpiryWarningDays applies only to https:// and grpcs:// checks",
+            ));
+        }
         let http_only = [
             ("healthCheck.path", path.is_some()),
             ("healthCheck.expectedStatus", expected_status.is_some()),
@@ -149,6 +175,7 @@ impl HealthCheck {
             path,
             expected_status,
             expect_body,
+            tls_expiry_warning_days,
         })
     }
 
@@ -176,6 +203,11 @@ impl HealthCheck {
             expect_body: object
                 .get("expectBody")
                 .and_then(|b| parse_expect_body(b).ok()),
+            tls_expiry_warning_days: object
+                .get("tlsExpiryWarningDays")
+                .and_then(Value::as_u64)
+                .filter(|d| (1..=MAX_TLS_EXPIRY_WARNING_DAYS).contains(d))
+                .map(|d| d as u16),
         })
     }
 
@@ -196,6 +228,9 @@ impl HealthCheck {
         }
         if let Some(body) = &self.expect_body {
             object.insert("expectBody".into(), json!(body));
+        }
+        if let Some(days) = self.tls_expiry_warning_days {
+            object.insert("tlsExpiryWarningDays".into(), json!(days));
         }
         Value::Object(object)
     }
@@ -373,13 +408,34 @@ mod tests {
             field_of(json!({"expectedStatus": [200, 1000]}), http()),
             "healthCheck.expectedStatus[1]"
         );
+        let plain = Endpoint::parse("endpoint", "http://svc.internal/").unwrap();
+        for (check, endpoint) in [
+            (json!({"tlsExpiryWarningDays": 0}), http()),
+            (json!({"tlsExpiryWarningDays": 366}), http()),
+            (json!({"tlsExpiryWarningDays": "30"}), http()),
+            (json!({"tlsExpiryWarningDays": 30}), plain),
+            (json!({"tlsExpiryWarningDays": 30}), tcp()),
+            (json!({"tlsExpiryWarningDays": 30, "kind": "tcp"}), grpc()),
+        ] {
+            assert_eq!(
+                field_of(check.clone(), endpoint),
+                "healthCheck.tlsExpiryWarningDays",
+                "{check}"
+            );
+        }
+        for endpoint in [http(), grpc()] {
+            let check =
+                HealthCheck::parse(&json!({"tlsExpiryWarningDays": 365}), &endpoint).unwrap();
+            assert_eq!(check.tls_expiry_warning_days, Some(365));
+        }
     }
 
     #[test]
     fn stored_text_round_trips_and_garbage_is_ignored() {
         let check = HealthCheck::parse(
             &json!({"kind": "http", "timeoutMs": 2000, "path": "/h",
-                    "expectedStatus": [200, "401-403"], "expectBody": "UP"}),
+                    "expectedStatus": [200, "401-403"], "expectBody": "UP",
+                    "tlsExpiryWarningDays": 14}),
             &http(),
         )
         .unwrap();

@@ -106,6 +106,25 @@ impl HealthVerdict {
     }
 }
 
+/// `tlsExpiryWarningDays`: a valid certificate whose `notAfter` is within `days` of `now` is a
+/// warning, with the days left as the reason. (An expired or invalid one already failed the
+/// handshake: that stays a failure.)
+pub fn certificate_warning(
+    not_after: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    days: u16,
+) -> Option<String> {
+    let left = not_after - now;
+    if left > chrono::Duration::days(i64::from(days)) {
+        return None;
+    }
+    Some(match left.num_days() {
+        0 => "certificate expires in less than a day".to_owned(),
+        1 => "certificate expires in 1 day".to_owned(),
+        n => format!("certificate expires in {n} days"),
+    })
+}
+
 /// Milliseconds as an Int32 (the recipe's type), saturating rather than wrapping.
 fn millis(elapsed: Duration) -> i32 {
     i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX)
@@ -148,6 +167,33 @@ mod tests {
         }
         assert_eq!(HealthState::Degraded.as_str(), "degraded");
         assert!(HealthState::Degraded.is_usable() && !HealthState::Unhealthy.is_usable());
+    }
+
+    #[test]
+    fn certificates_close_to_expiry_warn_with_the_days_left() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let at = |days: i64, hours: i64| {
+            now + chrono::Duration::days(days) + chrono::Duration::hours(hours)
+        };
+        assert_eq!(certificate_warning(at(31, 0), now, 30), None);
+        assert_eq!(
+            certificate_warning(at(30, 0), now, 30).as_deref(),
+            Some("certificate expires in 30 days")
+        );
+        assert_eq!(
+            certificate_warning(at(3, 5), now, 30).as_deref(),
+            Some("certificate expires in 3 days")
+        );
+        assert_eq!(
+            certificate_warning(at(1, 1), now, 7).as_deref(),
+            Some("certificate expires in 1 day")
+        );
+        assert_eq!(
+            certificate_warning(at(0, 2), now, 1).as_deref(),
+            Some("certificate expires in less than a day")
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use describes::verdict_describes_registration;
 pub use eligibility::{eligible, healthy_only, Standing};
 pub use endpoint::Endpoint;
 pub use expiry::{critical_too_long, expires_at, is_expired};
-pub use health::{HealthState, HealthVerdict};
+pub use health::{certificate_warning, HealthState, HealthVerdict};
 pub use http_expect::{body_contains, judge_http, ExpectedStatus, EXPECT_BODY_WINDOW};
 pub use keys::{InstanceId, InstanceKey, ServiceName, ServiceType};
 pub use query::{continuation_token, AttributeFilter, DiscoveryQuery, KeySelection};

@@ -32,7 +32,6 @@ pub(super) struct GrpcTarget<'a> {
 /// What a check found: the verdict, and for TLS the peer's leaf certificate.
 pub(super) struct GrpcOutcome {
     pub verdict: HealthVerdict,
-    #[allow(dead_code)] // read by the certificate-expiry check
     pub peer_leaf: Option<Vec<u8>>,
 }
 

@@ -1,8 +1,10 @@
 //! One HTTP(S) check's request and how its answer is judged: the status (with `Retry-After`) and,
 //! when the registration asks for `expectBody`, the first 64 KiB of the body, read only for a
-//! status that passed and never past that window. The verdict rule is the domain's
+//! status that passed and never past that window; over TLS, the peer certificate's expiry
+//! (`tlsExpiryWarningDays`). The verdict rule is the domain's
 //! (`domain::judge_http`); this file only gathers its inputs from the wire.
 
+use super::certificate::with_expiry;
 use crate::domain::{body_contains, judge_http, HealthCheck, HealthVerdict, EXPECT_BODY_WINDOW};
 use std::time::Instant;
 
@@ -22,14 +24,20 @@ pub(super) async fn judge_response(
         Some(needle) if passed => Some(read_for(&mut response, needle).await),
         _ => None,
     };
+    let leaf = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec);
     // Dropping the response closes whatever of the body is unread.
-    judge_http(
+    let verdict = judge_http(
         status,
         retry_after,
         expected,
         body_matched,
         started.elapsed(),
-    )
+    );
+    with_expiry(verdict, check, leaf.as_deref())
 }
 
 /// Reads the body until `needle` is found, the window is full or the body ends (a read error

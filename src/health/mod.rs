@@ -1,9 +1,10 @@
 //! The HealthMonitor: probes (`probe`, with `http_probe` judging an HTTP answer, `grpc_probe` the
-//! gRPC health check and `tls` its TLS), what they may reach (`guard`, with `identity_endpoint`
+//! gRPC health check, `tls` its TLS, `certificate` the peer certificate's expiry), what they may reach (`guard`, with `identity_endpoint`
 //! for the managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`).
 
+mod certificate;
 mod grpc_probe;
 mod guard;
 mod http_probe;

@@ -12,6 +12,7 @@
 //! packet is sent to it: literals as they are, names after `lookup` looked them up (an HTTP probe
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
+use super::certificate::with_expiry;
 use super::grpc_probe::GrpcTarget;
 use super::guard::{ProbeGuard, Refused};
 use super::http_probe::judge_response;
@@ -48,6 +49,8 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>, roots: &[Vec<u8>]) -> reqwest
         // against Consumption's 1,200-connection cap; without a pool each probe's connection
         // closes as soon as its status line is read, or when its timeout drops it.
         .pool_max_idle_per_host(0)
+        // The peer certificate, for `tlsExpiryWarningDays` (`certificate`).
+        .tls_info(true)
         .user_agent(concat!(
             "service-registry-health/",
             env!("CARGO_PKG_VERSION")
@@ -190,7 +193,8 @@ impl Prober {
                     addresses: &addresses,
                     tls: tls.then(|| self.grpc_tls.clone()),
                 };
-                super::grpc_probe::check(target, started).await.verdict
+                let outcome = super::grpc_probe::check(target, started).await;
+                with_expiry(outcome.verdict, check, outcome.peer_leaf.as_deref())
             }
             Endpoint::Tcp { host, port } => {
                 let addresses = match self.allowed(host, *port, started).await {

@@ -9,6 +9,7 @@ mod arm_sync;
 mod arm_sync_bounds;
 mod auth;
 mod auth_host;
+mod check_certificates;
 mod check_expectations;
 mod check_grpc;
 mod check_warnings;

@@ -18,16 +18,18 @@ use std::time::Duration;
 pub struct TestCertificate {
     pub cert_pem: PathBuf,
     pub key_pem: PathBuf,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
 }
 
 impl TestCertificate {
-    /// Valid from a day ago until `valid_for` from now (negative: already expired).
+    /// Valid from 400 days ago until `valid_for` from now (negative: already expired).
     pub fn for_loopback(valid_for: chrono::Duration) -> TestCertificate {
         let mut params =
             rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
                 .unwrap();
         let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
+        params.not_before = now - time::Duration::days(400);
         params.not_after = now + time::Duration::seconds(valid_for.num_seconds());
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -35,7 +37,12 @@ impl TestCertificate {
         let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert_pem, cert.pem()).unwrap();
         std::fs::write(&key_pem, key.serialize_pem()).unwrap();
-        TestCertificate { cert_pem, key_pem }
+        TestCertificate {
+            cert_pem,
+            key_pem,
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+        }
     }
 }
 
@@ -129,4 +136,15 @@ impl Drop for GrpcHealthServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One PEM file holding every certificate given: what `HEALTH_PROBE_CA_FILE` names.
+pub fn roots_file(certificates: &[&TestCertificate]) -> String {
+    let pem: String = certificates
+        .iter()
+        .map(|c| std::fs::read_to_string(&c.cert_pem).unwrap())
+        .collect();
+    let path = scratch_dir("probe-roots").join("roots.pem");
+    std::fs::write(&path, pem).unwrap();
+    path.display().to_string()
 }

@@ -66,14 +66,14 @@ pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
 pub use azurite::{connection_string_for_port, Azurite};
-pub use check_targets::FlippingTarget;
+pub use check_targets::{FlippingTarget, TlsTarget};
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
 pub use consul_client::{index_of, ConsulClient, Library};
 pub use counting_proxy::CountingProxy;
 pub use envelopes::{sys_metadata, timer_envelope, timer_info_object, ReqEnvelope};
-pub use grpc_server::{GrpcHealthServer, TestCertificate};
+pub use grpc_server::{roots_file, GrpcHealthServer, TestCertificate};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };
