@@ -58,6 +58,7 @@ mod resolver;
 mod resources;
 mod round_trips;
 mod ssrf;
+mod ssrf_grpc;
 mod ssrf_identity;
 mod standalone;
 mod startup;
