@@ -64,8 +64,8 @@ def bench_check_kinds(results):
                      requests=CHECK_SERVICES, seconds=300)
         assert first["statuses"].get("200") == CHECK_SERVICES, first["statuses"]
         runs = [sweep_once(handler, azurite) for _ in range(RUNS)]
-        for run in runs:
-            assert run["healthy"] == CHECK_SERVICES, (kind, run)
+        for one in runs:
+            assert one["healthy"] == CHECK_SERVICES, (kind, one)
         m = median_of(runs)
         measured[kind] = m | {"services": CHECK_SERVICES, "peak_rss_mib": handler.peak_rss_mib()}
         log(f"check_kinds {kind}: {m['seconds']:.2f} s per sweep of {CHECK_SERVICES}, "
