@@ -130,7 +130,7 @@ async fn undecodable_text_is_shown_as_stored_and_judged_as_absent() {
         &h.health_table,
         &json!({
             "PartitionKey": "typed", "RowKey": "odd", "serviceName": "odd",
-            "status": "degraded", "lastChecked": "2026-11-25T05:05:00Z", "responseTime": 5,
+            "status": "warning", "lastChecked": "2026-11-25T05:05:00Z", "responseTime": 5,
             "errorMessage": "", "circuit": "ajar", "lastTransition": "soon",
             "consecutiveFailures": 2, "consecutiveSuccesses": 0, "checkedBy": "elsewhere",
             "responseTimeEwma": 5.5
@@ -159,7 +159,7 @@ async fn undecodable_text_is_shown_as_stored_and_judged_as_absent() {
     );
     assert_eq!(
         item["healthStatus"],
-        json!({"status": "degraded", "lastChecked": "2026-11-25T05:05:00Z", "responseTime": 5,
+        json!({"status": "warning", "lastChecked": "2026-11-25T05:05:00Z", "responseTime": 5,
                "circuit": "ajar", "consecutiveFailures": 2, "consecutiveSuccesses": 0,
                "lastTransition": "soon", "checkedBy": "elsewhere", "responseTimeEwma": 5.5}),
         "{item}"
