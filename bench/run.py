@@ -8,15 +8,16 @@ compared), and prints one table: every fleet-scale figure beside the store's dir
 recipe's) measured in the same run, the ratio, the target and whether it is met, each the median
 of BENCH_RUNS runs; then the machine and versions. Scenarios: bench/fleet.py (fleet scale, the
 default), bench/discovery.py (discovery and instances, when asked for), bench/consul_api.py (the
-Consul API's reads and blocking watchers, when asked for) and bench/fanout.py (the fanned-out sweep,
-when asked for).
+Consul API's reads and blocking watchers, when asked for), bench/checks.py (the sweep's cost per
+check kind, when asked for) and bench/fanout.py (the fanned-out sweep, when asked for).
 
 Only 127.0.0.1 is ever contacted. Every load is bounded in count and time. Results: the table on
 stdout and bench/results/<UTC timestamp>.json with the machine, versions, command lines and every
 figure. Environment: BENCH_RUNS (default 3), BENCH_SECONDS per load run (default 3),
 BENCH_SCENARIOS (comma-separated, default cold_start,heartbeats,registration,uncached,memory,sweep;
-also discovery, instances, dependencies, consul, and fanout: bench/fanout.py, the sweep fanned out over a queue
-to BENCH_FANOUT_PROCESSES standalone processes, default 1,2,4), BENCH_SERVICES (memory, sweep, uncached; default 10000),
+also discovery, instances, dependencies, consul, check_kinds, and fanout: bench/fanout.py, the sweep fanned out over a queue
+to BENCH_FANOUT_PROCESSES standalone processes, default 1,2,4), BENCH_CHECK_SERVICES (check_kinds; default 2000),
+BENCH_SERVICES (memory, sweep, uncached; default 10000),
 BENCH_HEARTBEAT_INSTANCES (default 10000), BENCH_HEARTBEAT_SECONDS (default 15),
 BENCH_WITH_WHOLE_SECONDS (the same with a whole-registry reader added; default 10),
 BENCH_SATURATED_SECONDS (the closed-loop discovery run beside the heartbeats; default 5),
@@ -34,6 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import checks  # noqa: E402
 import consul_api  # noqa: E402
 import fanout  # noqa: E402
 import fleet  # noqa: E402
@@ -156,7 +158,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     atexit.register(stop_children)
     build()
-    scenarios = fleet.SCENARIOS | discovery.SCENARIOS | consul_api.SCENARIOS | fanout.SCENARIOS
+    scenarios = fleet.SCENARIOS | discovery.SCENARIOS | consul_api.SCENARIOS | checks.SCENARIOS | fanout.SCENARIOS
     unknown = [s for s in SCENARIOS if s not in scenarios]
     if unknown:
         sys.exit(f"unknown BENCH_SCENARIOS {unknown}; choose from {sorted(scenarios)}")
@@ -188,6 +190,10 @@ def main():
     fleet_table = fleet_rows(results) + consul_api.rows(results) + fanout.rows(results)
     if fleet_table:
         print(render(fleet_table, ("figure", "measured", "baseline (same run)", "ratio", "target", "met")))
+    kinds = checks.rows(results)
+    if kinds:
+        print()
+        print(render(kinds, ("check kind", "sweep s", "storage requests / service", "peak RSS MiB")))
     old = discovery.rows(results)
     if old:
         print()

@@ -195,7 +195,7 @@ expect_json "b.count === 1 && b.services.length === 1 && b.services[0].serviceNa
 # One sweep, as the host's timer trigger sends it: it probes the registration (GET $base/).
 request POST /HealthMonitor '{"Data":{"myTimer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}'
 expect 200 "POST /HealthMonitor (timer invocation)"
-expect_json "b.Logs.some(l => /probed 1, healthy 1, unhealthy 0/.test(l))" "sweep"
+expect_json "b.Logs.some(l => /probed 1, healthy 1, degraded 0, unhealthy 0/.test(l))" "sweep"
 
 request GET "/api/ServiceDiscovery?serviceName=$name&healthyOnly=true"
 expect 200 "GET /api/ServiceDiscovery?serviceName=$name&healthyOnly=true"

@@ -13,12 +13,14 @@
 #              (scripts/dashboard-requirements.txt; its own browser download is never used)
 #   consul     pinned py-consul (scripts/consul-clients-requirements.txt), for the `consul_clients`
 #              test (the npm `consul` client comes with `azurite`: package-lock.json)
+#   grpc       pinned grpcio and grpcio-health-checking (scripts/grpc-health-requirements.txt), the
+#              real gRPC health server of the gRPC check tests (scripts/grpc-health-server.sh)
 #   fuzz       pinned schemathesis (scripts/fuzz-requirements.txt), for scripts/fuzz.sh
 #   checkov    pinned checkov (scripts/checkov-requirements.txt), for scripts/checkov.sh
 #   debian     the pinned Debian packages of lint, package and check-package (shellcheck, musl-tools,
 #              debootstrap; as root)
 #   musl       the Rust standard library for x86_64-unknown-linux-musl (rustup), for make package
-#   test       = azurite crates openapi dashboard consul (what `make test` needs)
+#   test       = azurite crates openapi dashboard consul grpc (what `make test` needs)
 #   all        = test fuzz checkov debian musl (what CI needs)
 #
 # The Python venvs go under PYTHON_TOOLS_DIR (scripts/lib.sh; default ~/.cache/service-registry).
@@ -62,6 +64,7 @@ prepare() {
       fi
       install_venv consul-clients scripts/consul-clients-requirements.txt --no-deps
       ;;
+    grpc) install_venv grpc-health scripts/grpc-health-requirements.txt --no-deps ;;
     fuzz) install_venv schemathesis scripts/fuzz-requirements.txt --no-deps ;;
     checkov)
       need python3 "Python 3.11.5 or newer, with the venv module"
@@ -78,10 +81,10 @@ prepare() {
         rustup target add x86_64-unknown-linux-musl
       fi
       ;;
-    test) for part in azurite crates openapi dashboard consul; do prepare "$part"; done ;;
+    test) for part in azurite crates openapi dashboard consul grpc; do prepare "$part"; done ;;
     all) for part in test fuzz checkov debian musl; do prepare "$part"; done ;;
     *)
-      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, consul, fuzz, checkov, debian, musl, test, all)" >&2
+      echo "error: unknown part '$1' (azurite, crates, openapi, dashboard, consul, grpc, fuzz, checkov, debian, musl, test, all)" >&2
       exit 2
       ;;
   esac

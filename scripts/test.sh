@@ -5,7 +5,8 @@
 # (bench/tool.rs is an example with no tests; `make lint` compiles it.)
 #
 # Where its packets go: everything the suite needs is installed first (scripts/prepare.sh test:
-# Azurite, the crates, the OpenAPI validator, Chromium and Playwright) and the tests are built,
+# Azurite, the crates, the OpenAPI validator, Chromium and Playwright, the Consul clients, the gRPC
+# health server) and the tests are built,
 # then they run in a network namespace of their own that holds only loopback (unshare --net), so
 # Azurite, the handler, the
 # imitated Azure endpoints and every probe target talk over its 127.0.0.1 and nothing can leave it,

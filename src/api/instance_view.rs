@@ -117,8 +117,9 @@ impl From<DependencyState> for DependencyView {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HealthView {
-    /// `healthy` or `unhealthy`: the circuit breaker's verdict, not the last probe's (another
-    /// client's row may hold other text).
+    /// `healthy`, `degraded` (a warning: HTTP 429, 503 with `Retry-After`, a certificate close to
+    /// expiry; not a failure) or `unhealthy`: the circuit breaker's verdict, not the last probe's
+    /// (another client's row may hold other text).
     #[schema(example = "healthy")]
     status: String,
     /// When the last probe finished.
@@ -129,8 +130,8 @@ struct HealthView {
     response_time: Option<i64>,
     // Beside the recipe's three fields: why the last probe failed and when an open circuit is
     // tried again (what an operator asks first about an unhealthy instance), then the circuit.
-    /// Why the last probe failed (`HTTP 503`, `connection failed`, `no answer within 5000 ms`,
-    /// `refused target …`); absent when it passed. Kept while the status is still healthy.
+    /// Why the last probe failed or warned (`HTTP 503`, `connection failed`, `no answer within
+    /// 5000 ms`, `refused target …`, `HTTP 429 (rate limited)`); absent when it passed. Kept while the status is still healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "HTTP 503")]
     error_message: Option<String>,

@@ -386,8 +386,19 @@ mod tests {
 
         let kinds = &schema(&doc, "CheckKind")["enum"];
         for kind in kinds.as_array().unwrap() {
-            assert!(register("healthCheck.kind", kind.clone()).is_ok(), "{kind}");
+            let mut body = json!({"serviceName": "a", "endpoint": "http://x.example",
+                                  "healthCheck": {"kind": kind}});
+            if kind == "grpc" {
+                body["healthEndpoint"] = json!("grpc://x.example:50051");
+            }
+            assert!(Registration::parse(&body).is_ok(), "{kind}");
         }
+        let entries = number(&check["expectedStatus"]["maxItems"]) as usize;
+        assert!(register("healthCheck.expectedStatus", json!(vec![200; entries])).is_ok());
+        assert!(register("healthCheck.expectedStatus", json!(vec![200; entries + 1])).is_err());
+        let max = number(&check["expectBody"]["maxLength"]) as usize;
+        assert!(register("healthCheck.expectBody", json!("b".repeat(max))).is_ok());
+        assert!(register("healthCheck.expectBody", json!("b".repeat(max + 1))).is_err());
         assert!(register("healthCheck.kind", json!("udp")).is_err());
     }
 

@@ -14,6 +14,9 @@ pub struct HealthSettings {
     pub plan: HostingPlan,
     pub probe: ProbeSettings,
     pub probe_guard: ProbeGuardSettings,
+    /// `HEALTH_PROBE_CA_FILE`: root certificates (DER) https:// and grpcs:// probes trust besides
+    /// the public roots, for services behind a private CA.
+    pub probe_roots: Vec<Vec<u8>>,
     pub circuit: CircuitPolicy,
     pub sweep: SweepSettings,
     /// Standalone mode only: the timer's six-field NCRONTAB text (from `HEALTH_MONITOR_SCHEDULE`,
@@ -85,6 +88,13 @@ pub(super) fn settings(
                 ))
             }),
     };
+    let probe_roots = match env.text("HEALTH_PROBE_CA_FILE") {
+        None => Vec::new(),
+        Some(path) => read_roots(&path).map_err(|reason| ConfigError::Invalid {
+            variable: "HEALTH_PROBE_CA_FILE".to_owned(),
+            reason,
+        })?,
+    };
     let defaults = CircuitPolicy::default();
     let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     let circuit = CircuitPolicy {
@@ -118,6 +128,7 @@ pub(super) fn settings(
     };
     Ok(HealthSettings {
         plan,
+        probe_roots,
         probe,
         probe_guard,
         circuit,
@@ -126,4 +137,17 @@ pub(super) fn settings(
         events,
         fanout: fanout::settings(env, mode)?,
     })
+}
+
+/// The certificates of a PEM file, as DER; an unreadable file or one without any is an error.
+fn read_roots(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read the file it names: {e}"))?;
+    let roots: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the file it names is not PEM: {e}"))?;
+    if roots.is_empty() {
+        return Err("the file it names holds no CERTIFICATE block".to_owned());
+    }
+    Ok(roots)
 }

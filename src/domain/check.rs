@@ -1,4 +1,5 @@
-//! Per-registration health-check settings: which kind of check, how long to wait, which path.
+//! Per-registration health-check settings: which kind of check, how long to wait, which path, and
+//! what an HTTP answer must look like (`expectedStatus`, `expectBody`: `domain::http_expect`).
 //!
 //! A registration may say `"healthCheck": {"kind": "tcp"}` for a service whose health endpoint is an
 //! HTTP URL but whose health is better judged by a connect, or give a path (`/healthz`) and a
@@ -7,6 +8,7 @@
 //! read tolerantly (an unreadable setting is ignored, not fatal).
 
 use super::fields::present;
+use super::http_expect::{parse_expect_body, ExpectedStatus};
 use super::{has_control_char, Endpoint, ValidationError};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 pub const MIN_CHECK_TIMEOUT_MS: u64 = 100;
 pub const MAX_CHECK_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_CHECK_PATH_LEN: usize = 1024;
+pub const MAX_TLS_EXPIRY_WARNING_DAYS: u64 = 365;
 /// The longest any probe may wait.
 pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_millis(MAX_CHECK_TIMEOUT_MS);
 
@@ -23,6 +26,8 @@ pub enum CheckKind {
     Http,
     /// A TCP connect to the endpoint's host and port.
     Tcp,
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (TLS for `grpcs://`): SERVING is healthy.
+    Grpc,
 }
 
 impl CheckKind {
@@ -30,18 +35,35 @@ impl CheckKind {
         match self {
             CheckKind::Http => "http",
             CheckKind::Tcp => "tcp",
+            CheckKind::Grpc => "grpc",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "http" => Some(CheckKind::Http),
+            "tcp" => Some(CheckKind::Tcp),
+            "grpc" => Some(CheckKind::Grpc),
+            _ => None,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthCheck {
-    /// `None`: follow the endpoint's scheme (`tcp://` is a connect, `http(s)://` a GET).
+    /// `None`: follow the endpoint's scheme (`tcp://` is a connect, `http(s)://` a GET,
+    /// `grpc(s)://` a gRPC health check).
     pub kind: Option<CheckKind>,
     /// `None`: the monitor's default (`HEALTH_PROBE_TIMEOUT_MS`).
     pub timeout: Option<Duration>,
     /// Replaces the path and query of an HTTP health endpoint.
     pub path: Option<String>,
+    /// HTTP only: the statuses that pass, instead of "below 400".
+    pub expected_status: Option<ExpectedStatus>,
+    /// HTTP only: a substring the first 64 KiB of the body must hold.
+    pub expect_body: Option<String>,
+    /// `https://` and `grpcs://` only: a certificate expiring within this many days is a warning.
+    pub tls_expiry_warning_days: Option<u16>,
 }
 
 impl HealthCheck {
@@ -55,14 +77,12 @@ impl HealthCheck {
         })?;
         let kind = match present(object, "kind") {
             None => None,
-            Some(Value::String(text)) if text == "http" => Some(CheckKind::Http),
-            Some(Value::String(text)) if text == "tcp" => Some(CheckKind::Tcp),
-            Some(_) => {
-                return Err(ValidationError::new(
+            Some(value) => Some(value.as_str().and_then(CheckKind::parse).ok_or_else(|| {
+                ValidationError::new(
                     "healthCheck.kind",
-                    "healthCheck.kind must be \"http\" or \"tcp\"",
-                ))
-            }
+                    "healthCheck.kind must be \"http\", \"tcp\" or \"grpc\"",
+                )
+            })?),
         };
         let timeout = match present(object, "timeoutMs") {
             None => None,
@@ -90,28 +110,72 @@ impl HealthCheck {
                 ))
             }
         };
-        let is_http = matches!(health_endpoint, Endpoint::Http(_));
-        if kind == Some(CheckKind::Http) && !is_http {
+        let expected_status = present(object, "expectedStatus")
+            .map(ExpectedStatus::parse)
+            .transpose()?;
+        let expect_body = present(object, "expectBody")
+            .map(parse_expect_body)
+            .transpose()?;
+        let scheme_kind = match health_endpoint {
+            Endpoint::Http(_) => CheckKind::Http,
+            Endpoint::Tcp { .. } => CheckKind::Tcp,
+            Endpoint::Grpc { .. } => CheckKind::Grpc,
+        };
+        // A connect works on any endpoint; a GET and a gRPC check only on their own schemes.
+        if let Some(kind) = kind.filter(|k| *k != CheckKind::Tcp && *k != scheme_kind) {
+            let needs = match kind {
+                CheckKind::Http => "an http(s) health endpoint",
+                _ => "a grpc(s) health endpoint",
+            };
             return Err(ValidationError::new(
                 "healthCheck.kind",
-                "healthCheck.kind \"http\" needs an http(s) health endpoint, not tcp://",
+                format!("healthCheck.kind \"{}\" needs {needs}", kind.as_str()),
             ));
         }
-        let effective_kind = kind.unwrap_or(if is_http {
-            CheckKind::Http
-        } else {
-            CheckKind::Tcp
-        });
-        if path.is_some() && effective_kind == CheckKind::Tcp {
+        let effective_kind = kind.unwrap_or(scheme_kind);
+        let tls_expiry_warning_days = match present(object, "tlsExpiryWarningDays") {
+            None => None,
+            Some(value) => match value.as_u64() {
+                Some(days @ 1..=MAX_TLS_EXPIRY_WARNING_DAYS) => Some(days as u16),
+                _ => {
+                    return Err(ValidationError::new(
+                        "healthCheck.tlsExpiryWarningDays",
+                        format!("healthCheck.tlsExpiryWarningDays must be a whole number from 1 to {MAX_TLS_EXPIRY_WARNING_DAYS}"),
+                    ))
+                }
+            },
+        };
+        let over_tls = match health_endpoint {
+            Endpoint::Http(url) => url.scheme() == "https",
+            Endpoint::Grpc { tls, .. } => *tls,
+            Endpoint::Tcp { .. } => false,
+        };
+        if tls_expiry_warning_days.is_some() && (effective_kind == CheckKind::Tcp || !over_tls) {
             return Err(ValidationError::new(
-                "healthCheck.path",
-                "healthCheck.path applies only to http checks",
+                "healthCheck.tlsExpiryWarningDays",
+                "healthCheck.tlsExpiryWarningDays applies only to https:// and grpcs:// checks",
             ));
+        }
+        let http_only = [
+            ("healthCheck.path", path.is_some()),
+            ("healthCheck.expectedStatus", expected_status.is_some()),
+            ("healthCheck.expectBody", expect_body.is_some()),
+        ];
+        if effective_kind != CheckKind::Http {
+            if let Some((field, _)) = http_only.iter().find(|(_, given)| *given) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{field} applies only to http checks"),
+                ));
+            }
         }
         Ok(HealthCheck {
             kind,
             timeout,
             path,
+            expected_status,
+            expect_body,
+            tls_expiry_warning_days,
         })
     }
 
@@ -120,11 +184,10 @@ impl HealthCheck {
         let value: Value = serde_json::from_str(text).ok()?;
         let object = value.as_object()?;
         Some(HealthCheck {
-            kind: match object.get("kind").and_then(Value::as_str) {
-                Some("http") => Some(CheckKind::Http),
-                Some("tcp") => Some(CheckKind::Tcp),
-                _ => None,
-            },
+            kind: object
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(CheckKind::parse),
             timeout: object
                 .get("timeoutMs")
                 .and_then(Value::as_u64)
@@ -134,6 +197,17 @@ impl HealthCheck {
                 .get("path")
                 .and_then(Value::as_str)
                 .and_then(|p| parse_path(p).ok()),
+            expected_status: object
+                .get("expectedStatus")
+                .and_then(ExpectedStatus::from_stored),
+            expect_body: object
+                .get("expectBody")
+                .and_then(|b| parse_expect_body(b).ok()),
+            tls_expiry_warning_days: object
+                .get("tlsExpiryWarningDays")
+                .and_then(Value::as_u64)
+                .filter(|d| (1..=MAX_TLS_EXPIRY_WARNING_DAYS).contains(d))
+                .map(|d| d as u16),
         })
     }
 
@@ -149,16 +223,28 @@ impl HealthCheck {
         if let Some(path) = &self.path {
             object.insert("path".into(), json!(path));
         }
+        if let Some(expected) = &self.expected_status {
+            object.insert("expectedStatus".into(), expected.to_json());
+        }
+        if let Some(body) = &self.expect_body {
+            object.insert("expectBody".into(), json!(body));
+        }
+        if let Some(days) = self.tls_expiry_warning_days {
+            object.insert("tlsExpiryWarningDays".into(), json!(days));
+        }
         Value::Object(object)
     }
 
     /// The health endpoint with this check's kind and path applied (through `probe_target`).
     fn target(&self, endpoint: Endpoint) -> Endpoint {
         match (self.kind, endpoint) {
-            (Some(CheckKind::Tcp), Endpoint::Http(url)) => Endpoint::Tcp {
-                host: url.host_str().unwrap_or_default().to_owned(),
-                port: url.port_or_known_default().unwrap_or(80),
-            },
+            (Some(CheckKind::Tcp), endpoint @ (Endpoint::Http(_) | Endpoint::Grpc { .. })) => {
+                let (host, port) = endpoint.host_and_port();
+                Endpoint::Tcp {
+                    host: host.to_owned(),
+                    port,
+                }
+            }
             (_, Endpoint::Http(mut url)) => {
                 if let Some(path) = &self.path {
                     let (path, query) = match path.split_once('?') {
@@ -170,7 +256,7 @@ impl HealthCheck {
                 }
                 Endpoint::Http(url)
             }
-            (_, tcp) => tcp,
+            (_, other) => other,
         }
     }
 }
@@ -204,97 +290,4 @@ fn parse_path(path: &str) -> Result<String, ValidationError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn http() -> Endpoint {
-        Endpoint::parse("endpoint", "https://svc.internal:8443/ready?x=1").unwrap()
-    }
-
-    fn tcp() -> Endpoint {
-        Endpoint::parse("endpoint", "tcp://redis.internal:6380").unwrap()
-    }
-
-    fn field_of(value: Value, endpoint: Endpoint) -> &'static str {
-        HealthCheck::parse(&value, &endpoint).unwrap_err().field
-    }
-
-    #[test]
-    fn settings_apply_to_the_target() {
-        let check = HealthCheck::parse(
-            &json!({"path": "/healthz?deep=1", "timeoutMs": 750}),
-            &http(),
-        )
-        .unwrap();
-        assert_eq!(check.timeout, Some(Duration::from_millis(750)));
-        let Endpoint::Http(url) = check.target(http()) else {
-            panic!("an http check stays http")
-        };
-        assert_eq!(url.as_str(), "https://svc.internal:8443/healthz?deep=1");
-
-        let check = HealthCheck::parse(&json!({"kind": "tcp"}), &http()).unwrap();
-        assert_eq!(
-            check.target(http()),
-            Endpoint::Tcp {
-                host: "svc.internal".into(),
-                port: 8443
-            }
-        );
-        assert_eq!(HealthCheck::default().target(tcp()), tcp());
-    }
-
-    #[test]
-    fn the_probe_target_without_settings_is_the_health_endpoint() {
-        assert_eq!(probe_target(http(), None), http());
-        assert_eq!(probe_target(tcp(), None), tcp());
-        let check = HealthCheck::parse(&json!({"kind": "tcp"}), &http()).unwrap();
-        assert_eq!(probe_target(http(), Some(&check)), check.target(http()));
-    }
-
-    #[test]
-    fn every_rule_names_its_field() {
-        assert_eq!(field_of(json!("tcp"), http()), "healthCheck");
-        assert_eq!(
-            field_of(json!({"kind": "icmp"}), http()),
-            "healthCheck.kind"
-        );
-        assert_eq!(field_of(json!({"kind": "http"}), tcp()), "healthCheck.kind");
-        for bad in [json!(99), json!(30_001), json!(1.5), json!("500")] {
-            assert_eq!(
-                field_of(json!({"timeoutMs": bad}), http()),
-                "healthCheck.timeoutMs"
-            );
-        }
-        for bad in [
-            json!("health"),
-            json!("//evil.example/x"),
-            json!("/a b"),
-            json!(5),
-        ] {
-            assert_eq!(field_of(json!({"path": bad}), http()), "healthCheck.path");
-        }
-        assert_eq!(field_of(json!({"path": "/x"}), tcp()), "healthCheck.path");
-        assert_eq!(
-            field_of(json!({"kind": "tcp", "path": "/x"}), http()),
-            "healthCheck.path"
-        );
-    }
-
-    #[test]
-    fn stored_text_round_trips_and_garbage_is_ignored() {
-        let check = HealthCheck::parse(
-            &json!({"kind": "http", "timeoutMs": 2000, "path": "/h"}),
-            &http(),
-        )
-        .unwrap();
-        assert_eq!(
-            HealthCheck::from_stored(&check.to_json().to_string()),
-            Some(check)
-        );
-        assert_eq!(HealthCheck::from_stored("not json"), None);
-        assert_eq!(
-            HealthCheck::from_stored(r#"{"kind":"smoke","path":"nope"}"#),
-            Some(HealthCheck::default())
-        );
-    }
-}
+mod tests;

@@ -24,6 +24,10 @@
 //!   when its backoff has elapsed: `base_backoff`, doubling with every failed trial up to `max_backoff`.
 //! - Half-open: a trial passed; the service is probed every sweep and stays isolated until it has
 //!   `successes_to_close` consecutive successes; one failure opens the circuit again.
+//! - A warning (`degraded`: HTTP 429, 503 with `Retry-After`, a certificate expiring soon) is not a
+//!   failure: it counts as a passed probe for the thresholds and the circuit, and a closed circuit
+//!   records it as `degraded` at once (and `healthy` again at the next clean probe). An open or
+//!   half-open circuit stays `unhealthy` until it closes, and closes as what its last probe said.
 
 use super::HealthState;
 use chrono::{DateTime, Duration, Utc};
@@ -95,11 +99,11 @@ impl CircuitState {
         CircuitState {
             status,
             circuit: match status {
-                HealthState::Healthy => Circuit::Closed,
+                HealthState::Healthy | HealthState::Degraded => Circuit::Closed,
                 HealthState::Unhealthy => Circuit::Open,
             },
             consecutive_failures: u32::from(status == HealthState::Unhealthy),
-            consecutive_successes: u32::from(status == HealthState::Healthy),
+            consecutive_successes: u32::from(status != HealthState::Unhealthy),
             last_transition: last_checked,
             open_trials: 0,
             next_probe_at: None,
@@ -174,6 +178,22 @@ impl CircuitPolicy {
                 let trials = previous.open_trials.saturating_add(1);
                 state = self.open(state, trials, now);
             }
+        }
+        state
+    }
+
+    /// The state after one probe at `now` whose verdict was `outcome`: `next`, with a warning
+    /// counted as a pass and a closed circuit recording `degraded` or `healthy` as the probe said.
+    pub fn record(
+        &self,
+        previous: Option<&CircuitState>,
+        outcome: HealthState,
+        now: DateTime<Utc>,
+    ) -> CircuitState {
+        let mut state = self.next(previous, outcome.is_usable(), now);
+        if state.circuit == Circuit::Closed && outcome.is_usable() && state.status != outcome {
+            state.status = outcome;
+            state.last_transition = now;
         }
         state
     }
@@ -334,6 +354,43 @@ mod tests {
         );
         assert_eq!(Circuit::parse("half-open"), Some(Circuit::HalfOpen));
         assert_eq!(Circuit::parse("x"), None);
+    }
+
+    #[test]
+    fn a_warning_is_recorded_at_once_and_is_never_a_failure() {
+        let p = policy();
+        let (ok, warn, fail) = (
+            HealthState::Healthy,
+            HealthState::Degraded,
+            HealthState::Unhealthy,
+        );
+        let first = p.record(None, warn, t(0));
+        assert_eq!((first.status, first.circuit), (warn, Circuit::Closed));
+        let mut s = p.record(Some(&first), ok, t(5));
+        assert_eq!((s.status, s.last_transition), (ok, t(5)));
+        // Warnings between failures reset the failure run: three in a row are needed to open.
+        for (i, outcome) in [fail, fail, warn, fail, fail].into_iter().enumerate() {
+            s = p.record(Some(&s), outcome, t(10 + 5 * i as i64));
+            assert_eq!(s.circuit, Circuit::Closed, "step {i}");
+        }
+        assert_eq!((s.status, s.consecutive_failures), (warn, 2));
+        for _ in 0..20 {
+            s = p.record(Some(&s), warn, t(60));
+        }
+        assert_eq!(
+            (s.status, s.circuit, s.open_trials),
+            (warn, Circuit::Closed, 0)
+        );
+        // An open circuit closes on warnings as on passes, into degraded.
+        let open = p.record(None, fail, t(0));
+        let half = p.record(Some(&open), warn, t(5));
+        assert_eq!((half.status, half.circuit), (fail, Circuit::HalfOpen));
+        let closed = p.record(Some(&half), warn, t(10));
+        assert_eq!((closed.status, closed.circuit), (warn, Circuit::Closed));
+        assert_eq!(
+            CircuitState::from_recipe_status(warn, t(0)).circuit,
+            Circuit::Closed
+        );
     }
 
     #[test]

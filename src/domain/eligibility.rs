@@ -5,11 +5,12 @@
 //! rules need to know about one instance) through a closure; the handlers map a joined row to it and
 //! keep whatever item type they need for the answer.
 //!
-//! - **Eligible** (resolver): not expired, weight above 0, and healthy. When no instance has been
-//!   found healthy yet, the ones never checked are eligible instead (a service registered a minute
+//! - **Eligible** (resolver): not expired, weight above 0, and healthy or degraded (a warning, such
+//!   as a rate-limited answer, is not a failure: Consul's `warning`). When no instance has been
+//!   found healthy or degraded yet, the ones never checked are eligible instead (a service registered a minute
 //!   ago must be reachable before its first sweep); one recorded unhealthy never is.
-//! - **Healthy only** (discovery's `healthyOnly`): the healthy instances; with `failOpen`, when none
-//!   of those selected is healthy, all of them (Cloud Map's `HEALTHY_OR_ELSE_ALL`: better a possibly
+//! - **Healthy only** (discovery's `healthyOnly`): the healthy and degraded instances; with
+//!   `failOpen`, when none of those selected is either, all of them (Cloud Map's `HEALTHY_OR_ELSE_ALL`: better a possibly
 //!   broken instance than none), and the answer says it failed open.
 
 use super::HealthState;
@@ -38,14 +39,18 @@ pub fn eligible<T>(instances: Vec<T>, standing: impl Fn(&T) -> Standing) -> Vec<
             (!expired && weight > 0).then_some((instance, health))
         })
         .collect();
-    let any_healthy = usable
-        .iter()
-        .any(|(_, health)| *health == Some(HealthState::Healthy));
+    let admitted = |health: &Option<HealthState>| health.is_some_and(HealthState::is_usable);
+    let any_admitted = usable.iter().any(|(_, health)| admitted(health));
     // Before the first sweep has found anyone healthy, "never checked" stands in for "healthy".
-    let wanted = any_healthy.then_some(HealthState::Healthy);
     usable
         .into_iter()
-        .filter(|(_, health)| *health == wanted)
+        .filter(|(_, health)| {
+            if any_admitted {
+                admitted(health)
+            } else {
+                health.is_none()
+            }
+        })
         .map(|(instance, _)| instance)
         .collect()
 }
@@ -57,7 +62,7 @@ pub fn healthy_only<T>(
     fail_open: bool,
     health: impl Fn(&T) -> Option<HealthState>,
 ) -> (Vec<T>, bool) {
-    let is_healthy = |instance: &T| health(instance) == Some(HealthState::Healthy);
+    let is_healthy = |instance: &T| health(instance).is_some_and(HealthState::is_usable);
     if fail_open && !instances.iter().any(is_healthy) {
         return (instances, true);
     }
@@ -70,6 +75,7 @@ mod tests {
     use super::*;
 
     const HEALTHY: Option<HealthState> = Some(HealthState::Healthy);
+    const DEGRADED: Option<HealthState> = Some(HealthState::Degraded);
     const UNHEALTHY: Option<HealthState> = Some(HealthState::Unhealthy);
     const NEVER: Option<HealthState> = None;
 
@@ -139,6 +145,18 @@ mod tests {
         let health = [HEALTHY, UNHEALTHY, NEVER, HEALTHY];
         assert_eq!(healthy_only_of(&health, false), (vec![0, 3], false));
         assert_eq!(healthy_only_of(&health, true), (vec![0, 3], false));
+    }
+
+    #[test]
+    fn degraded_instances_are_admitted_like_healthy_ones() {
+        assert_eq!(
+            eligible_of(&[live(1, DEGRADED), live(1, NEVER), live(1, UNHEALTHY)]),
+            [0]
+        );
+        assert_eq!(
+            healthy_only_of(&[DEGRADED, UNHEALTHY, HEALTHY], true),
+            (vec![0, 2], false)
+        );
     }
 
     #[test]

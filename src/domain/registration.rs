@@ -59,7 +59,7 @@ impl Registration {
         let endpoint = required_string(object, "endpoint")?;
         let parsed_endpoint = Endpoint::parse("endpoint", endpoint)?;
         let (health_endpoint, parsed_health) = match optional_string(object, "healthEndpoint")? {
-            Some(text) => (text, Endpoint::parse("healthEndpoint", text)?),
+            Some(text) => (text, Endpoint::parse_health("healthEndpoint", text)?),
             None => (endpoint, parsed_endpoint),
         };
         let health_check = present(object, "healthCheck")
@@ -281,7 +281,7 @@ mod tests {
                 .health_check
                 .as_ref()
                 .and_then(|check| HealthCheck::from_stored(&check.to_json().to_string()));
-            let endpoint = Endpoint::parse("healthEndpoint", &r.health_endpoint).unwrap();
+            let endpoint = Endpoint::parse_health("healthEndpoint", &r.health_endpoint).unwrap();
             assert_eq!(
                 probe_target(endpoint, stored.as_ref()),
                 r.probe_target,

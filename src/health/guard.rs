@@ -94,7 +94,7 @@ impl ProbeGuard {
                     _ => (url.host_str().unwrap_or_default(), port),
                 }
             }
-            Endpoint::Tcp { host, port } => (host.as_str(), *port),
+            other => other.host_and_port(),
         };
         if let Ok(ip) = bare(host).parse::<IpAddr>() {
             return self.check(SocketAddr::new(ip, port));

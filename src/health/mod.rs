@@ -1,15 +1,19 @@
-//! The HealthMonitor: probes (`probe`), what they may reach (`guard`, with `identity_endpoint`
+//! The HealthMonitor: probes (`probe`, with `http_probe` judging an HTTP answer, `grpc_probe` the
+//! gRPC health check, `tls` its TLS, `certificate` the peer certificate's expiry), what they may reach (`guard`, with `identity_endpoint`
 //! for the managed-identity endpoint and `lookup` for the lookups it judges), the sweep that runs
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`). With `SWEEP_QUEUE`
 //! the sweep is fanned out: `shard` runs one shard through the sweep's own phases, and `fanout`
 //! sums the shards into the sweep's summary.
 
+mod certificate;
 mod effective;
 mod enqueue;
 mod events;
 mod fanout;
+mod grpc_probe;
 mod guard;
+mod http_probe;
 mod identity_endpoint;
 mod lookup;
 mod monitor;
@@ -18,6 +22,7 @@ mod probe;
 mod report;
 mod shard;
 mod sweep;
+mod tls;
 
 pub use enqueue::{Enqueued, FanoutError};
 pub use events::{EventCounts, EventPipeline, EventSink, PublishError};

@@ -100,7 +100,8 @@ impl HealthMonitor {
         let prober = Prober::new(
             settings.probe.timeout,
             ProbeGuard::from(&settings.probe_guard),
-        );
+        )
+        .with_roots(settings.probe_roots.clone());
         let sinks = super::events::sinks(&settings.events, &store);
         let events = super::events::EventPipeline::new(&settings.events, sinks);
         let fanout = settings

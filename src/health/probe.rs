@@ -1,14 +1,21 @@
 //! One health check against one endpoint.
 //!
-//! HTTP(S) endpoints get a GET: healthy iff the status is below 400. Redirects are not followed (a
-//! registered URL must not be able to bounce the checker elsewhere) and the body is never read.
+//! HTTP(S) endpoints get a GET, judged by `http_probe`: below 400 healthy (or the registration's
+//! `expectedStatus`), 429 and 503 with `Retry-After` degraded. Redirects are not followed (a
+//! registered URL must not be able to bounce the checker elsewhere) and the body is read only for
+//! `expectBody`, at most 64 KiB of it.
 //! `tcp://host:port` endpoints get a TCP connect, for backing services that do not speak HTTP.
+//! `grpc(s)://host:port[/service]` endpoints get the standard gRPC health check (`grpc_probe`),
+//! over a connection made here to the allowed addresses.
 //! Every probe, connect included, is bounded by one timeout, so a silent server costs one timeout.
 //! Every address is checked by the `guard`, with the port it will be contacted on, before any
 //! packet is sent to it: literals as they are, names after `lookup` looked them up (an HTTP probe
 //! to a name gets a client pinned to the addresses allowed, so it connects to nothing else).
 
+use super::certificate::with_expiry;
+use super::grpc_probe::GrpcTarget;
 use super::guard::{ProbeGuard, Refused};
+use super::http_probe::judge_response;
 use super::lookup::{refresh_identity, refusal_of, resolve_allowed, Unpinned};
 use crate::domain::{probe_target, Endpoint, HealthCheck, HealthVerdict, MAX_CHECK_TIMEOUT};
 use std::net::SocketAddr;
@@ -21,10 +28,14 @@ pub struct Prober {
     http: reqwest::Client,
     timeout: Duration,
     policy: Arc<ProbeGuard>,
+    /// Root certificates (DER) trusted besides the public ones (`HEALTH_PROBE_CA_FILE`).
+    roots: Arc<Vec<Vec<u8>>>,
+    /// gRPC over TLS: built once, with the same roots.
+    grpc_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// The probe client's settings; `pin` fixes where a name connects (reqwest then asks no resolver).
-fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
+fn http_client(pin: Option<(&str, &[SocketAddr])>, roots: &[Vec<u8>]) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -38,12 +49,19 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
         // against Consumption's 1,200-connection cap; without a pool each probe's connection
         // closes as soon as its status line is read, or when its timeout drops it.
         .pool_max_idle_per_host(0)
+        // The peer certificate, for `tlsExpiryWarningDays` (`certificate`).
+        .tls_info(true)
         .user_agent(concat!(
             "service-registry-health/",
             env!("CARGO_PKG_VERSION")
         ));
     if let Some((host, addresses)) = pin {
         builder = builder.resolve_to_addrs(host, addresses);
+    }
+    for der in roots {
+        if let Ok(certificate) = reqwest::Certificate::from_der(der) {
+            builder = builder.add_root_certificate(certificate);
+        }
     }
     builder
         .build()
@@ -53,9 +71,22 @@ fn http_client(pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
 impl Prober {
     pub fn new(timeout: Duration, policy: ProbeGuard) -> Self {
         Prober {
-            http: http_client(None),
+            http: http_client(None, &[]),
             timeout,
             policy: Arc::new(policy),
+            roots: Arc::new(Vec::new()),
+            grpc_tls: super::tls::grpc_client_config(&[]),
+        }
+    }
+
+    /// The same prober, trusting `roots` (DER certificates) besides the public roots for
+    /// `https://` and `grpcs://` targets.
+    pub fn with_roots(self, roots: Vec<Vec<u8>>) -> Self {
+        Prober {
+            http: http_client(None, &roots),
+            grpc_tls: super::tls::grpc_client_config(&roots),
+            roots: Arc::new(roots),
+            ..self
         }
     }
 
@@ -65,7 +96,7 @@ impl Prober {
     pub async fn probe(&self, endpoint: &str, check: Option<&HealthCheck>) -> HealthVerdict {
         let _in_flight = crate::metrics::metrics().probe_started();
         let started = Instant::now();
-        let target = match Endpoint::parse("healthEndpoint", endpoint) {
+        let target = match Endpoint::parse_health("healthEndpoint", endpoint) {
             Ok(endpoint) => probe_target(endpoint, check),
             Err(e) => return HealthVerdict::unhealthy(started.elapsed(), e.message),
         };
@@ -74,7 +105,7 @@ impl Prober {
         if let Err(refused) = self.policy.check_endpoint(&target) {
             return HealthVerdict::refused(started.elapsed(), refused.to_string());
         }
-        let outcome = tokio::time::timeout(timeout, self.attempt(&target, started)).await;
+        let outcome = tokio::time::timeout(timeout, self.attempt(&target, check, started)).await;
         outcome.unwrap_or_else(|_| {
             HealthVerdict::unhealthy(
                 started.elapsed(),
@@ -113,7 +144,12 @@ impl Prober {
             })
     }
 
-    async fn attempt(&self, endpoint: &Endpoint, started: Instant) -> HealthVerdict {
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        check: Option<&HealthCheck>,
+        started: Instant,
+    ) -> HealthVerdict {
         match endpoint {
             Endpoint::Http(url) => {
                 let pinned;
@@ -124,18 +160,14 @@ impl Prober {
                             Ok(addresses) => addresses,
                             Err(verdict) => return verdict,
                         };
-                        pinned = http_client(Some((host, &addresses)));
+                        pinned = http_client(Some((host, &addresses)), &self.roots);
                         &pinned
                     }
                     // A literal was judged by `check_endpoint`, port included.
                     _ => &self.http,
                 };
                 match client.get(url.clone()).send().await {
-                    // Dropping the response closes the body unread.
-                    Ok(response) => HealthVerdict::from_http_status(
-                        response.status().as_u16(),
-                        started.elapsed(),
-                    ),
+                    Ok(response) => judge_response(response, check, started).await,
                     Err(e) => match refusal_in(&e) {
                         Some(refused) => {
                             HealthVerdict::refused(started.elapsed(), refused.to_string())
@@ -143,6 +175,26 @@ impl Prober {
                         None => HealthVerdict::unhealthy(started.elapsed(), describe(e)),
                     },
                 }
+            }
+            Endpoint::Grpc {
+                host,
+                port,
+                service,
+                tls,
+            } => {
+                let addresses = match self.allowed(host, *port, started).await {
+                    Ok(addresses) => addresses,
+                    Err(verdict) => return verdict,
+                };
+                let target = GrpcTarget {
+                    host,
+                    port: *port,
+                    service,
+                    addresses: &addresses,
+                    tls: tls.then(|| self.grpc_tls.clone()),
+                };
+                let outcome = super::grpc_probe::check(target, started).await;
+                with_expiry(outcome.verdict, check, outcome.peer_leaf.as_deref())
             }
             Endpoint::Tcp { host, port } => {
                 let addresses = match self.allowed(host, *port, started).await {

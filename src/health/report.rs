@@ -46,6 +46,9 @@ sweep_report! {
     probed,
     /// Of those, recorded healthy.
     healthy,
+    /// Of those, recorded degraded (a warning: HTTP 429, 503 with `Retry-After`, a certificate
+    /// close to its expiry).
+    degraded,
     /// Of those, recorded unhealthy (refused ones included).
     unhealthy,
     /// From the sweep's start to its last write.
@@ -145,6 +148,7 @@ mod tests {
         let report = SweepReport {
             probed: 3,
             healthy: 1,
+            degraded: 0,
             unhealthy: 2,
             duration_ms: 2051,
             write_requests: 1,
@@ -167,7 +171,7 @@ mod tests {
         let line = report.summary();
         assert_eq!(
             line,
-            "HealthMonitor sweep: probed 3, healthy 1, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6, effective_healthy 7, effective_degraded 1, effective_unhealthy 2, effective_unknown 0, transitions 2, events_published 1, events_publish_failures 3, events_pending 1, events_dropped 0"
+            "HealthMonitor sweep: probed 3, healthy 1, degraded 0, unhealthy 2, duration_ms 2051, write_requests 1, refused 1, skipped 4, skipped_deadline 0, invalid_rows 0, deleted_orphans 5, deleted_expired 6, effective_healthy 7, effective_degraded 1, effective_unhealthy 2, effective_unknown 0, transitions 2, events_published 1, events_publish_failures 3, events_pending 1, events_dropped 0"
         );
         assert_eq!(SweepReport::from_summary(&line), Some(report));
         assert_eq!(

@@ -136,8 +136,11 @@ pub(super) async fn sweep_rows(
         effective_unknown: effective.unknown,
         probed: count(probed.written.rows + recounted.rows),
         healthy: count(probed.written.healthy + recounted.healthy),
+        degraded: count(probed.written.degraded + recounted.degraded),
         unhealthy: count(
-            probed.written.rows - probed.written.healthy + recounted.rows - recounted.healthy,
+            probed.written.rows + recounted.rows
+                - (probed.written.healthy + recounted.healthy)
+                - (probed.written.degraded + recounted.degraded),
         ),
         duration_ms,
         write_requests: count(probed.written.requests),
@@ -202,6 +205,8 @@ fn plan<'a>(
         {
             recounted.rows += 1;
             recounted.healthy += usize::from(counted.is_healthy());
+            recounted.degraded +=
+                usize::from(counted.status.value() == Some(HealthState::Degraded));
             continue;
         }
         if expired_beyond_grace(service, sweep_time, settings.sweep.expired_grace)
@@ -417,12 +422,11 @@ async fn probe_one(
     // of which are built up front (10,000 services held about 10 MiB of them).
     let verdict =
         Box::pin(prober.probe(&service.health_endpoint, service.health_check.as_ref())).await;
-    let success = verdict.state == HealthState::Healthy;
     // Every transition of one sweep is dated at its start, so a backoff of five minutes comes due
-    // at the next five-minute tick, not one tick later.
+    // at the next five-minute tick, not one tick later. A warning (degraded) is not a failure.
     let state = recording
         .circuit
-        .next(due.prior.as_ref(), success, recording.sweep_time);
+        .record(due.prior.as_ref(), verdict.state, recording.sweep_time);
     if state.last_transition == recording.sweep_time {
         // One line per change of status (a first verdict included), not per probe: enough to
         // query which services are unhealthy now (docs/operations.md) at a cost bounded by churn.
@@ -489,6 +493,7 @@ struct Written {
     /// The transitions of the rows written (only those: a verdict that was not stored is
     /// detected again by the next sweep).
     transitions: Vec<Transition>,
+    degraded: usize,
 }
 
 impl Written {
@@ -498,6 +503,7 @@ impl Written {
         self.healthy += other.healthy;
         self.verdicts.extend(other.verdicts);
         self.transitions.extend(other.transitions);
+        self.degraded += other.degraded;
     }
 }
 
@@ -514,6 +520,10 @@ async fn write(store: &Store, verdicts: Vec<Verdict>) -> Result<Written, StoreEr
         rows: rows.len(),
         healthy: rows.iter().filter(|r| r.is_healthy()).count(),
         transitions: transitions.into_iter().flatten().collect(),
+        degraded: rows
+            .iter()
+            .filter(|r| r.status.value() == Some(HealthState::Degraded))
+            .count(),
         verdicts: rows,
     })
 }
@@ -528,11 +538,14 @@ fn critical_too_long(
     let Some(after) = service.consul.deregister_critical_after else {
         return false;
     };
-    let unhealthy_since = health.filter(|h| !h.is_healthy()).and_then(|h| {
-        h.last_transition
-            .as_ref()
-            .and_then(crate::store::Stored::value)
-    });
+    // A warning is not critical (Consul's rule): only an unhealthy verdict counts.
+    let unhealthy_since = health
+        .filter(|h| !h.is_healthy() && h.status.value() != Some(HealthState::Degraded))
+        .and_then(|h| {
+            h.last_transition
+                .as_ref()
+                .and_then(crate::store::Stored::value)
+        });
     crate::domain::critical_too_long(
         service.critical_since(unhealthy_since, now),
         Some(Duration::from_secs(u64::from(after))),

@@ -152,8 +152,8 @@ impl<'a> InstanceRow<'a> {
 }
 
 impl InstanceRow<'_> {
-    /// What the last sweep recorded; `None` when never checked. A status other than `healthy` (a
-    /// row another client wrote) counts as unhealthy.
+    /// What the last sweep recorded; `None` when never checked. A status other than `healthy` or
+    /// `degraded` (a row another client wrote) counts as unhealthy.
     ///
     /// A registration the monitor does not probe (`ServiceRecord::probed`) is judged by its TTL
     /// (expiry is separate, `is_expired`) and its Consul check status: healthy unless a check
@@ -167,13 +167,8 @@ impl InstanceRow<'_> {
                 HealthState::Healthy
             });
         }
-        self.health.map(|h| {
-            if h.is_healthy() {
-                HealthState::Healthy
-            } else {
-                HealthState::Unhealthy
-            }
-        })
+        self.health
+            .map(|h| h.status.value().unwrap_or(HealthState::Unhealthy))
     }
 
     /// The own verdict as effective status reads it (`degraded` included; `store::own_status`).

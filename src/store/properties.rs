@@ -35,6 +35,7 @@ impl Spelling for HealthState {
     fn read(text: &str) -> Option<Self> {
         match text {
             "healthy" => Some(HealthState::Healthy),
+            "degraded" => Some(HealthState::Degraded),
             "unhealthy" => Some(HealthState::Unhealthy),
             _ => None,
         }
@@ -246,8 +247,12 @@ mod tests {
         );
         let t = Stored::<DateTime<Utc>>::read("yesterday");
         assert_eq!((t.text(), t.value()), ("yesterday", None));
-        let s = Stored::<HealthState>::read("degraded");
-        assert_eq!((s.text(), s.value()), ("degraded", None));
+        let s = Stored::<HealthState>::read("passing");
+        assert_eq!((s.text(), s.value()), ("passing", None));
+        assert_eq!(
+            Stored::<HealthState>::read("degraded").value(),
+            Some(HealthState::Degraded)
+        );
         assert_eq!(Stored::from(HealthState::Healthy).text(), "healthy");
         assert_eq!(
             Stored::<HealthState>::read("healthy").value(),

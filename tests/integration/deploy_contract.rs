@@ -77,6 +77,9 @@ const NOT_DEPLOYED_SETTINGS: &[&str] = &[
     "REGISTRY_ALLOW_ANONYMOUS",
     "REGISTRY_ALLOWED_HOSTS",
     "REGISTRY_API_KEYS_FILE",
+    // A file of private root certificates for the probes: a path inside the deployment, chosen by
+    // hand with the file it names; the template's deployment trusts the public roots only.
+    "HEALTH_PROBE_CA_FILE",
     // Storage alternatives the template deliberately does not use (it uses managed identity).
     // Its queue endpoint is the table endpoint's host read as the queue host, so none is set.
     "AZURE_STORAGEQUEUE_RESOURCEENDPOINT",

@@ -263,7 +263,9 @@ fn checks(
         let kind = match service.health_check.as_ref().and_then(|c| c.kind) {
             Some(crate::domain::CheckKind::Tcp) => "tcp",
             Some(crate::domain::CheckKind::Http) => "http",
+            Some(crate::domain::CheckKind::Grpc) => "grpc",
             None if service.health_endpoint.starts_with("tcp://") => "tcp",
+            None if service.health_endpoint.starts_with("grpc") => "grpc",
             None => "http",
         };
         let status = check_status(facts, never_checked);

@@ -29,7 +29,9 @@ pub struct RegistrationRequest {
         example = "https://test-api.example.com"
     )]
     endpoint: String,
-    /// What the health monitor probes, with the same rules as `endpoint`. Default: `endpoint`.
+    /// What the health monitor probes, with the same rules as `endpoint`, or
+    /// `grpc://host:port[/service]` / `grpcs://host:port[/service]` (a gRPC health check of
+    /// `service`, `""` when absent). Default: `endpoint`.
     #[schema(min_length = 1, max_length = 2048)]
     health_endpoint: Option<String>,
     /// The PartitionKey; same rule as `serviceName`.
@@ -74,9 +76,11 @@ pub struct RegistrationRequest {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct HealthCheckSettings {
-    /// `http`: a GET, healthy iff the status is below 400 (needs an http(s) health endpoint).
-    /// `tcp`: healthy iff a TCP connection opens (on an http(s) endpoint: its host and port).
-    /// Default: `tcp` for a `tcp://` endpoint, else `http`.
+    /// `http`: a GET, healthy iff the status is below 400 (or in `expectedStatus`), degraded on
+    /// 429 and on 503 with `Retry-After` (needs an http(s) health endpoint). `tcp`: healthy iff a
+    /// TCP connection opens (on any endpoint: its host and port). `grpc`:
+    /// `grpc.health.v1.Health/Check`, healthy iff SERVING (needs a grpc(s) health endpoint).
+    /// Default: the health endpoint's scheme (`tcp`, `grpc` for grpc and grpcs, else `http`).
     kind: Option<CheckKind>,
     /// The probe's timeout. Default: `HEALTH_PROBE_TIMEOUT_MS`.
     #[schema(minimum = 100, maximum = 30000)]
@@ -89,6 +93,35 @@ pub struct HealthCheckSettings {
         example = "/health"
     )]
     path: Option<String>,
+    /// http checks only: the statuses that pass, instead of "below 400": codes (100 to 599) and
+    /// `"lo-hi"` ranges, at most 16 entries. 429 and 503 with `Retry-After` stay warnings unless
+    /// listed.
+    #[schema(schema_with = expected_status_schema)]
+    expected_status: Option<Vec<serde_json::Value>>,
+    /// http checks only: text the first 64 KiB of the body must contain (checked only when the
+    /// status passed).
+    #[schema(min_length = 1, max_length = 256, example = "\"status\":\"UP\"")]
+    expect_body: Option<String>,
+    /// https and grpcs checks only: a certificate expiring within this many days makes the
+    /// instance `degraded` ("certificate expires in N days").
+    #[schema(minimum = 1, maximum = 365)]
+    tls_expiry_warning_days: Option<u32>,
+}
+
+fn expected_status_schema() -> impl Into<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let code = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(100))
+        .maximum(Some(599));
+    let range = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"));
+    ArrayBuilder::new()
+        .items(OneOfBuilder::new().item(code).item(range))
+        .min_items(Some(1))
+        .max_items(Some(16))
+        .examples([serde_json::json!([200, "200-299", 401])])
 }
 
 #[derive(ToSchema)]
@@ -96,6 +129,7 @@ pub struct HealthCheckSettings {
 pub enum CheckKind {
     Http,
     Tcp,
+    Grpc,
 }
 
 /// `POST /api/ServiceHeartbeat`: which registration is still alive. Unknown fields are ignored;

@@ -10,8 +10,8 @@
 //! 3. recorded `unhealthy` (a half-open circuit included: it is still isolated) → `critical`;
 //!    so is an instance a required dependency blocks (effective status `unhealthy` with a
 //!    `blockedBy` chain, which the check's `Output` names);
-//! 4. own or effective `degraded` (a warning check, a soft dependency down, a required one partly
-//!    down) → `warning`;
+//! 4. own `degraded` (HTTP 429, 503 with `Retry-After`, a certificate close to expiry) or effective
+//!    `degraded` (a soft dependency down, a required one partly down) → `warning`;
 //! 5. recorded `healthy` → `passing`;
 //! 6. never checked → the configured status, `warning` by default. Traefik routes `warning`;
 //!    Dapr, Fabio, consul-template and `?passing` do not. Consul itself starts new checks `critical`;
@@ -92,6 +92,7 @@ pub fn check_status(facts: HealthFacts, never_checked: CheckStatus) -> CheckStat
     }
     match facts.health {
         Some(HealthState::Unhealthy) => CheckStatus::Critical,
+        Some(HealthState::Degraded) => CheckStatus::Warning,
         _ if facts.degraded => CheckStatus::Warning,
         Some(HealthState::Healthy) => CheckStatus::Passing,
         None => never_checked,
@@ -279,6 +280,20 @@ mod tests {
         assert_eq!(
             check_status(facts(healthy, Some(Circuit::Closed), false), WARN),
             CheckStatus::Passing
+        );
+    }
+
+    #[test]
+    fn degraded_is_warning_unless_lapsed() {
+        let degraded = Some(HealthState::Degraded);
+        let passing = CheckStatus::Passing;
+        assert_eq!(
+            check_status(facts(degraded, Some(Circuit::Closed), false), passing),
+            CheckStatus::Warning
+        );
+        assert_eq!(
+            check_status(facts(degraded, None, true), passing),
+            CheckStatus::Critical
         );
     }
 

@@ -308,10 +308,10 @@ mod tests {
     #[test]
     fn unreadable_times_and_statuses_are_kept_as_text_and_count_as_absent() {
         let h = HealthRecord::from_entity(&map(json!({
-            "PartitionKey": "p", "RowKey": "r", "status": "degraded", "circuit": "ajar",
+            "PartitionKey": "p", "RowKey": "r", "status": "warning", "circuit": "ajar",
             "lastChecked": "soon", "consecutiveFailures": -1
         })));
-        assert_eq!(h.status.text(), "degraded");
+        assert_eq!(h.status.text(), "warning");
         assert!(!h.is_healthy());
         assert_eq!(
             h.circuit_state(),

@@ -17,10 +17,13 @@
 //! - `api_keys`: the API keys the keyed tests run with and a handler configured with them;
 //! - `azurite` (the emulator), `tables` (direct table access), `counting_proxy` (a proxy in front
 //!   of Azurite that counts storage round trips);
-//! - `targets` (local probe targets and a closed port), `wait` (polling and waiting for stored
+//! - `targets` (local probe targets and a closed port), `check_targets` (targets whose answer a
+//!   test changes: status, headers, body), `wait` (polling and waiting for stored
 //!   times), `child_env` (the environment of every child);
 //! - `cli` (the `registry` client binary), `node` (Node.js for the recipe's own functions);
 //! - `consul_client`: real Consul client libraries (py-consul, node-consul) as child processes;
+//! - `grpc_server`: a real gRPC health server (grpcio's) as a child process, and the self-signed
+//!   certificates the TLS checks are tested with;
 //! - `connector_env`: Service Connector's variables and the rows self-registration writes;
 //! - imitations, each its own module, imported by name: `arm` (Azure Resource Manager, and
 //!   `arm_setup`, a handler syncing from it), `entra`
@@ -38,12 +41,14 @@
 
 mod api_keys;
 mod azurite;
+mod check_targets;
 mod child_env;
 mod cli;
 mod connector_env;
 mod consul_client;
 mod counting_proxy;
 mod envelopes;
+mod grpc_server;
 mod handler;
 mod host_front;
 mod host_routes;
@@ -64,6 +69,7 @@ pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
 pub use azurite::{connection_string_for_port, Azurite};
+pub use check_targets::{FlippingTarget, TlsTarget};
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
@@ -72,6 +78,7 @@ pub use counting_proxy::CountingProxy;
 pub use envelopes::{
     queue_envelope, sys_metadata, timer_envelope, timer_info_object, QueueDelivery, ReqEnvelope,
 };
+pub use grpc_server::{roots_file, GrpcHealthServer, TestCertificate};
 pub use handler::{
     http_client, private_hosts_file_works, run_handler_to_exit, Handler, HandlerConfig, Mode,
 };

@@ -19,7 +19,7 @@ pub struct HttpTarget {
     status: Arc<AtomicU16>,
 }
 
-fn read_request_head(stream: &mut TcpStream) {
+pub(super) fn read_request_head(stream: &mut TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
