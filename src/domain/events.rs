@@ -70,7 +70,7 @@ pub struct Transition {
     pub from: String,
     pub to: String,
     /// The effective statuses (own verdict and dependencies) before and after, where known; the
-    /// own statuses until the dependencies' computation is connected (`health::events`).
+    /// own statuses where no dependency is declared (`health::effective` connects them).
     pub effective_from: String,
     pub effective_to: String,
     /// Why: the probe's failure reason, `check passed`, `deregistered`, `TTL lapsed`.
@@ -125,6 +125,38 @@ pub fn health_transition(
     Some(transition)
 }
 
+/// An instance whose own status held while its effective status moved (a dependency failed or
+/// recovered): a health change with `from` = `to` = the own status, the effective statuses
+/// around it, and the blocking chain as its reason. `None` when the effective status held too.
+pub fn effective_transition(
+    subject: Subject<'_>,
+    own: &str,
+    effective: (&str, &str),
+    blocked_by: &[String],
+    sweep_time: DateTime<Utc>,
+) -> Option<Transition> {
+    let (from, to) = effective;
+    if from == to {
+        return None;
+    }
+    let reason = if blocked_by.is_empty() {
+        "dependencies recovered".to_owned()
+    } else {
+        format!("blocked by {}", blocked_by.join(", "))
+    };
+    let mut transition = Transition::new(
+        TransitionKind::HealthChanged,
+        subject,
+        own,
+        own,
+        &reason,
+        sweep_time,
+    );
+    transition.effective_from = from.to_owned();
+    transition.effective_to = to.to_owned();
+    Some(transition)
+}
+
 /// A removal: `Deregistered` by its owner, or `Expired` by the sweep. `last_status` is the status
 /// last recorded, when it was read.
 pub fn removal(
@@ -175,17 +207,22 @@ impl Transition {
         self.time.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
-    /// Stable for one transition: 32 hex digits of SHA-256 over kind, subject, from, to and time.
-    /// The same transition detected again gets the same id; any other gets another.
+    /// Stable for one transition: 32 hex digits of SHA-256 over kind, subject, from, to and time
+    /// (and, for a change of the effective status alone, the effective statuses). The same
+    /// transition detected again gets the same id; any other gets another.
     pub fn id(&self) -> String {
         let mut hash = Sha256::new();
-        for part in [
+        let effective_only = self.from == self.to;
+        let effective = [self.effective_from.as_str(), self.effective_to.as_str()];
+        let parts = [
             self.kind.event_type(),
             &self.subject(),
             &self.from,
             &self.to,
             &self.time_text(),
-        ] {
+        ];
+        let extra: &[&str] = if effective_only { &effective } else { &[] };
+        for part in parts.iter().copied().chain(extra.iter().copied()) {
             // Length-prefixed, so no two different tuples hash the same text.
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part.as_bytes());

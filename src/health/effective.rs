@@ -1,11 +1,15 @@
-//! The sweep summary's counts by effective status: every live registration (TTL not lapsed, keys
-//! this handler can address) judged, after this sweep's verdicts, by the same domain rule discovery
-//! uses (`store::judge_rows`), so an operator reading `GET /api/Sweep` sees how many services are
-//! held down by a dependency, not only how many failed their own probe.
+//! The sweep's view of effective status (own verdict and dependencies): the summary's counts by
+//! effective status, and the events of a change in it. Every live registration (TTL not lapsed,
+//! keys this handler can address) is judged by the same domain rule discovery uses
+//! (`store::judge_rows`), before and after this sweep's verdicts, so an operator reading
+//! `GET /api/Sweep` sees how many services are held down by a dependency, and an event consumer
+//! learns when a dependency's failure reaches a service whose own check still passes.
 
-use crate::domain::EffectiveStatus;
-use crate::store::{judge_rows, HealthByKey, HealthRecord, ServiceRecord};
+use crate::domain::events::{effective_transition, Subject, Transition};
+use crate::domain::{EffectiveStatus, InstanceKey};
+use crate::store::{judge_rows, own_status, HealthByKey, HealthRecord, ServiceRecord};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Live registrations by effective status.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -16,9 +20,51 @@ pub(super) struct EffectiveCounts {
     pub unknown: u64,
 }
 
-impl EffectiveCounts {
-    /// The registry as read at the sweep's start with the verdicts it wrote laid over the health
-    /// rows it read (a written verdict replaces the row with its keys).
+/// One live registration as judged: its own status, its effective status and why.
+struct Judged {
+    key: InstanceKey,
+    own: EffectiveStatus,
+    status: EffectiveStatus,
+    blocked_by: Vec<String>,
+}
+
+/// Every live registration judged against `health`, by row keys.
+fn judge(
+    services: &[ServiceRecord],
+    health: &HealthByKey,
+    now: DateTime<Utc>,
+) -> HashMap<(String, String), Judged> {
+    judge_rows(services, health, now)
+        .into_iter()
+        .filter(|(service, _)| !service.is_expired(now))
+        .filter_map(|(service, judgement)| {
+            let row = health
+                .get(&service.partition_key, &service.row_key)
+                .filter(|h| h.describes(service));
+            Some((
+                (service.partition_key.clone(), service.row_key.clone()),
+                Judged {
+                    key: service.key()?,
+                    own: own_status(service, row),
+                    status: judgement.status,
+                    blocked_by: judgement.blocked_by,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What this sweep changed about effective status.
+pub(super) struct EffectiveChange {
+    pub counts: EffectiveCounts,
+    before: HashMap<(String, String), Judged>,
+    after: HashMap<(String, String), Judged>,
+}
+
+impl EffectiveChange {
+    /// The registry as read at the sweep's start, judged with the health rows it read and again
+    /// with the verdicts it wrote laid over them (a written verdict replaces the row with its keys).
+    /// Without any declared dependency the effective status is the own one: nothing is judged twice.
     pub fn of(
         services: &[ServiceRecord],
         previous: &HealthByKey,
@@ -30,19 +76,94 @@ impl EffectiveCounts {
         } else {
             HealthByKey::new(previous.values().cloned().chain(written).collect())
         };
+        let after = judge(services, &health, now);
+        let before = if services.iter().any(|s| !s.depends_on.is_empty()) {
+            judge(services, previous, now)
+        } else {
+            HashMap::new()
+        };
         let mut counts = EffectiveCounts::default();
-        for (service, judgement) in judge_rows(services, &health, now) {
-            if service.is_expired(now) {
-                continue;
-            }
-            *match judgement.status {
+        for judged in after.values() {
+            *match judged.status {
                 EffectiveStatus::Healthy => &mut counts.healthy,
                 EffectiveStatus::Degraded => &mut counts.degraded,
                 EffectiveStatus::Unhealthy => &mut counts.unhealthy,
                 EffectiveStatus::Unknown => &mut counts.unknown,
             } += 1;
         }
-        counts
+        EffectiveChange {
+            counts,
+            before,
+            after,
+        }
+    }
+
+    /// Fills the effective statuses of this sweep's own transitions, and adds one transition for
+    /// each registration whose own status held while its effective status moved.
+    pub fn connect(&self, transitions: &mut Vec<Transition>, sweep_time: DateTime<Utc>) {
+        if self.before.is_empty() {
+            return;
+        }
+        let by_subject: HashMap<String, &(String, String)> = self
+            .after
+            .iter()
+            .map(|(row, judged)| (subject_text(&judged.key), row))
+            .collect();
+        let mut announced = std::collections::HashSet::new();
+        for transition in transitions.iter_mut() {
+            let Some(row) = by_subject.get(&transition.subject()) else {
+                continue;
+            };
+            announced.insert(*row);
+            if let Some(before) = self.before.get(*row) {
+                transition.effective_from = before.status.as_str().to_owned();
+            }
+            transition.effective_to = self.after[*row].status.as_str().to_owned();
+        }
+        let mut added: Vec<Transition> = self
+            .after
+            .iter()
+            .filter(|(row, _)| !announced.contains(row))
+            .filter_map(|(row, after)| {
+                let before = self.before.get(row)?;
+                if before.own != after.own || before.status == after.status {
+                    return None;
+                }
+                effective_transition(
+                    subject(&after.key),
+                    after.own.as_str(),
+                    (before.status.as_str(), after.status.as_str()),
+                    &after.blocked_by,
+                    sweep_time,
+                )
+            })
+            .collect();
+        added.sort_by_key(Transition::subject);
+        transitions.extend(added);
+    }
+}
+
+fn subject(key: &InstanceKey) -> Subject<'_> {
+    Subject {
+        service_type: key.service_type.as_str(),
+        service_name: key.service_name.as_str(),
+        instance_id: key.instance_id.as_ref().map(|i| i.as_str()),
+    }
+}
+
+fn subject_text(key: &InstanceKey) -> String {
+    match &key.instance_id {
+        None => format!(
+            "{}:{}",
+            key.service_type.as_str(),
+            key.service_name.as_str()
+        ),
+        Some(instance) => format!(
+            "{}:{}/{}",
+            key.service_type.as_str(),
+            key.service_name.as_str(),
+            instance.as_str()
+        ),
     }
 }
 
@@ -81,7 +202,7 @@ mod tests {
             health("db", "healthy"),
         ]);
         let now = Utc::now();
-        let before = EffectiveCounts::of(&services, &previous, Vec::new(), now);
+        let before = EffectiveChange::of(&services, &previous, Vec::new(), now).counts;
         assert_eq!(
             before,
             EffectiveCounts {
@@ -90,7 +211,8 @@ mod tests {
                 ..EffectiveCounts::default()
             }
         );
-        let after = EffectiveCounts::of(&services, &previous, vec![health("db", "unhealthy")], now);
+        let after =
+            EffectiveChange::of(&services, &previous, vec![health("db", "unhealthy")], now).counts;
         assert_eq!(
             after,
             EffectiveCounts {
@@ -100,7 +222,7 @@ mod tests {
             }
         );
         let degraded =
-            EffectiveCounts::of(&services, &previous, vec![health("db", "degraded")], now);
+            EffectiveChange::of(&services, &previous, vec![health("db", "degraded")], now).counts;
         assert_eq!((degraded.degraded, degraded.healthy), (3, 0));
     }
 }

@@ -10,7 +10,7 @@
 //! its key ranges (`sweep_rows`), so whatever changes here applies to both. A storage failure fails the sweep: a sweep that could not record what it
 //! measured must not look like a success.
 
-use super::effective::EffectiveCounts;
+use super::effective::EffectiveChange;
 use super::monitor::SweepContext;
 use super::{Prober, SweepReport};
 use crate::domain::events::Transition;
@@ -119,13 +119,15 @@ pub(super) async fn sweep_rows(
     let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
     let verdicts = std::mem::take(&mut probed.written.verdicts);
     // A shard judges its own rows: a dependency in another shard reads as not registered (unknown).
-    let effective = EffectiveCounts::of(services, previous, verdicts, pass.sweep_time);
+    let change = EffectiveChange::of(services, previous, verdicts, pass.sweep_time);
     let duration_ms = started.elapsed().as_millis() as u64;
     let mut transitions = std::mem::take(&mut probed.written.transitions);
     transitions.extend(deleted_expired.iter().filter_map(|service| {
         let health = previous.get(&service.partition_key, &service.row_key);
         super::events::expiry_transition(service, health, pass.sweep_time)
     }));
+    change.connect(&mut transitions, pass.sweep_time);
+    let effective = change.counts;
     // After the writes, bounded, never failing the sweep.
     let events = context.events.after_sweep(store, transitions).await;
     let count = |n: usize| n as u64;

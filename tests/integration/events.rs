@@ -404,3 +404,70 @@ async fn a_topic_that_refuses_the_key_keeps_the_events_pending_and_counts_the_fa
     assert!(topic.accepted().is_empty());
     assert_eq!(h.last_sweep().await["counters"]["events_pending"], 1);
 }
+
+/// A dependency's failure reaches its dependent's events: the dependent's own check still passes,
+/// so its event carries the same own status on both sides, the effective statuses around it and
+/// the blocking chain; the dependency's own event carries its dependents' view too. Recovery
+/// announces itself the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_failing_and_recovering_is_an_event_for_its_dependent() {
+    let azurite = Azurite::shared();
+    let name = queue_name();
+    let queue = queue_for(&azurite.connection_string(), &name);
+    let h = Handler::spawn(events_config(&azurite.connection_string(), &name)).await;
+    let db = SwitchableTarget::start(200);
+    let api = SwitchableTarget::start(200);
+    let db_type = format!("db{}", short_id().to_lowercase());
+    let db_key = format!("{db_type}:orders-sql");
+    h.register_ok(
+        &json!({"serviceName": "orders-sql", "serviceType": db_type, "endpoint": db.url}),
+    )
+    .await;
+    h.register_ok(
+        &json!({"serviceName": "orders", "serviceType": "api", "instanceId": "pod-1",
+        "endpoint": api.url, "dependsOn": [db_key]}),
+    )
+    .await;
+    let first = h.sweep_report().await;
+    assert!(first.transitions >= 2, "{first:?}");
+    drain(&queue).await;
+
+    db.set(503);
+    h.sweep_report().await;
+    let events = drain(&queue).await;
+    let of = |subject: &str| -> Vec<&Value> {
+        events.iter().filter(|e| e["subject"] == subject).collect()
+    };
+    let db_events = of(&db_key);
+    assert_eq!(db_events.len(), 1, "{events:?}");
+    assert_eq!(db_events[0]["data"]["from"], "healthy");
+    assert_eq!(db_events[0]["data"]["to"], "unhealthy");
+    assert_eq!(db_events[0]["data"]["effectiveTo"], "unhealthy");
+    let api_events = of("api:orders/pod-1");
+    assert_eq!(api_events.len(), 1, "{events:?}");
+    assert_eq!(api_events[0]["type"], "registry.health.changed");
+    assert_eq!(
+        api_events[0]["data"],
+        json!({"serviceType": "api", "serviceName": "orders", "instanceId": "pod-1",
+               "from": "healthy", "to": "healthy",
+               "effectiveFrom": "healthy", "effectiveTo": "unhealthy",
+               "reason": format!("blocked by {db_key}")})
+    );
+
+    // Unchanged: nothing more.
+    let same = h.sweep_report().await;
+    assert_eq!(same.transitions, 0, "{same:?}");
+    assert!(drain(&queue).await.is_empty());
+
+    db.set(200);
+    h.sweep_report().await;
+    let events = drain(&queue).await;
+    let api_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["subject"] == "api:orders/pod-1")
+        .collect();
+    assert_eq!(api_events.len(), 1, "{events:?}");
+    assert_eq!(api_events[0]["data"]["effectiveFrom"], "unhealthy");
+    assert_eq!(api_events[0]["data"]["effectiveTo"], "healthy");
+    assert_eq!(api_events[0]["data"]["reason"], "dependencies recovered");
+}

@@ -98,11 +98,6 @@ fn subject_of(key: &crate::domain::InstanceKey) -> Subject<'_> {
     }
 }
 
-/// THE place the effective statuses (own verdict plus dependencies) are connected: fills
-/// `effective_from` / `effective_to` of this sweep's transitions. Until the dependencies'
-/// computation is connected here they are the own statuses, as `domain::events` sets them.
-pub(crate) fn connect_effective_statuses(_transitions: &mut [Transition]) {}
-
 /// The destinations the settings name: the Storage Queue (and, when configured, Event Grid).
 pub(crate) fn sinks(
     settings: &crate::configuration::EventSettings,

@@ -7,7 +7,7 @@
 //! never returned. At least once: an event leaves the outbox only once every sink accepted it, and
 //! keeps its id, so a consumer drops the duplicates a retry can make.
 
-use super::{connect_effective_statuses, EventSink};
+use super::EventSink;
 use crate::configuration::EventSettings;
 use crate::domain::events::Transition;
 use crate::domain::{cloud_event, recent_entry, InstanceKey};
@@ -81,12 +81,7 @@ impl EventPipeline {
     }
 
     /// After the sweep's writes: log, deliver, keep, list. Infallible by design.
-    pub async fn after_sweep(
-        &self,
-        store: &Store,
-        mut transitions: Vec<Transition>,
-    ) -> EventCounts {
-        connect_effective_statuses(&mut transitions);
+    pub async fn after_sweep(&self, store: &Store, transitions: Vec<Transition>) -> EventCounts {
         let mut counts = EventCounts {
             transitions: transitions.len() as u64,
             ..EventCounts::default()
