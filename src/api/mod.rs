@@ -76,6 +76,18 @@ impl AppState {
             }),
         }
     }
+
+    /// Removes one registration (both APIs' deregistrations come here) and, when a row was
+    /// there, keeps its `.deregistered` event for the next sweep to publish (best effort: the
+    /// registration is gone either way). `false`: nothing was registered under the key.
+    pub async fn deregister(&self, key: &crate::domain::InstanceKey) -> ApiResult<bool> {
+        let removed = self.store.deregister(key).await?;
+        if removed {
+            let events = self.sweep_job.monitor().events();
+            events.record_deregistration(&self.store, key).await;
+        }
+        Ok(removed)
+    }
 }
 
 /// The OpenAPI document, built on the first request for it rather than at start-up: generating it

@@ -144,17 +144,10 @@ pub async fn deregister(
     let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let key = params.key()?;
     caller.may_write(&key)?;
-    if !state.store.deregister(&key).await? {
+    if !state.deregister(&key).await? {
         return Err(not_registered(&key));
     }
     tracing::info!(service_id = %key.service_id(), row_key = %key.row_key(), "service deregistered");
-    // Its health-change event, kept for the next sweep to publish and list (best effort).
-    state
-        .sweep_job
-        .monitor()
-        .events()
-        .record_deregistration(&state.store, &key)
-        .await;
     Ok(Json(Registered::new(
         "Service deregistered successfully",
         &key,

@@ -13,7 +13,7 @@ use super::openapi::{
     Unauthorized,
 };
 use super::AppState;
-use crate::domain::{choose, eligible, Candidate, ResolveQuery};
+use crate::domain::{choose, eligible, Candidate, HealthState, ResolveQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Caller;
 use crate::store::{InstanceRow, ListingQuery};
@@ -79,9 +79,11 @@ pub async fn resolve(
         let rows = listing.rows(now);
         let eligible = eligible(rows.iter().collect(), |row| {
             let mut standing = row.standing(now);
-            if !query.own_verdict_only {
-                standing.health = judge(row).status.admitted_as();
-            }
+            standing.health = if query.own_verdict_only {
+                standing.health.map(HealthState::healthy_or_not)
+            } else {
+                judge(row).status.admitted_as()
+            };
             standing
         });
         let candidates: Vec<Candidate> = eligible.iter().map(|j| candidate(j)).collect();

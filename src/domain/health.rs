@@ -32,6 +32,15 @@ impl HealthState {
     pub fn is_usable(self) -> bool {
         self != HealthState::Unhealthy
     }
+
+    /// The rule from before warnings and dependencies (`effective=false`): only a healthy verdict
+    /// is usable, so a degraded one counts as unhealthy, as the recipe's Node discovery reads it.
+    pub fn healthy_or_not(self) -> HealthState {
+        match self {
+            HealthState::Degraded => HealthState::Unhealthy,
+            other => other,
+        }
+    }
 }
 
 /// Consul's reading of a status that is not a success: 429, and 503 with `Retry-After`, are

@@ -112,14 +112,7 @@ async fn store_registration(
         .register_with(registration, &fields, &crate::now_iso())
         .await?;
     for key in &replaced {
-        if state.store.deregister(key).await? {
-            state
-                .sweep_job
-                .monitor()
-                .events()
-                .record_deregistration(&state.store, key)
-                .await;
-        }
+        state.deregister(key).await?;
     }
     tracing::info!(
         service_id = %registration.key.service_id(),
@@ -198,10 +191,7 @@ pub async fn deregister(
         [entry] => key_of(entry)?,
         _ => return Err(shared_id(&id)),
     };
-    if state.store.deregister(&key).await? {
-        let events = state.sweep_job.monitor().events();
-        events.record_deregistration(&state.store, &key).await;
-    }
+    state.deregister(&key).await?;
     tracing::info!(service_id = %key.service_id(), row_key = %key.row_key(), consul_id = %id, "service deregistered through the Consul API");
     refresh(&state);
     Ok(())
@@ -250,14 +240,7 @@ pub async fn catalog_deregister(
     };
     let keys = targets.iter().map(key_of).collect::<ApiResult<Vec<_>>>()?;
     for key in &keys {
-        if state.store.deregister(key).await? {
-            state
-                .sweep_job
-                .monitor()
-                .events()
-                .record_deregistration(&state.store, key)
-                .await;
-        }
+        state.deregister(key).await?;
     }
     refresh(&state);
     Ok(())

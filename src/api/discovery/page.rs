@@ -10,7 +10,7 @@
 //! its `ETag`, which covers everything else.
 
 use crate::api::instance_view::InstanceView;
-use crate::domain::{continuation_token, healthy_only, DiscoveryQuery};
+use crate::domain::{continuation_token, healthy_only, DiscoveryQuery, HealthState};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Cacheable, Effective, HeartbeatOverlay, HeartbeatsView, InstanceRow, Listing};
 use axum::body::Bytes;
@@ -288,7 +288,7 @@ impl Iterator for Body {
 
 /// Applies `healthyOnly` (with `failOpen`, by the domain's `healthy_only` rule) and `limit` to rows
 /// already filtered by attributes and expiry. `healthyOnly` judges the effective status (healthy and
-/// degraded pass), or with `effective=false` the own verdict as it always did.
+/// degraded pass), or with `effective=false` the own verdict as it always did (healthy only).
 fn paginate<'a>(
     query: &DiscoveryQuery,
     effective: &Effective,
@@ -296,7 +296,7 @@ fn paginate<'a>(
 ) -> Page<'a> {
     let health = |row: &&InstanceRow<'_>| {
         if query.own_verdict_only {
-            row.health_state()
+            row.health_state().map(HealthState::healthy_or_not)
         } else {
             effective
                 .of(row.service, row.own_status())
