@@ -134,13 +134,15 @@ impl Modify for HostProtocol {
                  text's JSON encoding (also read: the text itself, or base64 of it); \
                  `Metadata.DequeueCount` a string or a number. The shard's services are probed and \
                  recorded as the in-process sweep does; a shard of an older sweep, or one that \
-                 arrives after its sweep's window, is dropped. Served in custom-handler mode only.",
+                 arrives after its sweep's window, is dropped. Served in custom-handler mode only \
+                 (standalone: 404; there the handler's own poller takes the shards).",
             ))
             .request_body(Some(json_body("QueueInvocation")))
             .responses(
                 ResponsesBuilder::new()
                     .response("200", json_response("The shard ran or was dropped: `Logs` says which (the host deletes the message).", "InvocationReply"))
                     .response("400", json_response("No shard in the envelope, or not a shard message (the host retries it, then moves it to `<queue>-poison`).", "InvocationReply"))
+                    .response("404", json_response("Standalone mode: the queue trigger is the host's protocol and is not served there.", "ErrorBody"))
                     .response("503", json_response("Storage failed; `Logs` holds `ProbeShard failed: <reason>` (the host makes the message visible again).", "InvocationReply")),
             )
             .securities(Some([]));
