@@ -4,7 +4,7 @@
 //! them over the whole registry (`sweep`), what a sweep reports (`report`), and the one type that
 //! owns sweeping (`monitor`: the lock, the standalone lease and `sweep_once`). With `SWEEP_QUEUE`
 //! the sweep is fanned out: `shard` runs one shard through the sweep's own phases, and `fanout`
-//! sums the shards into the sweep's summary.
+//! sums the shards into the sweep's summary. `slots` is the process-wide probe limit both share.
 
 mod certificate;
 mod effective;
@@ -21,6 +21,7 @@ mod poller;
 mod probe;
 mod report;
 mod shard;
+mod slots;
 mod sweep;
 mod tls;
 

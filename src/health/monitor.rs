@@ -17,6 +17,7 @@
 //!   registers is probed in the same sweep; it never fails the sweep.
 
 use super::enqueue::{start_sweep, Enqueued, Fanout, FanoutError};
+use super::slots::ProbeSlots;
 use super::sweep::run_sweep;
 use super::{ProbeGuard, Prober, SweepReport};
 use crate::configuration::{HealthSettings, ServerSettings};
@@ -86,7 +87,7 @@ pub(super) struct SweepContext {
     pub events: super::events::EventPipeline,
     /// The process-wide probe limit (`HEALTH_PROBE_CONCURRENCY`), shared by the in-process sweep
     /// and every shard this process runs at once.
-    pub probe_slots: Arc<tokio::sync::Semaphore>,
+    pub probe_slots: ProbeSlots,
     /// `SWEEP_QUEUE`: ticks enqueue shards instead of sweeping here.
     pub fanout: Option<Fanout>,
 }
@@ -118,9 +119,7 @@ impl HealthMonitor {
                 checked_by: server.process_name.clone(),
                 use_lease: server.mode.is_standalone(),
                 lock: tokio::sync::Mutex::new(()),
-                probe_slots: Arc::new(tokio::sync::Semaphore::new(
-                    settings.probe.concurrency.max(1),
-                )),
+                probe_slots: ProbeSlots::new(settings.probe.concurrency),
                 fanout,
             }),
         })

@@ -3,11 +3,13 @@
 //! the way the platform's instances do. Under the host it never runs (the host's trigger
 //! delivers; a second consumer would halve the host's view of the queue and skew its scaling).
 //!
-//! - **In proportion to free probe slots**: the poller asks for as many shards as the process's
-//!   free probe slots hold (`min(shard size, probe limit)` slots a shard; at least one when none
-//!   runs), never more than twice what the limit holds at once, never 32 at once. Slots, not
-//!   shards, are counted: a shard whose answering services are done holds only its silent ones'
-//!   slots, so the next shard starts while it waits for their timeouts.
+//! - **As the probe slots need work**: the poller takes a shard whenever less than one shard's
+//!   worth of planned probes waits for a slot in this process (`ProbeSlots::waiting`), two when
+//!   none waits. Probes, not shards, are counted: a shard whose answering services are done holds
+//!   only its silent ones' slots for a whole timeout, so the next shards start while it waits, and
+//!   every slot stays busy; yet no process holds more shards than keep its own slots busy, so the
+//!   rest stay on the queue for other processes. However the probes fall, no more shards run at
+//!   once than hold `ROWS_PER_SLOT` rows per slot (memory), and one receive asks for at most 32.
 //! - **Visibility**: a shard taken is invisible for `SWEEP_QUEUE_VISIBILITY_SECONDS` (30 s) and
 //!   renewed every third of that while it runs, so a dead worker's shard reappears within that
 //!   time and another process takes it (its verdicts already written are not counted twice:
@@ -33,9 +35,12 @@ use tokio::task::JoinSet;
 const MAX_RECEIVE: usize = 32;
 /// The shortest wait between two receives on an empty queue (the host's too).
 const MIN_POLL: Duration = Duration::from_millis(100);
-/// How long the poller lets new shards start before it counts free probe slots again, and how
-/// often it looks while every slot is busy.
+/// How long the poller lets new shards read their rows and plan their probes before it counts
+/// waiting probes again, and how often it looks while enough wait.
 const SETTLE: Duration = Duration::from_millis(250);
+/// Rows held by running shards, per probe slot, at most: a bound on memory when few services
+/// are silent and many shards would be needed to keep every slot busy.
+const ROWS_PER_SLOT: usize = 16;
 /// How soon a shard that failed is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How long a poisoned shard is kept for an operator to look at.
@@ -49,15 +54,13 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
     };
     let limit = context.settings.probe.concurrency.max(1);
     let per_shard = fanout.settings.shard_size.clamp(1, limit);
-    // However many slots are free, never more shards at once than twice what the limit holds:
-    // a shard's probes start only after its reads, so free slots can overstate room for a moment.
-    let most = (2 * limit / per_shard).max(1);
+    let most = (ROWS_PER_SLOT * limit / fanout.settings.shard_size.max(1)).max(1);
     let slots = &context.probe_slots;
     let mut running: JoinSet<()> = JoinSet::new();
     let mut idle = MIN_POLL;
     tracing::info!(
         queue = fanout.queue.name(),
-        shards_at_once = limit / per_shard,
+        most_shards_at_once = most,
         "polling the sweep's shard queue"
     );
     loop {
@@ -65,16 +68,14 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
             return;
         }
         while running.try_join_next().is_some() {}
-        // Free probe slots, not shards: a shard whose answering services are done holds only the
-        // slots of its silent ones, and the rest are free for the next shard.
-        let free = slots.available_permits() / per_shard;
-        let want = free
-            .max(usize::from(running.is_empty()))
+        // Keep about one shard's worth of probes waiting for a slot: then a slot that frees starts
+        // the next probe at once, and no more shards are held here than that needs.
+        let want = ((2 * per_shard).saturating_sub(slots.waiting()) / per_shard)
             .min(most.saturating_sub(running.len()))
             .min(MAX_RECEIVE);
         if want == 0 {
             tokio::select! {
-                _ = running.join_next() => {}
+                _ = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(SETTLE) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }

@@ -9,7 +9,7 @@
 //! - A shard of the current sweep whose window is over is *late*: dropped with a log line, and
 //!   recorded as dropped, so the summary shows the sweep did not finish inside its window.
 //! - A shard delivered twice, or again after its worker died, finds the verdicts already written
-//!   in this sweep and leaves them alone (`sweep::already_counted`): no failure counts twice.
+//!   in this sweep and leaves them alone (`sweep::plan`): no failure counts twice.
 //! - A storage failure is an error (the delivery fails, and the queue delivers it again); a probe
 //!   that fails is a result.
 //!

@@ -15,6 +15,13 @@ impl Store {
     /// Writes health rows in entity-group transactions. A transaction answers 202 even when an
     /// operation inside it failed, so every operation's status is checked. Returns the number of
     /// requests sent.
+    ///
+    /// Unlike a client's write, this one does not empty the process's read caches: no client
+    /// wrote these rows, so none must read them back at once, and a sweep writing a batch every
+    /// few milliseconds would otherwise send every discovery to storage while it runs. Whoever
+    /// sweeps decides when its verdicts must be read afresh (`Store::read_afresh`): the
+    /// in-process sweep when it ends; a shard of a fanned-out sweep never, its verdicts showing
+    /// within the cache's TTL like any other instance's writes.
     pub async fn write_health(&self, records: &[HealthRecord]) -> Result<usize, StoreError> {
         self.within_budget(self.ensure_tables()).await?;
         let mut by_partition: BTreeMap<&str, Vec<&HealthRecord>> = BTreeMap::new();
@@ -36,13 +43,10 @@ impl Store {
             .into_iter()
             .map(|(partition, chunk)| self.within_budget(self.write_batch(partition, chunk)))
             .collect();
-        let result = futures::stream::iter(writes)
+        futures::stream::iter(writes)
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
-            .await;
-        // Even a half-written sweep changed rows: never serve the older ones from the cache.
-        self.forget_reads();
-        result?;
+            .await?;
         Ok(requests)
     }
 

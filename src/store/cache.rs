@@ -2,11 +2,12 @@
 //! handler answers discovery and resolution without a storage round trip.
 //!
 //! Staleness bound: a cached value is served for at most `ttl` after its data was read from
-//! storage. Writes made by *this* process (registration, deregistration, a sweep) invalidate every
-//! cache before they return (heartbeats do not: they are laid over the cached rows, see
-//! `heartbeats`), so a client never reads back older data than it just wrote through the same
-//! instance. Writes made elsewhere (another replica, the recipe's Node functions) show up within
-//! `ttl`.
+//! storage. Writes made by *this* process (registration, deregistration, an in-process sweep once
+//! it ends) invalidate every cache before they return (heartbeats do not: they are laid over the
+//! cached rows, see `heartbeats`; nor do the verdicts of a fanned-out sweep's shard, see
+//! `Store::write_health`), so a client never reads back older data than it just wrote through
+//! the same instance. Writes made elsewhere (another replica, the recipe's Node functions, a
+//! shard) show up within `ttl`.
 //!
 //! Every cache made from one `Generation` is invalidated together: a write bumps the generation, and
 //! an entry filled under an older generation is neither served nor stored. That also covers a read
