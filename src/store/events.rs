@@ -6,14 +6,17 @@
 //!   transition's time, to deliver and trim oldest first). Written by the sweep for what it could
 //!   not deliver and by a deregistration for its event; read and emptied by the next sweep.
 //! - Recent: the row `(~events, recent)`, `transitions` holding a JSON array, newest first, at most
-//!   100 entries and at most `MAX_RECENT_CHARS` of text; written at most once per sweep, by the
-//!   sweep only.
+//!   100 entries and at most `MAX_RECENT_CHARS` of text; written by the sweep only, once per
+//!   sweep or shard, on the version it read (shards of one sweep finishing side by side read again
+//!   and merge rather than overwrite each other's entries).
 //!
 //! This file stores texts it is given; what an event says is the domain's and the health module's.
 
-use super::error::is_row_missing;
+use super::error::{is_row_missing, is_status};
 use super::properties::{put_text, string};
 use super::{Store, StoreError};
+use azure_core::StatusCode;
+use azure_data_tables::IfMatchCondition;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
@@ -113,6 +116,12 @@ impl Store {
 
     /// The recent transitions, newest first; empty before the first.
     pub async fn recent_transitions(&self) -> Result<Vec<Value>, StoreError> {
+        Ok(self.recent_transitions_row().await?.entries)
+    }
+
+    /// The recent transitions with the version of the row they were read from, for
+    /// `record_recent_transitions`.
+    pub async fn recent_transitions_row(&self) -> Result<RecentTransitions, StoreError> {
         self.within_budget(async {
             self.ensure_tables().await?;
             let entity = self
@@ -120,10 +129,13 @@ impl Store {
                 .partition_key_client(EVENTS_PARTITION)
                 .entity_client(RECENT_ROW);
             match entity.get::<Map<String, Value>>().await {
-                Ok(found) => Ok(string(&found.entity, "transitions")
-                    .and_then(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
-                    .unwrap_or_default()),
-                Err(e) if is_row_missing(&e) => Ok(Vec::new()),
+                Ok(found) => Ok(RecentTransitions {
+                    entries: string(&found.entity, "transitions")
+                        .and_then(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
+                        .unwrap_or_default(),
+                    etag: Some(found.etag.to_string()),
+                }),
+                Err(e) if is_row_missing(&e) => Ok(RecentTransitions::default()),
                 Err(e) => Err(e.into()),
             }
         })
@@ -131,12 +143,15 @@ impl Store {
     }
 
     /// Replaces the recent transitions with `entries` (newest first), cut to `max` entries and to
-    /// `MAX_RECENT_CHARS` of text, oldest dropped first.
+    /// `MAX_RECENT_CHARS` of text, oldest dropped first, if the row is still the version `read`
+    /// was (no row, when it had none). `Ok(false)`: another writer came first (shards of one
+    /// sweep finish side by side); read again and merge.
     pub async fn record_recent_transitions(
         &self,
+        read: &RecentTransitions,
         entries: &[Value],
         max: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let text = bounded_json(entries, max);
         self.within_budget(async {
             self.ensure_tables().await?;
@@ -144,15 +159,42 @@ impl Store {
             if let Some(row) = entity.as_object_mut() {
                 put_text(row, "transitions", &text);
             }
-            self.state
+            let client = self
+                .state
                 .partition_key_client(EVENTS_PARTITION)
-                .entity_client(RECENT_ROW)
-                .insert_or_replace(entity)?
-                .await?;
-            Ok(())
+                .entity_client(RECENT_ROW);
+            let written = match &read.etag {
+                Some(etag) => client
+                    .update(entity, IfMatchCondition::Etag(etag.clone().into()))?
+                    .await
+                    .map(|_| ()),
+                None => self
+                    .state
+                    .insert::<_, Map<String, Value>>(entity)?
+                    .await
+                    .map(|_| ()),
+            };
+            match written {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if is_status(&e, StatusCode::PreconditionFailed)
+                        || is_status(&e, StatusCode::Conflict)
+                        || is_row_missing(&e) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }
+}
+
+/// The recent transitions as read, and the row's version (none: there was no row).
+#[derive(Debug, Default)]
+pub struct RecentTransitions {
+    pub entries: Vec<Value>,
+    etag: Option<String>,
 }
 
 fn outbox_entity(pending: &PendingEvent) -> Value {

@@ -66,7 +66,7 @@ mod watermarks;
 pub use cache::{observe_caches, CacheObserver, Cacheable, Fetched, ReadCache};
 pub use effective::{judge_rows, own_status, DependencyReads, Effective};
 pub use error::StoreError;
-pub use events::{PendingEvent, MAX_RECENT_CHARS};
+pub use events::{PendingEvent, RecentTransitions, MAX_RECENT_CHARS};
 pub use heartbeats::{HeartbeatOverlay, HeartbeatsView, RecentHeartbeats, RecordedHeartbeat};
 pub use lease::LeaseOutcome;
 pub use listing::{InstanceRow, Listing, ListingQuery};

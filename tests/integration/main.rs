@@ -55,6 +55,7 @@ mod openapi;
 mod proxying;
 mod queues;
 mod rebinding;
+mod recent_transitions;
 mod recipe;
 mod registrar;
 mod resolver;

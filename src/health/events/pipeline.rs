@@ -23,6 +23,8 @@ const ATTEMPTS: u32 = 3;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Batches in flight per sink.
 const CONCURRENCY: usize = 8;
+/// How often a sweep tries to add to the recent list when other shards write it in between.
+const RECENT_TRIES: usize = 8;
 /// Entries the recent list keeps.
 pub const RECENT_MAX: usize = 100;
 
@@ -181,40 +183,68 @@ impl EventPipeline {
         accepted_by_all
     }
 
-    /// Adds the events the recent list lacks, newest first; one read and at most one write.
+    /// Adds the events the recent list lacks, newest first: one read and one write, again (up to
+    /// `RECENT_TRIES` in all) when another shard wrote the list in between.
     async fn remember_recent(&self, store: &Store, events: &[&PendingEvent]) {
-        let known = match store.recent_transitions().await {
-            Ok(known) => known,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the recent transitions; not updated this sweep");
+        for _ in 0..RECENT_TRIES {
+            let read = match store.recent_transitions_row().await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the recent transitions; not updated this sweep");
+                    return;
+                }
+            };
+            let Some(entries) = with_new_entries(&read.entries, events) else {
                 return;
+            };
+            match store
+                .record_recent_transitions(&read, &entries, RECENT_MAX)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not store the recent transitions");
+                    return;
+                }
             }
-        };
-        let listed: HashSet<&str> = known
-            .iter()
-            .filter_map(|entry| entry.get("id")?.as_str())
-            .collect();
-        let mut added: Vec<(String, Value)> = events
-            .iter()
-            .filter(|p| !listed.contains(p.id.as_str()))
-            .filter_map(|p| {
-                let event: Value = serde_json::from_str(&p.event).ok()?;
-                let mut entry = recent_entry(&event)?;
-                entry
-                    .as_object_mut()?
-                    .insert("id".into(), p.id.clone().into());
-                Some((p.time.clone(), entry))
-            })
-            .collect();
-        if added.is_empty() {
-            return;
         }
-        added.sort_by(|a, b| b.0.cmp(&a.0));
-        let entries: Vec<Value> = added.into_iter().map(|(_, e)| e).chain(known).collect();
-        if let Err(e) = store.record_recent_transitions(&entries, RECENT_MAX).await {
-            tracing::warn!(error = %e, "could not store the recent transitions");
-        }
+        tracing::warn!(
+            tries = RECENT_TRIES,
+            "the recent transitions kept changing under this sweep; not updated"
+        );
     }
+}
+
+/// `known` with the events it lacks put in front, newest first; `None` when it lacks none.
+fn with_new_entries(known: &[Value], events: &[&PendingEvent]) -> Option<Vec<Value>> {
+    let listed: HashSet<&str> = known
+        .iter()
+        .filter_map(|entry| entry.get("id")?.as_str())
+        .collect();
+    let mut added: Vec<(String, Value)> = events
+        .iter()
+        .filter(|p| !listed.contains(p.id.as_str()))
+        .filter_map(|p| {
+            let event: Value = serde_json::from_str(&p.event).ok()?;
+            let mut entry = recent_entry(&event)?;
+            entry
+                .as_object_mut()?
+                .insert("id".into(), p.id.clone().into());
+            Some((p.time.clone(), entry))
+        })
+        .collect();
+    if added.is_empty() {
+        return None;
+    }
+    added.sort_by(|a, b| b.0.cmp(&a.0));
+    Some(
+        added
+            .into_iter()
+            .map(|(_, e)| e)
+            .chain(known.iter().cloned())
+            .collect(),
+    )
 }
 
 /// Delivers `events` to one sink in its batch size, `CONCURRENCY` batches at a time, each retried
