@@ -3,25 +3,18 @@
 //! naming the entry at fault that write nothing. Targets are local, with hit counters.
 
 use crate::harness::*;
-use serde_json::{json, Value};
-
-async fn health_of(h: &Handler, name: &str) -> Value {
-    h.tables()
-        .row(&h.health_table, "default", name)
-        .await
-        .unwrap_or_else(|| panic!("no health row for {name}"))
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expected_statuses_and_body_text_decide_the_verdict() {
     let h = Handler::start().await;
-    let unauthorised = FlippingTarget::start(401);
-    let limited = FlippingTarget::start(429);
-    let up = FlippingTarget::start(200);
+    let unauthorised = HttpTarget::status(401);
+    let limited = HttpTarget::status(429);
+    let up = HttpTarget::status(200);
     up.set_body(r#"{"status":"UP","checks":[]}"#);
-    let down = FlippingTarget::start(200);
+    let down = HttpTarget::status(200);
     down.set_body(r#"{"status":"DOWN"}"#);
-    let late = FlippingTarget::start(200);
+    let late = HttpTarget::status(200);
     // The text only after the first 64 KiB: not searched, so not found.
     late.set_body(format!("{}\"UP\"", " ".repeat(64 * 1024)));
     let cases = [
@@ -96,7 +89,7 @@ async fn expected_statuses_and_body_text_decide_the_verdict() {
     let report = h.sweep_report().await;
     assert_eq!(report.probed, cases.len() as u64, "{report:?}");
     for (name, _, _, status, reason) in &cases {
-        let row = health_of(&h, name).await;
+        let row = h.health_row(name).await;
         assert_eq!(row["status"], *status, "{name}: {row}");
         assert_eq!(row["errorMessage"], *reason, "{name}: {row}");
     }

@@ -4,14 +4,7 @@
 
 use crate::harness::*;
 use reqwest::Method;
-use serde_json::{json, Value};
-
-async fn health_of(h: &Handler, name: &str) -> Value {
-    h.tables()
-        .row(&h.health_table, "default", name)
-        .await
-        .unwrap_or_else(|| panic!("no health row for {name}"))
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_and_retry_after_answers_are_degraded_not_failures() {
@@ -43,14 +36,14 @@ async fn rate_limited_and_retry_after_answers_are_degraded_not_failures() {
         ("limited", "HTTP 429 (rate limited)"),
         ("busy", "HTTP 503 with Retry-After (overloaded)"),
     ] {
-        let row = health_of(&h, name).await;
+        let row = h.health_row(name).await;
         assert_eq!(row["status"], "degraded", "{name}: {row}");
         assert_eq!(row["errorMessage"], reason, "{name}: {row}");
         assert_eq!(row["circuit"], "closed", "{name}: {row}");
         assert_eq!(row["consecutiveFailures"], 0, "{name}: {row}");
     }
     assert!(limited.hits() >= 5 && busy.hits() >= 5);
-    let row = health_of(&h, "down").await;
+    let row = h.health_row("down").await;
     assert_eq!(
         (&row["status"], &row["errorMessage"]),
         (&json!("unhealthy"), &json!("HTTP 503"))
@@ -102,13 +95,13 @@ async fn a_degraded_instance_recovers_and_degrades_at_once() {
     // The same target answering 200, then 429, then 200: each verdict is recorded at the sweep that
     // saw it (a warning is not damped like a failure is).
     let h = Handler::start().await;
-    let flipping = FlippingTarget::start(200);
+    let flipping = HttpTarget::status(200);
     h.register_ok(&json!({"serviceName": "flip", "endpoint": flipping.url}))
         .await;
     for (status, expected) in [(200, "healthy"), (429, "degraded"), (200, "healthy")] {
-        flipping.set(status);
+        flipping.set_status(status);
         h.sweep_report().await;
-        let row = health_of(&h, "flip").await;
+        let row = h.health_row("flip").await;
         assert_eq!(row["status"], expected, "{status}: {row}");
     }
 }

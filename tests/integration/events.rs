@@ -5,24 +5,11 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use service_registry::configuration::Settings;
-use service_registry::store::{StorageQueue, Store};
+use service_registry::store::StorageQueue;
 use std::time::Duration;
 
 fn queue_name() -> String {
     format!("events-{}", short_id().to_lowercase())
-}
-
-/// The queue as a consumer sees it, through the library's own client.
-fn queue_for(connection_string: &str, name: &str) -> StorageQueue {
-    let settings = Settings::from_lookup(|var| match var {
-        "STORAGE_CONNECTION_STRING" => Some(connection_string.to_owned()),
-        "STORAGE_TIMEOUT_MS" => Some("3000".to_owned()),
-        _ => None,
-    })
-    .expect("settings");
-    let store = Store::connect(&settings.storage).expect("store");
-    store.queue(name).expect("a queue endpoint")
 }
 
 /// Takes every visible message off the queue (deleting each), decoded and parsed, in the order
@@ -91,9 +78,9 @@ fn pod(url: &str) -> Value {
 async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
     let azurite = Azurite::shared();
     let name = queue_name();
-    let queue = queue_for(&azurite.connection_string(), &name);
+    let queue = storage_queue(&azurite.connection_string(), &name);
     let h = Handler::spawn(events_config(&azurite.connection_string(), &name)).await;
-    let target = SwitchableTarget::start(200);
+    let target = HttpTarget::status(200);
     h.register_ok(&pod(&target.url)).await;
 
     // The first verdict: the registry learns how the new registration is.
@@ -122,7 +109,7 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
     );
     assert!(drain(&queue).await.is_empty());
 
-    target.set(503);
+    target.set_status(503);
     let down = h.sweep_report().await;
     assert_eq!(
         (down.transitions, down.events_published, down.unhealthy),
@@ -141,7 +128,7 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
     assert_eq!(events[0]["circuit"], "open");
     let down_id = events[0]["id"].clone();
 
-    target.set(200);
+    target.set_status(200);
     let up = h.sweep_report().await;
     assert_eq!((up.transitions, up.healthy), (1, 1), "{up:?}");
     let events = drain(&queue).await;
@@ -224,15 +211,15 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
 async fn events_wait_in_the_outbox_while_the_queue_is_down_and_keep_their_ids() {
     let azurite = Azurite::private();
     let name = queue_name();
-    let queue = queue_for(&azurite.connection_string(), &name);
+    let queue = storage_queue(&azurite.connection_string(), &name);
     let h = Handler::spawn(events_config(&azurite.connection_string(), &name)).await;
-    let target = SwitchableTarget::start(200);
+    let target = HttpTarget::status(200);
     h.register_ok(&pod(&target.url)).await;
     assert_eq!(h.sweep_report().await.events_published, 1);
     assert_eq!(drain(&queue).await.len(), 1);
 
     azurite.stop_queue();
-    target.set(503);
+    target.set_status(503);
     let down = h.sweep_report().await;
     // The verdict is written whatever the queue does; the event waits, counted.
     assert_eq!((down.unhealthy, down.transitions), (1, 1), "{down:?}");
@@ -286,11 +273,11 @@ async fn events_wait_in_the_outbox_while_the_queue_is_down_and_keep_their_ids() 
 async fn an_expiry_removal_is_an_event() {
     let azurite = Azurite::shared();
     let name = queue_name();
-    let queue = queue_for(&azurite.connection_string(), &name);
+    let queue = storage_queue(&azurite.connection_string(), &name);
     let cfg = events_config(&azurite.connection_string(), &name)
         .env("DEREGISTER_EXPIRED_AFTER_SECONDS", "0");
     let h = Handler::spawn(cfg).await;
-    let target = SwitchableTarget::start(200);
+    let target = HttpTarget::status(200);
     let mut body = pod(&target.url);
     body["ttlSeconds"] = json!(5);
     h.register_ok(&body).await;
@@ -325,8 +312,8 @@ async fn the_event_grid_topic_receives_the_batch_with_its_key_and_media_type() {
         ("HEALTH_EVENTS_TOPIC_KEY", "dG9waWMta2V5"),
     ])
     .await;
-    let one = SwitchableTarget::start(200);
-    let two = SwitchableTarget::start(503);
+    let one = HttpTarget::status(200);
+    let two = HttpTarget::status(503);
     h.register_ok(&pod(&one.url)).await;
     let mut other = pod(&two.url);
     other["instanceId"] = json!("pod-2");
@@ -385,7 +372,7 @@ async fn a_topic_that_refuses_the_key_keeps_the_events_pending_and_counts_the_fa
         ("HEALTH_EVENTS_TOPIC_KEY", "wrong"),
     ])
     .await;
-    let target = SwitchableTarget::start(200);
+    let target = HttpTarget::status(200);
     h.register_ok(&pod(&target.url)).await;
     let report = h.sweep_report().await;
     assert_eq!(
@@ -413,10 +400,10 @@ async fn a_topic_that_refuses_the_key_keeps_the_events_pending_and_counts_the_fa
 async fn a_dependency_failing_and_recovering_is_an_event_for_its_dependent() {
     let azurite = Azurite::shared();
     let name = queue_name();
-    let queue = queue_for(&azurite.connection_string(), &name);
+    let queue = storage_queue(&azurite.connection_string(), &name);
     let h = Handler::spawn(events_config(&azurite.connection_string(), &name)).await;
-    let db = SwitchableTarget::start(200);
-    let api = SwitchableTarget::start(200);
+    let db = HttpTarget::status(200);
+    let api = HttpTarget::status(200);
     let db_type = format!("db{}", short_id().to_lowercase());
     let db_key = format!("{db_type}:orders-sql");
     h.register_ok(
@@ -432,7 +419,7 @@ async fn a_dependency_failing_and_recovering_is_an_event_for_its_dependent() {
     assert!(first.transitions >= 2, "{first:?}");
     drain(&queue).await;
 
-    db.set(503);
+    db.set_status(503);
     h.sweep_report().await;
     let events = drain(&queue).await;
     let of = |subject: &str| -> Vec<&Value> {
@@ -459,7 +446,7 @@ async fn a_dependency_failing_and_recovering_is_an_event_for_its_dependent() {
     assert_eq!(same.transitions, 0, "{same:?}");
     assert!(drain(&queue).await.is_empty());
 
-    db.set(200);
+    db.set_status(200);
     h.sweep_report().await;
     let events = drain(&queue).await;
     let api_events: Vec<&Value> = events

@@ -35,13 +35,6 @@ async fn path_server(ok_path: &'static str, delay: Duration) -> u16 {
     port
 }
 
-async fn health_of(h: &Handler, name: &str) -> Value {
-    h.tables()
-        .row(&h.health_table, "default", name)
-        .await
-        .unwrap_or_else(|| panic!("no health row for {name}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_kind_path_and_timeout_apply_per_registration() {
     let h = Handler::start_with(&[("HEALTH_FAILURES_TO_UNHEALTHY", "1")]).await;
@@ -91,15 +84,15 @@ async fn check_kind_path_and_timeout_apply_per_registration() {
         ("patient", "healthy"),
         ("hasty", "unhealthy"),
     ] {
-        let row = health_of(&h, name).await;
+        let row = h.health_row(name).await;
         assert_eq!(row["status"], status, "{name}: {row}");
     }
     assert!(tcp.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert_eq!(
-        health_of(&h, "hasty").await["errorMessage"],
+        h.health_row("hasty").await["errorMessage"],
         "no answer within 300 ms"
     );
-    assert_eq!(health_of(&h, "shallow").await["errorMessage"], "HTTP 404");
+    assert_eq!(h.health_row("shallow").await["errorMessage"], "HTTP 404");
 
     // Discovery shows the settings as registered.
     let v = h.discover_ok("serviceName=hasty").await;
@@ -160,7 +153,7 @@ async fn a_redirect_to_the_metadata_address_is_not_followed() {
         .await;
     let report = h.sweep_report().await;
     for (name, target) in [("bounce", &bounce), ("bounce-v6", &bounce_v6)] {
-        let row = health_of(&h, name).await;
+        let row = h.health_row(name).await;
         // The 302 itself is the answer (below 400), and the redirect target was never contacted:
         // had it been followed, the guard would have refused it and the row would say so.
         assert_eq!(row["status"], "healthy", "{row}");
@@ -189,6 +182,6 @@ async fn rows_with_unaddressable_keys_are_skipped_not_fatal() {
     }
     let report = h.sweep_report().await;
     assert_eq!((report.probed, report.invalid_rows), (1, 3), "{report:?}");
-    assert_eq!(health_of(&h, "fine").await["status"], "healthy");
+    assert_eq!(h.health_row("fine").await["status"], "healthy");
     assert_eq!(h.tables().rows(&h.health_table).await.len(), 1);
 }

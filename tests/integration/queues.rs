@@ -3,20 +3,13 @@
 //! dequeue counts, renewal, at-least-once deletes, a vanished queue recreated, an outage as a
 //! retryable `StoreError`).
 
-use crate::harness::{short_id, Azurite};
+use crate::harness::{library_store, short_id, Azurite};
 use base64::Engine as _;
-use service_registry::configuration::Settings;
 use service_registry::store::{Store, StoreError};
 use std::time::Duration;
 
 fn store_for(connection_string: &str) -> Store {
-    let settings = Settings::from_lookup(|name| match name {
-        "STORAGE_CONNECTION_STRING" => Some(connection_string.to_owned()),
-        "STORAGE_TIMEOUT_MS" => Some("3000".to_owned()),
-        _ => None,
-    })
-    .expect("settings");
-    Store::connect(&settings.storage).expect("store")
+    library_store(connection_string, &[])
 }
 
 fn queue_name() -> String {

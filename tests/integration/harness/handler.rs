@@ -408,6 +408,14 @@ impl Handler {
     pub fn tables(&self) -> Tables {
         Azurite::shared().tables()
     }
+
+    /// The health row the sweep wrote for `name` in the `default` service type; panics if none.
+    pub async fn health_row(&self, name: &str) -> serde_json::Value {
+        self.tables()
+            .row(&self.health_table, "default", name)
+            .await
+            .unwrap_or_else(|| panic!("no health row for {name}"))
+    }
 }
 
 impl Drop for Handler {

@@ -52,6 +52,7 @@ mod grpc_server;
 mod handler;
 mod host_front;
 mod host_routes;
+mod library_store;
 mod node;
 mod queue_listener;
 mod requests;
@@ -69,7 +70,7 @@ pub mod identity;
 
 pub use api_keys::{bearer, key_lines, sha256_hex, ADMIN, PREFIXED, READER, WRITER};
 pub use azurite::{connection_string_for_port, Azurite};
-pub use check_targets::{FlippingTarget, TlsTarget};
+pub use check_targets::TlsTarget;
 pub use child_env::clean_command;
 pub use cli::{run_cli, CliProcess};
 pub use connector_env::{assert_no_secret, expected_row, rows_by_key, SELF_REGISTERED};
@@ -84,13 +85,12 @@ pub use handler::{
 };
 pub use host_front::{rebuilt_query, Delivery, HostFront, FRONT_END_LIMIT};
 pub use host_routes::{queue_triggers, HostRoutes, Trigger};
+pub use library_store::{library_store, storage_queue};
 pub use node::{node_package, run_node};
-pub use queue_listener::{storage_queue, QueueHost, QueueOptions};
+pub use queue_listener::{QueueHost, QueueOptions};
 pub use responses::{assert_error_body, check_envelope_shape, logs_of, sweep_report, Resp};
 pub use tables::{assert_all_plain_strings, assert_iso_utc, parse_iso, user_properties, Tables};
-pub use targets::{
-    closed_port, query_of, HoldingTarget, HttpTarget, SilentTarget, SwitchableTarget, TcpTarget,
-};
+pub use targets::{closed_port, query_of, HoldingTarget, HttpTarget, SilentTarget, TcpTarget};
 pub use wait::{poll_until, to_millis, wait_until_past, wait_until_past_stored};
 pub use wire::{
     assert_discovery_shape, assert_item_shape, int32_prop, iso, items, key_of, keys,

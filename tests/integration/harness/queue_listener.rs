@@ -17,25 +17,11 @@
 use super::envelopes::{queue_envelope, QueueDelivery};
 use super::handler::{http_client, Handler};
 use super::host_routes::QueueTrigger;
+use super::library_store::storage_queue;
 use serde_json::Value;
-use service_registry::configuration::Settings;
-use service_registry::store::{ReceivedMessage, StorageQueue, Store};
+use service_registry::store::{ReceivedMessage, StorageQueue};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A Storage Queue of the tests' Azurite, through the handler's own client.
-pub fn storage_queue(connection_string: &str, name: &str) -> StorageQueue {
-    let settings = Settings::from_lookup(|var| match var {
-        "STORAGE_CONNECTION_STRING" => Some(connection_string.to_owned()),
-        "STORAGE_TIMEOUT_MS" => Some("5000".to_owned()),
-        _ => None,
-    })
-    .expect("settings");
-    Store::connect(&settings.storage)
-        .expect("store")
-        .queue(name)
-        .expect("a queue endpoint")
-}
 
 /// host.json's `extensions.queues`, with the extension's defaults for what it leaves out.
 #[derive(Debug, Clone, Copy)]

@@ -5,18 +5,26 @@
 use super::poll_until;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-/// A local HTTP server answering every request with one status (and optional headers); the
-/// status can be changed while it runs (`set_status`).
+/// A local HTTP server answering every request with the answer last set: a status, headers and
+/// a body, each changeable while it runs (`set_status`, `set_headers`, `set_body`), with a hit
+/// counter. Until a body is set it is `status <code>`.
 pub struct HttpTarget {
     pub url: String,
     pub port: u16,
     pub hits: Arc<AtomicU64>,
-    status: Arc<AtomicU16>,
+    answer: Arc<Mutex<Answer>>,
+}
+
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
 }
 
 pub(super) fn read_request_head(stream: &mut TcpStream) {
@@ -55,30 +63,32 @@ impl HttpTarget {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicU64::new(0));
-        let hits2 = hits.clone();
-        let status_cell = Arc::new(AtomicU16::new(status));
-        let status2 = status_cell.clone();
+        let answer = Arc::new(Mutex::new(Answer {
+            status,
+            headers,
+            body: None,
+        }));
+        let (hits2, answer2) = (hits.clone(), answer.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let hits = hits2.clone();
-                let headers = headers.clone();
-                let status = status2.load(Ordering::SeqCst);
+                let (hits, answer) = (hits2.clone(), answer2.lock().unwrap().clone());
                 thread::spawn(move || {
                     read_request_head(&mut stream);
                     hits.fetch_add(1, Ordering::SeqCst);
-                    let body = format!("status {status}");
-                    let mut resp = format!(
+                    let status = answer.status;
+                    let body = answer.body.unwrap_or_else(|| format!("status {status}"));
+                    let mut head = format!(
                         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n",
                         reason(status),
                         body.len()
                     );
-                    for (k, v) in &headers {
-                        resp.push_str(&format!("{k}: {v}\r\n"));
+                    for (k, v) in &answer.headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
                     }
-                    resp.push_str("\r\n");
-                    resp.push_str(&body);
-                    let _ = stream.write_all(resp.as_bytes());
+                    head.push_str("\r\n");
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(body.as_bytes());
                     let _ = stream.flush();
                 });
             }
@@ -87,13 +97,8 @@ impl HttpTarget {
             url: format!("http://127.0.0.1:{port}/health"),
             port,
             hits,
-            status: status_cell,
+            answer,
         }
-    }
-
-    /// Answers every later connection with `status`.
-    pub fn set_status(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
     }
 
     /// 302 to `location`.
@@ -101,46 +106,26 @@ impl HttpTarget {
         HttpTarget::with_headers(302, vec![("Location".into(), location.into())])
     }
 
+    /// Answers every later connection with `status` (the headers and a body set stay).
+    pub fn set_status(&self, status: u16) {
+        self.answer.lock().unwrap().status = status;
+    }
+
+    /// Answers every later connection with these headers.
+    pub fn set_headers(&self, headers: &[(&str, &str)]) {
+        self.answer.lock().unwrap().headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
+    /// Answers every later connection with this body.
+    pub fn set_body(&self, body: impl Into<String>) {
+        self.answer.lock().unwrap().body = Some(body.into());
+    }
+
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// A local HTTP server whose status a test changes between sweeps (`set`).
-pub struct SwitchableTarget {
-    pub url: String,
-    status: Arc<std::sync::atomic::AtomicU16>,
-}
-
-impl SwitchableTarget {
-    pub fn start(status: u16) -> SwitchableTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let current = Arc::new(std::sync::atomic::AtomicU16::new(status));
-        let shared = current.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let status = shared.load(Ordering::SeqCst);
-                thread::spawn(move || {
-                    read_request_head(&mut stream);
-                    let resp = format!(
-                        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        reason(status)
-                    );
-                    let _ = stream.write_all(resp.as_bytes());
-                });
-            }
-        });
-        SwitchableTarget {
-            url: format!("http://127.0.0.1:{port}/health"),
-            status: current,
-        }
-    }
-
-    /// What every request from now on is answered with.
-    pub fn set(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
     }
 }
 
