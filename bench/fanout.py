@@ -5,7 +5,15 @@
           the last shard's end against the floor silent x timeout / (concurrency x processes),
           peak RSS per process, storage requests per service (tables and queue, through counting
           proxies), and discovery p99 on one process while the sweep runs (a fixed 100/s, so the
-          figure is a request's latency at that load) beside the same with no sweep.
+          figure is a request's latency at that load) beside the same with no sweep. Discovery
+          asks for one service by name, as a client resolving its dependency does; a whole
+          service type here is 10% of the registry (10,000 rows at 100,000), a read whose cost
+          is its size, not the sweep's. Beside it, the same point reads straight from the store
+          (bench-tool direct, at the same rate) during the sweep and with none: what the store
+          itself answers while the sweep writes, so a discovery latency the store causes is told
+          from one the handler causes; and how many of the machine's cores the machine, Azurite
+          and the handlers kept busy during the sweep (a saturated machine bounds the time, not
+          the probe limit).
 
 Only 127.0.0.1 is ever contacted; every run is bounded in time (the sweep's window).
 """
@@ -16,15 +24,18 @@ import os
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
-from common import (ROOT, RUNS, TOOL, Azurite, Handler, Proxy, free_port, http, load, log, median_of, preload,
-                    spawn, stop, tables, wait_http)
+from common import (ROOT, RUNS, TOOL, Azurite, Handler, Proxy, cpu_ms, free_port, http, load, log, median_of,
+                    output, preload, spawn, stop, tables, wait_http)
 
 SERVICES = int(os.environ.get("BENCH_SERVICES", "10000"))
 PROCESSES = [int(p) for p in os.environ.get("BENCH_FANOUT_PROCESSES", "1,2,4").split(",")]
 PROBE_TIMEOUT_S, PROBE_CONCURRENCY = 5.0, 500  # the handler's defaults (HEALTH_HOSTING_PLAN=consumption)
 WINDOW_S = 900  # no run may take longer
 DISCOVERY_RATE = 100
+# svc-00013 is type-3 (13 % 10) and answers (13 % 4 != 3): one instance, by name.
+DISCOVERY_PATH = "/api/ServiceDiscovery?serviceType=type-3&serviceName=svc-00013"
 TARGETS = {"fanout_over_floor": 1.2, "fanout_rss_mib": 100.0}
 
 
@@ -45,8 +56,30 @@ class QueueService:
         stop(self.process)
 
 
+def cpu_use(azurite, queues, handlers):
+    """CPU used so far, in ms: the whole machine (busy time, every core), Azurite's table and queue
+    services, and the handlers together. Their change over the sweep divided by its wall time is
+    how many of the machine's cores each kept busy."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    machine = (sum(fields[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
+    return {"machine": machine, "tables": cpu_ms(azurite.process.pid), "queue": cpu_ms(queues.process.pid),
+            "handlers": sum(cpu_ms(h.process.pid) for h in handlers)}
+
+
+def store_reads(azurite, names, seconds):
+    """The discovery's two point reads (registry and health) straight from the store, at the same rate."""
+    return json.loads(output([str(TOOL), "direct", "--endpoint", azurite.endpoint, "--table", names[0],
+                              "--health-table", names[1], "--type", "type-3", "--name", "svc-00013",
+                              "--concurrency", "8", "--rate", str(DISCOVERY_RATE), "--seconds", str(seconds),
+                              "--requests", str(int(DISCOVERY_RATE * seconds) + 1)]))
+
+
 def last_sweep(base):
+    """`GET /api/Sweep`'s last sweep; `None` while storage answers 503 (it is polled again)."""
     status, _, body = http("GET", f"{base}/api/Sweep")
+    if status == 503:
+        return None
     assert status == 200, (status, body[:300])
     return json.loads(body)["lastSweep"]
 
@@ -64,16 +97,18 @@ def one_run(azurite, queues, names, processes):
         h.wait_ready()
     base = handlers[0].base
     requests_before = azurite.proxy.counts()["requests"] + queues.proxy.counts()["requests"]
+    cpu_before = cpu_use(azurite, queues, handlers)
     started = time.perf_counter()
     status, _, body = http("POST", f"{base}/HealthMonitor", {"Data": {}, "Metadata": {}})
     assert status == 200, (status, body[:300])
     tick = json.loads(body)["Logs"][0]
     sweep_id = tick.split("sweep ", 1)[1].split(",", 1)[0]
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         # Discovery on one of the sweeping processes, at a fixed rate, for about the floor's time.
         floor = PROBE_TIMEOUT_S * max(1.0, (SERVICES // 4) / (PROBE_CONCURRENCY * processes))
-        during = pool.submit(load, f"{base}/api/ServiceDiscovery?serviceType=type-3", 8, rate=DISCOVERY_RATE,
-                             seconds=max(2.0, floor * 0.8))
+        seconds = max(2.0, floor * 0.8)
+        during = pool.submit(load, f"{base}{DISCOVERY_PATH}", 8, rate=DISCOVERY_RATE, seconds=seconds)
+        store_during = pool.submit(store_reads, azurite, names, seconds)
         deadline = started + WINDOW_S
         last = None
         while time.perf_counter() < deadline:
@@ -82,12 +117,17 @@ def one_run(azurite, queues, names, processes):
                 break
             time.sleep(0.2)
         wall = time.perf_counter() - started
+        cpu = {k: (v - cpu_before[k]) / 1000 / wall for k, v in cpu_use(azurite, queues, handlers).items()}
         discovery = during.result()
+        store_during = store_during.result()
     assert last and last["fanout"]["finished"], last
-    requests = azurite.proxy.counts()["requests"] + queues.proxy.counts()["requests"] - requests_before
+    # Less the store reads measured beside the discovery (two a read, through the same proxy).
+    direct_reads = 2 * (store_during["requests"] + store_during["errors"])
+    requests = azurite.proxy.counts()["requests"] + queues.proxy.counts()["requests"] - requests_before - direct_reads
     rss = [h.peak_rss_mib() for h in handlers]
     # The same discovery load with no sweep running, on the same process, for comparison.
-    idle = load(f"{base}/api/ServiceDiscovery?serviceType=type-3", 8, rate=DISCOVERY_RATE, seconds=3)
+    idle = load(f"{base}{DISCOVERY_PATH}", 8, rate=DISCOVERY_RATE, seconds=3)
+    store_idle = store_reads(azurite, names, 3)
     for h in handlers:
         h.stop()
     counters, fanout = last["counters"], last["fanout"]
@@ -98,7 +138,11 @@ def one_run(azurite, queues, names, processes):
             "shards": fanout["shards"], "shards_dropped": fanout["shardsDropped"],
             "processes_used": len(fanout["byProcess"]), "peak_rss_mib_max": max(rss),
             "storage_requests_per_service": requests / SERVICES,
-            "discovery_p99_ms": discovery["p99_ms"], "discovery_idle_p99_ms": idle["p99_ms"]}
+            "discovery_p99_ms": discovery["p99_ms"], "discovery_idle_p99_ms": idle["p99_ms"],
+            "discovery_non_2xx": discovery["non_2xx"], "discovery_requests": discovery["requests"],
+            "store_read_p99_ms": store_during["p99_ms"], "store_read_idle_p99_ms": store_idle["p99_ms"],
+            "cpu_machine_cores": cpu["machine"], "cpu_tables_cores": cpu["tables"],
+            "cpu_queue_cores": cpu["queue"], "cpu_handlers_cores": cpu["handlers"]}
 
 
 def bench_fanout(results):
@@ -138,8 +182,16 @@ def rows(results):
                     f"<= {TARGETS['fanout_rss_mib']:g} MiB", rss_met))
         out.append(("  storage requests per service (tables + queue)", f"{m['storage_requests_per_service']:.3f}",
                     "", "", "report", ""))
+        out.append(("  cores busy during the sweep: machine / Azurite tables / queue / handlers",
+                    f"{m['cpu_machine_cores']:.2f} / {m['cpu_tables_cores']:.2f} / {m['cpu_queue_cores']:.2f} / "
+                    f"{m['cpu_handlers_cores']:.2f}", f"of {os.cpu_count()}", "", "report", ""))
         out.append((f"  discovery p99 at {DISCOVERY_RATE}/s during the sweep", f"{m['discovery_p99_ms']:.2f} ms",
                     f"no sweep {m['discovery_idle_p99_ms']:.2f} ms", "", "unchanged within noise", ""))
+        out.append(("  discovery answers other than 2xx during the sweep",
+                    f"{m['discovery_non_2xx']:.0f} of {m['discovery_requests']:.0f}", "", "", "none", ""))
+        out.append((f"  the store's own point reads, p99 at {DISCOVERY_RATE}/s during the sweep",
+                    f"{m['store_read_p99_ms']:.2f} ms", f"no sweep {m['store_read_idle_p99_ms']:.2f} ms", "",
+                    "report", ""))
     return out
 
 

@@ -81,7 +81,7 @@ def bench_heartbeats(results):
     queries = {"by_type": "?serviceType=type-3", "by_name": "?serviceType=type-4&serviceName=fleet-4",
                "whole_registry": ""}
     url = lambda q: f"{handler.base}/api/ServiceDiscovery{q}"
-    def mix(etag, seconds, saturated, whole=True):
+    def mix(etag, seconds, saturated, whole=True, beats=True):
         """Heartbeats at their rate beside the discoveries (the whole registry only if `whole`): at
         DISCOVERY_RATES (64 workers each, so a slow answer does not hold the next request back from
         when it is due), or as fast as 4 connections each (2 for the whole registry) go."""
@@ -92,10 +92,10 @@ def bench_heartbeats(results):
                 connections, rate = 64, DISCOVERY_RATES[q]
             query = queries["by_type" if q == "if_none_match" else q]
             return lambda: load(url(query), connections, headers=headers, rate=rate, seconds=seconds, expect=expect)
-        return parallel([
-            # 64 workers, so a slow beat does not hold the others back from the rate.
-            ("heartbeat", lambda: load(f"{handler.base}/api/ServiceHeartbeat", 64, method="POST", bodies=bodies,
-                                       rate=HEARTBEAT_RATE, seconds=seconds)),
+        # 64 workers, so a slow beat does not hold the others back from the rate.
+        beating = [("heartbeat", lambda: load(f"{handler.base}/api/ServiceHeartbeat", 64, method="POST",
+                                              bodies=bodies, rate=HEARTBEAT_RATE, seconds=seconds))] if beats else []
+        return parallel(beating + [
             ("by_type", discovery("by_type")),
             ("by_name", discovery("by_name")),
             ("if_none_match", discovery("if_none_match", [f"If-None-Match: {etag}"], "304")),
@@ -104,7 +104,7 @@ def bench_heartbeats(results):
     def tails(m):
         return {f"{q}_{k}": m[q][k] for q in m for k in ("rps", "p99_ms")} | {"loads": m}
 
-    mixed, with_whole, saturated = [], [], []
+    mixed, without, with_whole, saturated = [], [], [], []
     for _ in range(RUNS):
         etag = http("GET", url(queries["by_type"]))[1]["etag"]
         for q in queries.values():
@@ -124,6 +124,10 @@ def bench_heartbeats(results):
             "loads": m,
         })
         log(f"heartbeats mixed: hit ratio {mixed[-1]['hit_ratio']:.3f}, 304 share {mixed[-1]['not_modified_share']:.3f}")
+        # The same discoveries with no heartbeat at all: what the tail is without them, on the same
+        # machine in the same minute (the measured cause when the target above is missed).
+        quiet = mix(etag, HEARTBEAT_SECONDS, saturated=False, whole=False, beats=False)
+        without.append({f"p99_{q}_ms": quiet[q]["p99_ms"] for q in ("by_type", "by_name", "if_none_match")})
         with_whole.append(tails(mix(etag, WITH_WHOLE_SECONDS, saturated=False)))
         s = mix(etag, SATURATED_SECONDS, saturated=True)
         saturated.append(tails(s))
@@ -135,7 +139,8 @@ def bench_heartbeats(results):
         direct.append(tool("direct-merge", azurite, names, 16, instanced=spec))
     t, d = median_of(through), median_of(direct)
     results["heartbeats"] = {"instances": HEARTBEAT_INSTANCES, "rate": HEARTBEAT_RATE, "seconds": HEARTBEAT_SECONDS,
-                             "mixed": median_of(mixed), "with_whole_registry": median_of(with_whole),
+                             "mixed": median_of(mixed), "without_heartbeats": median_of(without),
+                             "with_whole_registry": median_of(with_whole),
                              "saturated": median_of(saturated),
                              "discovery_rates": DISCOVERY_RATES, "throughput_c16": t, "direct_merge_c16": d,
                              "ratio": t["rps"] / d["rps"]}

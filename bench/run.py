@@ -69,7 +69,8 @@ def fleet_rows(results):
                      verdict(m["hit_ratio"], t["heartbeat_hit_ratio"])))
         rates = h["discovery_rates"]
         for q in ("by_type", "by_name", "if_none_match"):
-            rows.append((f"  discovery p99 during heartbeats, {q} at {rates[q]}/s", f"{m[f'p99_{q}_ms']:.2f} ms", "",
+            rows.append((f"  discovery p99 during heartbeats, {q} at {rates[q]}/s", f"{m[f'p99_{q}_ms']:.2f} ms",
+                         f"no heartbeats {h['without_heartbeats'][f'p99_{q}_ms']:.2f} ms",
                          "", f"< {t['heartbeat_discovery_p99_ms']:g} ms",
                          verdict(m[f"p99_{q}_ms"], t["heartbeat_discovery_p99_ms"], higher_is_better=False)))
         # The whole registry is a page of every instance (megabytes): what one such reader costs the others.

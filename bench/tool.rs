@@ -5,8 +5,8 @@
 //!   takes seconds, not minutes.
 //! - `direct`: the baseline. Issue the same storage reads the handler makes for a discovery query
 //!   (registry and health, side by side), with the same Tables crate, at a given concurrency, for a
-//!   bounded time and count, and report latency percentiles. handler time / direct time is the
-//!   handler's own overhead.
+//!   bounded time and count, and report latency percentiles (with `--rate`, at a fixed rate).
+//!   handler time / direct time is the handler's own overhead.
 //! - `targets`: health-check targets on 127.0.0.1: one port answering 200, one 503, one that accepts
 //!   and never answers. Prints the ports as JSON, then serves until killed.
 //!
@@ -311,6 +311,23 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    drive_at(concurrency, max_requests, seconds, None, op).await
+}
+
+/// `drive`, with request `i` due no earlier than `i / rate` seconds after the start when a rate is
+/// given (an open loop: a slow answer does not hold back when the next request is due, up to
+/// `concurrency` at once), so a latency is measured at a fixed load rather than at saturation.
+async fn drive_at<F, Fut>(
+    concurrency: usize,
+    max_requests: usize,
+    seconds: f64,
+    rate: Option<f64>,
+    op: F,
+) -> Value
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let op = Arc::new(op);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -326,6 +343,13 @@ where
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= max_requests || Instant::now() >= deadline {
                         break;
+                    }
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate);
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
                     }
                     let t = Instant::now();
                     if op(i).await {
@@ -358,34 +382,46 @@ async fn direct(flags: &HashMap<String, String>) {
     let concurrency: usize = flag(flags, "concurrency", Some(16));
     let requests: usize = flag(flags, "requests", Some(100_000));
     let seconds: f64 = flag(flags, "seconds", Some(5.0));
-    let result = drive(concurrency, requests, seconds, move |_| {
+    let rate = flags
+        .get("rate")
+        .map(|r| r.parse::<f64>().expect("--rate: requests per second"));
+    let result = drive_at(concurrency, requests, seconds, rate, move |_| {
         let (registry, health) = (registry.clone(), health.clone());
         let (service_type, service_name) = (service_type.clone(), service_name.clone());
         async move {
-            let read = |table: TableClient| {
-                let (service_type, service_name) = (service_type.clone(), service_name.clone());
-                async move {
-                    if let (Some(t), Some(n)) = (&service_type, &service_name) {
-                        return table
+            let read =
+                |table: TableClient| {
+                    let (service_type, service_name) = (service_type.clone(), service_name.clone());
+                    async move {
+                        if let (Some(t), Some(n)) = (&service_type, &service_name) {
+                            return table
                             .partition_key_client(t.clone())
                             .entity_client(n.clone())
                             .get::<Map<String, Value>>()
                             .await
-                            .map(|_| 1usize)
-                            .is_ok();
+                            // "No such row" is an answer too (a health row the sweep has not
+                            // written yet): the store's time is measured all the same.
+                            .map_or_else(
+                                |e| matches!(
+                                    e.kind(),
+                                    azure_core::error::ErrorKind::HttpResponse { status, .. }
+                                        if *status == azure_core::StatusCode::NotFound
+                                ),
+                                |_| true,
+                            );
+                        }
+                        let mut query = table.query();
+                        if let Some(t) = &service_type {
+                            query = query.filter(format!("PartitionKey eq '{t}'"));
+                        }
+                        let mut pages = query.into_stream::<Map<String, Value>>();
+                        let mut ok = true;
+                        while let Some(page) = pages.next().await {
+                            ok &= page.is_ok();
+                        }
+                        ok
                     }
-                    let mut query = table.query();
-                    if let Some(t) = &service_type {
-                        query = query.filter(format!("PartitionKey eq '{t}'"));
-                    }
-                    let mut pages = query.into_stream::<Map<String, Value>>();
-                    let mut ok = true;
-                    while let Some(page) = pages.next().await {
-                        ok &= page.is_ok();
-                    }
-                    ok
-                }
-            };
+                };
             let (a, b) = tokio::join!(read(registry), read(health));
             a && b
         }
