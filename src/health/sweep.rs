@@ -88,7 +88,14 @@ pub(super) async fn sweep_rows(
     let plan = plan(services, previous, context, pass);
     let recounted = &plan.recounted;
     let stop_starting_at = start_deadline(&plan.due, context, started, pass.window_left);
-    let mut probed = probe_and_record(plan.due, context, pass, stop_starting_at).await?;
+    let mut probed = probe_and_record(plan.due, context, pass, stop_starting_at).await;
+    if let Some(failure) = probed.failure.take() {
+        // The verdicts written before the failure are stored: the next sweep reads them as the
+        // prior state and would never see their transitions again, so they are published now.
+        let transitions = std::mem::take(&mut probed.written.transitions);
+        context.events.after_sweep(store, transitions).await;
+        return Err(failure);
+    }
     let deleted_expired = store.delete_expired(&plan.long_expired).await?;
     let deleted_orphans = store.delete_orphaned_health(&plan.orphaned).await?;
     let verdicts = std::mem::take(&mut probed.written.verdicts);

@@ -1,7 +1,8 @@
 //! Health-change events against Azurite's queue service: one CloudEvents message per transition
 //! (a target flipped healthy -> unhealthy -> healthy, a registration, a deregistration, an expiry),
 //! none on an unchanged sweep, none lost while the queue is down (delivered by the next sweep with
-//! the same ids), and the recent transitions `GET /api/Sweep` shows.
+//! the same ids) or when a sweep fails half-way (what it wrote is announced), and the recent
+//! transitions `GET /api/Sweep` shows.
 
 use crate::harness::*;
 use serde_json::{json, Value};
@@ -301,6 +302,67 @@ async fn an_expiry_removal_is_an_event() {
         "absent",
         "TTL lapsed",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_that_fails_half_way_still_announces_what_it_wrote() {
+    let azurite = Azurite::shared();
+    let name = queue_name();
+    let queue = storage_queue(&azurite.connection_string(), &name);
+    // Tables through a proxy that can refuse one partition's writes; the queue straight.
+    let proxy = CountingProxy::start(azurite.port).await;
+    let connection = format!(
+        "{}QueueEndpoint={};",
+        connection_string_for_port(proxy.port),
+        azurite.queue_endpoint()
+    );
+    let h = Handler::spawn(events_config(&connection, &name)).await;
+    let (written, refused) = (HttpTarget::status(200), HttpTarget::status(200));
+    h.register_ok(&pod(&written.url)).await;
+    h.register_ok(
+        &json!({"serviceName": "ledger", "serviceType": "refusedtype",
+                          "instanceId": "pod-1", "endpoint": refused.url}),
+    )
+    .await;
+
+    // The refused partition's verdicts cannot be written: the sweep fails, but api's verdict was
+    // written, and its transition is announced now (the next sweep reads it as the prior state).
+    proxy.fail_writes_to(Some("refusedtype"));
+    let r = h.sweep().await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    let events = drain(&queue).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_event(
+        &events[0],
+        "registry.instance.registered",
+        "absent",
+        "healthy",
+        "check passed",
+    );
+    let health = h.tables().rows(&h.health_table).await;
+    let keys: Vec<(&str, &str)> = health
+        .iter()
+        .map(|r| {
+            (
+                r["PartitionKey"].as_str().unwrap(),
+                r["serviceName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("api", "orders")], "{health:?}");
+
+    // Storage back: the refused one's first verdict is its own event, and api's is not repeated.
+    proxy.fail_writes_to(None);
+    let report = h.sweep_report().await;
+    assert_eq!(report.transitions, 1, "{report:?}");
+    let events = drain(&queue).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["subject"], "refusedtype:ledger/pod-1",
+        "{}",
+        events[0]
+    );
+    assert_eq!(events[0]["type"], "registry.instance.registered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Rows per write while probing: one entity-group transaction (at most 100 operations).
 const WRITE_BATCH: usize = 100;
+/// Partitions' last part-filled transactions written at once when probing ends.
+const TAIL_WRITES: usize = 4;
 
 /// Weight of the newest probe in the response-time average the resolver ranks instances by: about
 /// the last five sweeps count.
@@ -45,15 +47,18 @@ pub(super) struct Probed {
     pub skipped_deadline: usize,
     /// Refused by the SSRF guard (recorded unhealthy, never contacted).
     pub refused: usize,
+    /// The first write that failed: the sweep has failed, though what was written stays written.
+    pub failure: Option<StoreError>,
 }
 
-/// Probes the due services, `concurrency` at a time, writing their verdicts as they come.
+/// Probes the due services, `concurrency` at a time, writing their verdicts as they come. A
+/// failed write stops it (`Probed::failure`), with what was written before it kept.
 pub(super) async fn probe_and_record(
     due: Vec<Due<'_>>,
     context: &SweepContext,
     pass: Pass<'_>,
     stop_starting_at: Instant,
-) -> Result<Probed, StoreError> {
+) -> Probed {
     let SweepContext {
         store,
         prober,
@@ -102,6 +107,7 @@ pub(super) async fn probe_and_record(
     // are made and the transitions handed on.
     let mut written = Written::default();
     let (mut skipped_deadline, mut refused) = (0, 0);
+    let mut failure = None;
     loop {
         tokio::select! {
             next = probing.next() => match next {
@@ -118,27 +124,56 @@ pub(super) async fn probe_and_record(
                     }
                 }
             },
-            Some(write) = writing.next(), if !writing.is_empty() => written.add(write?),
+            Some(write) = writing.next(), if !writing.is_empty() => match write {
+                Ok(stored) => written.add(stored),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
         }
     }
+    // After a failed write no probe starts: the sweep has failed. The writes already sent still
+    // count (each transaction lands whole or not at all), so their transitions are not lost.
+    drop(probing);
     if skipped_deadline > 0 {
         tracing::warn!(
             skipped_deadline,
             "sweep start deadline reached; the rest are probed first next time"
         );
     }
-    let rest: Vec<Verdict> = filling.into_values().flatten().collect();
-    if !rest.is_empty() {
-        writing.push(write(store, rest));
-    }
     while let Some(write) = writing.next().await {
-        written.add(write?);
+        match write {
+            Ok(stored) => written.add(stored),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
     }
-    Ok(Probed {
+    if failure.is_none() {
+        // What is left: one write per partition (one transaction each), so a partition whose
+        // write fails does not hide what the others stored.
+        let rest: Vec<_> = filling
+            .into_values()
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| write(store, rows))
+            .collect();
+        let mut tail = futures::stream::iter(rest).buffer_unordered(TAIL_WRITES);
+        while let Some(write) = tail.next().await {
+            match write {
+                Ok(stored) => written.add(stored),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    Probed {
         written,
         skipped_deadline,
         refused,
-    })
+        failure,
+    }
 }
 
 /// A health row to write, and the transition it makes (published once it is written).
