@@ -14,9 +14,14 @@
 //!   renewed every third of that while it runs, so a dead worker's shard reappears within that
 //!   time and another process takes it (its verdicts already written are not counted twice:
 //!   `health::shard`).
-//! - **Success** deletes the message; **failure** (storage) makes it visible again after a short
-//!   delay; a message received more than `SWEEP_QUEUE_MAX_DEQUEUE_COUNT` times, or failing on its
-//!   last try, is copied to `<queue>-poison` and deleted (as the host's `QueueProcessor` does).
+//! - **Success** deletes the message; **failure** (storage) makes it visible again after a delay;
+//!   a message received more than `SWEEP_QUEUE_MAX_DEQUEUE_COUNT` times, or failing on its last
+//!   try, is copied to `<queue>-poison` and deleted (as the host's `QueueProcessor` does).
+//! - **Storage failing** backs the process off: after a shard fails, no new shard is taken, and
+//!   the failed one is not offered again, for 2 s, doubling with each further failure up to a
+//!   minute, back to none after a success. Storage that fails because it is overloaded (Table
+//!   Storage's 503 Server Busy, or an emulator on a full core) gets room to recover, instead of
+//!   every process retrying every shard at once until all of them land in the poison queue.
 //! - **Back-off** on an empty queue: from 100 ms, doubling with jitter, up to
 //!   `SWEEP_QUEUE_MAX_POLL_MS` (2 s), back to 100 ms as soon as a message arrives.
 
@@ -27,7 +32,7 @@ use crate::domain::ShardMessage;
 use crate::metrics::metrics;
 use crate::store::{ReceivedMessage, StoreError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -41,8 +46,10 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// Rows held by running shards, per probe slot, at most: a bound on memory when few services
 /// are silent and many shards would be needed to keep every slot busy.
 const ROWS_PER_SLOT: usize = 16;
-/// How soon a shard that failed is tried again.
+/// How long the process backs off after a shard failed, doubling per further failure.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The longest back-off.
+const MOST_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a poisoned shard is kept for an operator to look at.
 const POISON_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -63,11 +70,19 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
         most_shards_at_once = most,
         "polling the sweep's shard queue"
     );
+    let backoff = Arc::new(Backoff::default());
     loop {
         if *shutdown.borrow() {
             return;
         }
         while running.try_join_next().is_some() {}
+        if let Some(wait) = backoff.remaining() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            continue;
+        }
         // Keep about one shard's worth of probes waiting for a slot: then a slot that frees starts
         // the next probe at once, and no more shards are held here than that needs.
         let want = ((2 * per_shard).saturating_sub(slots.waiting()) / per_shard)
@@ -106,8 +121,8 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
             metrics().shard_queue_depth(depth);
         }
         for message in taken {
-            let context = context.clone();
-            running.spawn(async move { deliver(&context, message).await });
+            let (context, backoff) = (context.clone(), backoff.clone());
+            running.spawn(async move { deliver(&context, &backoff, message).await });
         }
         // Let the new shards read their rows and take their slots before counting free ones again.
         tokio::select! {
@@ -119,7 +134,7 @@ pub(super) async fn poll(context: Arc<SweepContext>, mut shutdown: watch::Receiv
 
 /// One message, as the host's queue listener handles one: poison check, run, renew while
 /// running, delete on success, release or poison on failure.
-async fn deliver(context: &SweepContext, mut message: ReceivedMessage) {
+async fn deliver(context: &SweepContext, backoff: &Backoff, mut message: ReceivedMessage) {
     let Some(fanout) = context.fanout.as_ref() else {
         return;
     };
@@ -150,6 +165,7 @@ async fn deliver(context: &SweepContext, mut message: ReceivedMessage) {
     };
     match result {
         Ok(()) => {
+            backoff.succeeded();
             if let Err(e) = fanout.queue.delete(&message).await {
                 // It reappears and is run again; its verdicts are already counted.
                 tracing::warn!(error = %e, "shard done but its message could not be deleted");
@@ -160,8 +176,9 @@ async fn deliver(context: &SweepContext, mut message: ReceivedMessage) {
             poison(fanout, &message, "failed on its last try").await;
         }
         Err(_) => {
-            // Visible again soon, for this process or another.
-            let _ = fanout.queue.renew(&mut message, RETRY_AFTER).await;
+            // Visible again once the back-off is over, for this process or another.
+            let pause = backoff.failed();
+            let _ = fanout.queue.renew(&mut message, pause).await;
         }
     }
 }
@@ -206,9 +223,73 @@ async fn poison(fanout: &Fanout, message: &ReceivedMessage, why: &str) {
     }
 }
 
+/// The process's back-off after shards failed (see the module's comment).
+#[derive(Default)]
+struct Backoff {
+    /// Failures since the last success, and until when no shard is taken.
+    state: std::sync::Mutex<(u32, Option<Instant>)>,
+}
+
+impl Backoff {
+    /// A shard failed: the pause from now (2 s, doubling per failure since the last success, up
+    /// to `MOST_BACKOFF`).
+    fn failed(&self) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_add(1);
+        let pause = RETRY_AFTER
+            .saturating_mul(1 << (state.0 - 1).min(5))
+            .min(MOST_BACKOFF);
+        let until = Instant::now() + pause;
+        state.1 = Some(state.1.map_or(until, |was| was.max(until)));
+        tracing::warn!(
+            failures = state.0,
+            pause_ms = pause.as_millis() as u64,
+            "a shard failed; no new shard is taken during the pause"
+        );
+        pause
+    }
+
+    fn succeeded(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+    }
+
+    /// What is left of the pause, if one runs.
+    fn remaining(&self) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .1
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+}
+
 /// A delay between half and all of `base`, so processes polling one queue drift apart.
 fn with_jitter(base: Duration) -> Duration {
     use std::hash::BuildHasher;
     let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
     base / 2 + Duration::from_nanos(hash % (base.as_nanos() as u64 / 2).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, MOST_BACKOFF, RETRY_AFTER};
+    use std::time::Duration;
+
+    #[test]
+    fn the_back_off_doubles_per_failure_up_to_a_minute_and_a_success_ends_it() {
+        let backoff = Backoff::default();
+        assert!(backoff.remaining().is_none());
+        let pauses: Vec<Duration> = (0..8).map(|_| backoff.failed()).collect();
+        assert_eq!(
+            pauses,
+            [2, 4, 8, 16, 32, 60, 60, 60].map(Duration::from_secs),
+            "from {RETRY_AFTER:?} up to {MOST_BACKOFF:?}"
+        );
+        assert!(backoff
+            .remaining()
+            .is_some_and(|left| left > Duration::from_secs(50)));
+        backoff.succeeded();
+        assert!(backoff.remaining().is_none());
+        assert_eq!(backoff.failed(), RETRY_AFTER);
+    }
 }
