@@ -115,13 +115,20 @@ impl SweepReport {
             .collect()
     }
 
-    /// The report from its counters by name (the inverse of `counters`); `None` unless every
-    /// counter is there.
+    /// The report from its counters by name (the inverse of `counters`). A row an older version
+    /// wrote lacks the counters added since: they read as 0, so an upgrade still shows the last
+    /// sweep. `None` when not even `probed` is there (not a sweep's counters at all).
     pub fn from_counters(counters: &[(String, u64)]) -> Option<Self> {
-        let fields: serde_json::Map<String, serde_json::Value> = counters
-            .iter()
-            .map(|(name, n)| (name.clone(), (*n).into()))
-            .collect();
+        if !counters.iter().any(|(name, _)| name == "probed") {
+            return None;
+        }
+        let mut fields = match serde_json::to_value(SweepReport::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => return None,
+        };
+        for (name, n) in counters {
+            fields.insert(name.clone(), (*n).into());
+        }
         serde_json::from_value(serde_json::Value::Object(fields)).ok()
     }
 
@@ -200,5 +207,29 @@ mod tests {
         assert_eq!(counters.len(), SweepReport::COUNTERS.len());
         assert_eq!(SweepReport::from_counters(&counters), Some(report));
         assert_eq!(SweepReport::from_counters(&counters[1..]), None);
+    }
+
+    #[test]
+    fn a_row_an_older_version_wrote_reads_with_the_newer_counters_as_zero() {
+        let report = SweepReport {
+            probed: 4,
+            healthy: 3,
+            effective_healthy: 3,
+            transitions: 1,
+            ..SweepReport::default()
+        };
+        let older: Vec<(String, u64)> = report
+            .counters()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("effective_") && name != "transitions")
+            .collect();
+        assert_eq!(
+            SweepReport::from_counters(&older),
+            Some(SweepReport {
+                probed: 4,
+                healthy: 3,
+                ..SweepReport::default()
+            })
+        );
     }
 }
