@@ -186,7 +186,12 @@ impl EventPipeline {
     /// Adds the events the recent list lacks, newest first: one read and one write, again (up to
     /// `RECENT_TRIES` in all) when another shard wrote the list in between.
     async fn remember_recent(&self, store: &Store, events: &[&PendingEvent]) {
-        for _ in 0..RECENT_TRIES {
+        for attempt in 0..RECENT_TRIES {
+            if attempt > 0 {
+                // Shards finishing together: a random pause, growing with each loss, so they
+                // stop meeting on the same version.
+                tokio::time::sleep(recent_backoff(attempt)).await;
+            }
             let read = match store.recent_transitions_row().await {
                 Ok(read) => read,
                 Err(e) => {
@@ -214,6 +219,14 @@ impl EventPipeline {
             "the recent transitions kept changing under this sweep; not updated"
         );
     }
+}
+
+/// A random pause below 25 ms × 2^attempt, at most 1 s.
+fn recent_backoff(attempt: usize) -> Duration {
+    use std::hash::BuildHasher;
+    let ceiling = (25u64 << attempt.min(6)).min(1_000);
+    let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    Duration::from_millis(hash % ceiling)
 }
 
 /// `known` with the events it lacks put in front, newest first; `None` when it lacks none.
