@@ -190,7 +190,11 @@ class Handler:
             env["METRICS_BIND"] = f"127.0.0.1:{self.metrics_port}"
         env.update(extra_env or {})
         self.started = time.perf_counter()
-        self.process = spawn([*HANDLER_WRAPPER, str(HANDLER)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        # BENCH_HANDLER_LOGS=<dir>: each handler's log lines to <dir>/handler-<port>.log (at the
+        # level RUST_LOG gives in extra_env, `warn` otherwise), to see why a run went wrong.
+        log_dir = os.environ.get("BENCH_HANDLER_LOGS")
+        out = open(Path(log_dir) / f"handler-{self.port}.log", "w") if log_dir else subprocess.DEVNULL
+        self.process = spawn([*HANDLER_WRAPPER, str(HANDLER)], cwd=ROOT, env=env, stdout=out, stderr=out)
         self.base = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self):

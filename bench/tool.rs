@@ -379,6 +379,9 @@ async fn direct(flags: &HashMap<String, String>) {
     let health = service.table_client(flag::<String>(flags, "health-table", None));
     let service_type = flags.get("type").cloned();
     let service_name = flags.get("name").cloned();
+    // `--name-range 1`: the name as discovery reads it (a RowKey range from `name` to `name;`, the
+    // service's row and its instances' rows), not as one point read.
+    let name_range = flags.contains_key("name-range");
     let concurrency: usize = flag(flags, "concurrency", Some(16));
     let requests: usize = flag(flags, "requests", Some(100_000));
     let seconds: f64 = flag(flags, "seconds", Some(5.0));
@@ -389,12 +392,11 @@ async fn direct(flags: &HashMap<String, String>) {
         let (registry, health) = (registry.clone(), health.clone());
         let (service_type, service_name) = (service_type.clone(), service_name.clone());
         async move {
-            let read =
-                |table: TableClient| {
-                    let (service_type, service_name) = (service_type.clone(), service_name.clone());
-                    async move {
-                        if let (Some(t), Some(n)) = (&service_type, &service_name) {
-                            return table
+            let read = |table: TableClient| {
+                let (service_type, service_name) = (service_type.clone(), service_name.clone());
+                async move {
+                    if let (Some(t), Some(n), false) = (&service_type, &service_name, name_range) {
+                        return table
                             .partition_key_client(t.clone())
                             .entity_client(n.clone())
                             .get::<Map<String, Value>>()
@@ -402,26 +404,36 @@ async fn direct(flags: &HashMap<String, String>) {
                             // "No such row" is an answer too (a health row the sweep has not
                             // written yet): the store's time is measured all the same.
                             .map_or_else(
-                                |e| matches!(
-                                    e.kind(),
-                                    azure_core::error::ErrorKind::HttpResponse { status, .. }
-                                        if *status == azure_core::StatusCode::NotFound
-                                ),
+                                |e| {
+                                    matches!(
+                                        e.kind(),
+                                        azure_core::error::ErrorKind::HttpResponse { status, .. }
+                                            if *status == azure_core::StatusCode::NotFound
+                                    )
+                                },
                                 |_| true,
                             );
+                    }
+                    let mut query = table.query();
+                    match (&service_type, &service_name) {
+                        (Some(t), Some(n)) => {
+                            query = query.filter(format!(
+                                "PartitionKey eq '{t}' and RowKey ge '{n}' and RowKey lt '{n};'"
+                            ));
                         }
-                        let mut query = table.query();
-                        if let Some(t) = &service_type {
+                        (Some(t), None) => {
                             query = query.filter(format!("PartitionKey eq '{t}'"));
                         }
-                        let mut pages = query.into_stream::<Map<String, Value>>();
-                        let mut ok = true;
-                        while let Some(page) = pages.next().await {
-                            ok &= page.is_ok();
-                        }
-                        ok
+                        _ => {}
                     }
-                };
+                    let mut pages = query.into_stream::<Map<String, Value>>();
+                    let mut ok = true;
+                    while let Some(page) = pages.next().await {
+                        ok &= page.is_ok();
+                    }
+                    ok
+                }
+            };
             let (a, b) = tokio::join!(read(registry), read(health));
             a && b
         }
