@@ -31,6 +31,13 @@ async fn drain(queue: &StorageQueue) -> Vec<Value> {
     }
 }
 
+/// Takes the queue's messages, asserting there is exactly one, and returns it.
+async fn drain_one(queue: &StorageQueue) -> Value {
+    let mut events = drain(queue).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.remove(0)
+}
+
 /// A handler publishing to `queue`, with thresholds of one probe so each sweep can flip a status.
 fn events_config(connection_string: &str, queue: &str) -> HandlerConfig {
     HandlerConfig::with_storage(Mode::CustomHandler, connection_string)
@@ -91,16 +98,15 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
         (1, 1),
         "{first:?}"
     );
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.instance.registered",
         "absent",
         "healthy",
         "check passed",
     );
-    assert_eq!(events[0]["circuit"], "closed");
+    assert_eq!(event["circuit"], "closed");
 
     // Nothing changed: no event, no outbox, no write of the recent list.
     let same = h.sweep_report().await;
@@ -117,32 +123,30 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
         (1, 1, 1),
         "{down:?}"
     );
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.health.changed",
         "healthy",
         "unhealthy",
         "HTTP 503",
     );
-    assert_eq!(events[0]["circuit"], "open");
-    let down_id = events[0]["id"].clone();
+    assert_eq!(event["circuit"], "open");
+    let down_id = event["id"].clone();
 
     target.set_status(200);
     let up = h.sweep_report().await;
     assert_eq!((up.transitions, up.healthy), (1, 1), "{up:?}");
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.health.changed",
         "unhealthy",
         "healthy",
         "check passed",
     );
-    assert_eq!(events[0]["circuit"], "closed");
-    assert_ne!(events[0]["id"], down_id);
+    assert_eq!(event["circuit"], "closed");
+    assert_ne!(event["id"], down_id);
 
     // A deregistration: its event waits in the outbox for the next sweep.
     let r = h
@@ -158,16 +162,15 @@ async fn one_event_per_transition_and_none_on_an_unchanged_sweep() {
         ),
         (0, 1, 0)
     );
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.instance.deregistered",
         "unknown",
         "absent",
         "deregistered",
     );
-    assert!(events[0].get("circuit").is_none(), "{}", events[0]);
+    assert!(event.get("circuit").is_none(), "{}", event);
     assert!(drain(&queue).await.is_empty());
 
     // The recent list, newest first, as the dashboard reads it.
@@ -250,16 +253,15 @@ async fn events_wait_in_the_outbox_while_the_queue_is_down_and_keep_their_ids() 
         (0, 1, 0),
         "{next:?}"
     );
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.health.changed",
         "healthy",
         "unhealthy",
         "HTTP 503",
     );
-    assert_eq!(events[0]["id"], kept_id);
+    assert_eq!(event["id"], kept_id);
     let recent = h.sweep_status().await["recentTransitions"].clone();
     assert_eq!(recent[0]["id"], kept_id, "{recent}");
     assert_eq!(recent.as_array().unwrap().len(), 2, "listed once: {recent}");
@@ -293,10 +295,9 @@ async fn an_expiry_removal_is_an_event() {
         (1, 1),
         "{report:?}"
     );
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.instance.expired",
         "healthy",
         "absent",
@@ -330,10 +331,9 @@ async fn a_sweep_that_fails_half_way_still_announces_what_it_wrote() {
     proxy.fail_writes_to(Some("refusedtype"));
     let r = h.sweep().await;
     assert_eq!(r.status, 500, "{}", r.text);
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    let event = drain_one(&queue).await;
     assert_event(
-        &events[0],
+        &event,
         "registry.instance.registered",
         "absent",
         "healthy",
@@ -355,14 +355,9 @@ async fn a_sweep_that_fails_half_way_still_announces_what_it_wrote() {
     proxy.fail_writes_to(None);
     let report = h.sweep_report().await;
     assert_eq!(report.transitions, 1, "{report:?}");
-    let events = drain(&queue).await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(
-        events[0]["subject"], "refusedtype:ledger/pod-1",
-        "{}",
-        events[0]
-    );
-    assert_eq!(events[0]["type"], "registry.instance.registered");
+    let event = drain_one(&queue).await;
+    assert_eq!(event["subject"], "refusedtype:ledger/pod-1", "{}", event);
+    assert_eq!(event["type"], "registry.instance.registered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
