@@ -32,3 +32,11 @@ pub use monitor::{HealthMonitor, SweepOutcome, SweepTrigger};
 pub use probe::Prober;
 pub use report::SweepReport;
 pub use shard::ShardOutcome;
+
+/// A random delay below `ceiling` (zero for a zero ceiling): what spreads retries and polls of
+/// several processes or shards apart. Not for anything that must be unpredictable.
+pub(crate) fn random_below(ceiling: std::time::Duration) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    std::time::Duration::from_nanos(hash % (ceiling.as_nanos() as u64).max(1))
+}

@@ -265,9 +265,7 @@ impl Backoff {
 
 /// A delay between half and all of `base`, so processes polling one queue drift apart.
 fn with_jitter(base: Duration) -> Duration {
-    use std::hash::BuildHasher;
-    let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    base / 2 + Duration::from_nanos(hash % (base.as_nanos() as u64 / 2).max(1))
+    base / 2 + super::random_below(base / 2)
 }
 
 #[cfg(test)]

@@ -225,7 +225,8 @@ impl Store {
     }
 
     /// Drops every cached read, so the next read of each goes to storage: for a caller that found
-    /// nothing in what this process had read and must not answer from data up to a TTL old.
+    /// nothing in what this process had read and must not answer from data up to a TTL old, and
+    /// for an in-process sweep once its verdicts are written (`write_health` leaves the caches).
     pub fn read_afresh(&self) {
         self.forget_reads();
     }

@@ -223,10 +223,8 @@ impl EventPipeline {
 
 /// A random pause below 25 ms × 2^attempt, at most 1 s.
 fn recent_backoff(attempt: usize) -> Duration {
-    use std::hash::BuildHasher;
     let ceiling = (25u64 << attempt.min(6)).min(1_000);
-    let hash = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    Duration::from_millis(hash % ceiling)
+    crate::health::random_below(Duration::from_millis(ceiling))
 }
 
 /// `known` with the events it lacks put in front, newest first; `None` when it lacks none.

@@ -124,13 +124,11 @@ pub(super) async fn probe_and_record(
                     }
                 }
             },
-            Some(write) = writing.next(), if !writing.is_empty() => match write {
-                Ok(stored) => written.add(stored),
-                Err(e) => {
-                    failure = Some(e);
+            Some(write) = writing.next(), if !writing.is_empty() => {
+                if !written.take(write, &mut failure) {
                     break;
                 }
-            },
+            }
         }
     }
     // After a failed write no probe starts: the sweep has failed. The writes already sent still
@@ -143,12 +141,7 @@ pub(super) async fn probe_and_record(
         );
     }
     while let Some(write) = writing.next().await {
-        match write {
-            Ok(stored) => written.add(stored),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
+        written.take(write, &mut failure);
     }
     if failure.is_none() {
         // What is left: one write per partition (one transaction each), so a partition whose
@@ -160,12 +153,7 @@ pub(super) async fn probe_and_record(
             .collect();
         let mut tail = futures::stream::iter(rest).buffer_unordered(TAIL_WRITES);
         while let Some(write) = tail.next().await {
-            match write {
-                Ok(stored) => written.add(stored),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
+            written.take(write, &mut failure);
         }
     }
     Probed {
@@ -283,6 +271,25 @@ pub(super) struct Written {
 }
 
 impl Written {
+    /// One write's outcome: what it stored is added; its failure is kept if it is the first.
+    /// False when it failed.
+    fn take(
+        &mut self,
+        write: Result<Written, StoreError>,
+        failure: &mut Option<StoreError>,
+    ) -> bool {
+        match write {
+            Ok(stored) => {
+                self.add(stored);
+                true
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+                false
+            }
+        }
+    }
+
     fn add(&mut self, other: Written) {
         self.requests += other.requests;
         self.rows += other.rows;
