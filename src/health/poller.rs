@@ -14,12 +14,14 @@
 //!   renewed every third of that while it runs, so a dead worker's shard reappears within that
 //!   time and another process takes it (its verdicts already written are not counted twice:
 //!   `health::shard`).
-//! - **Success** deletes the message; **failure** (storage) makes it visible again after a delay;
-//!   a message received more than `SWEEP_QUEUE_MAX_DEQUEUE_COUNT` times, or failing on its last
-//!   try, is copied to `<queue>-poison` and deleted (as the host's `QueueProcessor` does).
-//! - **Storage failing** backs the process off: after a shard fails, no new shard is taken, and
-//!   the failed one is not offered again, for 2 s, doubling with each further failure up to a
-//!   minute, back to none after a success. Storage that fails because it is overloaded (Table
+//! - **Success** deletes the message; **failure** (storage, or a message that is no shard) makes
+//!   it visible again after a delay; a message received more than `SWEEP_QUEUE_MAX_DEQUEUE_COUNT`
+//!   times, or failing on its last try, is copied to `<queue>-poison` and deleted (as the host's
+//!   `QueueProcessor` does).
+//! - **Storage failing** backs the process off: after a shard fails on storage (on its last try
+//!   too), no new shard is taken, and the failed one is not offered again, for 2 s, doubling with
+//!   each further failure up to a minute, back to none after a success. An unreadable message
+//!   does not: it is no sign of storage trouble. Storage that fails because it is overloaded (Table
 //!   Storage's 503 Server Busy, or an emulator on a full core) gets room to recover, instead of
 //!   every process retrying every shard at once until all of them land in the poison queue.
 //! - **Back-off** on an empty queue: from 100 ms, doubling with jitter, up to
@@ -148,39 +150,56 @@ async fn deliver(context: &SweepContext, backoff: &Backoff, mut message: Receive
         .await;
         return;
     }
-    let parsed = ShardMessage::parse(&message.text);
-    let result = match &parsed {
+    let result = match ShardMessage::parse(&message.text) {
         Ok(shard) => {
-            let run = run_shard(context, shard);
+            let run = run_shard(context, &shard);
             let renew = keep_invisible(fanout, &mut message);
             tokio::select! {
-                result = run => result.map(|_| ()),
+                result = run => result.map(|_| ()).map_err(Failure::Storage),
                 // Never ends on its own: the renewal loop stops when the shard does.
                 never = renew => match never {},
             }
         }
-        Err(e) => Err(StoreError::unexpected(format!(
-            "unreadable shard message: {e}"
-        ))),
+        Err(e) => Err(Failure::Unreadable(e.to_string())),
     };
-    match result {
+    let failure = match result {
         Ok(()) => {
             backoff.succeeded();
             if let Err(e) = fanout.queue.delete(&message).await {
                 // It reappears and is run again; its verdicts are already counted.
                 tracing::warn!(error = %e, "shard done but its message could not be deleted");
             }
+            return;
         }
-        Err(e) if message.dequeue_count >= max => {
+        Err(failure) => failure,
+    };
+    // Storage failing backs the whole process off, on a message's last try too. A message no
+    // version can read says nothing about storage: it is offered again after the shortest pause,
+    // and ends in the poison queue like any other.
+    let pause = match &failure {
+        Failure::Storage(_) => backoff.failed(),
+        Failure::Unreadable(e) => {
+            tracing::warn!(error = %e, "unreadable shard message");
+            RETRY_AFTER
+        }
+    };
+    if message.dequeue_count >= max {
+        if let Failure::Storage(e) = &failure {
             tracing::warn!(error = %e, "shard failed on its last try");
-            poison(fanout, &message, "failed on its last try").await;
         }
-        Err(_) => {
-            // Visible again once the back-off is over, for this process or another.
-            let pause = backoff.failed();
-            let _ = fanout.queue.renew(&mut message, pause).await;
-        }
+        poison(fanout, &message, "failed on its last try").await;
+    } else {
+        // Visible again once the pause is over, for this process or another.
+        let _ = fanout.queue.renew(&mut message, pause).await;
     }
+}
+
+/// Why a delivery failed.
+enum Failure {
+    /// Storage did not answer as it should: the process backs off.
+    Storage(StoreError),
+    /// The message is no shard this version reads.
+    Unreadable(String),
 }
 
 /// Renews the message's invisibility every third of the visibility timeout, for as long as it

@@ -204,6 +204,12 @@ async fn a_shard_that_keeps_failing_ends_in_the_poison_queue() {
     assert_eq!(shards.approximate_length().await.unwrap(), 0);
     let logs = h.logs();
     assert!(logs.contains("shard moved to the poison queue"), "{logs}");
+    assert!(logs.contains("unreadable shard message"), "{logs}");
+    // A message that is no shard says nothing about storage: the process does not back off.
+    assert!(
+        !logs.contains("no new shard is taken during the pause"),
+        "{logs}"
+    );
 }
 
 /// The sweep's summary is written by the shard that ends it, before its message is deleted (the
