@@ -162,6 +162,36 @@ def cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_ms():
+    """CPU time the whole machine has been busy so far, every core together, in milliseconds."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """How many of the machine's cores the machine and some processes kept busy over a stretch:
+    start it, run the load, then `cores()` (CPU time used since the start / wall time). `pids` maps
+    a name to a pid or a list of pids (summed)."""
+
+    def __init__(self, pids):
+        self.pids = {name: pid if isinstance(pid, list) else [pid] for name, pid in pids.items()}
+        self.started = time.perf_counter()
+        self.before = self._now()
+
+    def _now(self):
+        return {"machine": machine_busy_ms()} | {name: sum(cpu_ms(p) for p in pids) for name, pids in self.pids.items()}
+
+    def used_ms(self):
+        """CPU milliseconds used since the start, by name."""
+        now = self._now()
+        return {k: now[k] - self.before[k] for k in now}
+
+    def cores(self):
+        wall = time.perf_counter() - self.started
+        return {k: v / 1000 / wall for k, v in self.used_ms().items()}
+
+
 def status_kib(pid, field):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -288,9 +318,10 @@ def tool(command, azurite, names, concurrency, **flags):
     return json.loads(output(cmd))
 
 
-def preload(azurite, names, services, targets=None, health=True, instanced=None, types=10):
+def preload(azurite, names, services, targets=None, health=True, instanced=None, types=10, health_only=False):
+    """bench-tool preload (see bench/tool.rs); `health_only` writes the health rows alone."""
     cmd = [str(TOOL), "preload", "--endpoint", azurite.endpoint, "--table", names[0], "--services", str(services),
-           "--types", str(types)]
+           "--types", str(types)] + (["--health-only", "true"] if health_only else [])
     if instanced:
         cmd += ["--instanced", instanced_spec(instanced)]
     if health:

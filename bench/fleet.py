@@ -28,7 +28,7 @@ import subprocess
 import time
 import urllib.parse
 
-from common import (RUNS, SECONDS, TOOL, Azurite, Handler, RecipeServer, cpu_ms, http, instanced_spec, load, log,
+from common import (RUNS, SECONDS, TOOL, Azurite, CpuMeter, Handler, RecipeServer, cpu_ms, http, instanced_spec, load, log,
                     median_of, preload, spawn, stop, tables, temp_lines, tool)
 
 HEARTBEAT_INSTANCES = int(os.environ.get("BENCH_HEARTBEAT_INSTANCES", "10000"))
@@ -110,7 +110,9 @@ def bench_heartbeats(results):
         for q in queries.values():
             http("GET", url(q))
         hits0, misses0 = handler.cache_counts()
+        meter = CpuMeter({"azurite": azurite.process.pid, "handler": handler.process.pid})
         m = mix(etag, HEARTBEAT_SECONDS, saturated=False, whole=False)
+        busy = meter.cores()
         hits1, misses1 = handler.cache_counts()
         hits, misses = hits1 - hits0, misses1 - misses0
         inm = m["if_none_match"]
@@ -121,22 +123,37 @@ def bench_heartbeats(results):
             "p99_if_none_match_ms": inm["p99_ms"],
             "not_modified": inm["statuses"].get("304", 0), "if_none_match_requests": inm["requests"],
             "not_modified_share": inm["statuses"].get("304", 0) / max(inm["requests"], 1),
+            "cores_machine": busy["machine"], "cores_azurite": busy["azurite"], "cores_handler": busy["handler"],
             "loads": m,
         })
         log(f"heartbeats mixed: hit ratio {mixed[-1]['hit_ratio']:.3f}, 304 share {mixed[-1]['not_modified_share']:.3f}")
         # The same discoveries with no heartbeat at all: what the tail is without them, on the same
         # machine in the same minute (the measured cause when the target above is missed).
+        meter = CpuMeter({"azurite": azurite.process.pid, "handler": handler.process.pid})
         quiet = mix(etag, HEARTBEAT_SECONDS, saturated=False, whole=False, beats=False)
-        without.append({f"p99_{q}_ms": quiet[q]["p99_ms"] for q in ("by_type", "by_name", "if_none_match")})
+        busy = meter.cores()
+        without.append({f"p99_{q}_ms": quiet[q]["p99_ms"] for q in ("by_type", "by_name", "if_none_match")}
+                       | {"cores_machine": busy["machine"], "cores_azurite": busy["azurite"],
+                          "cores_handler": busy["handler"]})
         with_whole.append(tails(mix(etag, WITH_WHOLE_SECONDS, saturated=False)))
         s = mix(etag, SATURATED_SECONDS, saturated=True)
         saturated.append(tails(s))
         log(f"heartbeats saturated: by_type {s['by_type']['rps']:.0f}/s, p99 {s['by_type']['p99_ms']:.1f} ms")
     spec = instanced_spec(fleets)
     through, direct = [], []
+    def metered(run):
+        """A throughput run and what it cost: cores busy, and Azurite's and the handler's CPU per
+        answer, so the two sides' store cost is compared, not assumed."""
+        meter = CpuMeter({"azurite": azurite.process.pid, "handler": handler.process.pid})
+        result = run()
+        busy, used = meter.cores(), meter.used_ms()
+        answers = max(result["requests"], 1)
+        return result | {"cores_machine": busy["machine"], "cores_azurite": busy["azurite"],
+                         "azurite_cpu_ms_per_op": used["azurite"] / answers,
+                         "handler_cpu_ms_per_op": used["handler"] / answers}
     for _ in range(RUNS):
-        through.append(load(f"{handler.base}/api/ServiceHeartbeat", 16, method="POST", bodies=bodies))
-        direct.append(tool("direct-merge", azurite, names, 16, instanced=spec))
+        through.append(metered(lambda: load(f"{handler.base}/api/ServiceHeartbeat", 16, method="POST", bodies=bodies)))
+        direct.append(metered(lambda: tool("direct-merge", azurite, names, 16, instanced=spec)))
     t, d = median_of(through), median_of(direct)
     results["heartbeats"] = {"instances": HEARTBEAT_INSTANCES, "rate": HEARTBEAT_RATE, "seconds": HEARTBEAT_SECONDS,
                              "mixed": median_of(mixed), "without_heartbeats": median_of(without),

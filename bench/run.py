@@ -16,7 +16,8 @@ stdout and bench/results/<UTC timestamp>.json with the machine, versions, comman
 figure. Environment: BENCH_RUNS (default 3), BENCH_SECONDS per load run (default 3),
 BENCH_SCENARIOS (comma-separated, default cold_start,heartbeats,registration,uncached,memory,sweep;
 also discovery, instances, dependencies, consul, check_kinds, and fanout: bench/fanout.py, the sweep fanned out over a queue
-to BENCH_FANOUT_PROCESSES standalone processes, default 1,2,4), BENCH_CHECK_SERVICES (check_kinds; default 2000),
+to BENCH_FANOUT_PROCESSES standalone processes, default 1,2,4; BENCH_FANOUT_SHARD_SIZE; BENCH_FANOUT_HEALTH
+preloaded, the steady state on one store, or empty, a fresh store per run), BENCH_CHECK_SERVICES (check_kinds; default 2000),
 BENCH_SERVICES (memory, sweep, uncached; default 10000),
 BENCH_HEARTBEAT_INSTANCES (default 10000), BENCH_HEARTBEAT_SECONDS (default 15),
 BENCH_WITH_WHOLE_SECONDS (the same with a whole-registry reader added; default 10),
@@ -73,6 +74,12 @@ def fleet_rows(results):
                          f"no heartbeats {h['without_heartbeats'][f'p99_{q}_ms']:.2f} ms",
                          "", f"< {t['heartbeat_discovery_p99_ms']:g} ms",
                          verdict(m[f"p99_{q}_ms"], t["heartbeat_discovery_p99_ms"], higher_is_better=False)))
+        wo = h["without_heartbeats"]
+        if "cores_machine" in m and "cores_machine" in wo:
+            rows.append(("  cores busy: machine / Azurite / handler, with heartbeats",
+                         f"{m['cores_machine']:.2f} / {m['cores_azurite']:.2f} / {m['cores_handler']:.2f}",
+                         f"without {wo['cores_machine']:.2f} / {wo['cores_azurite']:.2f} / {wo['cores_handler']:.2f}",
+                         "", "report", ""))
         # The whole registry is a page of every instance (megabytes): what one such reader costs the others.
         w = h["with_whole_registry"]
         for q in ("by_type", "by_name", "if_none_match", "whole_registry"):
@@ -90,6 +97,12 @@ def fleet_rows(results):
         tp, d = h["throughput_c16"], h["direct_merge_c16"]
         rows.append(("heartbeat throughput c=16", f"{tp['rps']:.0f}/s", f"direct merge {d['rps']:.0f}/s",
                      f"{h['ratio']:.2f}", f">= {t['heartbeat_over_direct']}", verdict(h["ratio"], t["heartbeat_over_direct"])))
+        if "azurite_cpu_ms_per_op" in tp:
+            rows.append(("  Azurite CPU per write / cores busy (machine, Azurite)",
+                         f"{tp['azurite_cpu_ms_per_op']:.3f} ms / {tp['cores_machine']:.2f}, {tp['cores_azurite']:.2f}",
+                         f"direct {d['azurite_cpu_ms_per_op']:.3f} ms / {d['cores_machine']:.2f}, {d['cores_azurite']:.2f}",
+                         "", "report", ""))
+            rows.append(("  handler CPU per heartbeat", f"{tp['handler_cpu_ms_per_op']:.3f} ms", "", "", "report", ""))
     if "registration" in results:
         g = results["registration"]
         for c in (16, 64):

@@ -117,9 +117,11 @@ struct Row {
     health: Option<Value>,
 }
 
-/// `--services N --types K --table T [--health-table H --healthy-fraction F] [--instanced SPEC]`:
-/// rows `svc-<i>` of type `type-<i % K>`; when a health table is named, a fraction of them get a
-/// healthy row. `--instanced type-1/fleet-0=1000,type-2/trio=3` adds services with instances, as a
+/// `--services N --types K --table T [--health-table H --healthy-fraction F [--health-only true]]
+/// [--instanced SPEC]`: rows `svc-<i>` of type `type-<i % K>`; when a health table is named, a
+/// fraction of them get a healthy row. `--health-only true` writes the health rows alone (in the
+/// same transactions of 100, 8 at once): over rows already there, what the store itself takes to
+/// rewrite one verdict per service, as a sweep does. `--instanced type-1/fleet-0=1000,type-2/trio=3` adds services with instances, as a
 /// registration with `instanceId` writes them: RowKey `<name>:<id>`, property `instanceId`, the
 /// recipe's properties; with a health table every instance gets a healthy row with a response time
 /// and its EWMA (1 to 20 ms), so healthyOnly and the resolver have candidates.
@@ -157,6 +159,11 @@ async fn preload(flags: &HashMap<String, String>) {
         let _ = h.create().await;
     }
     let with_health = health.is_some();
+    let health_only: bool = flag(flags, "health-only", Some(false));
+    assert!(
+        with_health || !health_only,
+        "--health-only needs --health-table"
+    );
     let now = "2026-01-01T00:00:00.000Z";
     let mut partitions: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for i in 0..services {
@@ -231,7 +238,9 @@ async fn preload(flags: &HashMap<String, String>) {
                 let entities = rows
                     .iter()
                     .map(|row| (row.key.clone(), row.registry.clone()));
-                upsert_batch(&registry, &pk, entities, rows.len()).await;
+                if !health_only {
+                    upsert_batch(&registry, &pk, entities, rows.len()).await;
+                }
                 if let Some(health) = health {
                     let entities = rows.iter().map(|row| {
                         let entity = row.health.clone().expect("a health row for every row");
