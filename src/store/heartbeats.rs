@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 const MAX_ROWS: usize = 200_000;
@@ -32,34 +32,42 @@ pub struct RecordedHeartbeat {
     recorded: Instant,
 }
 
-type RowKey = (String, String);
-
 pub struct RecentHeartbeats {
     ttl: Duration,
-    by_row: Mutex<ByRow>,
+    by_row: RwLock<ByRow>,
 }
 
 /// The record behind the lock: the newest heartbeat per row, numbered in the order recorded.
+/// Keyed by partition, then row, so a lookup borrows the caller's keys: a page of 1,000 instances
+/// looks up 1,000 rows per answer while heartbeats arrive, and must not allocate for each.
 struct ByRow {
-    rows: HashMap<RowKey, RecordedHeartbeat>,
+    by_partition: HashMap<String, HashMap<String, RecordedHeartbeat>>,
+    /// Rows recorded, over every partition.
+    len: usize,
     seq: u64,
     prune_at: usize,
+}
+
+impl ByRow {
+    fn clear(&mut self) {
+        self.by_partition.clear();
+        self.len = 0;
+    }
 }
 
 /// The record was full and has been emptied: the caller must invalidate what it patched.
 pub struct Overflowed;
 
-/// A read-only view of the record, held for one pass over many rows (one lock, not one per row).
-pub struct HeartbeatsView<'a>(MutexGuard<'a, ByRow>);
+/// A read-only view of the record, held for one pass over many rows (one lock, not one per row;
+/// shared: answers read it side by side, only a heartbeat's record waits for them).
+pub struct HeartbeatsView<'a>(RwLockReadGuard<'a, ByRow>);
 
 impl HeartbeatsView<'_> {
     fn get(&self, partition_key: &str, row_key: &str) -> Option<&RecordedHeartbeat> {
-        if self.0.rows.is_empty() {
+        if self.0.len == 0 {
             return None;
         }
-        self.0
-            .rows
-            .get(&(partition_key.to_owned(), row_key.to_owned()))
+        self.0.by_partition.get(partition_key)?.get(row_key)
     }
 
     /// This process's heartbeat of the row if it is newer than `known`, the `lastHeartbeat` shown
@@ -109,20 +117,17 @@ impl RecentHeartbeats {
     pub fn new(ttl: Duration) -> Self {
         RecentHeartbeats {
             ttl,
-            by_row: Mutex::new(ByRow {
-                rows: HashMap::new(),
+            by_row: RwLock::new(ByRow {
+                by_partition: HashMap::new(),
+                len: 0,
                 seq: 0,
                 prune_at: 1024,
             }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ByRow> {
-        self.by_row.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn view(&self) -> HeartbeatsView<'_> {
-        HeartbeatsView(self.lock())
+        HeartbeatsView(self.by_row.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// An overlay for a listing about to be read (see `HeartbeatOverlay`).
@@ -144,13 +149,17 @@ impl RecentHeartbeats {
             // Nothing is cached, so nothing needs patching.
             return Ok(());
         }
-        let mut by_row = self.lock();
-        if by_row.rows.len() >= by_row.prune_at {
+        let mut by_row = self.by_row.write().unwrap_or_else(|p| p.into_inner());
+        if by_row.len >= by_row.prune_at {
             let ttl = self.ttl;
-            by_row.rows.retain(|_, beat| beat.recorded.elapsed() < ttl);
-            by_row.prune_at = (by_row.rows.len() * 2).max(1024);
-            if by_row.rows.len() >= MAX_ROWS {
-                by_row.rows.clear();
+            by_row.by_partition.retain(|_, rows| {
+                rows.retain(|_, beat| beat.recorded.elapsed() < ttl);
+                !rows.is_empty()
+            });
+            by_row.len = by_row.by_partition.values().map(HashMap::len).sum();
+            by_row.prune_at = (by_row.len * 2).max(1024);
+            if by_row.len >= MAX_ROWS {
+                by_row.clear();
                 by_row.prune_at = 1024;
                 return Err(Overflowed);
             }
@@ -162,9 +171,17 @@ impl RecentHeartbeats {
             seq: by_row.seq,
             recorded: Instant::now(),
         };
-        by_row
-            .rows
-            .insert((partition_key.to_owned(), row_key.to_owned()), heartbeat);
+        let by_row = &mut *by_row;
+        if !by_row.by_partition.contains_key(partition_key) {
+            by_row
+                .by_partition
+                .insert(partition_key.to_owned(), HashMap::new());
+        }
+        if let Some(rows) = by_row.by_partition.get_mut(partition_key) {
+            if rows.insert(row_key.to_owned(), heartbeat).is_none() {
+                by_row.len += 1;
+            }
+        }
         Ok(())
     }
 }
@@ -206,6 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn a_row_beating_again_is_counted_once_and_partitions_are_told_apart() {
+        let heartbeats = RecentHeartbeats::new(Duration::from_secs(5));
+        let (t1, t2) = ("2026-11-25T05:00:00.000Z", "2026-11-25T05:00:01.000Z");
+        assert!(heartbeats.record("api", "a", at(t1), t1).is_ok());
+        assert!(heartbeats.record("api", "a", at(t2), t2).is_ok());
+        assert!(heartbeats.record("web", "a", at(t1), t1).is_ok());
+        let view = heartbeats.view();
+        assert_eq!(view.0.len, 2);
+        assert_eq!(view.get("api", "a").unwrap().text, t2);
+        assert_eq!(view.get("web", "a").unwrap().text, t1);
+        assert!(view.get("api", "b").is_none());
+        assert!(view.get("db", "a").is_none());
+    }
+
+    #[test]
     fn without_a_cache_nothing_is_kept() {
         let heartbeats = RecentHeartbeats::new(Duration::ZERO);
         let t = "2026-11-25T05:00:00.000Z";
@@ -220,6 +252,6 @@ mod tests {
         for i in 0..5000 {
             assert!(heartbeats.record("api", &i.to_string(), at(t), t).is_ok());
         }
-        assert!(heartbeats.lock().rows.len() < 5000);
+        assert!(heartbeats.view().0.len < 5000);
     }
 }
