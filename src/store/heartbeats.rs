@@ -172,15 +172,12 @@ impl RecentHeartbeats {
             recorded: Instant::now(),
         };
         let by_row = &mut *by_row;
-        if !by_row.by_partition.contains_key(partition_key) {
-            by_row
-                .by_partition
-                .insert(partition_key.to_owned(), HashMap::new());
-        }
-        if let Some(rows) = by_row.by_partition.get_mut(partition_key) {
-            if rows.insert(row_key.to_owned(), heartbeat).is_none() {
-                by_row.len += 1;
-            }
+        let rows = by_row
+            .by_partition
+            .entry(partition_key.to_owned())
+            .or_default();
+        if rows.insert(row_key.to_owned(), heartbeat).is_none() {
+            by_row.len += 1;
         }
         Ok(())
     }
