@@ -63,6 +63,11 @@ def parallel(calls):
         return {name: f.result() for name, f in futures.items()}
 
 
+def cores(busy):
+    """A CpuMeter's cores busy as result fields: `cores_machine`, `cores_azurite`, ..."""
+    return {f"cores_{name}": value for name, value in busy.items()}
+
+
 def bench_heartbeats(results):
     azurite = Azurite()
     names = tables()
@@ -123,7 +128,7 @@ def bench_heartbeats(results):
             "p99_if_none_match_ms": inm["p99_ms"],
             "not_modified": inm["statuses"].get("304", 0), "if_none_match_requests": inm["requests"],
             "not_modified_share": inm["statuses"].get("304", 0) / max(inm["requests"], 1),
-            "cores_machine": busy["machine"], "cores_azurite": busy["azurite"], "cores_handler": busy["handler"],
+            **cores(busy),
             "loads": m,
         })
         log(f"heartbeats mixed: hit ratio {mixed[-1]['hit_ratio']:.3f}, 304 share {mixed[-1]['not_modified_share']:.3f}")
@@ -133,8 +138,7 @@ def bench_heartbeats(results):
         quiet = mix(etag, HEARTBEAT_SECONDS, saturated=False, whole=False, beats=False)
         busy = meter.cores()
         without.append({f"p99_{q}_ms": quiet[q]["p99_ms"] for q in ("by_type", "by_name", "if_none_match")}
-                       | {"cores_machine": busy["machine"], "cores_azurite": busy["azurite"],
-                          "cores_handler": busy["handler"]})
+                       | cores(busy))
         with_whole.append(tails(mix(etag, WITH_WHOLE_SECONDS, saturated=False)))
         s = mix(etag, SATURATED_SECONDS, saturated=True)
         saturated.append(tails(s))
@@ -148,8 +152,7 @@ def bench_heartbeats(results):
         result = run()
         busy, used = meter.cores(), meter.used_ms()
         answers = max(result["requests"], 1)
-        return result | {"cores_machine": busy["machine"], "cores_azurite": busy["azurite"],
-                         "azurite_cpu_ms_per_op": used["azurite"] / answers,
+        return result | cores(busy) | {"azurite_cpu_ms_per_op": used["azurite"] / answers,
                          "handler_cpu_ms_per_op": used["handler"] / answers}
     for _ in range(RUNS):
         through.append(metered(lambda: load(f"{handler.base}/api/ServiceHeartbeat", 16, method="POST", bodies=bodies)))

@@ -121,10 +121,11 @@ struct Row {
 /// [--instanced SPEC]`: rows `svc-<i>` of type `type-<i % K>`; when a health table is named, a
 /// fraction of them get a healthy row. `--health-only true` writes the health rows alone (in the
 /// same transactions of 100, 8 at once): over rows already there, what the store itself takes to
-/// rewrite one verdict per service, as a sweep does. `--instanced type-1/fleet-0=1000,type-2/trio=3` adds services with instances, as a
-/// registration with `instanceId` writes them: RowKey `<name>:<id>`, property `instanceId`, the
-/// recipe's properties; with a health table every instance gets a healthy row with a response time
-/// and its EWMA (1 to 20 ms), so healthyOnly and the resolver have candidates.
+/// rewrite one verdict per service, as a sweep does. `--instanced type-1/fleet-0=1000,type-2/trio=3`
+/// adds services with instances, as a registration with `instanceId` writes them: RowKey
+/// `<name>:<id>`, property `instanceId`, the recipe's properties; with a health table every
+/// instance gets a healthy row with a response time and its EWMA (1 to 20 ms), so healthyOnly and
+/// the resolver have candidates.
 async fn preload(flags: &HashMap<String, String>) {
     let started = Instant::now();
     let service = service(flags);
